@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the real tools the metrics tests use (promtool, prometheus-pushgateway) from
+# Debian's packages when they are missing. The tests start the Pushgateway themselves,
+# on 127.0.0.1 only. Without root or apt the tools stay missing and those tests are skipped
+# with the reason.
+set -uo pipefail
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "services: cannot install ${need[*]} (needs root and apt-get); metrics tool tests will skip" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the services on install; the tests run their own on loopback ports.
+for svc in prometheus prometheus-pushgateway prometheus-node-exporter; do
+  (command -v systemctl >/dev/null 2>&1 && systemctl stop "$svc") >/dev/null 2>&1 || true
+  pkill -x "$svc" >/dev/null 2>&1 || true
+done
+exit 0

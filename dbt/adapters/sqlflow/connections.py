@@ -1,0 +1,98 @@
+"""Connection management: dbt-duckdb's, plus the row counts DuckDB returns for DML.
+
+dbt-duckdb reports ``OK`` for every statement (its issue 496). DuckDB answers INSERT,
+UPDATE, DELETE, MERGE and CREATE TABLE AS with a single ``Count`` row, so statements run
+without ``fetch`` are executed one at a time and their counts summed into
+``AdapterResponse.rows_affected``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dbt.adapters.contracts.connection import AdapterResponse, Connection
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+if TYPE_CHECKING:
+    import agate
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a SQL script into statements with DuckDB's own parser.
+
+    Returns ``[sql]`` unchanged when the script holds one statement or when DuckDB's
+    parser cannot read it (an extension's syntax, say): execution then reports the
+    error exactly as dbt-duckdb would.
+    """
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except Exception:
+        return [sql]
+    if len(statements) <= 1:
+        return [sql]
+    return [s.query for s in statements]
+
+
+def count_from_cursor(cursor: Any) -> int | None:
+    """The row count of a DML statement's result, or None for anything else.
+
+    Only call this for a statement whose result dbt will not fetch: it consumes the
+    result.
+    """
+    description = getattr(cursor, "description", None)
+    if not description or len(description) != 1 or description[0][0] != "Count":
+        return None
+    try:
+        rows = cursor.fetchall()
+    except Exception:
+        return None
+    if len(rows) != 1:
+        return None
+    value = rows[0][0]
+    return int(value) if isinstance(value, int) else None
+
+
+class SqlflowConnectionManager(DuckDBConnectionManager):
+    """dbt-duckdb's connection manager under ``type: sqlflow``, with row counts.
+
+    dbt-duckdb keeps one DuckDB environment in ``DuckDBConnectionManager._ENV`` and
+    reads it by that class name elsewhere (relations, Python models, plugins), so
+    ``open`` and ``close_all_connections`` delegate to it: a subclass attribute would
+    make a second, private environment.
+    """
+
+    TYPE = "sqlflow"
+
+    @classmethod
+    def open(cls, connection: Connection) -> Connection:
+        """Open the connection on dbt-duckdb's shared environment."""
+        return DuckDBConnectionManager.open(connection)
+
+    @classmethod
+    def close_all_connections(cls) -> None:
+        """Drop dbt-duckdb's shared environment."""
+        DuckDBConnectionManager.close_all_connections()
+
+    def execute(
+        self,
+        sql: str,
+        auto_begin: bool = False,
+        fetch: bool = False,
+        limit: int | None = None,
+    ) -> tuple[AdapterResponse, agate.Table]:
+        """Execute SQL; without ``fetch``, report the summed DML row counts."""
+        if fetch:
+            return super().execute(sql, auto_begin, fetch, limit)
+        from dbt_common.clients.agate_helper import empty_table
+
+        if self.disable_transactions:
+            auto_begin = False
+        total: int | None = None
+        for statement in split_statements(sql):
+            _, cursor = self.add_query(self._add_query_comment(statement), auto_begin)
+            count = count_from_cursor(cursor)
+            if count is not None:
+                total = count if total is None else total + count
+        return AdapterResponse(_message="OK", rows_affected=total), empty_table()

@@ -1,0 +1,31 @@
+"""Profile fields of ``type: sqlflow``: every dbt-duckdb field, plus sqlflow's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dbt.adapters.duckdb.credentials import DuckDBCredentials
+
+DEFAULT_STATE_SCHEMA = "sqlflow_meta"
+
+
+@dataclass
+class SqlflowCredentials(DuckDBCredentials):
+    """DuckDB credentials with sqlflow's settings; every dbt-duckdb field keeps its meaning."""
+
+    # Schema (in the target database) that holds sqlflow's state tables: partitions,
+    # loaded intervals, loads and quality check outcomes.
+    sqlflow_state_schema: str = DEFAULT_STATE_SCHEMA
+
+    # Automatic metrics export at the end of `dbt run` / `dbt build`:
+    # {"textfile": DIR} and/or {"pushgateway": URL, "job": NAME}.
+    sqlflow_metrics: dict[str, Any] | None = None
+
+    @property
+    def type(self) -> str:
+        """The adapter type named in profiles.yml."""
+        return "sqlflow"
+
+    def _connection_keys(self) -> tuple[str, ...]:
+        return (*super()._connection_keys(), "sqlflow_state_schema", "sqlflow_metrics")
