@@ -18,3 +18,10 @@
                   and not should_full_refresh()) }}
     {% endif %}
 {% endmacro %}
+
+{#
+  A note on dispatch: sqlflow's macros dispatch with macro_namespace 'dbt', as dbt-duckdb
+  does. dbt resolves an adapter's internal package only through the 'dbt' namespace (at
+  parse time a namespace named 'dbt_sqlflow' is not found), and 'dbt' still searches the
+  root project first, so a project can override any sqlflow__ macro by defining it.
+#}

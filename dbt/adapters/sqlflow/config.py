@@ -1,0 +1,539 @@
+"""Model configuration of ``materialized='sqlflow_incremental'``: parsing and validation.
+
+``SqlflowConfig.parse`` reads the model's config dict, checks it against the columns the
+model produces, gathers every problem and raises one ``DbtConfigError`` that names the
+model, each key, its bad value, what is allowed and the fix. Nothing is written before it
+runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dbt_common.exceptions import DbtConfigError
+
+STRATEGIES = ("append", "merge", "delete+insert", "insert_overwrite", "snapshot", "auto")
+KEYED_STRATEGIES = ("merge", "delete+insert", "snapshot")
+ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
+GRANULARITIES = ("hour", "day", "week", "month", "year")
+TIME_TYPES: tuple[str, ...] = (
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMPTZ",
+    "TIMESTAMP_NS",
+    "TIMESTAMP_MS",
+    "TIMESTAMP_S",
+    "DATETIME",
+)
+HARD_DELETES = ("ignore", "invalidate", "new_record")
+SNAPSHOT_STRATEGIES = ("timestamp", "check")
+SNAPSHOT_META_COLUMNS = (
+    "dbt_valid_from",
+    "dbt_valid_to",
+    "dbt_scd_id",
+    "dbt_updated_at",
+    "dbt_is_deleted",
+)
+
+
+@dataclass(frozen=True)
+class PartitionBy:
+    """A model's partitions: a time field with a granularity, or a value field."""
+
+    field: str
+    granularity: str | None = None
+    data_type: str | None = None
+
+    @property
+    def is_time(self) -> bool:
+        """True for time partitions (a granularity is set)."""
+        return self.granularity is not None
+
+
+@dataclass(frozen=True)
+class SnapshotSpec:
+    """How the snapshot strategy detects a change, as in dbt snapshots."""
+
+    strategy: str
+    updated_at: str | None = None
+    check_cols: tuple[str, ...] | str = ()
+    hard_deletes: str = "ignore"
+    valid_to_current: str | None = None
+    column_names: Mapping[str, str] = field(default_factory=dict)
+
+    def column(self, name: str) -> str:
+        """The configured name of a snapshot meta column (e.g. ``dbt_valid_to``)."""
+        return self.column_names.get(name, name)
+
+
+@dataclass(frozen=True)
+class SqlflowConfig:
+    """The validated config of one sqlflow_incremental model."""
+
+    model: str
+    strategy: str = "auto"
+    unique_key: tuple[str, ...] = ()
+    dedupe_by: tuple[str, ...] = ()
+    merge_update_columns: tuple[str, ...] | None = None
+    merge_exclude_columns: tuple[str, ...] | None = None
+    on_schema_change: str = "ignore"
+    partition_by: PartitionBy | None = None
+    event_time: str | None = None
+    batch_size: str | None = None
+    begin: datetime | None = None
+    lookback: int = 1
+    snapshot: SnapshotSpec | None = None
+    quality_checks: tuple[Any, ...] = ()
+    incremental_predicates: tuple[str, ...] = ()
+
+    @property
+    def windowed(self) -> bool:
+        """True when loads run in time windows (an event_time or a time partition)."""
+        return self.event_time is not None
+
+    @property
+    def time_unit(self) -> str | None:
+        """The batch size of windowed loads."""
+        return self.batch_size
+
+    @classmethod
+    def parse(
+        cls,
+        model: str,
+        raw: Mapping[str, Any],
+        columns: Mapping[str, str] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> SqlflowConfig:
+        """Validate a model's config dict.
+
+        Args:
+            model: The model's unique id, used in every message.
+            raw: The model's config (``model.config`` in Jinja).
+            columns: Column name -> DuckDB type of what the model's SQL returns, when
+                known; keys naming a missing column are then errors.
+            now: Current UTC time; ``begin`` may not lie after it.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            DbtConfigError: with every problem found, in one message.
+        """
+        p = _Parser(model, raw, columns)
+        strategy = p.choice("incremental_strategy", STRATEGIES, "auto")
+        unique_key = p.column_list("unique_key")
+        dedupe_by = p.string_list("dedupe_by")
+        for expression in dedupe_by:
+            column = _plain_column(expression)
+            if column is not None:
+                p.check_column("dedupe_by", column)
+        if dedupe_by and not unique_key:
+            p.error(
+                "dedupe_by",
+                dedupe_by,
+                "has no effect without unique_key",
+                "set unique_key to the columns that identify a row, or remove dedupe_by",
+            )
+        update_cols = p.column_list("merge_update_columns", allow_none=True)
+        exclude_cols = p.column_list("merge_exclude_columns", allow_none=True)
+        if update_cols and exclude_cols:
+            p.error(
+                "merge_update_columns",
+                list(update_cols),
+                "conflicts with merge_exclude_columns",
+                "set only one of merge_update_columns and merge_exclude_columns",
+            )
+        for key_name, cols in (
+            ("merge_update_columns", update_cols),
+            ("merge_exclude_columns", exclude_cols),
+        ):
+            overlap = [c for c in cols or () if c.lower() in {k.lower() for k in unique_key}]
+            if key_name == "merge_update_columns" and overlap:
+                p.error(
+                    key_name,
+                    list(cols or ()),
+                    f"names the unique_key column(s) {overlap}, which a merge never updates",
+                    f"remove {overlap} from {key_name}",
+                )
+        on_schema_change = p.choice("on_schema_change", ON_SCHEMA_CHANGE, "ignore")
+        partition_by = p.partition_by()
+        event_time = p.optional_column("event_time")
+        if event_time is None and partition_by is not None and partition_by.is_time:
+            event_time = partition_by.field
+        batch_size = p.choice("batch_size", GRANULARITIES, None)
+        lookback = p.lookback()
+        begin = p.begin(now)
+        time_keys = [k for k in ("batch_size", "begin") if raw.get(k) is not None]
+        # dbt's NodeConfig defaults lookback to 1 (for microbatch): only another value is
+        # a sign that the user set it.
+        if raw.get("lookback") not in (None, 1):
+            time_keys.append("lookback")
+        if partition_by is not None and not partition_by.is_time and event_time is None:
+            for key in time_keys:
+                p.error(
+                    key,
+                    raw.get(key),
+                    f"is a time-window key, but partition_by {{'field': '{partition_by.field}'}}"
+                    " makes value partitions and the model has no event_time",
+                    "remove it, or set event_time to the model's time column",
+                )
+        elif event_time is None:
+            for key in time_keys:
+                p.error(
+                    key,
+                    raw.get(key),
+                    "needs a time column to window on, and the model has neither event_time"
+                    " nor a time partition_by",
+                    "set event_time (or partition_by with a granularity), or remove it",
+                )
+        if event_time is not None and batch_size is None:
+            batch_size = partition_by.granularity if partition_by and partition_by.is_time else None
+            batch_size = batch_size or "day"
+        snapshot = p.snapshot(strategy)
+        if strategy in KEYED_STRATEGIES and not unique_key:
+            p.error(
+                "unique_key",
+                None,
+                f"is required by incremental_strategy '{strategy}'",
+                "set unique_key to the column (or list of columns) that identifies a row",
+            )
+        if strategy == "insert_overwrite" and partition_by is None:
+            p.error(
+                "partition_by",
+                None,
+                "is required by incremental_strategy 'insert_overwrite'",
+                "set partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}",
+            )
+        if snapshot is not None and strategy not in ("snapshot", "auto"):
+            p.error(
+                "snapshot",
+                raw.get("snapshot"),
+                f"is set, but incremental_strategy is '{strategy}'",
+                "set incremental_strategy='snapshot' (or 'auto'), or remove snapshot",
+            )
+        quality = raw.get("quality_checks") or ()
+        if not isinstance(quality, (list, tuple)):
+            p.error(
+                "quality_checks",
+                quality,
+                "must be a list of checks",
+                "write quality_checks=[{'not_null': ['id']}, ...]",
+            )
+            quality = ()
+        predicates = p.string_list("incremental_predicates")
+        p.raise_if_errors()
+        return cls(
+            model=model,
+            strategy=strategy or "auto",
+            unique_key=unique_key,
+            dedupe_by=dedupe_by,
+            merge_update_columns=update_cols,
+            merge_exclude_columns=exclude_cols,
+            on_schema_change=on_schema_change or "ignore",
+            partition_by=partition_by,
+            event_time=event_time,
+            batch_size=batch_size,
+            begin=begin,
+            lookback=lookback,
+            snapshot=snapshot,
+            quality_checks=tuple(quality),
+            incremental_predicates=predicates,
+        )
+
+
+def _plain_column(expression: str) -> str | None:
+    """The column of an ORDER BY item that is a bare column (``updated_at desc``), else None."""
+    import re
+
+    match = re.fullmatch(
+        r'\s*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)'
+        r"(\s+(asc|desc))?(\s+nulls\s+(first|last))?\s*",
+        expression,
+        flags=re.IGNORECASE,
+    )
+    if match is None:
+        return None
+    name = match.group(1)
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def parse_timestamp(text: Any) -> datetime:
+    """Parse an ISO date or timestamp into a naive UTC datetime.
+
+    Raises:
+        ValueError: if the text is not an ISO date or timestamp.
+    """
+    from datetime import date, timezone
+
+    if isinstance(text, datetime):
+        value = text
+    elif isinstance(text, date):
+        value = datetime(text.year, text.month, text.day)
+    elif isinstance(text, str) and text.strip():
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    else:
+        raise ValueError(f"{text!r} is not an ISO date or timestamp")
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+class _Parser:
+    """Reads keys of a raw config and gathers problems."""
+
+    def __init__(
+        self, model: str, raw: Mapping[str, Any], columns: Mapping[str, str] | None
+    ) -> None:
+        self.model = model
+        self.raw = raw
+        self.columns = {k.lower(): (k, v) for k, v in (columns or {}).items()}
+        self.known_columns = columns is not None
+        self.problems: list[str] = []
+
+    def error(self, key: str, value: Any, problem: str, fix: str) -> None:
+        shown = "" if value is None else f" {value!r}"
+        self.problems.append(f"{key}{shown} {problem}. Fix: {fix}.")
+
+    def raise_if_errors(self) -> None:
+        if not self.problems:
+            return
+        count = len(self.problems)
+        noun = "error" if count == 1 else "errors"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        raise DbtConfigError(
+            f"sqlflow_incremental model '{self.model}' has {count} configuration {noun}"
+            f" (nothing was written):\n{lines}"
+        )
+
+    def choice(self, key: str, allowed: Sequence[str], default: str | None) -> str | None:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str) or value.lower() not in allowed:
+            hint = ""
+            if isinstance(value, str):
+                close = difflib.get_close_matches(value.lower(), allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.error(
+                key,
+                value,
+                f"is not one of: {', '.join(allowed)}{hint}",
+                f"set {key} to one of them",
+            )
+            return default
+        return value.lower()
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        value = self.raw.get(key)
+        if value is None or value == []:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+            return tuple(value)
+        self.error(key, value, "must be a string or a list of strings", f"write {key}=['col']")
+        return ()
+
+    def check_column(self, key: str, name: str) -> None:
+        if self.known_columns and name.lower() not in self.columns:
+            available = ", ".join(v[0] for v in self.columns.values())
+            close = difflib.get_close_matches(name.lower(), list(self.columns), n=1)
+            hint = f" (did you mean '{self.columns[close[0]][0]}'?)" if close else ""
+            self.error(
+                key,
+                name,
+                f"names a column the model does not produce{hint}; its columns are: {available}",
+                f"select {name} in the model or change {key}",
+            )
+
+    def column_list(self, key: str, allow_none: bool = False) -> Any:
+        value = self.raw.get(key)
+        if value is None and allow_none:
+            return None
+        names = self.string_list(key)
+        for name in names:
+            self.check_column(key, name)
+        if len({n.lower() for n in names}) != len(names):
+            self.error(key, list(names), "lists a column twice", "list each column once")
+        return names
+
+    def optional_column(self, key: str) -> str | None:
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.error(key, value, "must be a column name", f"write {key}='event_ts'")
+            return None
+        self.check_column(key, value)
+        self.check_time_type(key, value)
+        return value
+
+    def check_time_type(self, key: str, name: str) -> None:
+        entry = self.columns.get(name.lower())
+        if entry is None:
+            return
+        data_type = entry[1].upper()
+        if data_type not in TIME_TYPES:
+            self.error(
+                key,
+                name,
+                f"is of type {data_type}, not DATE, TIMESTAMP or TIMESTAMPTZ",
+                f"cast {name} to a timestamp in the model, or choose a time column",
+            )
+
+    def partition_by(self) -> PartitionBy | None:
+        value = self.raw.get("partition_by")
+        if value is None:
+            return None
+        example = "{'field': 'event_ts', 'granularity': 'day'} or {'field': 'region'}"
+        if isinstance(value, str):
+            value = {"field": value}
+        if not isinstance(value, Mapping) or not isinstance(value.get("field"), str):
+            self.error("partition_by", value, "must be a dict with a 'field'", f"write {example}")
+            return None
+        unknown = sorted(set(value) - {"field", "granularity", "data_type"})
+        if unknown:
+            self.error(
+                "partition_by",
+                dict(value),
+                f"has unknown key(s) {unknown}",
+                f"use only 'field' and 'granularity', as in {example}",
+            )
+        name = value["field"]
+        self.check_column("partition_by.field", name)
+        granularity = value.get("granularity")
+        if granularity is not None:
+            if not isinstance(granularity, str) or granularity.lower() not in GRANULARITIES:
+                self.error(
+                    "partition_by.granularity",
+                    granularity,
+                    f"is not one of: {', '.join(GRANULARITIES)}",
+                    "set granularity to one of them, or remove it for value partitions",
+                )
+                granularity = None
+            else:
+                granularity = granularity.lower()
+                self.check_time_type("partition_by.field", name)
+        entry = self.columns.get(name.lower())
+        return PartitionBy(
+            field=name, granularity=granularity, data_type=entry[1] if entry else None
+        )
+
+    def lookback(self) -> int:
+        value = self.raw.get("lookback")
+        if value is None:
+            return 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.error(
+                "lookback",
+                value,
+                "must be an integer >= 0 (batch_size units re-read before the last loaded end)",
+                "set lookback=1, or 0 to re-read nothing",
+            )
+            return 1
+        return value
+
+    def begin(self, now: datetime | None) -> datetime | None:
+        value = self.raw.get("begin")
+        if value is None:
+            return None
+        try:
+            begin = parse_timestamp(value)
+        except ValueError:
+            self.error(
+                "begin",
+                value,
+                "is not an ISO date or timestamp",
+                "write begin='2025-01-01' or begin='2025-01-01T00:00:00'",
+            )
+            return None
+        if now is not None and begin > now:
+            self.error(
+                "begin",
+                value,
+                f"lies in the future (now is {now.isoformat(sep=' ')} UTC)",
+                "set begin to the earliest time the model has data for",
+            )
+        return begin
+
+    def snapshot(self, strategy: str | None) -> SnapshotSpec | None:
+        value = self.raw.get("snapshot")
+        if value is None:
+            if strategy == "snapshot":
+                self.error(
+                    "snapshot",
+                    None,
+                    "is required by incremental_strategy 'snapshot'",
+                    "set snapshot={'strategy': 'timestamp', 'updated_at': 'updated_at'}"
+                    " or {'strategy': 'check', 'check_cols': 'all'}",
+                )
+            return None
+        if not isinstance(value, Mapping):
+            self.error("snapshot", value, "must be a dict", "write {'strategy': 'check', ...}")
+            return None
+        kind = value.get("strategy")
+        if kind not in SNAPSHOT_STRATEGIES:
+            self.error(
+                "snapshot.strategy",
+                kind,
+                "is not one of: timestamp, check",
+                "set snapshot.strategy to 'timestamp' (with updated_at) or 'check' (with"
+                " check_cols)",
+            )
+            return None
+        updated_at = value.get("updated_at")
+        check_cols: tuple[str, ...] | str = ()
+        if kind == "timestamp":
+            if not isinstance(updated_at, str):
+                self.error(
+                    "snapshot.updated_at",
+                    updated_at,
+                    "is required by the timestamp strategy",
+                    "set updated_at to the column that records when a row last changed",
+                )
+            else:
+                self.check_column("snapshot.updated_at", updated_at)
+        else:
+            raw_cols = value.get("check_cols")
+            if raw_cols == "all":
+                check_cols = "all"
+            elif (
+                isinstance(raw_cols, (list, tuple))
+                and raw_cols
+                and all(isinstance(c, str) for c in raw_cols)
+            ):
+                check_cols = tuple(raw_cols)
+                for col in check_cols:
+                    self.check_column("snapshot.check_cols", col)
+            else:
+                self.error(
+                    "snapshot.check_cols",
+                    raw_cols,
+                    "must be 'all' or a non-empty list of columns",
+                    "set check_cols='all' or check_cols=['status', ...]",
+                )
+        hard_deletes = self.choice("hard_deletes", HARD_DELETES, "ignore") or "ignore"
+        current = self.raw.get("dbt_valid_to_current")
+        names = self.raw.get("snapshot_meta_column_names") or {}
+        if not isinstance(names, Mapping) or not set(names) <= set(SNAPSHOT_META_COLUMNS):
+            self.error(
+                "snapshot_meta_column_names",
+                names,
+                f"may only rename {', '.join(SNAPSHOT_META_COLUMNS)}",
+                "write {'dbt_valid_from': 'valid_from', ...}",
+            )
+            names = {}
+        return SnapshotSpec(
+            strategy=kind,
+            updated_at=updated_at if kind == "timestamp" else None,
+            check_cols=check_cols,
+            hard_deletes=hard_deletes,
+            valid_to_current=str(current) if current is not None else None,
+            column_names=dict(names),
+        )

@@ -1,0 +1,205 @@
+"""One execution of a sqlflow_incremental model: its plan, batches, counts and response.
+
+A ``ModelLoad`` is created when the materialization starts (after the config is parsed)
+and lives until it stores its result. It owns the figures of the run; the adapter feeds it
+the counts DuckDB returns and the facts it measures, and hands back plain dicts to Jinja.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from dbt.adapters.contracts.connection import AdapterResponse
+
+from dbt.adapters.sqlflow.config import SqlflowConfig
+
+WINDOW_START_MARK = "/*sqlflow_window_start*/"
+WINDOW_END_MARK = "/*sqlflow_window_end*/"
+UNBOUNDED_START = datetime(1, 1, 1)
+UNBOUNDED_END = datetime(9999, 12, 31)
+
+
+@dataclass
+class SqlflowAdapterResponse(AdapterResponse):
+    """dbt's adapter response with sqlflow's per-model figures (all in run_results.json)."""
+
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    strategy: str | None = None
+    partitions_touched: int | None = None
+    batches: int | None = None
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    load_ids: list[str] | None = None
+    quality_checks: list[dict[str, Any]] | None = None
+
+
+def utc_now() -> datetime:
+    """Now in UTC, naive (sqlflow's time convention)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def timestamp_literal(value: datetime) -> str:
+    """A DuckDB TIMESTAMP literal for a naive UTC datetime."""
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def time_literal(value: datetime, data_type: str | None = None) -> str:
+    """A literal of a column's own time type, so DuckDB prunes row groups by min/max."""
+    kind = (data_type or "TIMESTAMP").upper()
+    if kind == "DATE":
+        return f"DATE '{value.date().isoformat()}'"
+    if kind in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+        return f"TIMESTAMPTZ '{value.isoformat(sep=' ')}+00'"
+    return timestamp_literal(value)
+
+
+def window_sql(mark: str, value: datetime | None, default: datetime) -> str:
+    """What ``sqlflow_window_start()`` / ``sqlflow_window_end()`` render in a model.
+
+    A literal followed by a marker comment, so each batch of the run can substitute its
+    own bounds into the compiled SQL.
+    """
+    return f"{timestamp_literal(value or default)}{mark}"
+
+
+def substitute_window(sql: str, start: datetime, end: datetime) -> str:
+    """The compiled model SQL with one batch's window bounds in place of the markers."""
+    import re
+
+    for mark, value in ((WINDOW_START_MARK, start), (WINDOW_END_MARK, end)):
+        pattern = r"TIMESTAMP '[^']*'" + re.escape(mark)
+        sql = re.sub(pattern, timestamp_literal(value).replace("\\", "\\\\") + mark, sql)
+    return sql
+
+
+@dataclass
+class BatchResult:
+    """Figures of one committed batch (one load)."""
+
+    load_id: str
+    strategy: str
+    window: tuple[datetime, datetime] | None
+    started: float
+    finished: float = 0.0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    partitions_touched: int = 0
+    matched: int = 0
+    status: str = "success"
+    checks: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class ModelLoad:
+    """The state of one model execution."""
+
+    id: str
+    config: SqlflowConfig
+    relation: str
+    mode: str  # "build" (create the table) or "incremental"
+    batches: list[tuple[datetime, datetime] | None]
+    invocation_id: str
+    started: float = field(default_factory=time.perf_counter)
+    results: list[BatchResult] = field(default_factory=list)
+    current: BatchResult | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    previous_rows: int | None = None
+
+    @classmethod
+    def create(
+        cls,
+        config: SqlflowConfig,
+        relation: str,
+        mode: str,
+        batches: list[tuple[datetime, datetime] | None],
+        invocation_id: str,
+    ) -> ModelLoad:
+        """A new model execution with its planned batches."""
+        return cls(
+            id=uuid.uuid4().hex,
+            config=config,
+            relation=relation,
+            mode=mode,
+            batches=batches,
+            invocation_id=invocation_id,
+        )
+
+    def start_batch(self, strategy: str, window: tuple[datetime, datetime] | None) -> BatchResult:
+        """Open the figures of the next batch."""
+        self.current = BatchResult(
+            load_id=uuid.uuid4().hex, strategy=strategy, window=window, started=time.time()
+        )
+        return self.current
+
+    def add_count(self, role: str, count: int | None) -> None:
+        """Add a DML statement's row count to the current batch's figures."""
+        batch = self.current
+        if batch is None or count is None:
+            return
+        if role == "inserted":
+            batch.rows_inserted += count
+        elif role == "deleted":
+            batch.rows_deleted += count
+        elif role == "updated":
+            batch.rows_updated += count
+        else:
+            raise ValueError(f"unknown count role {role!r}")
+
+    def commit_batch(self) -> BatchResult:
+        """Close the current batch after its transaction committed."""
+        assert self.current is not None
+        self.current.finished = time.time()
+        self.results.append(self.current)
+        done, self.current = self.current, None
+        return done
+
+    def log_context(self, load_id: str | None = None) -> str:
+        """The ids every sqlflow log line carries."""
+        load_id = load_id or (self.current.load_id if self.current else "-")
+        return f"[invocation_id={self.invocation_id} model={self.config.model} load_id={load_id}]"
+
+    def response(self) -> SqlflowAdapterResponse:
+        """The run result's adapter_response for this execution."""
+        inserted = sum(r.rows_inserted for r in self.results)
+        updated = sum(r.rows_updated for r in self.results)
+        deleted = sum(r.rows_deleted for r in self.results)
+        strategies = sorted({r.strategy for r in self.results})
+        strategy = strategies[0] if len(strategies) == 1 else ",".join(strategies) or None
+        checks: list[dict[str, Any]] = []
+        for r in self.results:
+            checks.extend(
+                {
+                    "check": c.check_name,
+                    "severity": c.severity,
+                    "status": c.status,
+                    "failing_rows": c.failing_rows,
+                }
+                for c in r.checks
+            )
+        message = f"{strategy or 'noop'}: {inserted} inserted, {updated} updated, {deleted} deleted"
+        return SqlflowAdapterResponse(
+            _message=message,
+            rows_affected=inserted + updated + deleted,
+            rows_inserted=inserted,
+            rows_updated=updated,
+            rows_deleted=deleted,
+            strategy=strategy,
+            partitions_touched=sum(r.partitions_touched for r in self.results),
+            batches=len(self.results),
+            watermark_before=_iso(self.watermark_before),
+            watermark_after=_iso(self.watermark_after),
+            load_ids=[r.load_id for r in self.results],
+            quality_checks=checks or None,
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,494 @@
+"""sqlflow's state tables: every read and write of the ``sqlflow_meta`` schema.
+
+Four tables, in the target database, written through the caller's executor, so in
+production they share the model's transaction and never disagree with the data (this
+module never issues BEGIN, COMMIT or ROLLBACK):
+
+``loads``
+    One row per committed load (batch): ids, model, strategy, window ``[start, end)``,
+    times, status, row counts, partitions touched, watermarks.
+``intervals``
+    The time ranges ``[interval_start, interval_end)`` loaded per model (start
+    inclusive, end exclusive), one row per load that last covered each range;
+    :meth:`StateStore.loaded_intervals` merges them.
+``partitions``
+    The recorded partitions of each relation, with row counts and min/max.
+``quality_results``
+    One row per quality check outcome of a load.
+
+No constraints or indexes: rows are replaced by delete + insert, which keeps DuckDB's
+optimistic concurrency happy when several models write their own rows at once.
+All timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from dbt.adapters.sqlflow.intervals import Interval, clip, merge, subtract
+from dbt.adapters.sqlflow.partitions import (
+    PartitionInfo,
+    sql_identifier,
+    sql_literal,
+    sql_string,
+)
+
+Executor = Callable[[str], list[tuple]]
+"""Runs one SQL statement and returns all its rows (an empty list for DML/DDL)."""
+
+DEFAULT_SCHEMA = "sqlflow_meta"
+LOAD_STATUSES = ("success", "warn")
+_CHUNK = 500
+
+_DDL: dict[str, str] = {
+    "loads": """
+        load_id varchar not null,
+        invocation_id varchar,
+        model varchar not null,
+        relation varchar not null,
+        strategy varchar not null,
+        window_start timestamp,
+        window_end timestamp,
+        started_at timestamp not null,
+        finished_at timestamp not null,
+        status varchar not null,
+        rows_inserted bigint,
+        rows_updated bigint,
+        rows_deleted bigint,
+        partitions_touched integer,
+        watermark_before varchar,
+        watermark_after varchar""",
+    "intervals": """
+        model varchar not null,
+        relation varchar,
+        interval_start timestamp not null,
+        interval_end timestamp not null,
+        load_id varchar,
+        loaded_at timestamp""",
+    "partitions": """
+        relation varchar not null,
+        partition_key varchar not null,
+        range_start timestamp,
+        range_end timestamp,
+        row_count bigint not null,
+        min_value varchar,
+        max_value varchar,
+        last_load_id varchar,
+        last_loaded_at timestamp""",
+    "quality_results": """
+        load_id varchar,
+        model varchar not null,
+        check_name varchar not null,
+        severity varchar,
+        status varchar,
+        failing_rows bigint,
+        sample varchar,
+        checked_at timestamp not null""",
+}
+
+_PARTITION_COLUMNS = (
+    "partition_key",
+    "range_start",
+    "range_end",
+    "row_count",
+    "min_value",
+    "max_value",
+    "last_load_id",
+    "last_loaded_at",
+)
+
+
+def utc_now() -> datetime:
+    """Now in UTC, naive (sqlflow's time convention)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadRow:
+    """One committed load (one batch of one model execution), a row of ``loads``.
+
+    Attributes:
+        load_id: Unique id of the load (:meth:`StateStore.new_load_id`).
+        invocation_id: dbt's invocation id of the run.
+        model: The model's unique_id.
+        relation: The rendered target relation.
+        strategy: The strategy the batch ran with.
+        window_start: Start of the batch's window (inclusive); None without windows.
+        window_end: End of the batch's window (exclusive); None without windows.
+        started_at: When the batch started (naive UTC).
+        finished_at: When it finished (naive UTC).
+        status: ``success``, or ``warn`` when a quality check warned.
+        rows_inserted: Rows inserted.
+        rows_updated: Rows updated.
+        rows_deleted: Rows deleted.
+        partitions_touched: Number of partitions written.
+        watermark_before: Largest event time before the load, as text; None if unknown.
+        watermark_after: Largest event time after the load, as text.
+    """
+
+    load_id: str
+    invocation_id: str | None
+    model: str
+    relation: str
+    strategy: str
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    started_at: datetime
+    finished_at: datetime
+    status: str = "success"
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    partitions_touched: int = 0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    """A row of ``intervals``: a range ``[start, end)`` and the load that last covered it."""
+
+    interval: Interval
+    relation: str | None
+    load_id: str | None
+    loaded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A row of ``quality_results``."""
+
+    load_id: str | None
+    model: str
+    check_name: str
+    severity: str | None
+    status: str | None
+    failing_rows: int | None
+    sample: str | None
+    checked_at: datetime
+
+
+_LOAD_COLUMNS = tuple(f.name for f in fields(LoadRow))
+_CHECK_COLUMNS = tuple(f.name for f in fields(CheckResult))
+
+
+def _field(outcome: Any, name: str, default: Any = None) -> Any:
+    if isinstance(outcome, Mapping):
+        return outcome.get(name, default)
+    return getattr(outcome, name, default)
+
+
+def _sample_text(sample: Any) -> str | None:
+    if sample is None or isinstance(sample, str):
+        return sample
+    return json.dumps(sample, default=str)
+
+
+class StateStore:
+    """Reads and writes sqlflow's state tables through an executor.
+
+    Args:
+        executor: Runs one SQL statement and returns its rows. In production it runs on
+            dbt's connection inside the model's open transaction.
+        schema: Schema of the state tables (profile key ``sqlflow_state_schema``).
+        database: Catalog of the schema; None for the connection's current database.
+    """
+
+    TABLES: tuple[str, ...] = tuple(_DDL)
+
+    def __init__(
+        self, executor: Executor, schema: str = DEFAULT_SCHEMA, *, database: str | None = None
+    ) -> None:
+        self.executor = executor
+        self.schema = schema
+        self.database = database
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def table(self, name: str) -> str:
+        """The quoted name of one state table (e.g. ``"sqlflow_meta"."loads"``)."""
+        prefix = f"{sql_identifier(self.database)}." if self.database else ""
+        return f"{prefix}{sql_identifier(self.schema)}.{sql_identifier(name)}"
+
+    def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        names = ", ".join(columns)
+        for i in range(0, len(rows), _CHUNK):
+            values = ",\n".join(
+                "(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows[i : i + _CHUNK]
+            )
+            self.executor(f"insert into {self.table(table)} ({names}) values\n{values}")
+
+    def ensure(self) -> bool:
+        """Create the schema and tables that do not exist yet.
+
+        One catalog query when they all exist. Run it once before models run in
+        parallel: two transactions creating the same table conflict in DuckDB.
+
+        Returns:
+            True when something was created.
+        """
+        catalog = sql_string(self.database) if self.database else "current_database()"
+        names = ", ".join(sql_string(t) for t in self.TABLES)
+        rows = self.executor(
+            "select table_name from information_schema.tables"
+            f" where table_catalog = {catalog} and table_schema = {sql_string(self.schema)}"
+            f" and table_name in ({names})"
+        )
+        present = {r[0] for r in rows}
+        if present >= set(self.TABLES):
+            return False
+        prefix = f"{sql_identifier(self.database)}." if self.database else ""
+        self.executor(f"create schema if not exists {prefix}{sql_identifier(self.schema)}")
+        for name, columns in _DDL.items():
+            if name not in present:
+                self.executor(f"create table if not exists {self.table(name)} ({columns}\n)")
+        return True
+
+    @staticmethod
+    def new_load_id() -> str:
+        """A new load id: 32 hex digits (uuid4)."""
+        return uuid.uuid4().hex
+
+    # -- loads ---------------------------------------------------------------------------
+
+    def record_load(self, load: LoadRow) -> None:
+        """Insert one row into ``loads``.
+
+        Raises:
+            ValueError: When ``load.status`` is not ``success`` or ``warn``.
+        """
+        if load.status not in LOAD_STATUSES:
+            raise ValueError(
+                f"load {load.load_id} of {load.model} has status {load.status!r}: a recorded "
+                f"load is one of {', '.join(LOAD_STATUSES)} (failed loads are rolled back)"
+            )
+        self._insert("loads", _LOAD_COLUMNS, [[getattr(load, c) for c in _LOAD_COLUMNS]])
+
+    def loads(self, model: str | None = None, *, invocation_id: str | None = None) -> list[LoadRow]:
+        """Recorded loads, oldest first, optionally of one model and/or one invocation."""
+        where = []
+        if model is not None:
+            where.append(f"model = {sql_string(model)}")
+        if invocation_id is not None:
+            where.append(f"invocation_id = {sql_string(invocation_id)}")
+        clause = f" where {' and '.join(where)}" if where else ""
+        rows = self.executor(
+            f"select {', '.join(_LOAD_COLUMNS)} from {self.table('loads')}{clause}"
+            " order by started_at, window_start nulls first, finished_at, load_id"
+        )
+        return [LoadRow(**dict(zip(_LOAD_COLUMNS, r, strict=True))) for r in rows]
+
+    def last_load(self, model: str) -> LoadRow | None:
+        """The model's most recently finished load, or None."""
+        rows = self.executor(
+            f"select {', '.join(_LOAD_COLUMNS)} from {self.table('loads')}"
+            f" where model = {sql_string(model)}"
+            " order by finished_at desc, started_at desc, window_end desc nulls last limit 1"
+        )
+        return LoadRow(**dict(zip(_LOAD_COLUMNS, rows[0], strict=True))) if rows else None
+
+    # -- intervals ----------------------------------------------------------------------
+
+    def add_interval(
+        self,
+        model: str,
+        relation: str,
+        interval: Interval,
+        load_id: str | None,
+        *,
+        loaded_at: datetime | None = None,
+    ) -> None:
+        """Record ``[start, end)`` as loaded for ``model`` by ``load_id``.
+
+        Rows of the model that the new interval covers entirely are replaced by it, so the
+        table holds about one row per distinct batch range.
+        """
+        start, end = sql_literal(interval.start), sql_literal(interval.end)
+        self.executor(
+            f"delete from {self.table('intervals')} where model = {sql_string(model)}"
+            f" and interval_start >= {start} and interval_end <= {end}"
+        )
+        self._insert(
+            "intervals",
+            ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at"),
+            [[model, relation, interval.start, interval.end, load_id, loaded_at or utc_now()]],
+        )
+
+    def interval_rows(self, model: str) -> list[IntervalRow]:
+        """The model's stored interval rows (unmerged, with their loads), in time order."""
+        rows = self.executor(
+            "select interval_start, interval_end, relation, load_id, loaded_at"
+            f" from {self.table('intervals')} where model = {sql_string(model)}"
+            " order by interval_start, interval_end"
+        )
+        return [IntervalRow(Interval(s, e), rel, lid, at) for s, e, rel, lid, at in rows]
+
+    def loaded_intervals(self, model: str) -> list[Interval]:
+        """The model's loaded time, merged: sorted, disjoint ``[start, end)`` intervals."""
+        return merge(r.interval for r in self.interval_rows(model))
+
+    def invalidate(self, model: str, interval: Interval) -> list[Interval]:
+        """Mark ``[start, end)`` as not loaded for ``model`` (the next run reloads it).
+
+        Stored rows overlapping the range are cut; the parts outside it keep their load.
+
+        Returns:
+            The parts of the range that were loaded (merged), i.e. what was unmarked.
+        """
+        start, end = sql_literal(interval.start), sql_literal(interval.end)
+        where = (
+            f" where model = {sql_string(model)}"
+            f" and interval_start < {end} and interval_end > {start}"
+        )
+        rows = self.executor(
+            "select interval_start, interval_end, relation, load_id, loaded_at"
+            f" from {self.table('intervals')}{where}"
+        )
+        if not rows:
+            return []
+        self.executor(f"delete from {self.table('intervals')}{where}")
+        keep = []
+        for s, e, relation, load_id, loaded_at in rows:
+            for part in subtract([Interval(s, e)], [interval]):
+                keep.append([model, relation, part.start, part.end, load_id, loaded_at])
+        if keep:
+            self._insert(
+                "intervals",
+                ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at"),
+                keep,
+            )
+        return clip([Interval(r[0], r[1]) for r in rows], interval)
+
+    # -- partitions ---------------------------------------------------------------------
+
+    def partitions(
+        self, relation: str, *, keys: Sequence[str] | None = None
+    ) -> list[PartitionInfo]:
+        """Recorded partitions of ``relation`` (only ``keys`` when given), in key order."""
+        clause = f" where relation = {sql_string(relation)}"
+        if keys is not None:
+            if not keys:
+                return []
+            clause += f" and partition_key in ({', '.join(sql_string(k) for k in keys)})"
+        rows = self.executor(
+            f"select {', '.join(_PARTITION_COLUMNS)} from {self.table('partitions')}{clause}"
+            " order by range_start nulls first, partition_key"
+        )
+        return [
+            PartitionInfo(
+                key=r[0],
+                range_start=r[1],
+                range_end=r[2],
+                row_count=int(r[3]),
+                min_value=r[4],
+                max_value=r[5],
+                last_load_id=r[6],
+                last_loaded_at=r[7],
+            )
+            for r in rows
+        ]
+
+    def upsert_partitions(self, relation: str, infos: Iterable[PartitionInfo]) -> None:
+        """Record partitions of ``relation``, replacing the rows with the same keys."""
+        infos = list({p.key: p for p in infos}.values())
+        if not infos:
+            return
+        self.delete_partitions(relation, [p.key for p in infos])
+        self._insert(
+            "partitions",
+            ("relation", *_PARTITION_COLUMNS),
+            [[relation, *(getattr(p, _attr(c)) for c in _PARTITION_COLUMNS)] for p in infos],
+        )
+
+    def delete_partitions(self, relation: str, keys: Iterable[str]) -> None:
+        """Forget the given partitions of ``relation`` (unknown keys are ignored)."""
+        keys = list(keys)
+        for i in range(0, len(keys), _CHUNK):
+            chunk = ", ".join(sql_string(k) for k in keys[i : i + _CHUNK])
+            self.executor(
+                f"delete from {self.table('partitions')}"
+                f" where relation = {sql_string(relation)} and partition_key in ({chunk})"
+            )
+
+    # -- quality ------------------------------------------------------------------------
+
+    def record_checks(
+        self,
+        load_id: str | None,
+        model: str,
+        outcomes: Iterable[Any],
+        *,
+        checked_at: datetime | None = None,
+    ) -> int:
+        """Record quality check outcomes of a load; return how many were written.
+
+        Each outcome is an object or a mapping with ``check_name``, ``severity``,
+        ``status``, ``failing_rows`` and ``sample`` (text, or anything JSON-serialisable,
+        stored as JSON).
+
+        Raises:
+            ValueError: When an outcome has no ``check_name``.
+        """
+        stamp = checked_at or utc_now()
+        rows = []
+        for outcome in outcomes:
+            name = _field(outcome, "check_name")
+            if not name:
+                raise ValueError(
+                    f"quality outcome {outcome!r} of {model} has no check_name: give each "
+                    "outcome check_name, severity, status, failing_rows and sample"
+                )
+            failing = _field(outcome, "failing_rows")
+            rows.append(
+                [
+                    load_id,
+                    model,
+                    str(name),
+                    _field(outcome, "severity"),
+                    _field(outcome, "status"),
+                    None if failing is None else int(failing),
+                    _sample_text(_field(outcome, "sample")),
+                    stamp,
+                ]
+            )
+        if rows:
+            self._insert("quality_results", _CHECK_COLUMNS, rows)
+        return len(rows)
+
+    def check_results(
+        self, *, model: str | None = None, load_id: str | None = None
+    ) -> list[CheckResult]:
+        """Recorded check outcomes, oldest first, optionally of one model and/or load."""
+        where = []
+        if model is not None:
+            where.append(f"model = {sql_string(model)}")
+        if load_id is not None:
+            where.append(f"load_id = {sql_string(load_id)}")
+        clause = f" where {' and '.join(where)}" if where else ""
+        rows = self.executor(
+            f"select {', '.join(_CHECK_COLUMNS)} from {self.table('quality_results')}{clause}"
+            " order by checked_at, check_name"
+        )
+        return [CheckResult(*r) for r in rows]
+
+    # -- full refresh -------------------------------------------------------------------
+
+    def forget_model(self, model: str, relation: str) -> None:
+        """Delete the model's loaded intervals and its relation's partitions.
+
+        For ``--full-refresh``: the table is rebuilt, so what was recorded about it no
+        longer holds. Loads and quality results stay, as history.
+        """
+        self.executor(f"delete from {self.table('intervals')} where model = {sql_string(model)}")
+        self.executor(
+            f"delete from {self.table('partitions')} where relation = {sql_string(relation)}"
+        )
+
+
+def _attr(column: str) -> str:
+    return "key" if column == "partition_key" else column

@@ -1,0 +1,115 @@
+"""Strategy choice and the checks a batch must pass before it reaches the target.
+
+Pure functions over plain data: the adapter gathers the facts (row counts, how many of
+the batch's keys already exist) and these decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dbt_common.exceptions import DbtRuntimeError
+
+from dbt.adapters.sqlflow.config import SqlflowConfig
+
+MAX_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What the adapter measured of a staged batch."""
+
+    rows: int
+    matched_keys: int | None = None
+    target_exists: bool = True
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """The strategy a batch runs with, the statement kind and why."""
+
+    strategy: str
+    reason: str
+    plain_insert: bool = False
+
+
+def needs_matched_keys(config: SqlflowConfig) -> bool:
+    """Whether choosing the strategy (or counting a merge) needs the matched-key count."""
+    return bool(config.unique_key) and config.strategy in ("auto", "merge")
+
+
+def resolve_static(config: SqlflowConfig) -> StrategyChoice | None:
+    """The strategy when config alone decides it; None when auto must look at the data."""
+    if config.strategy != "auto":
+        return StrategyChoice(config.strategy, "configured")
+    if config.snapshot is not None:
+        return StrategyChoice("snapshot", "snapshot config present")
+    if config.partition_by is not None and not config.unique_key:
+        return StrategyChoice("insert_overwrite", "partition_by set without unique_key")
+    if not config.unique_key:
+        return StrategyChoice("append", "no unique_key, no partition_by")
+    return None
+
+
+def choose_strategy(config: SqlflowConfig, facts: BatchFacts) -> StrategyChoice:
+    """Choose the strategy of one batch.
+
+    ``auto``: snapshot config -> snapshot; partition_by without unique_key ->
+    insert_overwrite; unique_key -> merge, or a plain insert when none of the batch's
+    keys exist in the target; otherwise append. An explicit ``merge`` whose keys are all
+    new also runs as a plain insert (the same result, cheaper than MERGE).
+    """
+    static = resolve_static(config)
+    if static is not None and static.strategy != "merge":
+        return static
+    matched = facts.matched_keys or 0
+    detail = f"{matched:,} of {facts.rows:,} batch keys exist"
+    if not facts.target_exists or matched == 0:
+        reason = f"unique_key set, {detail}: plain insert"
+        if static is not None:
+            return StrategyChoice("merge", reason, plain_insert=True)
+        return StrategyChoice("append", reason, plain_insert=True)
+    return StrategyChoice("merge", f"unique_key set, {detail}")
+
+
+def key_problems(
+    model: str,
+    unique_key: tuple[str, ...],
+    *,
+    null_key_rows: int,
+    duplicate_keys: int,
+    samples: list[tuple[Any, ...]],
+) -> str | None:
+    """The error message for a batch with null or duplicated keys, or None if it has none."""
+    if not null_key_rows and not duplicate_keys:
+        return None
+    keys = ", ".join(unique_key)
+    parts = [f"sqlflow_incremental model '{model}': the batch cannot be loaded by key ({keys})."]
+    if duplicate_keys:
+        shown = "; ".join(_format_key(unique_key, s[:-1]) + f" ({s[-1]} rows)" for s in samples)
+        parts.append(
+            f"{duplicate_keys:,} key value(s) occur more than once in the batch, e.g. {shown}."
+            " Set dedupe_by (e.g. dedupe_by='updated_at') to keep the last row per key,"
+            " or fix the duplicates upstream."
+        )
+    if null_key_rows:
+        parts.append(
+            f"{null_key_rows:,} row(s) have a null in the key column(s) {keys}."
+            " Filter them out in the model or fill the key."
+        )
+    parts.append("Nothing was written.")
+    return " ".join(parts)
+
+
+def raise_key_problems(model: str, unique_key: tuple[str, ...], **facts: Any) -> None:
+    """Raise ``DbtRuntimeError`` when ``key_problems`` finds any."""
+    message = key_problems(model, unique_key, **facts)
+    if message:
+        raise DbtRuntimeError(message)
+
+
+def _format_key(unique_key: tuple[str, ...], values: tuple[Any, ...]) -> str:
+    if len(unique_key) == 1:
+        return f"{unique_key[0]}={values[0]!r}"
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in zip(unique_key, values, strict=False)) + ")"

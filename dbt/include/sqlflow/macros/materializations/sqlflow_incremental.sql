@@ -1,0 +1,89 @@
+{#
+  materialized='sqlflow_incremental': a short script of named steps.
+
+  Python decides (config, windows, strategy, counts, state); each step renders its SQL
+  through a dispatchable macro. The first run (or --full-refresh) builds the table from
+  the model's SQL in one transaction; later runs stage each batch and apply the strategy,
+  each batch in one transaction with sqlflow's state writes and quality checks.
+#}
+{% materialization sqlflow_incremental, adapter='sqlflow', supported_languages=['sql'] %}
+  {%- set target_relation = this.incorporate(type='table') -%}
+  {%- set existing_relation = load_cached_relation(this) -%}
+  {%- set full_refresh = should_full_refresh() or (existing_relation is not none and not existing_relation.is_table) -%}
+  {%- set incremental = existing_relation is not none and not full_refresh -%}
+  {%- set plan = adapter.sqlflow_start(model, compiled_code, target_relation, incremental, sqlflow_run_vars()) -%}
+  {%- set grant_config = config.get('grants') -%}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+
+  {% if plan.mode == 'build' %}
+    {% do sqlflow_build(plan, target_relation, existing_relation) %}
+  {% else %}
+    {% for batch in plan.batches %}
+      {% do sqlflow_load_batch(plan, batch, target_relation, loop.first, loop.last) %}
+    {% endfor %}
+  {% endif %}
+
+  {% do apply_grants(target_relation, grant_config, should_revoke=should_revoke(existing_relation, full_refresh)) %}
+  {% do persist_docs(target_relation, model) %}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {% do store_result('main', response=adapter.sqlflow_result(plan.id)) %}
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}
+
+
+{#
+  sqlflow_build: create the table from the model's SQL in one transaction, swapping it in
+  for an existing one (full refresh) only once the new one passed its checks.
+#}
+{% macro sqlflow_build(plan, target_relation, existing_relation) %}
+  {%- set intermediate = make_intermediate_relation(target_relation) -%}
+  {%- set backup = make_backup_relation(target_relation, 'table') -%}
+  {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
+  {% do drop_relation_if_exists(load_cached_relation(backup)) %}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+  {% do adapter.sqlflow_start_build(plan.id) %}
+  {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, none) %}
+  {% do adapter.sqlflow_execute(plan.id, get_sqlflow_stage_sql(intermediate, sql, plan, none, false), 'inserted') %}
+  {% do adapter.sqlflow_inspect(plan.id, intermediate, target_relation, false, none) %}
+  {% if existing_relation is not none %}
+    {% do adapter.rename_relation(existing_relation, backup) %}
+  {% endif %}
+  {% do adapter.rename_relation(intermediate, target_relation) %}
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  {% do adapter.commit() %}
+  {% do adapter.sqlflow_commit_batch(plan.id) %}
+  {% if existing_relation is not none %}
+    {% do adapter.drop_relation(backup) %}
+  {% endif %}
+{% endmacro %}
+
+
+{#
+  sqlflow_load_batch: stage one batch, check it, apply the strategy, commit.
+  Arguments: plan (from sqlflow_start), batch (none or {start, end}), the target, and
+  whether this is the first/last batch (for the inside-transaction hooks).
+#}
+{% macro sqlflow_load_batch(plan, batch, target_relation, first, last) %}
+  {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
+  {% if first %}{{ run_hooks(pre_hooks, inside_transaction=True) }}{% endif %}
+  {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, batch) %}
+  {% do run_query(get_sqlflow_stage_sql(stage, sql, plan, batch, true)) %}
+  {% set facts = adapter.sqlflow_inspect(plan.id, stage, target_relation, true, batch) %}
+  {% set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) %}
+  {% if not dest_columns %}
+    {% set dest_columns = adapter.get_columns_in_relation(target_relation) %}
+  {% endif %}
+  {% set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
+                 'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
+                 'plan': plan, 'batch': batch, 'facts': facts} %}
+  {% set strategy_macro = context['get_sqlflow_' ~ facts.strategy | replace('+', '_') ~ '_sql'] %}
+  {% for step in strategy_macro(args) %}
+    {% do adapter.sqlflow_execute(plan.id, step.sql, step.count) %}
+  {% endfor %}
+  {% if last %}{{ run_hooks(post_hooks, inside_transaction=True) }}{% endif %}
+  {% do adapter.commit() %}
+  {% do adapter.sqlflow_commit_batch(plan.id) %}
+  {% do adapter.drop_relation(stage) %}
+{% endmacro %}

@@ -1,0 +1,40 @@
+{#
+  get_sqlflow_merge_sql(args): MERGE the staged batch on unique_key; a batch whose keys
+  are all new (facts.plain_insert) is a plain INSERT. The target side is restricted by
+  facts.target_predicate (the batch's partition range) when there is one.
+  Returns: a list of {sql, count} steps ('merged' splits into updated and inserted).
+#}
+{% macro get_sqlflow_merge_sql(args) %}
+  {{ return(adapter.dispatch('get_sqlflow_merge_sql', 'dbt')(args)) }}
+{% endmacro %}
+
+{% macro sqlflow__get_sqlflow_merge_sql(args) %}
+  {%- if args.facts.plain_insert -%}
+    {{ return(get_sqlflow_append_sql(args)) }}
+  {%- endif -%}
+  {%- set plan = args.plan -%}
+  {%- set cols = args.dest_columns | map(attribute='name') | list -%}
+  {%- set update_cols = get_merge_update_columns(plan.merge_update_columns or none, plan.merge_exclude_columns or none, args.dest_columns) -%}
+  {%- set keys_lower = plan.unique_key | map('lower') | list -%}
+  {%- set predicates = [] -%}
+  {%- for key in plan.unique_key -%}
+    {%- do predicates.append('DBT_INTERNAL_DEST.' ~ key ~ ' = DBT_INTERNAL_SOURCE.' ~ key) -%}
+  {%- endfor -%}
+  {%- if args.facts.target_predicate -%}{%- do predicates.append(args.facts.target_predicate) -%}{%- endif -%}
+  {%- for p in args.incremental_predicates -%}{%- do predicates.append(p) -%}{%- endfor -%}
+  {%- set sql -%}
+  merge into {{ args.target_relation }} as DBT_INTERNAL_DEST
+  using {{ args.temp_relation }} as DBT_INTERNAL_SOURCE
+  on ({{ predicates | join(') and (') }})
+  {%- set updates = [] -%}
+  {%- for col in update_cols if col.replace('"', '') | lower not in keys_lower -%}
+    {%- do updates.append(col ~ ' = DBT_INTERNAL_SOURCE.' ~ col) -%}
+  {%- endfor %}
+  {%- if updates %}
+  when matched then update set {{ updates | join(', ') }}
+  {%- endif %}
+  when not matched then insert ({{ get_quoted_csv(cols) }})
+    values ({% for c in cols %}DBT_INTERNAL_SOURCE.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+  {%- endset -%}
+  {{ return([{'sql': sql, 'count': 'merged'}]) }}
+{% endmacro %}

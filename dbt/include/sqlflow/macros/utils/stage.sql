@@ -1,0 +1,30 @@
+{#
+  get_sqlflow_stage_sql(relation, sql, plan, batch, temporary): CREATE TABLE AS of one
+  batch of the model: restricted to the batch's window on event_time, deduplicated by
+  unique_key keeping the last row by dedupe_by, written in partition/event_time order.
+  Arguments: batch is none or {start_literal, end_literal} (SQL literals).
+  Returns: SQL (one statement).
+#}
+{% macro get_sqlflow_stage_sql(relation, sql, plan, batch, temporary) %}
+  {{ return(adapter.dispatch('get_sqlflow_stage_sql', 'dbt')(relation, sql, plan, batch, temporary)) }}
+{% endmacro %}
+
+{% macro sqlflow__get_sqlflow_stage_sql(relation, sql, plan, batch, temporary) %}
+  {%- set keys = plan.unique_key | join(', ') -%}
+  create {% if temporary %}temporary {% endif %}table {{ relation }} as
+  select * from (
+    {{ sql }}
+  ) as sqlflow_model
+  {%- if batch %}
+  where {{ plan.event_time }} >= {{ batch.start_literal }} and {{ plan.event_time }} < {{ batch.end_literal }}
+  {%- endif %}
+  {%- if plan.dedupe_by %}
+  {#- rows with a null key are all kept, so the key check can count and refuse them #}
+  qualify ({{ plan.unique_key | join(' is null or ') }} is null)
+       or row_number() over (partition by {{ keys }} order by {{ plan.dedupe_by | join(', ') }})
+        = count(*) over (partition by {{ keys }})
+  {%- endif %}
+  {%- if plan.order_by %}
+  order by {{ plan.order_by }}
+  {%- endif %}
+{% endmacro %}

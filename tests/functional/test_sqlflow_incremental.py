@@ -1,0 +1,315 @@
+"""The sqlflow_incremental materialization: strategies, dedupe, keys, schema changes, atomicity.
+
+Every scenario runs real ``dbt run``s on a DuckDB file and asserts the whole target table
+after each run against the expected rows.
+"""
+
+from __future__ import annotations
+
+import pytest
+from dbt.tests.util import run_dbt, run_dbt_and_capture
+from sqlflow_testing import rows, run_results, table_hash
+
+sources_yml = """
+version: 2
+sources:
+  - name: raw
+    schema: "{{ target.schema }}"
+    tables:
+      - name: src
+      - name: dup_src
+"""
+
+
+def model(config: str, body: str = "select * from {{ source('raw', 'src') }}") -> str:
+    return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
+
+
+def reset_src(project, values: str) -> None:
+    project.run_sql("create or replace table {schema}.src (id integer, v varchar, ts integer)")
+    if values:
+        project.run_sql(f"insert into {{schema}}.src values {values}")
+
+
+def table(project, name: str) -> list[tuple]:
+    return rows(project, f"select id, v, ts from {{schema}}.{name} order by id, ts")
+
+
+class TestStrategies:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        append_body = (
+            "select * from {{ source('raw', 'src') }}\n"
+            "{% if is_incremental() %} where ts > (select max(ts) from {{ this }}) {% endif %}"
+        )
+        return {
+            "sources.yml": sources_yml,
+            "m_append.sql": model("incremental_strategy='append'", append_body),
+            "m_merge.sql": model("incremental_strategy='merge', unique_key='id'"),
+            "m_delete_insert.sql": model("incremental_strategy='delete+insert', unique_key='id'"),
+            "m_auto.sql": model("unique_key='id'"),
+            "m_merge_cols.sql": model(
+                "incremental_strategy='merge', unique_key='id', merge_update_columns=['v']"
+            ),
+        }
+
+    def test_three_runs(self, project) -> None:
+        reset_src(project, "(1, 'a', 1), (2, 'b', 1), (3, 'c', 1)")
+        run_dbt(["run"])
+        first = [(1, "a", 1), (2, "b", 1), (3, "c", 1)]
+        for name in ("m_append", "m_merge", "m_delete_insert", "m_auto", "m_merge_cols"):
+            assert table(project, name) == first, name
+        res = run_results(project)
+        assert res["m_merge"]["adapter_response"]["rows_inserted"] == 3
+        assert res["m_merge"]["adapter_response"]["strategy"] == "full_refresh"
+
+        # Run 2: id 2 changes, id 4 arrives.
+        reset_src(project, "(1, 'a', 1), (2, 'B', 2), (3, 'c', 1), (4, 'd', 2)")
+        _, log = run_dbt_and_capture(["run"])
+        second = [(1, "a", 1), (2, "B", 2), (3, "c", 1), (4, "d", 2)]
+        for name in ("m_merge", "m_delete_insert", "m_auto"):
+            assert table(project, name) == second, name
+        # merge_update_columns=['v'] leaves ts as it was.
+        assert table(project, "m_merge_cols") == [
+            (1, "a", 1),
+            (2, "B", 1),
+            (3, "c", 1),
+            (4, "d", 2),
+        ]
+        # append reads only ts > max(ts) through is_incremental().
+        assert table(project, "m_append") == sorted(
+            [*first, (2, "B", 2), (4, "d", 2)], key=lambda r: (r[0], r[2])
+        )
+        res = run_results(project)
+        merge = res["m_merge"]["adapter_response"]
+        assert (merge["rows_inserted"], merge["rows_updated"], merge["rows_deleted"]) == (1, 3, 0)
+        assert merge["strategy"] == "merge"
+        di = res["m_delete_insert"]["adapter_response"]
+        assert (di["rows_inserted"], di["rows_updated"], di["rows_deleted"]) == (4, 0, 3)
+        auto = res["m_auto"]["adapter_response"]
+        assert auto["strategy"] == "merge"
+        assert (auto["rows_inserted"], auto["rows_updated"]) == (1, 3)
+        assert "m_auto strategy auto -> merge (unique_key set, 3 of 4 batch keys exist)" in log
+        app = res["m_append"]["adapter_response"]
+        assert (app["rows_inserted"], app["strategy"]) == (2, "append")
+
+        # Run 3: only new keys; auto runs a plain insert.
+        reset_src(project, "(5, 'e', 3), (6, 'f', 3)")
+        _, log = run_dbt_and_capture(["run"])
+        third = [*second, (5, "e", 3), (6, "f", 3)]
+        for name in ("m_merge", "m_delete_insert", "m_auto"):
+            assert table(project, name) == third, name
+        assert table(project, "m_append") == sorted(
+            [*first, (2, "B", 2), (4, "d", 2), (5, "e", 3), (6, "f", 3)],
+            key=lambda r: (r[0], r[2]),
+        )
+        res = run_results(project)
+        assert res["m_auto"]["adapter_response"]["strategy"] == "append"
+        assert "m_auto strategy auto -> append (unique_key set, 0 of 2 batch keys exist" in log
+        assert res["m_merge"]["adapter_response"]["rows_inserted"] == 2
+        assert res["m_delete_insert"]["adapter_response"]["rows_deleted"] == 0
+
+    def test_full_refresh_rebuilds(self, project) -> None:
+        reset_src(project, "(7, 'g', 4)")
+        run_dbt(["run", "--full-refresh", "-s", "m_merge"])
+        assert table(project, "m_merge") == [(7, "g", 4)]
+
+
+class TestDuplicateAndNullKeys:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        body = "select * from {{ source('raw', 'dup_src') }}"
+        return {
+            "sources.yml": sources_yml,
+            "m_dedupe.sql": model(
+                "incremental_strategy='merge', unique_key='id', dedupe_by='ts'", body
+            ),
+            "m_nodedupe.sql": model("incremental_strategy='merge', unique_key='id'", body),
+            "m_di_dedupe.sql": model(
+                "incremental_strategy='delete+insert', unique_key=['id'], dedupe_by=['ts desc']",
+                body,
+            ),
+        }
+
+    def test_dedupe_and_refusal(self, project) -> None:
+        project.run_sql("create table {schema}.src (id integer)")
+        project.run_sql(
+            "create or replace table {schema}.dup_src (id integer, v varchar, ts integer)"
+        )
+        project.run_sql("insert into {schema}.dup_src values (1, 'a', 1), (2, 'b', 1)")
+        run_dbt(["run"])
+        for name in ("m_dedupe", "m_nodedupe", "m_di_dedupe"):
+            assert table(project, name) == [(1, "a", 1), (2, "b", 1)]
+        before = table_hash(project, "{schema}.m_nodedupe")
+
+        # Key 1 three times, key 3 twice: dedupe keeps the last by ts (or first by ts desc).
+        project.run_sql("delete from {schema}.dup_src")
+        project.run_sql(
+            "insert into {schema}.dup_src values (1, 'x', 5), (1, 'y', 7), (1, 'z', 6),"
+            " (3, 'p', 2), (3, 'q', 1)"
+        )
+        results, _ = run_dbt_and_capture(["run"], expect_pass=False)
+        assert table(project, "m_dedupe") == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
+        assert table(project, "m_di_dedupe") == [(1, "x", 5), (2, "b", 1), (3, "q", 1)]
+        failed = [r for r in results if r.status == "error"]
+        assert [r.node.name for r in failed] == ["m_nodedupe"]
+        message = failed[0].message
+        assert "model.test.m_nodedupe" in message
+        assert "(id)" in message
+        assert "2 key value(s) occur more than once" in message
+        assert "id=1 (3 rows); id=3 (2 rows)" in message
+        assert "dedupe_by" in message
+        assert table_hash(project, "{schema}.m_nodedupe") == before
+
+        # Null keys are refused with their count.
+        project.run_sql("delete from {schema}.dup_src")
+        project.run_sql(
+            "insert into {schema}.dup_src values (null, 'n', 1), (null, 'm', 2), (4, 'd', 1)"
+        )
+        results = run_dbt(["run", "-s", "m_dedupe"], expect_pass=False)
+        assert "2 row(s) have a null in the key column(s) id" in results[0].message
+        assert table(project, "m_dedupe") == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
+
+
+schema_body = "select * from {{ source('raw', 'src') }}"
+
+
+class TestOnSchemaChange:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        cfg = "incremental_strategy='merge', unique_key='id', on_schema_change='{}'"
+        return {
+            "sources.yml": sources_yml,
+            "m_ignore.sql": model(cfg.format("ignore"), schema_body),
+            "m_fail.sql": model(cfg.format("fail"), schema_body),
+            "m_append_new.sql": model(cfg.format("append_new_columns"), schema_body),
+            "m_sync.sql": model(cfg.format("sync_all_columns"), schema_body),
+        }
+
+    def test_new_column(self, project) -> None:
+        reset_src(project, "(1, 'a', 1)")
+        run_dbt(["run"])
+        project.run_sql("alter table {schema}.src add column extra varchar")
+        project.run_sql("insert into {schema}.src values (2, 'b', 2, 'x')")
+        results = run_dbt(["run"], expect_pass=False)
+        status = {r.node.name: r.status for r in results}
+        assert status == {
+            "m_ignore": "success",
+            "m_fail": "error",
+            "m_append_new": "success",
+            "m_sync": "success",
+        }
+        assert rows(project, "select * from {schema}.m_ignore order by id") == [
+            (1, "a", 1),
+            (2, "b", 2),
+        ]
+        assert rows(project, "select * from {schema}.m_fail order by id") == [(1, "a", 1)]
+        assert rows(project, "select * from {schema}.m_append_new order by id") == [
+            (1, "a", 1, None),
+            (2, "b", 2, "x"),
+        ]
+        assert rows(project, "select * from {schema}.m_sync order by id") == [
+            (1, "a", 1, None),
+            (2, "b", 2, "x"),
+        ]
+        # A dropped column: sync_all_columns removes it, append_new_columns keeps it.
+        project.run_sql(
+            "create or replace table {schema}.src as select id, v, extra from {schema}.src"
+        )
+        project.run_sql("insert into {schema}.src values (3, 'c', 'y')")
+        run_dbt(["run", "-s", "m_sync", "m_append_new"])
+        assert rows(project, "select * from {schema}.m_sync order by id") == [
+            (1, "a", None),
+            (2, "b", "x"),
+            (3, "c", "y"),
+        ]
+        assert rows(project, "select * from {schema}.m_append_new order by id") == [
+            (1, "a", 1, None),
+            (2, "b", 2, "x"),
+            (3, "c", None, "y"),
+        ]
+
+
+class TestAtomicity:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        body = "select id, v, cast(raw_ts as integer) as ts from {{ source('raw', 'src') }}"
+        return {
+            "sources.yml": sources_yml,
+            "m_atomic.sql": model("incremental_strategy='merge', unique_key='id'", body),
+            "m_protected.sql": model("unique_key='id', full_refresh=false", body),
+        }
+
+    def test_failed_run_leaves_target_untouched(self, project) -> None:
+        project.run_sql("create table {schema}.src (id integer, v varchar, raw_ts varchar)")
+        project.run_sql(
+            "insert into {schema}.src select range, 'v' || range, range::varchar from range(1000)"
+        )
+        run_dbt(["run"])
+        before = table_hash(project, "{schema}.m_atomic")
+        assert before[0] == 1000
+        # Update every row, and make the very last one fail its cast.
+        project.run_sql("update {schema}.src set v = 'new', raw_ts = (id + 1)::varchar")
+        project.run_sql("insert into {schema}.src values (5000, 'bad', 'not a number')")
+        results = run_dbt(["run", "-s", "m_atomic"], expect_pass=False)
+        assert results[0].status == "error"
+        assert "not a number" in results[0].message
+        assert table_hash(project, "{schema}.m_atomic") == before
+        leftovers = rows(
+            project,
+            "select table_name from duckdb_tables()"
+            " where table_name like '%sqlflow_stage%' or table_name like '%dbt_tmp%'"
+            " or table_name like '%dbt_backup%'",
+        )
+        assert leftovers == []
+
+    def test_full_refresh_false_protects(self, project) -> None:
+        project.run_sql("delete from {schema}.src where id = 5000")
+        run_dbt(["run", "-s", "m_protected"])
+        count = rows(project, "select count(*) from {schema}.m_protected")
+        project.run_sql("delete from {schema}.src where id < 10")
+        run_dbt(["run", "--full-refresh", "-s", "m_protected"])
+        # Not rebuilt: the deleted source rows are still in the table.
+        assert rows(project, "select count(*) from {schema}.m_protected") == count
+
+
+class TestConfigErrors:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "bad_strategy.sql": model("incremental_strategy='upsert'"),
+            "no_key.sql": model("incremental_strategy='delete+insert'"),
+            "missing_col.sql": model("incremental_strategy='merge', unique_key='idd'"),
+            "bad_dedupe.sql": model("unique_key='id', dedupe_by='updated'"),
+            "conflict.sql": model(
+                "unique_key='id', merge_update_columns=['v'], merge_exclude_columns=['ts']"
+            ),
+            "many.sql": model("incremental_strategy='merge', on_schema_change='drop'"),
+        }
+
+    def test_messages(self, project) -> None:
+        reset_src(project, "(1, 'a', 1)")
+        results = run_dbt(["run"], expect_pass=False)
+        msg = {r.node.name: r.message for r in results}
+        assert all(r.status == "error" for r in results)
+        assert (
+            "incremental_strategy 'upsert' is not one of: append, merge, delete+insert,"
+            " insert_overwrite, snapshot, auto" in msg["bad_strategy"]
+        )
+        assert "model.test.bad_strategy" in msg["bad_strategy"]
+        assert "unique_key is required by incremental_strategy 'delete+insert'" in msg["no_key"]
+        assert "unique_key 'idd' names a column the model does not produce" in msg["missing_col"]
+        assert "(did you mean 'id'?)" in msg["missing_col"]
+        assert "its columns are: id, v, ts" in msg["missing_col"]
+        assert "dedupe_by 'updated' names a column the model does not produce" in msg["bad_dedupe"]
+        assert "merge_update_columns ['v'] conflicts with merge_exclude_columns" in msg["conflict"]
+        assert "has 2 configuration errors" in msg["many"]
+        assert "on_schema_change 'drop' is not one of" in msg["many"]
+        assert "unique_key is required by incremental_strategy 'merge'" in msg["many"]
+        # Nothing was created.
+        assert rows(
+            project,
+            "select count(*) from duckdb_tables() where schema_name = '{schema}'"
+            " and table_name <> 'src'",
+        ) == [(0,)]

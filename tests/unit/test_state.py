@@ -1,0 +1,397 @@
+"""Unit tests of the state store, on real DuckDB files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dbt.adapters.sqlflow.intervals import Interval
+from dbt.adapters.sqlflow.partitions import PartitionInfo
+from dbt.adapters.sqlflow.state import CheckResult, LoadRow, StateStore
+
+MODEL = "model.proj.fct_events"
+RELATION = '"t"."main"."fct_events"'
+
+
+def d(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def iv(start: str, end: str) -> Interval:
+    return Interval(d(start), d(end))
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect(str(tmp_path / "t.duckdb"))
+    yield connection
+    connection.close()
+
+
+class Recorder:
+    """An executor on a DuckDB connection that keeps the statements it ran."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.statements: list[str] = []
+
+    def __call__(self, sql: str) -> list[tuple]:
+        self.statements.append(sql)
+        return self.con.execute(sql).fetchall()
+
+
+@pytest.fixture
+def store(con: duckdb.DuckDBPyConnection) -> StateStore:
+    state = StateStore(Recorder(con))
+    state.ensure()
+    return state
+
+
+def load_row(load_id: str, model: str = MODEL, **kwargs: object) -> LoadRow:
+    values: dict = {
+        "load_id": load_id,
+        "invocation_id": "inv-1",
+        "model": model,
+        "relation": RELATION,
+        "strategy": "merge",
+        "window_start": d("2025-03-01"),
+        "window_end": d("2025-03-02"),
+        "started_at": d("2025-03-10 10:00"),
+        "finished_at": d("2025-03-10 10:01"),
+    }
+    values.update(kwargs)
+    return LoadRow(**values)
+
+
+def snapshot(con: duckdb.DuckDBPyConnection, schema: str = "sqlflow_meta") -> dict[str, list]:
+    return {
+        t: sorted(con.execute(f'select * from "{schema}"."{t}"').fetchall(), key=repr)
+        for t in StateStore.TABLES
+    }
+
+
+# -- ensure -----------------------------------------------------------------------------
+
+
+def test_ensure_creates_then_is_one_query(con: duckdb.DuckDBPyConnection) -> None:
+    recorder = Recorder(con)
+    state = StateStore(recorder, "my meta")
+    assert state.ensure() is True
+    tables = con.execute(
+        "select table_name from information_schema.tables where table_schema = 'my meta' order by 1"
+    ).fetchall()
+    assert [t[0] for t in tables] == ["intervals", "loads", "partitions", "quality_results"]
+    recorder.statements.clear()
+    assert state.ensure() is False
+    assert len(recorder.statements) == 1
+
+
+def test_ensure_recreates_a_missing_table(
+    store: StateStore, con: duckdb.DuckDBPyConnection
+) -> None:
+    con.execute('drop table "sqlflow_meta"."quality_results"')
+    assert store.ensure() is True
+    assert con.execute('select count(*) from "sqlflow_meta"."quality_results"').fetchone() == (0,)
+
+
+def test_ensure_with_database(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    con.execute(f"attach '{tmp_path / 'other.duckdb'}' as other")
+    state = StateStore(Recorder(con), database="other")
+    assert state.ensure() is True
+    assert state.ensure() is False
+    assert state.table("loads") == '"other"."sqlflow_meta"."loads"'
+    state.record_load(load_row("a"))
+    assert con.execute("select count(*) from other.sqlflow_meta.loads").fetchone() == (1,)
+
+
+def test_new_load_id() -> None:
+    ids = {StateStore.new_load_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+# -- loads ------------------------------------------------------------------------------
+
+
+def test_record_and_read_loads(store: StateStore) -> None:
+    first = load_row(
+        "a", rows_inserted=10, partitions_touched=1, watermark_after="2025-03-01 23:00:00"
+    )
+    second = load_row(
+        "b",
+        status="warn",
+        window_start=d("2025-03-02"),
+        window_end=d("2025-03-03"),
+        started_at=d("2025-03-10 10:01"),
+        finished_at=d("2025-03-10 10:02"),
+        rows_updated=3,
+        rows_deleted=2,
+        watermark_before="2025-03-01 23:00:00",
+    )
+    other = load_row(
+        "c", model="model.proj.other", invocation_id="inv-2", window_start=None, window_end=None
+    )
+    for row in (second, other, first):
+        store.record_load(row)
+    assert store.loads(MODEL) == [first, second]
+    assert store.loads(invocation_id="inv-2") == [other]
+    assert len(store.loads()) == 3
+    assert store.last_load(MODEL) == second
+    assert store.last_load("model.proj.none") is None
+
+
+def test_record_load_rejects_status(store: StateStore) -> None:
+    with pytest.raises(
+        ValueError, match=r"has status 'error': a recorded load is one of success, warn"
+    ):
+        store.record_load(load_row("a", status="error"))
+
+
+def test_literals_are_escaped(store: StateStore) -> None:
+    model = 'model.p.it\'s "quoted"; drop table x; --'
+    store.record_load(load_row("a'b", model=model, strategy="o'neil"))
+    assert store.loads(model)[0].load_id == "a'b"
+    store.add_interval(model, "rel'x", iv("2025-01-01", "2025-01-02"), "a'b")
+    assert store.loaded_intervals(model) == [iv("2025-01-01", "2025-01-02")]
+    store.upsert_partitions("rel'x", [PartitionInfo(key="it's")])
+    assert [p.key for p in store.partitions("rel'x", keys=["it's"])] == ["it's"]
+
+
+# -- intervals --------------------------------------------------------------------------
+
+
+def test_intervals_merge_on_read_and_compact_on_write(store: StateStore) -> None:
+    for day in ("2025-03-01", "2025-03-02", "2025-03-04"):
+        start = d(day)
+        store.add_interval(
+            MODEL, RELATION, Interval(start, start.replace(day=start.day + 1)), f"l{day}"
+        )
+    assert store.loaded_intervals(MODEL) == [
+        iv("2025-03-01", "2025-03-03"),
+        iv("2025-03-04", "2025-03-05"),
+    ]
+    # A reload of [1st, 3rd) replaces the two rows it covers.
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-03"), "reload")
+    rows = store.interval_rows(MODEL)
+    assert [(r.interval, r.load_id) for r in rows] == [
+        (iv("2025-03-01", "2025-03-03"), "reload"),
+        (iv("2025-03-04", "2025-03-05"), "l2025-03-04"),
+    ]
+    assert store.loaded_intervals("model.proj.other") == []
+
+
+def test_invalidate(store: StateStore) -> None:
+    store.add_interval(
+        MODEL, RELATION, iv("2025-03-01", "2025-03-05"), "a", loaded_at=d("2025-03-05 01:00")
+    )
+    store.add_interval(MODEL, RELATION, iv("2025-03-05", "2025-03-10"), "b")
+    store.add_interval("model.proj.other", RELATION, iv("2025-03-01", "2025-03-10"), "c")
+    removed = store.invalidate(MODEL, iv("2025-03-03", "2025-03-07"))
+    assert removed == [iv("2025-03-03", "2025-03-07")]
+    assert store.loaded_intervals(MODEL) == [
+        iv("2025-03-01", "2025-03-03"),
+        iv("2025-03-07", "2025-03-10"),
+    ]
+    first = store.interval_rows(MODEL)[0]
+    assert (first.load_id, first.loaded_at, first.relation) == (
+        "a",
+        d("2025-03-05 01:00"),
+        RELATION,
+    )
+    # Other models untouched; invalidating an unloaded range changes nothing.
+    assert store.loaded_intervals("model.proj.other") == [iv("2025-03-01", "2025-03-10")]
+    assert store.invalidate(MODEL, iv("2025-04-01", "2025-04-02")) == []
+    # Partly loaded range: only the loaded part is reported.
+    assert store.invalidate(MODEL, iv("2025-03-09", "2025-03-20")) == [
+        iv("2025-03-09", "2025-03-10")
+    ]
+    assert store.loaded_intervals(MODEL) == [
+        iv("2025-03-01", "2025-03-03"),
+        iv("2025-03-07", "2025-03-09"),
+    ]
+
+
+def test_invalidate_inside_one_row(store: StateStore) -> None:
+    store.add_interval(MODEL, RELATION, iv("2025-01-01", "2026-01-01"), "year")
+    store.invalidate(MODEL, iv("2025-06-01 12:00", "2025-06-02"))
+    assert store.loaded_intervals(MODEL) == [
+        iv("2025-01-01", "2025-06-01 12:00"),
+        iv("2025-06-02", "2026-01-01"),
+    ]
+    assert {r.load_id for r in store.interval_rows(MODEL)} == {"year"}
+
+
+# -- partitions -------------------------------------------------------------------------
+
+
+def part(key: str, rows: int = 1, load: str | None = "l1") -> PartitionInfo:
+    start = d(key)
+    return PartitionInfo(
+        key=key,
+        range_start=start,
+        range_end=start.replace(day=start.day + 1),
+        row_count=rows,
+        min_value=f"{key} 00:00:00",
+        max_value=f"{key} 23:00:00",
+        last_load_id=load,
+        last_loaded_at=d("2025-03-10 10:00") if load else None,
+    )
+
+
+def test_partitions_upsert_read_delete(store: StateStore) -> None:
+    store.upsert_partitions(RELATION, [part("2025-03-02"), part("2025-03-01")])
+    store.upsert_partitions("other", [part("2025-03-01", 7)])
+    assert store.partitions(RELATION) == [part("2025-03-01"), part("2025-03-02")]
+    store.upsert_partitions(RELATION, [part("2025-03-02", 5, "l2"), part("2025-03-03", 0, None)])
+    assert store.partitions(RELATION) == [
+        part("2025-03-01"),
+        part("2025-03-02", 5, "l2"),
+        part("2025-03-03", 0, None),
+    ]
+    assert store.partitions(RELATION, keys=["2025-03-03", "nope"]) == [part("2025-03-03", 0, None)]
+    assert store.partitions(RELATION, keys=[]) == []
+    store.delete_partitions(RELATION, ["2025-03-01", "2025-03-03", "nope"])
+    assert store.partitions(RELATION) == [part("2025-03-02", 5, "l2")]
+    assert store.partitions("other") == [part("2025-03-01", 7)]
+
+
+def test_value_partitions_round_trip(store: StateStore) -> None:
+    infos = [
+        PartitionInfo(key="eu", row_count=3, min_value="eu", max_value="eu"),
+        PartitionInfo(key="__null__"),
+    ]
+    store.upsert_partitions(RELATION, infos)
+    assert store.partitions(RELATION) == sorted(infos, key=lambda p: p.key)
+
+
+def test_many_partitions_in_chunks(store: StateStore) -> None:
+    infos = [PartitionInfo(key=f"k{i:05d}", row_count=i) for i in range(1234)]
+    store.upsert_partitions(RELATION, infos)
+    store.upsert_partitions(RELATION, infos)
+    got = store.partitions(RELATION)
+    assert len(got) == 1234
+    assert sum(p.row_count for p in got) == sum(range(1234))
+
+
+# -- quality ----------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    check_name: str
+    severity: str
+    status: str
+    failing_rows: int
+    sample: object
+
+
+def test_record_checks(store: StateStore) -> None:
+    at = d("2025-03-10 10:00")
+    outcomes = [
+        Outcome("not_null_id", "error", "pass", 0, None),
+        {
+            "check_name": "unique_id",
+            "severity": "warn",
+            "status": "warn",
+            "failing_rows": 2,
+            "sample": [{"id": 1}],
+        },
+        {
+            "check_name": "fresh",
+            "severity": "warn",
+            "status": "pass",
+            "failing_rows": None,
+            "sample": "text",
+        },
+    ]
+    assert store.record_checks("l1", MODEL, outcomes, checked_at=at) == 3
+    assert store.record_checks("l1", MODEL, []) == 0
+    got = store.check_results(model=MODEL)
+    assert got == [
+        CheckResult("l1", MODEL, "fresh", "warn", "pass", None, "text", at),
+        CheckResult("l1", MODEL, "not_null_id", "error", "pass", 0, None, at),
+        CheckResult("l1", MODEL, "unique_id", "warn", "warn", 2, '[{"id": 1}]', at),
+    ]
+    assert store.check_results(load_id="other") == []
+
+
+def test_record_checks_rejects_nameless(store: StateStore) -> None:
+    with pytest.raises(ValueError, match="has no check_name"):
+        store.record_checks("l1", MODEL, [{"status": "pass"}])
+
+
+# -- full refresh -----------------------------------------------------------------------
+
+
+def test_forget_model(store: StateStore) -> None:
+    store.record_load(load_row("a"))
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-02"), "a")
+    store.add_interval("model.proj.other", "other", iv("2025-03-01", "2025-03-02"), "b")
+    store.upsert_partitions(RELATION, [part("2025-03-01")])
+    store.upsert_partitions("other", [part("2025-03-01")])
+    store.forget_model(MODEL, RELATION)
+    assert store.loaded_intervals(MODEL) == []
+    assert store.partitions(RELATION) == []
+    assert store.loaded_intervals("model.proj.other") != []
+    assert store.partitions("other") != []
+    assert len(store.loads(MODEL)) == 1  # history stays
+
+
+# -- transactions -----------------------------------------------------------------------
+
+
+def test_rollback_leaves_tables_exactly_as_before(
+    store: StateStore, con: duckdb.DuckDBPyConnection
+) -> None:
+    store.record_load(load_row("base"))
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-05"), "base")
+    store.upsert_partitions(RELATION, [part("2025-03-01"), part("2025-03-02")])
+    store.record_checks("base", MODEL, [{"check_name": "c", "status": "pass"}])
+    before = snapshot(con)
+
+    con.execute("begin transaction")
+    store.ensure()
+    store.record_load(load_row("new"))
+    store.add_interval(MODEL, RELATION, iv("2025-03-05", "2025-03-06"), "new")
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-06"), "new")
+    store.invalidate(MODEL, iv("2025-03-02", "2025-03-03"))
+    store.upsert_partitions(RELATION, [part("2025-03-02", 99, "new"), part("2025-03-03")])
+    store.delete_partitions(RELATION, ["2025-03-01"])
+    store.record_checks("new", MODEL, [{"check_name": "c", "status": "fail", "failing_rows": 1}])
+    store.forget_model(MODEL, RELATION)
+    assert snapshot(con) != before
+    con.execute("rollback")
+
+    assert snapshot(con) == before
+
+
+def test_rollback_of_first_ensure_leaves_no_schema(con: duckdb.DuckDBPyConnection) -> None:
+    state = StateStore(Recorder(con))
+    con.execute("begin transaction")
+    state.ensure()
+    state.record_load(load_row("a"))
+    con.execute("rollback")
+    schemas = con.execute(
+        "select count(*) from information_schema.schemata where schema_name = 'sqlflow_meta'"
+    ).fetchone()
+    assert schemas == (0,)
+    assert state.ensure() is True  # nothing cached: created again
+
+
+def test_state_persists_in_the_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.duckdb")
+    con = duckdb.connect(path)
+    state = StateStore(lambda sql: con.execute(sql).fetchall())
+    state.ensure()
+    state.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-02"), "a")
+    con.close()
+    con = duckdb.connect(path)
+    state = StateStore(lambda sql: con.execute(sql).fetchall())
+    assert state.ensure() is False
+    assert state.loaded_intervals(MODEL) == [iv("2025-03-01", "2025-03-02")]
+    con.close()
