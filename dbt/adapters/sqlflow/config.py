@@ -16,6 +16,8 @@ from typing import Any
 
 from dbt_common.exceptions import DbtConfigError
 
+from dbt.adapters.sqlflow.intervals import parse_timestamp
+
 STRATEGIES = ("append", "merge", "delete+insert", "insert_overwrite", "snapshot", "auto")
 KEYED_STRATEGIES = ("merge", "delete+insert", "snapshot")
 ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
@@ -261,27 +263,6 @@ def _plain_column(expression: str) -> str | None:
         return None
     name = match.group(1)
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
-
-
-def parse_timestamp(text: Any) -> datetime:
-    """Parse an ISO date or timestamp into a naive UTC datetime.
-
-    Raises:
-        ValueError: if the text is not an ISO date or timestamp.
-    """
-    from datetime import date, timezone
-
-    if isinstance(text, datetime):
-        value = text
-    elif isinstance(text, date):
-        value = datetime(text.year, text.month, text.day)
-    elif isinstance(text, str) and text.strip():
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    else:
-        raise ValueError(f"{text!r} is not an ISO date or timestamp")
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
 
 
 class _Parser:

@@ -10,22 +10,30 @@ from typing import Any
 from dbt.adapters.base.meta import available
 from dbt.adapters.duckdb.impl import DuckDBAdapter
 from dbt.adapters.events.logging import AdapterLogger
-from dbt_common.exceptions import DbtRuntimeError
+from dbt_common.exceptions import DbtConfigError, DbtRuntimeError
 
-from dbt.adapters.sqlflow.config import SqlflowConfig, parse_timestamp
+from dbt.adapters.sqlflow.config import SNAPSHOT_META_COLUMNS, SqlflowConfig
 from dbt.adapters.sqlflow.connections import SqlflowConnectionManager
+from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.load import (
     UNBOUNDED_END,
     UNBOUNDED_START,
     WINDOW_END_MARK,
     WINDOW_START_MARK,
+    LoadServices,
     ModelLoad,
     SqlflowAdapterResponse,
+    as_naive,
+    finish_batch,
+    plan_batches,
     substitute_window,
     time_literal,
+    touched_partitions,
     utc_now,
     window_sql,
 )
+from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec, covering_range
+from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import (
     BatchFacts,
     choose_strategy,
@@ -42,6 +50,22 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _snapshot_plan(config: SqlflowConfig) -> dict[str, Any] | None:
+    """The snapshot settings as plain data for the snapshot strategy's macros."""
+    spec = config.snapshot
+    if spec is None or config.strategy not in ("snapshot", "auto"):
+        return None
+    names = {name: spec.column(name) for name in SNAPSHOT_META_COLUMNS}
+    return {
+        "strategy": spec.strategy,
+        "updated_at": spec.updated_at,
+        "check_cols": spec.check_cols if spec.check_cols == "all" else list(spec.check_cols),
+        "hard_deletes": spec.hard_deletes,
+        "dbt_valid_to_current": spec.valid_to_current,
+        "columns": names,
+    }
+
+
 class SqlflowAdapter(DuckDBAdapter):
     """dbt-duckdb's adapter under ``type: sqlflow``.
 
@@ -55,7 +79,8 @@ class SqlflowAdapter(DuckDBAdapter):
     def __init__(self, config: Any, mp_context: Any) -> None:
         super().__init__(config, mp_context)
         self._sqlflow_loads: dict[str, ModelLoad] = {}
-        self._sqlflow_lock = threading.Lock()
+        self._sqlflow_lock = threading.RLock()
+        self._sqlflow_state_ready = False
 
     def valid_incremental_strategies(self) -> Sequence[str]:
         """dbt-duckdb's strategies for ``materialized='incremental'``.
@@ -86,7 +111,7 @@ class SqlflowAdapter(DuckDBAdapter):
         logger.info(f"{load.config.model} {message} {load.log_context(load_id)}")
 
     def _now(self, run_vars: dict[str, Any]) -> datetime:
-        pinned = run_vars.get("sqlflow_now")
+        pinned: Any = run_vars.get("sqlflow_now")
         if pinned in (None, ""):
             return utc_now()
         try:
@@ -111,7 +136,7 @@ class SqlflowAdapter(DuckDBAdapter):
             A TIMESTAMP literal with a marker comment; each batch substitutes its bounds.
         """
         run_vars = run_vars or {}
-        raw = run_vars.get(f"sqlflow_{bound}")
+        raw: Any = run_vars.get(f"sqlflow_{bound}")
         try:
             value = parse_timestamp(raw) if raw not in (None, "") else None
         except ValueError:
@@ -147,38 +172,192 @@ class SqlflowAdapter(DuckDBAdapter):
         """
         run_vars = run_vars or {}
         now = self._now(run_vars)
-        columns = {name: dtype for name, dtype in self._describe(compiled_code)}
-        config = SqlflowConfig.parse(
-            model["unique_id"], model.get("config") or {}, columns, now=now
-        )
+        model_id = model["unique_id"]
+        columns = dict(self._describe(compiled_code))
+        raw = model.get("config") or {}
+        config = self._parse_config(model_id, raw, columns, now)
+        explicit = self._explicit_range(model_id, config, run_vars)
         from dbt_common.invocation import get_invocation_id
 
-        batches: list[tuple[datetime, datetime] | None] = [None]
         load = ModelLoad.create(
             config,
             str(target_relation),
             "incremental" if incremental else "build",
-            batches,
+            [None],
             get_invocation_id(),
         )
+        services = self._services(load, raw, columns, now, target_relation)
+        load.services = services
+        if config.event_time is not None:
+            if incremental:
+                value = services.run(
+                    f"select max({_quote(config.event_time)}) from {target_relation}"
+                )[0][0]
+                load.watermark_before = as_naive(value)
+
+            def data_start() -> datetime | None:
+                sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
+                found = services.run(
+                    f"select min({_quote(config.event_time or '')}) from ({sql}) as m"
+                )
+                return as_naive(found[0][0])
+
+            windows = plan_batches(load, services, explicit=explicit, data_start=data_start)
+            load.batches = [(w.start, w.end) for w in windows]
         with self._sqlflow_lock:
             self._sqlflow_loads[load.id] = load
         part = config.partition_by
         order_by = part.field if part is not None else config.event_time
+        et_type = services.event_time_type
         return {
             "id": load.id,
             "mode": load.mode,
-            "batches": [None if b is None else {"start": b[0], "end": b[1]} for b in load.batches],
+            "windowed": config.windowed,
+            "batches": [
+                None
+                if b is None
+                else {
+                    "start": b[0],
+                    "end": b[1],
+                    "start_literal": time_literal(b[0], et_type),
+                    "end_literal": time_literal(b[1], et_type),
+                }
+                for b in load.batches
+            ],
             "strategy": config.strategy,
             "unique_key": list(config.unique_key),
             "dedupe_by": list(config.dedupe_by),
-            "event_time": config.event_time,
-            "order_by": order_by,
+            "event_time": _quote(config.event_time) if config.event_time else None,
+            "order_by": _quote(order_by) if order_by else None,
+            "partition_field": _quote(part.field) if part else None,
+            "partition_granularity": part.granularity if part else None,
             "on_schema_change": config.on_schema_change,
             "merge_update_columns": list(config.merge_update_columns or []),
             "merge_exclude_columns": list(config.merge_exclude_columns or []),
             "incremental_predicates": list(config.incremental_predicates),
+            "snapshot": _snapshot_plan(config),
         }
+
+    def _parse_config(
+        self, model_id: str, raw: dict[str, Any], columns: dict[str, str], now: datetime
+    ) -> SqlflowConfig:
+        """The model's config and quality checks, every problem in one error."""
+        from dbt.adapters.sqlflow.quality import parse_quality_checks
+
+        problems: list[str] = []
+        config = None
+        try:
+            config = SqlflowConfig.parse(model_id, raw, columns, now=now)
+        except DbtConfigError as e:
+            problems.append(str(e.msg))
+        try:
+            parse_quality_checks(
+                raw.get("quality_checks") or [],
+                model=model_id,
+                columns=list(columns),
+                event_time=config.event_time if config else raw.get("event_time"),
+                has_partitions=bool(raw.get("partition_by")),
+            )
+        except DbtConfigError as e:
+            problems.append(str(e.msg))
+        if problems or config is None:
+            raise DbtConfigError("\n".join(problems))
+        return config
+
+    def _explicit_range(
+        self, model_id: str, config: SqlflowConfig, run_vars: dict[str, Any]
+    ) -> tuple[datetime, datetime] | None:
+        """An explicit backfill range from --vars or dbt's --event-time-start/-end."""
+        from dbt.flags import get_flags
+
+        flags = get_flags()
+        start = run_vars.get("sqlflow_start") or getattr(flags, "EVENT_TIME_START", None)
+        end = run_vars.get("sqlflow_end") or getattr(flags, "EVENT_TIME_END", None)
+        if start in (None, "") and end in (None, ""):
+            return None
+        fix = (
+            'pass both, e.g. --vars \'{"sqlflow_start": "2025-01-01",'
+            ' "sqlflow_end": "2025-02-01"}\''
+        )
+        problems = []
+        bounds: list[datetime | None] = []
+        value: Any
+        for key, value in (("sqlflow_start", start), ("sqlflow_end", end)):
+            if value in (None, ""):
+                problems.append(f"{key} is missing. Fix: {fix}.")
+                bounds.append(None)
+                continue
+            try:
+                bounds.append(parse_timestamp(value))
+            except ValueError:
+                problems.append(
+                    f"{key} {str(value)!r} is not an ISO date or timestamp. Fix: {fix}."
+                )
+                bounds.append(None)
+        lo, hi = bounds
+        if lo is not None and hi is not None and lo >= hi:
+            problems.append(
+                f"sqlflow_start {lo.isoformat()} is not before sqlflow_end {hi.isoformat()}"
+                " (the range [start, end) includes start, excludes end). Fix: swap them."
+            )
+        if not config.windowed:
+            problems.append(
+                "an explicit backfill range was given, but the model has no event_time or"
+                " time partition_by. Fix: set event_time, or run without sqlflow_start/end."
+            )
+        if problems:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            raise DbtConfigError(
+                f"sqlflow_incremental model '{model_id}': bad backfill range (nothing was"
+                f" written):\n{lines}"
+            )
+        assert lo is not None and hi is not None
+        return lo, hi
+
+    def _state(self, run: Executor) -> StateStore:
+        """sqlflow's state tables, created once per invocation in their own transaction."""
+        creds = self.config.credentials
+        store = StateStore(run, schema=creds.sqlflow_state_schema, database=creds.database)
+        with self._sqlflow_lock:
+            if not self._sqlflow_state_ready:
+                connection = self.connections.get_thread_connection()
+                opened = not connection.transaction_open
+                if opened:
+                    self.connections.begin()
+                store.ensure()
+                if opened:
+                    self.connections.commit()
+                self._sqlflow_state_ready = True
+        return store
+
+    def _services(
+        self,
+        load: ModelLoad,
+        raw: dict[str, Any],
+        columns: dict[str, str],
+        now: datetime,
+        target_relation: Any,
+    ) -> LoadServices:
+        from dbt.adapters.sqlflow.quality import parse_quality_checks
+
+        config = load.config
+        run = self._executor()
+        state = self._state(run)
+        pm = None
+        if config.partition_by is not None:
+            part = config.partition_by
+            spec = PartitionSpec(part.field, part.granularity, part.data_type or "TIMESTAMP")
+            pm = PartitionManager(run, state, spec, unique_key=list(config.unique_key) or None)
+        checks = parse_quality_checks(
+            raw.get("quality_checks") or [],
+            model=config.model,
+            columns=list(columns),
+            event_time=config.event_time,
+            has_partitions=pm is not None,
+        )
+        lowered = {k.lower(): v for k, v in columns.items()}
+        et_type = lowered.get(config.event_time.lower()) if config.event_time else None
+        return LoadServices(run, state, pm, checks, now, et_type)
 
     def _describe(self, sql: str) -> list[tuple[str, str]]:
         _, cursor = self.connections.add_query(f"describe ({sql})", auto_begin=False)
@@ -243,54 +422,76 @@ class SqlflowAdapter(DuckDBAdapter):
                 duplicate_keys=duplicates,
                 samples=samples,
             )
+        window = (batch["start"], batch["end"]) if batch else None
+        current = load.current or load.start_batch(config.strategy, window)
+        target_predicate, overwrite_predicate = self._predicates(load, batch_relation, batch)
         matched: int | None = None
         if target_exists and needs_matched_keys(config) and rows:
-            on = " and ".join(f"t.{k} = s.{k}" for k in keys)
+            on = " and ".join(f"DBT_INTERNAL_DEST.{k} = s.{k}" for k in keys)
+            if target_predicate:
+                on += f" and {target_predicate}"
             matched = int(
                 run(
-                    f"select count(*) from {staged} as s"
-                    f" where exists (select 1 from {target_relation} as t where {on})"
+                    f"select count(*) from {staged} as s where exists"
+                    f" (select 1 from {target_relation} as DBT_INTERNAL_DEST where {on})"
                 )[0][0]
             )
         choice = choose_strategy(
             config, BatchFacts(rows=int(rows), matched_keys=matched, target_exists=target_exists)
         )
-        window = (batch["start"], batch["end"]) if batch else None
-        current = load.current or load.start_batch(choice.strategy, window)
+        if load.mode == "incremental" or config.windowed:
+            current.strategy = choice.strategy
         current.matched = matched or 0
-        if config.strategy == "auto" and load.mode == "incremental":
+        if config.strategy == "auto" and target_exists:
             self._log(load, f"strategy auto -> {choice.strategy} ({choice.reason})")
+        # An empty batch changes nothing, except where absence is the change: the rows
+        # of a window that insert_overwrite replaces, the deletions a snapshot records.
+        skip = int(rows) == 0 and not (
+            choice.strategy == "snapshot"
+            or (choice.strategy == "insert_overwrite" and overwrite_predicate)
+        )
         return {
             "strategy": choice.strategy,
             "plain_insert": choice.plain_insert,
             "rows": int(rows),
-            "target_predicate": self._target_predicate(load, batch_relation, batch, run),
+            "target_predicate": target_predicate,
+            "overwrite_predicate": overwrite_predicate,
+            "skip_dml": skip,
         }
 
-    def _target_predicate(
-        self, load: ModelLoad, batch_relation: Any, batch: dict[str, Any] | None, run: Executor
-    ) -> str | None:
-        """The target-side restriction to the batch's time-partition range, if any."""
-        part = load.config.partition_by
-        if part is None or not part.is_time:
-            return None
-        if batch:
-            lo, hi = batch["start"], batch["end"]
-        else:
-            g = part.granularity
-            field = _quote(part.field)
-            lo, hi = run(
-                f"select date_trunc('{g}', min({field}))::timestamp,"
-                f" (date_trunc('{g}', max({field})) + interval 1 {g})::timestamp"
-                f" from {batch_relation}"
-            )[0]
-            if lo is None:
-                return None
-        col = f"DBT_INTERNAL_DEST.{_quote(part.field)}"
-        return (
-            f"{col} >= {time_literal(lo, part.data_type)}"
-            f" and {col} < {time_literal(hi, part.data_type)}"
-        )
+    def _predicates(
+        self, load: ModelLoad, batch_relation: Any, batch: dict[str, Any] | None
+    ) -> tuple[str | None, str | None]:
+        """The batch's partition restrictions on the target.
+
+        Returns ``(target_predicate, overwrite_predicate)``: the first restricts the
+        target-side scans of merge and delete+insert to the batch's partition range (on
+        the alias ``DBT_INTERNAL_DEST``); the second selects the rows insert_overwrite
+        replaces: the window on event_time, or the partitions present in the batch.
+        """
+        config = load.config
+        services = load.services
+        pm = services.partitions if services else None
+        window = Interval(batch["start"], batch["end"]) if batch else None
+        overwrite = None
+        if batch and window is not None and config.event_time is not None:
+            column = _quote(config.event_time)
+            overwrite = (
+                f"{column} >= {batch['start_literal']} and {column} < {batch['end_literal']}"
+            )
+        if services is None or pm is None or load.current is None:
+            return None, overwrite
+        if window is not None and pm.spec.is_time and pm.spec.field == config.event_time:
+            return pm.predicate(window, "DBT_INTERNAL_DEST"), overwrite
+        keys = touched_partitions(load, services, str(batch_relation), load.relation)
+        load.current.keys = keys
+        if overwrite is None:
+            overwrite = pm.keys_predicate(keys)
+        if not pm.spec.is_time or not keys:
+            return None, overwrite
+        ranges = covering_range(keys, pm.spec.granularity or "day")
+        hull = Interval(ranges[0].start, ranges[-1].end)
+        return pm.predicate(hull, "DBT_INTERNAL_DEST"), overwrite
 
     @available.parse_none
     def sqlflow_start_build(self, load_id: str) -> None:
@@ -305,8 +506,9 @@ class SqlflowAdapter(DuckDBAdapter):
         Args:
             load_id: The model execution.
             sql: One statement.
-            role: ``inserted``, ``updated``, ``deleted``, or ``merged`` (a MERGE whose
-                count splits into the matched keys, updated, and the rest, inserted).
+            role: ``inserted``, ``updated``, ``deleted``, ``merged`` (a MERGE whose
+                count splits into the matched keys, updated, and the rest, inserted), or
+                ``none`` (a helper statement whose rows are not target changes).
 
         Returns:
             The statement's row count.
@@ -314,6 +516,8 @@ class SqlflowAdapter(DuckDBAdapter):
         load = self._load(load_id)
         response, _ = self.connections.execute(sql, auto_begin=True, fetch=False)
         count = int(response.rows_affected or 0)
+        if role == "none":
+            return count
         if role == "merged":
             matched = load.current.matched if load.current else 0
             load.add_count("updated", min(matched, count))
@@ -321,6 +525,34 @@ class SqlflowAdapter(DuckDBAdapter):
         else:
             load.add_count(role, count)
         return count
+
+    @available.parse_none
+    def sqlflow_finish_batch(self, load_id: str, batch_relation: Any, target_relation: Any) -> None:
+        """Write the batch's state and run its quality checks, before its commit.
+
+        Partition statistics, the loaded interval, the load row and the check outcomes go
+        into sqlflow's state tables in the load's own transaction.
+
+        Raises:
+            DbtRuntimeError: when a quality check of severity ``error`` fails; the load's
+                transaction is then rolled back.
+        """
+        from dbt.adapters.sqlflow import quality
+
+        load = self._load(load_id)
+        assert load.services is not None
+        outcomes = finish_batch(load, load.services, str(batch_relation), str(target_relation))
+        for outcome in quality.failed_warnings(outcomes):
+            logger.warning(
+                f"{quality.format_warning(load.config.model, outcome)} {load.log_context()}"
+            )
+
+    @available.parse_none
+    def sqlflow_reset_state(self, load_id: str) -> None:
+        """Forget the model's intervals and partitions (its table is being rebuilt)."""
+        load = self._load(load_id)
+        assert load.services is not None
+        load.services.state.forget_model(load.config.model, load.relation)
 
     @available.parse_none
     def sqlflow_commit_batch(self, load_id: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 from dbt.adapters.contracts.connection import AdapterResponse
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
+from dbt.adapters.sqlflow.intervals import Interval, plan_explicit, plan_windows
+from dbt.adapters.sqlflow.partitions import PartitionManager, partition_key
+from dbt.adapters.sqlflow.quality import QualityCheck
+from dbt.adapters.sqlflow.state import LoadRow, StateStore
 
 WINDOW_START_MARK = "/*sqlflow_window_start*/"
 WINDOW_END_MARK = "/*sqlflow_window_end*/"
@@ -92,6 +97,7 @@ class BatchResult:
     rows_deleted: int = 0
     partitions_touched: int = 0
     matched: int = 0
+    keys: list[str] | None = None
     status: str = "success"
     checks: list[Any] = field(default_factory=list)
 
@@ -112,6 +118,7 @@ class ModelLoad:
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     previous_rows: int | None = None
+    services: LoadServices | None = None
 
     @classmethod
     def create(
@@ -203,3 +210,165 @@ class ModelLoad:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# -- the load's work on the database (through an executor, inside its transaction) -------
+
+
+@dataclass
+class LoadServices:
+    """What one model execution reads and writes besides the target's data."""
+
+    run: Callable[[str], list[tuple]]
+    state: StateStore
+    partitions: PartitionManager | None
+    checks: list[QualityCheck]
+    now: datetime
+    event_time_type: str | None = None
+
+
+def time_bound(value: datetime, data_type: str | None) -> str:
+    """A window bound compared with a column of ``data_type`` (see ``time_literal``)."""
+    return time_literal(value, data_type)
+
+
+def plan_batches(
+    load: ModelLoad,
+    services: LoadServices,
+    *,
+    explicit: tuple[datetime, datetime] | None,
+    data_start: Callable[[], datetime | None],
+) -> list[Interval]:
+    """The windows of a windowed model's execution, in time order.
+
+    An explicit backfill reprocesses exactly ``[start, end)``; otherwise the loaded
+    intervals decide (gaps, ``lookback`` and the current unit, see ``plan_windows``).
+    ``data_start`` is only called when neither ``begin`` nor a loaded interval exists.
+    """
+    config = load.config
+    batch_size = config.batch_size or "day"
+    if explicit is not None:
+        return plan_explicit(explicit[0], explicit[1], batch_size)
+    loaded = services.state.loaded_intervals(config.model) if load.mode == "incremental" else []
+    start = None
+    if config.begin is None and not loaded:
+        start = data_start()
+    return plan_windows(
+        loaded,
+        begin=config.begin,
+        now=services.now,
+        batch_size=batch_size,
+        lookback=config.lookback,
+        data_start=start,
+    )
+
+
+def touched_partitions(
+    load: ModelLoad, services: LoadServices, batch_relation: str, target: str
+) -> list[str]:
+    """Register and return the partition keys the current batch writes."""
+    pm = services.partitions
+    batch = load.current
+    if pm is None or batch is None:
+        return []
+    if batch.keys is not None:
+        return batch.keys
+    if batch.window is not None and pm.spec.is_time and pm.spec.field == load.config.event_time:
+        return pm.create_partition(target, Interval(*batch.window), load_id=batch.load_id)
+    if pm.spec.is_time:
+        gran = pm.spec.granularity or "day"
+        buckets = services.run(f"select distinct {pm._bucket_expr()} from {batch_relation}")
+        return sorted(partition_key(b[0], gran) for b in buckets if b[0] is not None)
+    return [
+        str(r[0])
+        for r in services.run(f"select distinct {pm._bucket_expr()} from {batch_relation}")
+    ]
+
+
+def finish_batch(
+    load: ModelLoad, services: LoadServices, batch_relation: str, target: str
+) -> list[Any]:
+    """The state writes and quality checks of the current batch, before its commit.
+
+    Returns the quality check outcomes; raises ``DbtRuntimeError`` (the load rolls back)
+    when a check of severity ``error`` fails.
+    """
+    from dbt_common.exceptions import DbtRuntimeError
+
+    from dbt.adapters.sqlflow import quality
+
+    batch = load.current
+    assert batch is not None
+    config = load.config
+    keys = touched_partitions(load, services, batch_relation, target)
+    if services.partitions is not None and keys:
+        services.partitions.refresh_statistics(target, keys, load_id=batch.load_id)
+    batch.partitions_touched = len(keys)
+    if config.event_time is not None:
+        value = services.run(f"select max({_quote(config.event_time)}) from {target}")[0][0]
+        load.watermark_after = as_naive(value)
+    outcomes: list[Any] = []
+    if services.checks:
+        pm = services.partitions
+
+        def partition_check() -> list[str]:
+            if pm is None:
+                return []
+            report = pm.validate_consistency(target)
+            return [f"{p.kind} {p.partition_key}: {p.detail}" for p in report.problems]
+
+        outcomes = quality.run_quality_checks(
+            services.run,
+            services.checks,
+            batch_relation=batch_relation,
+            target_relation=target,
+            event_time=config.event_time,
+            now=services.now,
+            partition_check=partition_check,
+        )
+        batch.checks = outcomes
+        if quality.failed_errors(outcomes):
+            raise DbtRuntimeError(quality.format_failure(config.model, outcomes))
+        if quality.failed_warnings(outcomes):
+            batch.status = "warn"
+        services.state.record_checks(batch.load_id, config.model, outcomes)
+    if batch.window is not None:
+        services.state.add_interval(config.model, target, Interval(*batch.window), batch.load_id)
+    services.state.record_load(
+        LoadRow(
+            load_id=batch.load_id,
+            invocation_id=load.invocation_id,
+            model=config.model,
+            relation=target,
+            strategy=batch.strategy,
+            window_start=batch.window[0] if batch.window else None,
+            window_end=batch.window[1] if batch.window else None,
+            started_at=datetime.fromtimestamp(batch.started, timezone.utc).replace(tzinfo=None),
+            finished_at=utc_now(),
+            status=batch.status,
+            rows_inserted=batch.rows_inserted,
+            rows_updated=batch.rows_updated,
+            rows_deleted=batch.rows_deleted,
+            partitions_touched=batch.partitions_touched,
+            watermark_before=_iso(load.watermark_before),
+            watermark_after=_iso(load.watermark_after),
+        )
+    )
+    return outcomes
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def as_naive(value: Any) -> datetime | None:
+    """A DuckDB time value as a naive UTC datetime (None for anything else)."""
+    from datetime import date
+
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return None

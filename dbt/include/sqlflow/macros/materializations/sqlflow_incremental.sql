@@ -16,9 +16,12 @@
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
 
-  {% if plan.mode == 'build' %}
+  {% if plan.mode == 'build' and not plan.windowed %}
     {% do sqlflow_build(plan, target_relation, existing_relation) %}
   {% else %}
+    {% if plan.mode == 'build' %}
+      {% do sqlflow_create_empty(plan, target_relation, existing_relation) %}
+    {% endif %}
     {% for batch in plan.batches %}
       {% do sqlflow_load_batch(plan, batch, target_relation, loop.first, loop.last) %}
     {% endfor %}
@@ -45,15 +48,48 @@
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
   {% do adapter.sqlflow_start_build(plan.id) %}
   {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, none) %}
-  {% do adapter.sqlflow_execute(plan.id, get_sqlflow_stage_sql(intermediate, sql, plan, none, false), 'inserted') %}
+  {% if plan.snapshot %}
+    {% set build_sql = get_sqlflow_snapshot_build_sql(intermediate, sql, plan) %}
+  {% else %}
+    {% set build_sql = get_sqlflow_stage_sql(intermediate, sql, plan, none, false) %}
+  {% endif %}
+  {% do adapter.sqlflow_execute(plan.id, build_sql, 'inserted') %}
   {% do adapter.sqlflow_inspect(plan.id, intermediate, target_relation, false, none) %}
   {% if existing_relation is not none %}
     {% do adapter.rename_relation(existing_relation, backup) %}
   {% endif %}
   {% do adapter.rename_relation(intermediate, target_relation) %}
+  {% do adapter.sqlflow_reset_state(plan.id) %}
+  {% do adapter.sqlflow_finish_batch(plan.id, target_relation, target_relation) %}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   {% do adapter.commit() %}
   {% do adapter.sqlflow_commit_batch(plan.id) %}
+  {% if existing_relation is not none %}
+    {% do adapter.drop_relation(backup) %}
+  {% endif %}
+{% endmacro %}
+
+
+{#
+  sqlflow_create_empty: the first step of a windowed build: an empty table with the
+  model's columns (replacing an existing one) and no recorded intervals or partitions,
+  in one transaction. The batches then fill it, each in its own transaction.
+#}
+{% macro sqlflow_create_empty(plan, target_relation, existing_relation) %}
+  {%- set intermediate = make_intermediate_relation(target_relation) -%}
+  {%- set backup = make_backup_relation(target_relation, 'table') -%}
+  {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
+  {% do drop_relation_if_exists(load_cached_relation(backup)) %}
+  {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, none) %}
+  {% call statement('sqlflow_create_empty') %}
+    create table {{ intermediate }} as select * from ({{ sql }}) as sqlflow_model limit 0
+  {% endcall %}
+  {% if existing_relation is not none %}
+    {% do adapter.rename_relation(existing_relation, backup) %}
+  {% endif %}
+  {% do adapter.rename_relation(intermediate, target_relation) %}
+  {% do adapter.sqlflow_reset_state(plan.id) %}
+  {% do adapter.commit() %}
   {% if existing_relation is not none %}
     {% do adapter.drop_relation(backup) %}
   {% endif %}
@@ -71,17 +107,20 @@
   {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, batch) %}
   {% do run_query(get_sqlflow_stage_sql(stage, sql, plan, batch, true)) %}
   {% set facts = adapter.sqlflow_inspect(plan.id, stage, target_relation, true, batch) %}
-  {% set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) %}
-  {% if not dest_columns %}
-    {% set dest_columns = adapter.get_columns_in_relation(target_relation) %}
+  {% if not facts.skip_dml %}
+    {% set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) %}
+    {% if not dest_columns %}
+      {% set dest_columns = adapter.get_columns_in_relation(target_relation) %}
+    {% endif %}
+    {% set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
+                   'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
+                   'plan': plan, 'batch': batch, 'facts': facts} %}
+    {% set strategy_macro = context['get_sqlflow_' ~ facts.strategy | replace('+', '_') ~ '_sql'] %}
+    {% for step in strategy_macro(args) %}
+      {% do adapter.sqlflow_execute(plan.id, step.sql, step.count) %}
+    {% endfor %}
   {% endif %}
-  {% set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
-                 'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
-                 'plan': plan, 'batch': batch, 'facts': facts} %}
-  {% set strategy_macro = context['get_sqlflow_' ~ facts.strategy | replace('+', '_') ~ '_sql'] %}
-  {% for step in strategy_macro(args) %}
-    {% do adapter.sqlflow_execute(plan.id, step.sql, step.count) %}
-  {% endfor %}
+  {% do adapter.sqlflow_finish_batch(plan.id, stage, target_relation) %}
   {% if last %}{{ run_hooks(post_hooks, inside_transaction=True) }}{% endif %}
   {% do adapter.commit() %}
   {% do adapter.sqlflow_commit_batch(plan.id) %}
