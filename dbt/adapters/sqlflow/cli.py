@@ -6,11 +6,90 @@ import click
 
 from dbt.adapters.sqlflow.__version__ import version
 
+DEFAULT_RUN_RESULTS = "target/run_results.json"
+DEFAULT_MANIFEST = "target/manifest.json"
+
+
+class CliError(click.ClickException):
+    """A one-line error (``Error: <file or URL>: <cause>``), exit code 2, no traceback."""
+
+    exit_code = 2
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version, "--version", prog_name="dbt-sqlflow")
 def cli() -> None:
     """dbt-sqlflow: partitions, interval state and metrics for dbt on DuckDB."""
+
+
+@cli.group()
+def metrics() -> None:
+    """Export a dbt run's metrics (Prometheus, OpenMetrics, JSON, Pushgateway)."""
+
+
+_run_results_option = click.option(
+    "--run-results",
+    default=DEFAULT_RUN_RESULTS,
+    show_default=True,
+    help="dbt's run_results.json.",
+)
+_manifest_option = click.option(
+    "--manifest",
+    default=DEFAULT_MANIFEST,
+    show_default=True,
+    help="dbt's manifest.json (optional: skipped when absent).",
+)
+
+
+@metrics.command("export")
+@_run_results_option
+@_manifest_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["prometheus", "openmetrics", "json"]),
+    default="prometheus",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--output", default=None, help="Write to this file (atomically) instead of stdout.")
+@click.option(
+    "--textfile",
+    default=None,
+    help="Also write DIR/dbt_sqlflow.prom atomically (node_exporter's textfile collector).",
+)
+def export_command(
+    run_results: str, manifest: str, fmt: str, output: str | None, textfile: str | None
+) -> None:
+    """Print (or write) the metrics of the run in RUN_RESULTS."""
+    from dbt.adapters.sqlflow.metrics.artifacts import ArtifactError
+    from dbt.adapters.sqlflow.metrics.export import ExportError, export_artifacts
+
+    try:
+        text = export_artifacts(run_results, manifest, fmt=fmt, output=output, textfile=textfile)
+    except (ArtifactError, ExportError) as e:
+        raise CliError(str(e)) from e
+    if output is None and textfile is None:
+        click.echo(text, nl=False)
+
+
+@metrics.command("push")
+@click.option("--gateway", required=True, help="Pushgateway URL, e.g. http://127.0.0.1:9091.")
+@click.option("--job", default="dbt", show_default=True, help="Pushgateway job name.")
+@click.option(
+    "--timeout", default=10.0, show_default=True, type=float, help="Push timeout in seconds."
+)
+@_run_results_option
+@_manifest_option
+def push_command(gateway: str, job: str, timeout: float, run_results: str, manifest: str) -> None:
+    """Push the metrics of the run in RUN_RESULTS to a Prometheus Pushgateway."""
+    from dbt.adapters.sqlflow.metrics.artifacts import ArtifactError
+    from dbt.adapters.sqlflow.metrics.export import ExportError, push_artifacts
+
+    try:
+        push_artifacts(gateway, job, run_results, manifest, timeout=timeout)
+    except (ArtifactError, ExportError) as e:
+        raise CliError(str(e)) from e
 
 
 def main() -> None:

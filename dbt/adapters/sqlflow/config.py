@@ -198,6 +198,27 @@ class SqlflowConfig:
             batch_size = partition_by.granularity if partition_by and partition_by.is_time else None
             batch_size = batch_size or "day"
         snapshot = p.snapshot(strategy)
+        if snapshot is not None and on_schema_change in ("fail", "sync_all_columns"):
+            # The history table's meta columns are not in the model's SQL: schema-change
+            # detection sees them as removed columns ('fail' always fails, 'sync_all_columns'
+            # drops them).
+            p.error(
+                "on_schema_change",
+                on_schema_change,
+                "cannot be used with the snapshot strategy, whose history table holds"
+                " snapshot meta columns the model's SQL does not return",
+                "set on_schema_change='append_new_columns' (new model columns are added)"
+                " or 'ignore'",
+            )
+        if snapshot is not None and event_time is not None and snapshot.hard_deletes != "ignore":
+            p.error(
+                "hard_deletes",
+                snapshot.hard_deletes,
+                f"cannot be used with event_time '{event_time}': a batch holds one time window,"
+                " so every key outside it would look deleted",
+                "remove event_time (and partition_by's time field) so each run reads the whole"
+                " source, or set hard_deletes='ignore'",
+            )
         if strategy in KEYED_STRATEGIES and not unique_key:
             p.error(
                 "unique_key",

@@ -20,12 +20,15 @@ from dbt.adapters.sqlflow.load import (
     UNBOUNDED_START,
     WINDOW_END_MARK,
     WINDOW_START_MARK,
+    BufferedWrites,
     LoadServices,
     ModelLoad,
     SqlflowAdapterResponse,
     as_naive,
+    empty_windows,
     finish_batch,
     plan_batches,
+    record_empty,
     substitute_window,
     time_literal,
     touched_partitions,
@@ -39,6 +42,7 @@ from dbt.adapters.sqlflow.strategies import (
     choose_strategy,
     needs_matched_keys,
     raise_key_problems,
+    resolve_static,
 )
 
 logger = AdapterLogger("sqlflow")
@@ -92,13 +96,23 @@ class SqlflowAdapter(DuckDBAdapter):
     # -- helpers (not exposed to Jinja) ---------------------------------------------
 
     def _executor(self) -> Executor:
-        """Run SQL on this thread's connection, inside its open transaction."""
+        """Run SQL on this thread's connection, inside its open transaction.
+
+        sqlflow's own small queries (inspection, state, checks) go straight to the DuckDB
+        cursor of dbt's connection: the same transaction, without dbt's per-statement
+        events, which cost ~1 ms each (5x the query). Errors are dbt's, chained.
+        """
 
         def run(sql: str) -> list[tuple]:
-            _, cursor = self.connections.add_query(sql, auto_begin=True)
-            if cursor.description is None:
-                return []
-            return [tuple(row) for row in cursor.fetchall()]
+            connection = self.connections.get_thread_connection()
+            if not connection.transaction_open:
+                self.connections.begin()
+            with self.connections.exception_handler(sql):
+                cursor = connection.handle.cursor()
+                cursor.execute(sql)
+                if cursor.description is None:
+                    return []
+                return [tuple(row) for row in cursor.fetchall()]
 
         return run
 
@@ -193,7 +207,7 @@ class SqlflowAdapter(DuckDBAdapter):
                 value = services.run(
                     f"select max({_quote(config.event_time)}) from {target_relation}"
                 )[0][0]
-                load.watermark_before = as_naive(value)
+                load.watermark_before = load.watermark_after = as_naive(value)
 
             def data_start() -> datetime | None:
                 sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
@@ -203,6 +217,19 @@ class SqlflowAdapter(DuckDBAdapter):
                 return as_naive(found[0][0])
 
             windows = plan_batches(load, services, explicit=explicit, data_start=data_start)
+            if windows:
+                hull_sql = substitute_window(compiled_code, windows[0].start, windows[-1].end)
+                static = resolve_static(config)
+                empty = empty_windows(
+                    load,
+                    services,
+                    windows,
+                    hull_sql,
+                    str(target_relation) if incremental else None,
+                    static.strategy if static else None,
+                )
+                load.empty = [(w.start, w.end) for i, w in enumerate(windows) if i in empty]
+                windows = [w for i, w in enumerate(windows) if i not in empty]
             load.batches = [(w.start, w.end) for w in windows]
         with self._sqlflow_lock:
             self._sqlflow_loads[load.id] = load
@@ -213,6 +240,7 @@ class SqlflowAdapter(DuckDBAdapter):
             "id": load.id,
             "mode": load.mode,
             "windowed": config.windowed,
+            "empty_batches": len(load.empty),
             "batches": [
                 None
                 if b is None
@@ -341,7 +369,7 @@ class SqlflowAdapter(DuckDBAdapter):
         from dbt.adapters.sqlflow.quality import parse_quality_checks
 
         config = load.config
-        run = self._executor()
+        run = BufferedWrites(self._executor())
         state = self._state(run)
         pm = None
         if config.partition_by is not None:
@@ -399,27 +427,32 @@ class SqlflowAdapter(DuckDBAdapter):
         staged = str(batch_relation)
         keyed = bool(keys) and config.strategy != "append"
         null_filter = " or ".join(f"{k} is null" for k in keys) or "false"
-        rows, null_rows = run(
-            f"select count(*), count(*) filter (where {null_filter}) from {staged}"
+        newest = f"max({_quote(config.event_time)})" if config.event_time else "null"
+        key_list = ", ".join(keys)
+        check_dups = keyed and not config.dedupe_by
+        dups = (
+            f"(select count(*) from (select 1 from {staged} group by {key_list}"
+            " having count(*) > 1))"
+            if check_dups
+            else "0"
+        )
+        rows, null_rows, batch_max, duplicates = run(
+            f"select count(*), count(*) filter (where {null_filter}), {newest}, {dups}"
+            f" from {staged}"
         )[0]
-        if keyed:
+        if keyed and (null_rows or duplicates):
             samples: list[tuple[Any, ...]] = []
-            duplicates = 0
-            if not config.dedupe_by:
-                key_list = ", ".join(keys)
+            if duplicates:
                 found = run(
-                    f"select {key_list}, n, count(*) over () from ("
-                    f" select {key_list}, count(*) as n from {staged}"
-                    f" group by all having count(*) > 1)"
-                    f" order by n desc, {key_list} limit 5"
+                    f"select {key_list}, count(*) as n from {staged}"
+                    f" group by all having count(*) > 1 order by n desc, {key_list} limit 5"
                 )
-                samples = [tuple(r[:-1]) for r in found]
-                duplicates = int(found[0][-1]) if found else 0
+                samples = [tuple(r) for r in found]
             raise_key_problems(
                 config.model,
                 config.unique_key,
-                null_key_rows=int(null_rows) if keyed else 0,
-                duplicate_keys=duplicates,
+                null_key_rows=int(null_rows),
+                duplicate_keys=int(duplicates),
                 samples=samples,
             )
         window = (batch["start"], batch["end"]) if batch else None
@@ -442,6 +475,7 @@ class SqlflowAdapter(DuckDBAdapter):
         if load.mode == "incremental" or config.windowed:
             current.strategy = choice.strategy
         current.matched = matched or 0
+        current.batch_max = as_naive(batch_max)
         if config.strategy == "auto" and target_exists:
             self._log(load, f"strategy auto -> {choice.strategy} ({choice.reason})")
         # An empty batch changes nothing, except where absence is the change: the rows
@@ -546,6 +580,75 @@ class SqlflowAdapter(DuckDBAdapter):
             logger.warning(
                 f"{quality.format_warning(load.config.model, outcome)} {load.log_context()}"
             )
+
+    @available.parse_none
+    def sqlflow_invalidate(self, model_id: str, start: Any, end: Any) -> str:
+        """Mark ``[start, end)`` of a model as not loaded (``sqlflow_invalidate``).
+
+        Returns:
+            A description of the ranges that were unmarked.
+
+        Raises:
+            DbtRuntimeError: for unparsable or reversed bounds.
+        """
+        try:
+            window = Interval(parse_timestamp(start), parse_timestamp(end))
+        except ValueError as e:
+            raise DbtRuntimeError(
+                f"sqlflow_invalidate of '{model_id}': {e}. Pass ISO bounds with start < end,"
+                " e.g. --args '{model: m, start: 2025-01-01, end: 2025-01-02}'."
+            ) from e
+        run = self._executor()
+        state = self._state(run)
+        removed = state.invalidate(model_id, window)
+        self.commit_if_has_connection()
+        return ", ".join(f"[{r.start}, {r.end})" for r in removed) or "nothing was loaded there"
+
+    @available.parse_none
+    def sqlflow_check_partitions(
+        self, model_id: str, relation: Any, node_config: dict[str, Any]
+    ) -> str:
+        """Run the partition manager's consistency check (``sqlflow_check_partitions``).
+
+        Returns:
+            The report, when the partitions are consistent.
+
+        Raises:
+            DbtRuntimeError: listing every inconsistency found.
+        """
+        part = node_config.get("partition_by")
+        if not part:
+            raise DbtRuntimeError(
+                f"sqlflow_check_partitions: model '{model_id}' has no partition_by."
+                " Set partition_by in its config to give it partitions."
+            )
+        if isinstance(part, str):
+            part = {"field": part}
+        run = self._executor()
+        columns = {
+            name.lower(): dtype for name, dtype in self._describe(f"select * from {relation}")
+        }
+        spec = PartitionSpec(
+            part["field"], part.get("granularity"), columns.get(part["field"].lower(), "TIMESTAMP")
+        )
+        key = node_config.get("unique_key")
+        keys = [key] if isinstance(key, str) else list(key or [])
+        pm = PartitionManager(run, self._state(run), spec, unique_key=keys or None)
+        report = pm.validate_consistency(str(relation))
+        self.commit_if_has_connection()
+        if not report.ok:
+            raise DbtRuntimeError(f"sqlflow: model '{model_id}': {report.format()}")
+        return f"sqlflow: model '{model_id}': {report.format()}"
+
+    @available.parse_none
+    def sqlflow_record_empty(self, load_id: str) -> None:
+        """Record the windows that had nothing to load as loaded, in one statement script."""
+        load = self._load(load_id)
+        if not load.empty or load.services is None:
+            return
+        static = resolve_static(load.config)
+        record_empty(load, load.services, static.strategy if static else "merge")
+        self._log(load, f"{len(load.empty)} empty window(s) recorded as loaded")
 
     @available.parse_none
     def sqlflow_reset_state(self, load_id: str) -> None:

@@ -542,7 +542,13 @@ class PartitionManager:
         wanted = None if keys is None else list(dict.fromkeys(keys))
         if wanted is not None and not wanted:
             return []
-        previous = {p.key: p for p in self.state.partitions(relation, keys=wanted)}
+        # With a load id every refreshed key gets it: the previous rows are only needed
+        # to keep each partition's last load, or to list every recorded key.
+        previous = (
+            {}
+            if load_id is not None and wanted is not None
+            else {p.key: p for p in self.state.partitions(relation, keys=wanted)}
+        )
         found = self._scan(relation, wanted)
         if wanted is None:
             wanted = list(dict.fromkeys([*previous, *(k for k in found if k is not None)]))

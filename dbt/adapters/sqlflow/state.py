@@ -292,6 +292,13 @@ class StateStore:
         )
         return LoadRow(**dict(zip(_LOAD_COLUMNS, rows[0], strict=True))) if rows else None
 
+    def first_window_start(self, model: str) -> datetime | None:
+        """The earliest window start (inclusive) of any recorded load of the model."""
+        rows = self.executor(
+            f"select min(window_start) from {self.table('loads')} where model = {sql_string(model)}"
+        )
+        return rows[0][0] if rows else None
+
     # -- intervals ----------------------------------------------------------------------
 
     def add_interval(

@@ -22,9 +22,18 @@
     {% if plan.mode == 'build' %}
       {% do sqlflow_create_empty(plan, target_relation, existing_relation) %}
     {% endif %}
+    {% if plan.empty_batches %}
+      {% do adapter.sqlflow_record_empty(plan.id) %}
+      {% do adapter.commit() %}
+    {% endif %}
+    {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
+    {%- set columns = {} -%}
     {% for batch in plan.batches %}
-      {% do sqlflow_load_batch(plan, batch, target_relation, loop.first, loop.last) %}
+      {% do sqlflow_load_batch(plan, batch, target_relation, stage, columns, loop.first, loop.last) %}
     {% endfor %}
+    {% if plan.batches %}
+      {% do adapter.drop_relation(stage) %}
+    {% endif %}
   {% endif %}
 
   {% do apply_grants(target_relation, grant_config, should_revoke=should_revoke(existing_relation, full_refresh)) %}
@@ -98,20 +107,22 @@
 
 {#
   sqlflow_load_batch: stage one batch, check it, apply the strategy, commit.
-  Arguments: plan (from sqlflow_start), batch (none or {start, end}), the target, and
-  whether this is the first/last batch (for the inside-transaction hooks).
+  Arguments: plan (from sqlflow_start), batch (none or {start, end}), the target, the
+  stage relation (replaced by each batch, dropped after the last), a dict that keeps the
+  target's columns once the first batch has processed schema changes, and whether this
+  is the first/last batch (for the inside-transaction hooks).
 #}
-{% macro sqlflow_load_batch(plan, batch, target_relation, first, last) %}
-  {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
+{% macro sqlflow_load_batch(plan, batch, target_relation, stage, columns, first, last) %}
   {% if first %}{{ run_hooks(pre_hooks, inside_transaction=True) }}{% endif %}
   {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, batch) %}
   {% do run_query(get_sqlflow_stage_sql(stage, sql, plan, batch, true)) %}
   {% set facts = adapter.sqlflow_inspect(plan.id, stage, target_relation, true, batch) %}
   {% if not facts.skip_dml %}
-    {% set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) %}
-    {% if not dest_columns %}
-      {% set dest_columns = adapter.get_columns_in_relation(target_relation) %}
+    {% if 'dest' not in columns %}
+      {% set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) %}
+      {% do columns.update({'dest': dest_columns or adapter.get_columns_in_relation(target_relation)}) %}
     {% endif %}
+    {% set dest_columns = columns['dest'] %}
     {% set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
                    'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
                    'plan': plan, 'batch': batch, 'facts': facts} %}
@@ -124,5 +135,4 @@
   {% if last %}{{ run_hooks(post_hooks, inside_transaction=True) }}{% endif %}
   {% do adapter.commit() %}
   {% do adapter.sqlflow_commit_batch(plan.id) %}
-  {% do adapter.drop_relation(stage) %}
 {% endmacro %}

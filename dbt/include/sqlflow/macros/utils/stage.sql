@@ -11,7 +11,7 @@
 
 {% macro sqlflow__get_sqlflow_stage_sql(relation, sql, plan, batch, temporary) %}
   {%- set keys = plan.unique_key | join(', ') -%}
-  create {% if temporary %}temporary {% endif %}table {{ relation }} as
+  create or replace {% if temporary %}temporary {% endif %}table {{ relation }} as
   select * from (
     {{ sql }}
   ) as sqlflow_model

@@ -1,0 +1,464 @@
+"""Run artifacts (``run_results.json``, ``manifest.json``, dbt's in-memory results) as plain data.
+
+Everything the exporters need is gathered here into a :class:`RunSummary`; the Prometheus
+collector only turns that summary into metric families. Works on sqlflow runs (whose
+``adapter_response`` carries row counts, strategy, watermarks, quality checks) and on
+plain dbt-duckdb runs (statuses and durations only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from dbt.adapters.sqlflow.metrics.records import CheckOutcome, LoadRecord
+
+QUALITY_FAILURE_PREFIX = "quality check failed: "
+
+# Node statuses after which dbt exits non-zero.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error", "partial success"})
+
+# Resource types that build a relation: they get the per-model metrics.
+MODEL_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
+
+_INT_KEYS = (
+    "rows_affected",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "partitions_touched",
+    "batches",
+)
+
+
+class ArtifactError(Exception):
+    """A run artifact is missing or malformed; the message is one line naming the file."""
+
+
+@dataclass
+class ModelRun:
+    """One model (or seed, snapshot) of a run, as the metrics see it.
+
+    Row counts, partitions, batches and watermarks are None when the run did not report
+    them (plain dbt models, failed loads).
+    """
+
+    unique_id: str
+    name: str
+    resource_type: str
+    status: str
+    strategy: str
+    duration_seconds: float
+    rows_affected: int | None = None
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    partitions_touched: int | None = None
+    batches: int | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    load_ids: list[str] = field(default_factory=list)
+    quality_checks: list[CheckOutcome] = field(default_factory=list)
+
+    @property
+    def failed_checks(self) -> list[CheckOutcome]:
+        """The checks that failed, one per check name."""
+        seen: dict[str, CheckOutcome] = {}
+        for check in self.quality_checks:
+            if check.status == "fail" and check.check not in seen:
+                seen[check.check] = check
+        return list(seen.values())
+
+
+@dataclass
+class RunSummary:
+    """One dbt invocation: run-level facts and its models.
+
+    Attributes:
+        invocation_id: dbt's invocation id ("" when unknown).
+        dbt_version: dbt-core's version ("" when unknown).
+        target: The profile target name ("" when the artifacts do not say).
+        started_at: When the invocation started (UTC), if known.
+        finished_at: When the results were written (UTC), if known.
+        elapsed_seconds: dbt's elapsed time of the run.
+        models: Models, seeds and snapshots, in result order.
+        node_statuses: ``(resource_type, status)`` of every node, tests and hooks included.
+    """
+
+    invocation_id: str = ""
+    dbt_version: str = ""
+    target: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    elapsed_seconds: float | None = None
+    models: list[ModelRun] = field(default_factory=list)
+    node_statuses: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        """True when no node errored or failed (dbt's exit code would be 0)."""
+        return not any(status in FAILED_STATUSES for _, status in self.node_statuses)
+
+
+def failed_checks_from_message(message: str | None) -> list[str]:
+    """The quality checks a failed sqlflow model names in its result message.
+
+    sqlflow writes one line ``quality check failed: <check name>`` per failing check
+    into the message of a model it failed; this reads them back (leading spaces and a
+    trailing period or colon-separated detail after `` - `` are ignored).
+
+    Args:
+        message: The node's ``message`` in run_results.json (None is fine).
+
+    Returns:
+        The check names, in message order, without duplicates.
+    """
+    names: list[str] = []
+    for line in (message or "").splitlines():
+        text = line.strip()
+        if not text.startswith(QUALITY_FAILURE_PREFIX):
+            continue
+        name = text[len(QUALITY_FAILURE_PREFIX) :].split(" - ", 1)[0].strip().rstrip(".")
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def parse_timestamp(value: Any, what: str) -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime (naive means UTC); None stays None.
+
+    Raises:
+        ArtifactError: When ``value`` is not ISO-8601 text; ``what`` names it.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        if not isinstance(value, str):
+            raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp")
+        text = value[:-1] + "+00:00" if value.endswith("Z") else value
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as e:
+            raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp") from e
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def read_json(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a JSON artifact that must be an object.
+
+    Raises:
+        ArtifactError: ``"<path>: <cause>"`` for a missing, unreadable or malformed file.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: file not found (expected dbt's {what})") from e
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ArtifactError(f"{path}: not UTF-8 text ({e.reason})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArtifactError(
+            f"{path}: malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from e
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _manifest_nodes(manifest: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
+    if manifest is None:
+        return {}
+    nodes = manifest.get("nodes")
+    if not isinstance(nodes, dict):
+        raise ArtifactError(f"{source}: no 'nodes' object; is this dbt's manifest.json?")
+    return nodes
+
+
+def _as_int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    # JSON (and protobuf structs) may carry counts as whole floats.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArtifactError(f"{what} is {value!r}; expected an integer")
+    return value
+
+
+def _checks(value: Any, what: str) -> list[CheckOutcome]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ArtifactError(f"{what} is {value!r}; expected a list of checks")
+    checks = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("check"), str):
+            raise ArtifactError(f"{what}[{i}] is {item!r}; expected an object with a 'check'")
+        checks.append(
+            CheckOutcome(
+                check=item["check"],
+                severity=str(item.get("severity") or "error"),
+                status=str(item.get("status") or "fail"),
+                failing_rows=_as_int(item.get("failing_rows"), f"{what}[{i}].failing_rows") or 0,
+            )
+        )
+    return checks
+
+
+def _strategy(response: Mapping[str, Any], node: Mapping[str, Any], resource_type: str) -> str:
+    strategy = response.get("strategy")
+    if isinstance(strategy, str) and strategy:
+        return strategy
+    config = node.get("config") or {}
+    materialized = config.get("materialized")
+    if materialized == "incremental" and config.get("incremental_strategy"):
+        return str(config["incremental_strategy"])
+    if isinstance(materialized, str) and materialized:
+        return materialized
+    return resource_type if resource_type in ("seed", "snapshot") else ""
+
+
+def model_run(
+    result: Mapping[str, Any],
+    node: Mapping[str, Any],
+    source: str,
+    loads: Sequence[LoadRecord] = (),
+) -> ModelRun:
+    """One result entry (run_results.json shape) as a :class:`ModelRun`.
+
+    Args:
+        result: The entry: ``unique_id``, ``status``, ``execution_time``,
+            ``adapter_response``, ``message``.
+        node: The manifest node (``name``, ``config``), or ``{}``.
+        source: Names the artifact in error messages.
+        loads: In-memory load records of this model: they supply the strategy and
+            quality checks of a failed load, whose ``adapter_response`` is empty.
+    """
+    unique_id = result["unique_id"]
+    what = f"{source}: {unique_id}"
+    response = result.get("adapter_response") or {}
+    if not isinstance(response, Mapping):
+        raise ArtifactError(f"{what}: adapter_response is {response!r}; expected an object")
+    resource_type = unique_id.split(".", 1)[0]
+    duration = result.get("execution_time") or 0.0
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        raise ArtifactError(f"{what}: execution_time is {duration!r}; expected seconds")
+    ints = {key: _as_int(response.get(key), f"{what}: adapter_response.{key}") for key in _INT_KEYS}
+    checks = _checks(response.get("quality_checks"), f"{what}: adapter_response.quality_checks")
+    strategy = _strategy(response, node, resource_type)
+    if loads and not response.get("strategy"):
+        strategy = loads[-1].strategy
+    if not checks and loads:
+        checks = [c for r in loads for c in r.quality_checks]
+    known = {c.check for c in checks if c.status == "fail"}
+    for name in failed_checks_from_message(result.get("message")):
+        if name not in known:
+            checks.append(CheckOutcome(name, "error", "fail", 0))
+    load_ids = response.get("load_ids") or []
+    return ModelRun(
+        unique_id=unique_id,
+        name=str(node.get("name") or unique_id.split(".", 2)[-1]),
+        resource_type=resource_type,
+        status=str(result.get("status") or ""),
+        strategy=strategy,
+        duration_seconds=float(duration),
+        watermark_before=parse_timestamp(
+            response.get("watermark_before"), f"{what}: adapter_response.watermark_before"
+        ),
+        watermark_after=parse_timestamp(
+            response.get("watermark_after"), f"{what}: adapter_response.watermark_after"
+        ),
+        load_ids=[str(x) for x in load_ids] if isinstance(load_ids, list) else [],
+        quality_checks=checks,
+        **ints,
+    )
+
+
+def summarize(
+    results: Iterable[Mapping[str, Any]],
+    *,
+    nodes: Mapping[str, Any],
+    source: str,
+    records: Sequence[LoadRecord] = (),
+    **run: Any,
+) -> RunSummary:
+    """A :class:`RunSummary` from result entries in run_results.json's shape.
+
+    Args:
+        results: Entries with ``unique_id`` and ``status`` at least.
+        nodes: Manifest nodes by unique id (may be empty).
+        source: Names the artifact in error messages.
+        records: In-memory load records of the invocation (may be empty).
+        **run: The :class:`RunSummary` run-level fields.
+    """
+    summary = RunSummary(**run)
+    by_model: dict[str, list[LoadRecord]] = {}
+    for load in records:
+        by_model.setdefault(load.unique_id, []).append(load)
+    for i, result in enumerate(results):
+        unique_id = result.get("unique_id") if isinstance(result, Mapping) else None
+        status = result.get("status") if isinstance(result, Mapping) else None
+        if not isinstance(unique_id, str) or not isinstance(status, str):
+            raise ArtifactError(f"{source}: result {i} has no unique_id and status")
+        resource_type = unique_id.split(".", 1)[0]
+        summary.node_statuses.append((resource_type, status))
+        if resource_type in MODEL_RESOURCE_TYPES:
+            node = nodes.get(unique_id) or {}
+            summary.models.append(model_run(result, node, source, by_model.get(unique_id, ())))
+    return summary
+
+
+def summary_from_artifacts(
+    run_results: Mapping[str, Any],
+    manifest: Mapping[str, Any] | None = None,
+    *,
+    run_results_source: str = "run_results.json",
+    manifest_source: str = "manifest.json",
+    records: Sequence[LoadRecord] = (),
+) -> RunSummary:
+    """A :class:`RunSummary` from parsed ``run_results.json`` (and optional ``manifest.json``).
+
+    ``target`` comes from run_results' ``args.target`` (set when dbt got ``--target``),
+    else from the manifest's metadata, else "". ``records`` (in-memory load records)
+    fill in the strategy and quality checks of failed sqlflow loads.
+
+    Raises:
+        ArtifactError: Naming the artifact and what is wrong in it.
+    """
+    results = run_results.get("results")
+    if not isinstance(results, list):
+        raise ArtifactError(
+            f"{run_results_source}: no 'results' list; is this dbt's run_results.json?"
+        )
+    nodes = _manifest_nodes(manifest, manifest_source)
+    metadata = run_results.get("metadata") or {}
+    manifest_meta = (manifest or {}).get("metadata") or {}
+    args = run_results.get("args") or {}
+    target = args.get("target") or manifest_meta.get("target") or ""
+    elapsed = run_results.get("elapsed_time")
+    if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, (int, float))):
+        raise ArtifactError(f"{run_results_source}: elapsed_time is {elapsed!r}; expected seconds")
+    finished = parse_timestamp(metadata.get("generated_at"), f"{run_results_source}: generated_at")
+    started = parse_timestamp(
+        metadata.get("invocation_started_at"), f"{run_results_source}: invocation_started_at"
+    )
+    if started is None and finished is not None and elapsed is not None:
+        started = finished - timedelta(seconds=float(elapsed))
+    return summarize(
+        results,
+        nodes=nodes,
+        source=run_results_source,
+        records=records,
+        invocation_id=str(metadata.get("invocation_id") or ""),
+        dbt_version=str(metadata.get("dbt_version") or ""),
+        target=str(target),
+        started_at=started,
+        finished_at=finished,
+        elapsed_seconds=float(elapsed) if elapsed is not None else None,
+    )
+
+
+def load_artifacts(
+    run_results_path: str | Path,
+    manifest_path: str | Path | None,
+    records: Sequence[LoadRecord] = (),
+) -> RunSummary:
+    """Read ``run_results.json`` and, when it exists, ``manifest.json``.
+
+    A missing manifest is fine (labels then lack the materialization); a malformed one
+    is an error.
+
+    Raises:
+        ArtifactError: ``"<path>: <cause>"``.
+    """
+    run_results = read_json(run_results_path, "run_results.json")
+    manifest = None
+    if manifest_path is not None and Path(manifest_path).exists():
+        manifest = read_json(manifest_path, "manifest.json")
+    return summary_from_artifacts(
+        run_results,
+        manifest,
+        run_results_source=str(run_results_path),
+        manifest_source=str(manifest_path),
+        records=records,
+    )
+
+
+def result_entry(result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dbt in-memory result (``RunResult`` or a run_results.json dict) as plain data.
+
+    Returns:
+        ``(entry, node)``: the entry in run_results.json's shape and the node's ``name``
+        and ``config`` (``materialized``, ``incremental_strategy``) when known.
+    """
+    if isinstance(result, Mapping):
+        return dict(result), {}
+    node = getattr(result, "node", None)
+    status = getattr(result, "status", "")
+    response = getattr(result, "adapter_response", None) or {}
+    entry = {
+        "unique_id": getattr(node, "unique_id", "") if node is not None else "",
+        "status": str(getattr(status, "value", status)),
+        "execution_time": getattr(result, "execution_time", 0.0) or 0.0,
+        "adapter_response": dict(response),
+        "message": getattr(result, "message", None),
+    }
+    config = getattr(node, "config", None)
+    node_data = {
+        "name": getattr(node, "name", None),
+        "config": {
+            "materialized": getattr(config, "materialized", None),
+            "incremental_strategy": getattr(config, "incremental_strategy", None),
+        },
+    }
+    return entry, node_data
+
+
+def summary_from_results(
+    results: Iterable[Any],
+    *,
+    invocation_id: str,
+    dbt_version: str,
+    target: str,
+    elapsed: float | None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    records: Sequence[LoadRecord] = (),
+) -> RunSummary:
+    """A :class:`RunSummary` from dbt's in-memory results (at the end of a run).
+
+    ``finished_at`` defaults to now; ``started_at`` to ``finished_at - elapsed``.
+    """
+    finished = finished_at or datetime.now(timezone.utc)
+    if started_at is None and elapsed is not None:
+        started_at = finished - timedelta(seconds=elapsed)
+    entries = []
+    nodes: dict[str, Any] = {}
+    for result in results:
+        entry, node = result_entry(result)
+        entries.append(entry)
+        if node:
+            nodes[entry["unique_id"]] = node
+    return summarize(
+        entries,
+        nodes=nodes,
+        source="dbt results",
+        records=records,
+        invocation_id=invocation_id or "",
+        dbt_version=dbt_version or "",
+        target=target or "",
+        started_at=parse_timestamp(started_at, "started_at"),
+        finished_at=parse_timestamp(finished, "finished_at"),
+        elapsed_seconds=elapsed,
+    )

@@ -1,0 +1,194 @@
+"""In-memory records of sqlflow loads, kept during a dbt invocation.
+
+The materialization calls :meth:`MetricsCollector.record` once per load (one batch of a
+sqlflow model) and :func:`adapter_response_fields` to put the model's figures into its
+``adapter_response``. Recording does no I/O: it builds one small object and appends it
+under an uncontended lock (dbt runs models on several threads).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+
+class CheckOutcome(NamedTuple):
+    """The outcome of one quality check on one load.
+
+    Attributes:
+        check: The check's name, as configured on the model (a bounded label value).
+        severity: ``"error"`` (a failure fails the load) or ``"warn"``.
+        status: ``"pass"`` or ``"fail"``.
+        failing_rows: How many rows failed the check.
+    """
+
+    check: str
+    severity: str
+    status: str
+    failing_rows: int
+
+
+@dataclass(slots=True)
+class LoadRecord:
+    """What one load (one batch of a sqlflow model) did.
+
+    Attributes:
+        unique_id: The model's dbt unique id, e.g. ``model.shop.orders``.
+        strategy: The sqlflow strategy that ran (``merge``, ``insert_overwrite``...).
+        status: ``"success"`` or ``"error"``.
+        duration_seconds: Wall time of the load.
+        rows_inserted: Rows the load inserted into the target.
+        rows_updated: Rows it updated.
+        rows_deleted: Rows it deleted.
+        partitions_touched: Partitions of the target it wrote.
+        batches: Batches this record covers (1 for one batch).
+        watermark_before: The model's watermark before the load (UTC), if it has one.
+        watermark_after: The watermark after the load (UTC), if it has one.
+        quality_checks: Outcome of every quality check run on the load.
+        error_type: The exception class name of a failed load, else None.
+        load_id: sqlflow's id of the load (the key of its row in the load table).
+        invocation_id: dbt's invocation id.
+    """
+
+    unique_id: str
+    strategy: str
+    status: str
+    duration_seconds: float
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    partitions_touched: int = 0
+    batches: int = 1
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    quality_checks: Sequence[CheckOutcome] = field(default_factory=tuple)
+    error_type: str | None = None
+    load_id: str | None = None
+    invocation_id: str | None = None
+
+
+class MetricsCollector:
+    """Holds the :class:`LoadRecord` of every load of one dbt invocation, in memory.
+
+    Thread-safe; ``record`` costs a few microseconds (see ``bench/bench_metrics.py``).
+    It never reads or writes the database or any file: exporters read
+    :meth:`records` (or the artifacts dbt writes) after the run.
+    """
+
+    __slots__ = ("_lock", "_records")
+
+    def __init__(self) -> None:
+        self._records: list[LoadRecord] = []
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        unique_id: str,
+        *,
+        strategy: str,
+        status: str,
+        duration_seconds: float,
+        rows_inserted: int = 0,
+        rows_updated: int = 0,
+        rows_deleted: int = 0,
+        partitions_touched: int = 0,
+        batches: int = 1,
+        watermark_before: datetime | None = None,
+        watermark_after: datetime | None = None,
+        quality_checks: Iterable[CheckOutcome | Sequence[Any]] = (),
+        error_type: str | None = None,
+        load_id: str | None = None,
+        invocation_id: str | None = None,
+    ) -> LoadRecord:
+        """Record one load and return its record.
+
+        ``quality_checks`` items may be :class:`CheckOutcome` or plain
+        ``(check, severity, status, failing_rows)`` sequences (from Jinja).
+        """
+        checks = tuple(c if type(c) is CheckOutcome else CheckOutcome(*c) for c in quality_checks)
+        load = LoadRecord(
+            unique_id,
+            strategy,
+            status,
+            duration_seconds,
+            rows_inserted,
+            rows_updated,
+            rows_deleted,
+            partitions_touched,
+            batches,
+            watermark_before,
+            watermark_after,
+            checks,
+            error_type,
+            load_id,
+            invocation_id,
+        )
+        with self._lock:
+            self._records.append(load)
+        return load
+
+    def records(self, unique_id: str | None = None) -> list[LoadRecord]:
+        """A copy of the records so far, in recording order; only ``unique_id``'s if given."""
+        with self._lock:
+            snapshot = list(self._records)
+        if unique_id is None:
+            return snapshot
+        return [r for r in snapshot if r.unique_id == unique_id]
+
+    def clear(self) -> None:
+        """Forget every record (a new invocation)."""
+        with self._lock:
+            self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO-8601 text of a timestamp in UTC (naive timestamps are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def adapter_response_fields(loads: Sequence[LoadRecord]) -> dict[str, Any]:
+    """The ``adapter_response`` keys of one model, from the records of its loads.
+
+    Row counts, partitions and batches are summed over the loads; the strategy is the
+    last load's; ``watermark_before`` is the first load's and ``watermark_after`` the
+    last one's that has a watermark. Returns ``{}`` when there are no loads.
+
+    Args:
+        loads: The model's records of this invocation, in recording order.
+
+    Returns:
+        ``rows_affected``, ``rows_inserted``, ``rows_updated``, ``rows_deleted``,
+        ``strategy``, ``partitions_touched``, ``batches``, ``watermark_before``,
+        ``watermark_after`` (ISO-8601 UTC or None), ``load_ids`` and ``quality_checks``
+        (a list of ``{"check", "severity", "status", "failing_rows"}``): plain JSON data.
+    """
+    if not loads:
+        return {}
+    inserted = sum(r.rows_inserted for r in loads)
+    updated = sum(r.rows_updated for r in loads)
+    deleted = sum(r.rows_deleted for r in loads)
+    befores = [r.watermark_before for r in loads if r.watermark_before is not None]
+    afters = [r.watermark_after for r in loads if r.watermark_after is not None]
+    return {
+        "rows_affected": inserted + updated + deleted,
+        "rows_inserted": inserted,
+        "rows_updated": updated,
+        "rows_deleted": deleted,
+        "strategy": loads[-1].strategy,
+        "partitions_touched": sum(r.partitions_touched for r in loads),
+        "batches": sum(r.batches for r in loads),
+        "watermark_before": iso_utc(befores[0]) if befores else None,
+        "watermark_after": iso_utc(afters[-1]) if afters else None,
+        "load_ids": [r.load_id for r in loads if r.load_id is not None],
+        "quality_checks": [c._asdict() for r in loads for c in r.quality_checks],
+    }

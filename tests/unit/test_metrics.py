@@ -1,0 +1,805 @@
+"""Unit tests of sqlflow's metrics: records, artifacts, the collector, output formats, CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from dbt_common.exceptions import DbtConfigError
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from dbt.adapters.sqlflow.cli import cli
+from dbt.adapters.sqlflow.metrics import CheckOutcome, MetricsCollector, adapter_response_fields
+from dbt.adapters.sqlflow.metrics.artifacts import (
+    failed_checks_from_message,
+    summary_from_artifacts,
+)
+from dbt.adapters.sqlflow.metrics.autoexport import RunResultsExporter, install_export_callback
+from dbt.adapters.sqlflow.metrics.collector import build_registry
+from dbt.adapters.sqlflow.metrics.export import export_artifacts, export_from_results, render
+from dbt.adapters.sqlflow.metrics.settings import MetricsSettings
+
+STARTED = "2026-03-01T10:00:00Z"
+FINISHED = "2026-03-01T10:05:00Z"
+T_FINISHED = datetime(2026, 3, 1, 10, 5, tzinfo=timezone.utc).timestamp()
+WATERMARK = "2026-03-01T09:00:00+00:00"
+T_WATERMARK = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc).timestamp()
+
+ORDERS = "model.shop.orders"
+CUSTOMERS = "model.shop.customers"
+EVENTS = "model.shop.events"
+PLAIN = "model.shop.plain"
+
+
+def run_results() -> dict[str, Any]:
+    """A hand-made run_results.json: sqlflow models, a plain dbt-duckdb one, a test, a hook."""
+    return {
+        "metadata": {
+            "dbt_version": "1.11.16",
+            "generated_at": FINISHED,
+            "invocation_id": "inv-1",
+            "invocation_started_at": STARTED,
+        },
+        "elapsed_time": 12.5,
+        "args": {"which": "build", "target": "prod"},
+        "results": [
+            {
+                "unique_id": ORDERS,
+                "status": "success",
+                "execution_time": 3.25,
+                "message": "OK",
+                "adapter_response": {
+                    "_message": "OK",
+                    "rows_affected": 175,
+                    "rows_inserted": 100,
+                    "rows_updated": 50,
+                    "rows_deleted": 25,
+                    "strategy": "merge",
+                    "partitions_touched": 3,
+                    "batches": 2,
+                    "watermark_before": "2026-02-28T09:00:00+00:00",
+                    "watermark_after": WATERMARK,
+                    "load_ids": ["l1", "l2"],
+                    "quality_checks": [
+                        {
+                            "check": "not_null_id",
+                            "severity": "error",
+                            "status": "pass",
+                            "failing_rows": 0,
+                        },
+                        {
+                            "check": "amount_positive",
+                            "severity": "warn",
+                            "status": "fail",
+                            "failing_rows": 7,
+                        },
+                    ],
+                },
+            },
+            {
+                "unique_id": CUSTOMERS,
+                "status": "error",
+                "execution_time": 1.5,
+                "message": "Runtime Error in model customers\n"
+                "quality check failed: unique_id\n"
+                "  quality check failed: email_format - 3 rows\n",
+                "adapter_response": {},
+            },
+            {
+                "unique_id": PLAIN,
+                "status": "success",
+                "execution_time": 0.5,
+                "message": "OK",
+                "adapter_response": {"_message": "OK", "rows_affected": 5},
+            },
+            {
+                "unique_id": EVENTS,
+                "status": "skipped",
+                "execution_time": 0,
+                "message": None,
+                "adapter_response": {},
+            },
+            {
+                "unique_id": "test.shop.not_null_orders_id.abc",
+                "status": "pass",
+                "execution_time": 0.1,
+                "adapter_response": {},
+            },
+            {
+                "unique_id": "operation.shop.shop-on-run-end-0",
+                "status": "success",
+                "execution_time": 0.0,
+                "adapter_response": {},
+            },
+        ],
+    }
+
+
+def manifest() -> dict[str, Any]:
+    return {
+        "metadata": {"dbt_version": "1.11.16"},
+        "nodes": {
+            PLAIN: {"name": "plain", "config": {"materialized": "table"}},
+            EVENTS: {
+                "name": "events",
+                "config": {"materialized": "incremental", "incremental_strategy": "append"},
+            },
+        },
+    }
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of Prometheus text, by (name, sorted labels)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, tuple(sorted(labels.items())))
+
+
+@pytest.fixture
+def text() -> str:
+    return render(build_registry(summary_from_artifacts(run_results(), manifest())))
+
+
+# --- records ---------------------------------------------------------------------------
+
+
+def test_record_and_adapter_response_fields() -> None:
+    collector = MetricsCollector()
+    wm1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    wm2 = datetime(2026, 1, 2)  # naive: taken as UTC
+    collector.record(
+        ORDERS,
+        strategy="merge",
+        status="success",
+        duration_seconds=1.0,
+        rows_inserted=3,
+        rows_updated=2,
+        partitions_touched=1,
+        watermark_before=wm1,
+        watermark_after=wm1,
+        load_id="a",
+        quality_checks=[("nn", "error", "pass", 0)],
+    )
+    collector.record(CUSTOMERS, strategy="append", status="success", duration_seconds=1.0)
+    collector.record(
+        ORDERS,
+        strategy="merge",
+        status="success",
+        duration_seconds=2.0,
+        rows_deleted=4,
+        partitions_touched=2,
+        watermark_after=wm2,
+        load_id="b",
+        quality_checks=[CheckOutcome("pos", "warn", "fail", 9)],
+    )
+    assert len(collector) == 3
+    loads = collector.records(ORDERS)
+    assert [r.load_id for r in loads] == ["a", "b"]
+    assert loads[0].quality_checks == (CheckOutcome("nn", "error", "pass", 0),)
+    assert adapter_response_fields(loads) == {
+        "rows_affected": 9,
+        "rows_inserted": 3,
+        "rows_updated": 2,
+        "rows_deleted": 4,
+        "strategy": "merge",
+        "partitions_touched": 3,
+        "batches": 2,
+        "watermark_before": "2026-01-01T00:00:00+00:00",
+        "watermark_after": "2026-01-02T00:00:00+00:00",
+        "load_ids": ["a", "b"],
+        "quality_checks": [
+            {"check": "nn", "severity": "error", "status": "pass", "failing_rows": 0},
+            {"check": "pos", "severity": "warn", "status": "fail", "failing_rows": 9},
+        ],
+    }
+    assert adapter_response_fields([]) == {}
+    json.dumps(adapter_response_fields(loads))  # plain JSON data
+    collector.clear()
+    assert collector.records() == []
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        (None, []),
+        ("OK", []),
+        ("quality check failed: a", ["a"]),
+        ("Runtime Error\n  quality check failed: a\nquality check failed: b.", ["a", "b"]),
+        ("quality check failed: a - 12 rows\nquality check failed: a", ["a"]),
+        ("note: quality check failed: a", []),
+        ("quality check failed: ", []),
+    ],
+)
+def test_failed_checks_from_message(message: str | None, expected: list[str]) -> None:
+    assert failed_checks_from_message(message) == expected
+
+
+# --- collector output, value by value -------------------------------------------------
+
+
+def test_prometheus_text_values(text: str) -> None:
+    got = samples(text)
+    expected = {
+        key("sqlflow_model_runs_total", model=ORDERS, strategy="merge", status="success"): 1,
+        key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="", status="error"): 1,
+        key("sqlflow_model_runs_total", model=PLAIN, strategy="table", status="success"): 1,
+        key("sqlflow_model_runs_total", model=EVENTS, strategy="append", status="skipped"): 1,
+        key("sqlflow_model_duration_seconds", model=ORDERS): 3.25,
+        key("sqlflow_model_duration_seconds", model=CUSTOMERS): 1.5,
+        key("sqlflow_model_duration_seconds", model=PLAIN): 0.5,
+        key("sqlflow_model_duration_seconds", model=EVENTS): 0.0,
+        key("sqlflow_rows_affected_total", model=ORDERS): 175,
+        key("sqlflow_rows_affected_total", model=PLAIN): 5,
+        key("sqlflow_rows_inserted_total", model=ORDERS): 100,
+        key("sqlflow_rows_updated_total", model=ORDERS): 50,
+        key("sqlflow_rows_deleted_total", model=ORDERS): 25,
+        key("sqlflow_partitions_touched", model=ORDERS): 3,
+        key("sqlflow_model_batches", model=ORDERS): 2,
+        key("sqlflow_watermark_timestamp_seconds", model=ORDERS): T_WATERMARK,
+        key("sqlflow_watermark_lag_seconds", model=ORDERS): T_FINISHED - T_WATERMARK,
+        key("sqlflow_quality_checks_failed_total", model=ORDERS, check="amount_positive"): 1,
+        key("sqlflow_quality_checks_failed_total", model=CUSTOMERS, check="unique_id"): 1,
+        key("sqlflow_quality_checks_failed_total", model=CUSTOMERS, check="email_format"): 1,
+        key("sqlflow_quality_check_failing_rows", model=ORDERS, check="amount_positive"): 7,
+        key("sqlflow_quality_check_failing_rows", model=CUSTOMERS, check="unique_id"): 0,
+        key("sqlflow_quality_check_failing_rows", model=CUSTOMERS, check="email_format"): 0,
+        key("sqlflow_run_nodes_total", resource_type="model", status="success"): 2,
+        key("sqlflow_run_nodes_total", resource_type="model", status="error"): 1,
+        key("sqlflow_run_nodes_total", resource_type="model", status="skipped"): 1,
+        key("sqlflow_run_nodes_total", resource_type="test", status="pass"): 1,
+        key("sqlflow_run_nodes_total", resource_type="operation", status="success"): 1,
+        key("sqlflow_run_duration_seconds"): 12.5,
+        key("sqlflow_run_success"): 0,
+        key("sqlflow_run_finished_timestamp_seconds"): T_FINISHED,
+        key("sqlflow_run_info", invocation_id="inv-1", dbt_version="1.11.16", target="prod"): 1,
+    }
+    for k, value in expected.items():
+        assert got.get(k) == pytest.approx(value), k
+    assert set(got) == set(expected)  # nothing else, no _created samples
+
+
+def test_labels_are_bounded(text: str) -> None:
+    allowed = {
+        "model",
+        "strategy",
+        "status",
+        "check",
+        "resource_type",
+        "invocation_id",
+        "dbt_version",
+        "target",
+    }
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("sqlflow_")
+        for s in family.samples:
+            assert set(s.labels) <= allowed, s
+
+
+def test_success_and_plain_dbt_duckdb_run() -> None:
+    data = {
+        "metadata": {"dbt_version": "1.11.16", "generated_at": FINISHED, "invocation_id": "x"},
+        "elapsed_time": 2.0,
+        "results": [
+            {
+                "unique_id": "model.p.a",
+                "status": "success",
+                "execution_time": 1.0,
+                "adapter_response": {"_message": "OK"},
+            },
+            {
+                "unique_id": "seed.p.s",
+                "status": "success",
+                "execution_time": 0.25,
+                "adapter_response": {"_message": "INSERT 3", "rows_affected": 3},
+            },
+        ],
+    }
+    got = samples(render(build_registry(summary_from_artifacts(data))))
+    assert got[key("sqlflow_run_success")] == 1
+    assert (
+        got[key("sqlflow_model_runs_total", model="model.p.a", strategy="", status="success")] == 1
+    )
+    assert (
+        got[key("sqlflow_model_runs_total", model="seed.p.s", strategy="seed", status="success")]
+        == 1
+    )
+    assert got[key("sqlflow_rows_affected_total", model="seed.p.s")] == 3
+    assert got[key("sqlflow_run_info", invocation_id="x", dbt_version="1.11.16", target="")] == 1
+    assert not any(k[0].startswith("sqlflow_rows_inserted") for k in got)
+
+
+def test_openmetrics_text(text: str) -> None:
+    assert text  # the Prometheus fixture renders
+    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
+    om = render(registry, "openmetrics")
+    assert om.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(om)}
+    assert families["sqlflow_model_runs"].type == "counter"
+    assert families["sqlflow_run_info"].type == "gauge"
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    assert got[key("sqlflow_rows_inserted_total", model=ORDERS)] == 100
+    assert not any(name.endswith("_created") for name, _ in got)
+    assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == T_FINISHED - T_WATERMARK
+    assert got[key("sqlflow_run_success")] == 0
+
+
+def test_json_format() -> None:
+    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
+    data = json.loads(render(registry, "json"))
+    families = {f["name"]: f for f in data["metrics"]}
+    assert families["sqlflow_rows_deleted"]["type"] == "counter"
+    assert {
+        "name": "sqlflow_rows_deleted_total",
+        "labels": {"model": ORDERS},
+        "value": 25.0,
+    } in families["sqlflow_rows_deleted"]["samples"]
+    assert families["sqlflow_run_duration_seconds"]["samples"][0]["value"] == 12.5
+
+
+def test_collect_is_fresh_and_registry_is_private() -> None:
+    from prometheus_client import REGISTRY
+
+    summary = summary_from_artifacts(run_results(), manifest())
+    registry = build_registry(summary)
+    assert registry is not REGISTRY
+    first = render(registry)
+    assert render(registry) == first
+    summary.models[0].rows_inserted = 101
+    assert 'sqlflow_rows_inserted_total{model="model.shop.orders"} 101.0' in render(registry)
+    assert "sqlflow_" not in render(REGISTRY)
+
+
+# --- in-memory results (end of run) ---------------------------------------------------
+
+
+def fake_result(unique_id: str, status: str, response: dict[str, Any], message: str = "OK"):
+    node = SimpleNamespace(
+        unique_id=unique_id,
+        name=unique_id.split(".")[-1],
+        config=SimpleNamespace(materialized="table", incremental_strategy=None),
+    )
+    return SimpleNamespace(
+        node=node,
+        status=SimpleNamespace(value=status),
+        execution_time=1.25,
+        adapter_response=response,
+        message=message,
+    )
+
+
+def test_export_from_results_writes_textfile(tmp_path: Path) -> None:
+    results = [
+        fake_result(ORDERS, "success", {"rows_inserted": 4, "strategy": "merge"}),
+        fake_result(CUSTOMERS, "error", {}, "quality check failed: nn"),
+        run_results()["results"][2],  # a run_results.json dict works too
+    ]
+    collector = MetricsCollector()
+    collector.record(
+        CUSTOMERS,
+        strategy="append",
+        status="error",
+        duration_seconds=1,
+        quality_checks=[("nn", "error", "fail", 6)],
+        error_type="QualityError",
+    )
+    warnings = export_from_results(
+        results,
+        invocation_id="inv",
+        dbt_version="1.11.16",
+        target="dev",
+        settings={"textfile": str(tmp_path)},
+        elapsed=3.0,
+        records=collector.records(),
+    )
+    assert warnings == []
+    got = samples((tmp_path / "dbt_sqlflow.prom").read_text())
+    assert got[key("sqlflow_rows_inserted_total", model=ORDERS)] == 4
+    assert (
+        got[key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="append", status="error")]
+        == 1
+    )
+    assert got[key("sqlflow_quality_check_failing_rows", model=CUSTOMERS, check="nn")] == 6
+    assert got[key("sqlflow_model_runs_total", model=PLAIN, strategy="", status="success")] == 1
+    assert got[key("sqlflow_run_duration_seconds")] == 3.0
+    assert got[key("sqlflow_run_success")] == 0
+    assert (
+        got[key("sqlflow_run_info", invocation_id="inv", dbt_version="1.11.16", target="dev")] == 1
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_export_from_results_failures_only_warn(tmp_path: Path) -> None:
+    logged: list[str] = []
+    warnings = export_from_results(
+        [fake_result(ORDERS, "success", {})],
+        invocation_id="i",
+        dbt_version="v",
+        target="t",
+        elapsed=None,
+        warn=logged.append,
+        settings={
+            "textfile": str(tmp_path / "missing"),
+            "pushgateway": f"http://127.0.0.1:{free_port()}",
+            "timeout_seconds": 2,
+        },
+    )
+    assert logged == warnings and len(warnings) == 2
+    assert warnings[0] == (
+        f"metrics textfile not written: {tmp_path / 'missing'}: textfile folder does not exist"
+    )
+    assert warnings[1].startswith("metrics push failed: http://127.0.0.1:")
+    assert "Pushgateway unreachable" in warnings[1]
+    assert (
+        export_from_results(
+            [], invocation_id="i", dbt_version="v", target="t", elapsed=None, settings=None
+        )
+        == []
+    )
+
+
+def artifact_event(path: Path) -> SimpleNamespace:
+    return SimpleNamespace(
+        info=SimpleNamespace(name="ArtifactWritten"),
+        data=SimpleNamespace(artifact_type="RunExecutionResult", artifact_path=str(path)),
+    )
+
+
+@pytest.mark.parametrize(
+    "which, exported", [("run", True), ("build", True), ("test", False), ("seed", False)]
+)
+def test_run_results_exporter(tmp_path: Path, which: str, exported: bool) -> None:
+    data = run_results()
+    data["args"] = {"which": which}
+    path = tmp_path / "run_results.json"
+    path.write_text(json.dumps(data))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest()))
+    out = tmp_path / "prom"
+    out.mkdir()
+    exporter = RunResultsExporter(MetricsSettings(textfile=str(out)), target="ci")
+    exporter(SimpleNamespace(info=SimpleNamespace(name="MainReportVersion")))
+    exporter(artifact_event(path))
+    prom = out / "dbt_sqlflow.prom"
+    assert prom.exists() is exported
+    if exported:
+        got = samples(prom.read_text())
+        assert (
+            got[key("sqlflow_run_info", invocation_id="inv-1", dbt_version="1.11.16", target="ci")]
+            == 1
+        )
+        assert (
+            got[key("sqlflow_model_runs_total", model=PLAIN, strategy="table", status="success")]
+            == 1
+        )
+
+
+def test_run_results_exporter_never_raises(tmp_path: Path) -> None:
+    exporter = RunResultsExporter(MetricsSettings(textfile=str(tmp_path)))
+    exporter(artifact_event(tmp_path / "absent.json"))  # logs a warning
+    exporter(object())  # not an event at all
+    assert not (tmp_path / "dbt_sqlflow.prom").exists()
+
+
+def test_install_export_callback() -> None:
+    from dbt_common.events.event_manager_client import get_event_manager
+
+    assert install_export_callback(None) is None
+    assert install_export_callback({"job": "x"}) is None
+    manager = get_event_manager()
+    before = list(manager.callbacks)
+    try:
+        exporter = install_export_callback({"textfile": "/tmp"}, target="dev")
+        assert exporter is not None and manager.callbacks[-1] is exporter
+    finally:
+        manager.callbacks[:] = before
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+def test_settings_parse() -> None:
+    assert MetricsSettings.parse(None) == MetricsSettings()
+    assert not MetricsSettings.parse(None).enabled
+    parsed = MetricsSettings.parse(
+        {
+            "textfile": "/d",
+            "pushgateway": "http://127.0.0.1:9091",
+            "job": "nightly",
+            "timeout_seconds": 3,
+        }
+    )
+    assert parsed == MetricsSettings("/d", "http://127.0.0.1:9091", "nightly", 3.0)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("dir", "sqlflow_metrics: got 'dir'; expected a mapping such as"),
+        (
+            {"textfil": "/d"},
+            "unknown key 'textfil' (allowed: textfile, pushgateway, job, timeout_seconds)",
+        ),
+        ({"textfile": ""}, "textfile is ''; expected a folder path"),
+        (
+            {"pushgateway": "127.0.0.1:9091"},
+            "pushgateway is '127.0.0.1:9091'; expected an "
+            "http(s) URL such as 'http://127.0.0.1:9091'",
+        ),
+        ({"textfile": "/d", "job": "a/b"}, "job is 'a/b'; expected a non-empty name without '/'"),
+        ({"textfile": "/d", "timeout_seconds": 0}, "timeout_seconds is 0; expected a positive"),
+    ],
+)
+def test_settings_errors(raw: Any, message: str) -> None:
+    with pytest.raises(DbtConfigError, match="sqlflow_metrics") as e:
+        MetricsSettings.parse(raw)
+    assert message in str(e.value)
+
+
+def test_settings_report_every_problem_at_once() -> None:
+    with pytest.raises(DbtConfigError) as e:
+        MetricsSettings.parse({"textfile": 1, "job": "", "extra": 1})
+    assert str(e.value).count(";") >= 2
+
+
+# --- CLI ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> tuple[Path, Path]:
+    rr = tmp_path / "run_results.json"
+    mf = tmp_path / "manifest.json"
+    rr.write_text(json.dumps(run_results()))
+    mf.write_text(json.dumps(manifest()))
+    return rr, mf
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics", "json"])
+def test_cli_export_stdout_matches_library(artifacts: tuple[Path, Path], fmt: str) -> None:
+    rr, mf = artifacts
+    result = invoke(
+        "metrics", "export", "--run-results", str(rr), "--manifest", str(mf), "--format", fmt
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == export_artifacts(rr, mf, fmt=fmt)
+
+
+def test_cli_export_output_and_textfile(artifacts: tuple[Path, Path], tmp_path: Path) -> None:
+    rr, mf = artifacts
+    out = tmp_path / "out.txt"
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    result = invoke(
+        "metrics",
+        "export",
+        "--run-results",
+        str(rr),
+        "--manifest",
+        str(mf),
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--textfile",
+        str(prom),
+    )
+    assert result.exit_code == 0 and result.output == ""
+    assert json.loads(out.read_text())["metrics"]
+    assert samples((prom / "dbt_sqlflow.prom").read_text())[key("sqlflow_run_success")] == 0
+    assert sorted(p.name for p in prom.iterdir()) == ["dbt_sqlflow.prom"]  # no temp file left
+
+
+def test_cli_defaults_and_optional_manifest(
+    artifacts: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rr, _ = artifacts
+    (rr.parent / "target").mkdir()
+    rr.rename(rr.parent / "target" / "run_results.json")
+    monkeypatch.chdir(rr.parent)
+    result = invoke("metrics", "export")
+    assert result.exit_code == 0
+    assert "sqlflow_run_info" in result.output
+
+
+def test_cli_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and "dbt-sqlflow" in result.output
+
+
+def cli_error(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_cli_error_missing_run_results(tmp_path: Path) -> None:
+    path = tmp_path / "nope.json"
+    assert cli_error("metrics", "export", "--run-results", str(path)) == (
+        f"Error: {path}: file not found (expected dbt's run_results.json)"
+    )
+
+
+@pytest.mark.parametrize(
+    "content, cause",
+    [
+        (
+            "{not json",
+            "malformed JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
+        ("[]", "expected a JSON object, found list"),
+        ("{}", "no 'results' list; is this dbt's run_results.json?"),
+        ('{"results": [{"status": "success"}]}', "result 0 has no unique_id and status"),
+        (
+            '{"results": [{"unique_id": "model.p.a", "status": "success", '
+            '"adapter_response": {"rows_inserted": "many"}}]}',
+            "model.p.a: adapter_response.rows_inserted is 'many'; expected an integer",
+        ),
+        (
+            '{"results": [{"unique_id": "model.p.a", "status": "success", '
+            '"adapter_response": {"watermark_after": "yesterday"}}]}',
+            "model.p.a: adapter_response.watermark_after is 'yesterday'; expected an ISO-8601 "
+            "timestamp",
+        ),
+    ],
+)
+def test_cli_error_malformed_run_results(tmp_path: Path, content: str, cause: str) -> None:
+    path = tmp_path / "run_results.json"
+    path.write_text(content)
+    line = cli_error(
+        "metrics", "export", "--run-results", str(path), "--manifest", str(tmp_path / "none.json")
+    )
+    assert line == f"Error: {path}: {cause}"
+
+
+def test_cli_error_malformed_manifest(artifacts: tuple[Path, Path]) -> None:
+    rr, mf = artifacts
+    mf.write_text('{"metadata": {}}')
+    assert cli_error("metrics", "export", "--run-results", str(rr), "--manifest", str(mf)) == (
+        f"Error: {mf}: no 'nodes' object; is this dbt's manifest.json?"
+    )
+    mf.write_text("")
+    assert cli_error(
+        "metrics",
+        "push",
+        "--gateway",
+        "http://127.0.0.1:1",
+        "--run-results",
+        str(rr),
+        "--manifest",
+        str(mf),
+    ).startswith(f"Error: {mf}: malformed JSON")
+
+
+def test_cli_error_textfile_folder(artifacts: tuple[Path, Path], tmp_path: Path) -> None:
+    rr, _ = artifacts
+    missing = tmp_path / "missing"
+    assert (
+        cli_error("metrics", "export", "--run-results", str(rr), "--textfile", str(missing))
+        == f"Error: {missing}: textfile folder does not exist"
+    )
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not _writable_despite_mode(locked):
+            line = cli_error(
+                "metrics", "export", "--run-results", str(rr), "--textfile", str(locked)
+            )
+            assert line == f"Error: {locked}: cannot write dbt_sqlflow.prom: Permission denied"
+        not_a_dir = tmp_path / "file"
+        not_a_dir.write_text("")
+        assert (
+            cli_error("metrics", "export", "--run-results", str(rr), "--textfile", str(not_a_dir))
+            == f"Error: {not_a_dir}: textfile folder does not exist"
+        )
+    finally:
+        locked.chmod(0o700)
+
+
+def _writable_despite_mode(path: Path) -> bool:
+    """Root ignores directory modes; then fall back to a path under a regular file."""
+    import os
+
+    return os.access(path, os.W_OK)
+
+
+def test_cli_error_unwritable_textfile_as_root(
+    artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rr, _ = artifacts
+    # A folder named like the target file makes the final rename fail, for any user.
+    prom = tmp_path / "prom"
+    (prom / "dbt_sqlflow.prom").mkdir(parents=True)
+    line = cli_error("metrics", "export", "--run-results", str(rr), "--textfile", str(prom))
+    assert line.startswith(f"Error: {prom}: cannot write dbt_sqlflow.prom: ")
+    assert sorted(p.name for p in prom.iterdir()) == ["dbt_sqlflow.prom"]
+
+
+def test_cli_error_output_file(artifacts: tuple[Path, Path], tmp_path: Path) -> None:
+    rr, _ = artifacts
+    out = tmp_path / "no" / "such" / "dir" / "m.txt"
+    assert cli_error("metrics", "export", "--run-results", str(rr), "--output", str(out)) == (
+        f"Error: {out}: cannot write: No such file or directory"
+    )
+
+
+def test_cli_error_unreachable_gateway(artifacts: tuple[Path, Path]) -> None:
+    rr, mf = artifacts
+    url = f"http://127.0.0.1:{free_port()}"
+    line = cli_error(
+        "metrics",
+        "push",
+        "--gateway",
+        url,
+        "--run-results",
+        str(rr),
+        "--manifest",
+        str(mf),
+        "--timeout",
+        "2",
+    )
+    assert line == f"Error: {url}: Pushgateway unreachable: [Errno 111] Connection refused"
+
+
+def test_cli_usage_error_exit_code() -> None:
+    result = CliRunner().invoke(cli, ["metrics", "export", "--format", "xml"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(cli, ["metrics", "push"])
+    assert result.exit_code == 2 and "--gateway" in result.output
+
+
+def test_importing_the_package_stays_cheap() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dbt.adapters.sqlflow.metrics, dbt.adapters.sqlflow.metrics.autoexport;"
+        "print(sorted(m for m in sys.modules if m.startswith(('prometheus_client', 'click'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_grafana_dashboard_uses_our_metrics() -> None:
+    import re
+
+    path = Path(__file__).parents[2] / "contrib" / "grafana" / "dbt_sqlflow_dashboard.json"
+    dashboard = json.loads(path.read_text())
+    assert dashboard["title"] and dashboard["panels"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = set(re.findall(r"sqlflow_[a-z_]+", " ".join(exprs)))
+    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
+    exported = {s.name for f in registry.collect() for s in f.samples}
+    assert used and used <= exported, used - exported

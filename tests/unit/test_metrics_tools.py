@@ -1,0 +1,136 @@
+"""Our output checked by the real tools: promtool and a Prometheus Pushgateway on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_metrics import (
+    CUSTOMERS,
+    ORDERS,
+    T_FINISHED,
+    T_WATERMARK,
+    manifest,
+    run_results,
+)
+
+from dbt.adapters.sqlflow.metrics.artifacts import summary_from_artifacts
+from dbt.adapters.sqlflow.metrics.collector import build_registry
+from dbt.adapters.sqlflow.metrics.export import push, push_artifacts, render
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """A real prometheus-pushgateway on 127.0.0.1 (skipped when the binary is missing)."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        pytest.skip("prometheus-pushgateway binary not found (make services installs it)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={tmp_path / 'pgw.db'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"pushgateway did not start on {url}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def gateway_samples(url: str, job: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Our samples on the gateway's /metrics page, by (name, labels without job/instance)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("sqlflow_") and s.labels.get("job") == job:
+                labels = {k: v for k, v in s.labels.items() if k not in ("job", "instance")}
+                out[(s.name, tuple(sorted(labels.items())))] = s.value
+    return out
+
+
+def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, tuple(sorted(labels.items())))
+
+
+@pytest.mark.promtool
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_promtool_accepts_prometheus_text(tmp_path: Path, with_manifest: bool) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool binary not found (Debian package 'prometheus'; make services)")
+    summary = summary_from_artifacts(run_results(), manifest() if with_manifest else None)
+    text = render(build_registry(summary))
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stderr
+
+
+@pytest.mark.pushgateway
+def test_pushgateway_receives_our_samples(pushgateway: str) -> None:
+    summary = summary_from_artifacts(run_results(), manifest())
+    push(build_registry(summary), pushgateway, job="dbt_unit", timeout=5)
+    got = gateway_samples(pushgateway, "dbt_unit")
+    assert got[key("sqlflow_rows_inserted_total", model=ORDERS)] == 100
+    assert got[key("sqlflow_rows_updated_total", model=ORDERS)] == 50
+    assert got[key("sqlflow_rows_deleted_total", model=ORDERS)] == 25
+    assert got[key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="", status="error")] == 1
+    assert got[key("sqlflow_quality_checks_failed_total", model=CUSTOMERS, check="unique_id")] == 1
+    assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == T_FINISHED - T_WATERMARK
+    assert got[key("sqlflow_run_success")] == 0
+    assert (
+        got[key("sqlflow_run_info", invocation_id="inv-1", dbt_version="1.11.16", target="prod")]
+        == 1
+    )
+
+
+@pytest.mark.pushgateway
+def test_push_replaces_the_group(pushgateway: str, tmp_path: Path) -> None:
+    data = run_results()
+    path = tmp_path / "run_results.json"
+    path.write_text(json.dumps(data))
+    push_artifacts(pushgateway, "dbt_replace", path, None, timeout=5)
+    data["results"] = data["results"][2:3]  # the next run: one plain model, success
+    data["metadata"]["invocation_id"] = "inv-2"
+    path.write_text(json.dumps(data))
+    push_artifacts(pushgateway, "dbt_replace", path, None, timeout=5)
+    got = gateway_samples(pushgateway, "dbt_replace")
+    assert got[key("sqlflow_run_success")] == 1
+    assert not any(k[0] == "sqlflow_rows_inserted_total" for k in got)
+    assert (
+        got[key("sqlflow_run_info", invocation_id="inv-2", dbt_version="1.11.16", target="prod")]
+        == 1
+    )
+    assert len([k for k in got if k[0] == "sqlflow_run_info"]) == 1
