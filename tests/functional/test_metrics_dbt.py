@@ -28,6 +28,12 @@ select id from {{ ref('five') }}
 
 broken_sql = "{{ config(materialized='table') }} select * from no_such_table"
 
+sqlflow_sql = """
+{{ config(materialized='sqlflow_incremental', unique_key='id', event_time='ts', batch_size='day',
+          quality_checks=[{'not_null': ['id']}, {'expression': 'id < 4', 'severity': 'warn'}]) }}
+select range::int as id, timestamp '2025-01-01' + to_hours(range * 10) as ts from range(5)
+"""
+
 Key = tuple[str, tuple[tuple[str, str], ...]]
 
 
@@ -160,18 +166,35 @@ class TestAutoExport:
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:
-        return {"five.sql": table_sql, "inc.sql": incremental_sql}
+        return {"five.sql": table_sql, "inc.sql": incremental_sql, "flow.sql": sqlflow_sql}
 
-    @pytest.mark.skip(reason="waiting for impl wiring")
     def test_run_exports_textfile_and_pushes(
         self, project: Any, textfile_dir: Path, pushgateway: str
     ) -> None:
-        results = run_dbt(["run"])
-        assert len(results) == 2  # the export adds no hook result to the run
+        results = run_dbt(["run", "--vars", '{"sqlflow_now": "2025-01-02T12:00:00"}'])
+        assert len(results) == 3  # the export adds no hook result to the run
         invocation_id = run_results_metadata(project)["invocation_id"]
         prom = parse((textfile_dir / "dbt_sqlflow.prom").read_text())
         pushed = gateway(pushgateway, "dbt_auto")
         for got in (prom, pushed):
+            flow = model_label(got, "flow")
+            # Two daily batches (Jan 1 and 2) inserted the 5 rows, one warning check failed.
+            assert got[key("sqlflow_rows_inserted_total", model=flow)] == 5
+            assert got[key("sqlflow_partitions_touched", model=flow)] == 0
+            assert got[key("sqlflow_model_batches", model=flow)] == 2
+            assert (
+                got[key("sqlflow_watermark_timestamp_seconds", model=flow)] == 1735833600.0
+            )  # 2025-01-02T16:00Z
+            assert (
+                got[
+                    key(
+                        "sqlflow_quality_checks_failed_total",
+                        model=flow,
+                        check="expression(id < 4)",
+                    )
+                ]
+                == 1
+            )
             five = model_label(got, "five")
             assert got[key("sqlflow_rows_affected_total", model=five)] == 5
             assert (
@@ -220,7 +243,6 @@ class TestAutoExportFailedPush:
     def models(self) -> dict:
         return {"five.sql": table_sql}
 
-    @pytest.mark.skip(reason="waiting for impl wiring")
     def test_failed_push_only_warns(self, project: Any, textfile_dir: Path) -> None:
         _, log = run_dbt_and_capture(["run"])
         assert "metrics push failed: http://127.0.0.1:" in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from dbt.adapters.sqlflow.load import (
     UNBOUNDED_START,
     WINDOW_END_MARK,
     WINDOW_START_MARK,
+    BatchResult,
     BufferedWrites,
     LoadServices,
     ModelLoad,
@@ -35,6 +37,8 @@ from dbt.adapters.sqlflow.load import (
     utc_now,
     window_sql,
 )
+from dbt.adapters.sqlflow.metrics import MetricsCollector
+from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
 from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec, covering_range
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import (
@@ -85,6 +89,17 @@ class SqlflowAdapter(DuckDBAdapter):
         self._sqlflow_loads: dict[str, ModelLoad] = {}
         self._sqlflow_lock = threading.RLock()
         self._sqlflow_state_ready = False
+        # dbt builds a new adapter for every invocation: these records are this run's.
+        self.sqlflow_metrics = MetricsCollector()
+        # Export at the end of `dbt run` / `dbt build` when the profile sets
+        # sqlflow_metrics: dbt announces run_results.json with an ArtifactWritten event.
+        # (An on-run-end hook in our dbt_project.yml would add a result to every run,
+        # seed, snapshot and test.) An invalid sqlflow_metrics raises DbtConfigError here.
+        install_export_callback(
+            getattr(config.credentials, "sqlflow_metrics", None),
+            target=getattr(config, "target_name", "") or "",
+            records=self.sqlflow_metrics.records,
+        )
 
     def valid_incremental_strategies(self) -> Sequence[str]:
         """dbt-duckdb's strategies for ``materialized='incremental'``.
@@ -662,12 +677,57 @@ class SqlflowAdapter(DuckDBAdapter):
         """Record that the current batch's transaction committed."""
         load = self._load(load_id)
         done = load.commit_batch()
+        self._record_metrics(load, done, "success")
         self._log(
             load,
             f"{done.strategy}: {done.rows_inserted:,} inserted, {done.rows_updated:,} updated,"
             f" {done.rows_deleted:,} deleted",
             done.load_id,
         )
+
+    def _record_metrics(
+        self, load: ModelLoad, batch: BatchResult, status: str, error_type: str | None = None
+    ) -> None:
+        self.sqlflow_metrics.record(
+            load.config.model,
+            strategy=batch.strategy,
+            status=status,
+            duration_seconds=(batch.finished or time.time()) - batch.started,
+            rows_inserted=batch.rows_inserted if status == "success" else 0,
+            rows_updated=batch.rows_updated if status == "success" else 0,
+            rows_deleted=batch.rows_deleted if status == "success" else 0,
+            partitions_touched=batch.partitions_touched if status == "success" else 0,
+            watermark_before=load.watermark_before,
+            watermark_after=load.watermark_after if status == "success" else None,
+            quality_checks=[
+                (c.check_name, c.severity, c.status, c.failing_rows) for c in batch.checks
+            ],
+            error_type=error_type,
+            load_id=batch.load_id,
+            invocation_id=load.invocation_id,
+        )
+
+    def post_model_hook(self, config: Any, context: Any) -> None:
+        """dbt-duckdb's hook, plus: a sqlflow model whose execution failed is recorded as a
+        failed load in the run's metrics (its transaction was rolled back)."""
+        try:
+            model = getattr(config, "model", None)
+            unique_id = getattr(model, "unique_id", None)
+            with self._sqlflow_lock:
+                failed = [
+                    key
+                    for key, load in self._sqlflow_loads.items()
+                    if load.config.model == unique_id
+                ]
+                loads = [self._sqlflow_loads.pop(key) for key in failed]
+            for load in loads:
+                batch = load.current or load.start_batch(load.config.strategy, None)
+                failing = any(c.failed for c in batch.checks if c.severity == "error")
+                self._record_metrics(
+                    load, batch, "error", "QualityCheckFailed" if failing else "DbtRuntimeError"
+                )
+        finally:
+            super().post_model_hook(config, context)
 
     @available.parse_none
     def sqlflow_result(self, load_id: str) -> SqlflowAdapterResponse:
