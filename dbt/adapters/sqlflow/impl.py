@@ -54,6 +54,21 @@ logger = AdapterLogger("sqlflow")
 Executor = Callable[[str], list[tuple]]
 
 
+STAT_LABELS = {
+    "sqlflow_partitions": ("Partitions", "Partitions recorded by dbt-sqlflow"),
+    "sqlflow_rows": ("Rows in partitions", "Rows counted in the recorded partitions"),
+    "sqlflow_last_load": ("Last sqlflow load", "When the last committed load finished"),
+    "sqlflow_watermark": ("Watermark", "Newest event_time loaded"),
+}
+
+
+def _split_relation(relation: str) -> list[str]:
+    """The parts of a rendered relation name (``"db"."schema"."table"``)."""
+    import re
+
+    return re.findall(r'"(?:[^"]|"")*"|[^.]+', relation)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -107,6 +122,78 @@ class SqlflowAdapter(DuckDBAdapter):
         A new list on every call: dbt's base code appends ``"default"`` to it.
         """
         return list(super().valid_incremental_strategies())
+
+    # -- docs: partition statistics in the catalog --------------------------------------
+
+    def _get_one_catalog(self, information_schema: Any, schemas: Any, used_schemas: Any) -> Any:
+        table = super()._get_one_catalog(information_schema, schemas, used_schemas)
+        return self._with_sqlflow_stats(table)
+
+    def _get_one_catalog_by_relations(
+        self, information_schema: Any, relations: Any, used_schemas: Any
+    ) -> Any:
+        table = super()._get_one_catalog_by_relations(information_schema, relations, used_schemas)
+        return self._with_sqlflow_stats(table)
+
+    def _with_sqlflow_stats(self, table: Any) -> Any:
+        """The catalog with sqlflow's figures as table stats (shown by ``dbt docs``)."""
+        import agate
+
+        stats = self._sqlflow_catalog_stats()
+        if not stats:
+            return table
+        names = list(STAT_LABELS)
+        columns = list(table.column_names)
+        types = list(table.column_types)
+        for stat in names:
+            columns += [f"stats:{stat}:label", f"stats:{stat}:value"]
+            columns += [f"stats:{stat}:description", f"stats:{stat}:include"]
+            types += [agate.Text(), agate.Text(), agate.Text(), agate.Boolean()]
+        rows = []
+        for row in table.rows:
+            key = (str(row["table_database"]), str(row["table_schema"]), str(row["table_name"]))
+            found = stats.get(tuple(k.lower() for k in key))
+            extra: list[Any] = []
+            for stat in names:
+                label, description = STAT_LABELS[stat]
+                value = found.get(stat) if found else None
+                extra += [label, value, description, value is not None]
+            rows.append([*row.values(), *extra])
+        return agate.Table(rows, columns, types)
+
+    def _sqlflow_catalog_stats(self) -> dict[tuple[str, ...], dict[str, str]]:
+        """Per sqlflow relation: partition count, rows, last load time, watermark."""
+        creds = self.config.credentials
+        schema = creds.sqlflow_state_schema.replace("'", "''")
+        _, present = self.execute(
+            "select count(*) from duckdb_tables()"
+            f" where schema_name = '{schema}' and table_name in ('partitions', 'loads')",
+            fetch=True,
+        )
+        if int(present.rows[0][0]) < 2:
+            return {}
+        state = StateStore(self._executor(), schema=creds.sqlflow_state_schema)
+        _, found = self.execute(
+            "select l.relation, p.partitions, p.total_rows, l.last_load, l.watermark"
+            f" from (select relation, max(finished_at) as last_load,"
+            f" max(watermark_after) as watermark from {state.table('loads')} group by 1) l"
+            f" left join (select relation, count(*) as partitions, sum(row_count) as total_rows"
+            f" from {state.table('partitions')} group by 1) p using (relation)",
+            fetch=True,
+        )
+        out: dict[tuple[str, ...], dict[str, str]] = {}
+        for relation, partitions, total_rows, last_load, watermark in found.rows:
+            parts = tuple(
+                p.strip('"').replace('""', '"').lower() for p in _split_relation(relation)
+            )
+            figures = {
+                "sqlflow_partitions": partitions,
+                "sqlflow_rows": total_rows,
+                "sqlflow_last_load": f"{last_load} UTC" if last_load is not None else None,
+                "sqlflow_watermark": watermark,
+            }
+            out[parts] = {k: str(v) for k, v in figures.items() if v is not None}
+        return out
 
     # -- helpers (not exposed to Jinja) ---------------------------------------------
 

@@ -1,0 +1,38 @@
+"""``dbt docs generate``: a partitioned sqlflow model's catalog entry carries sqlflow's stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dbt.tests.util import run_dbt
+
+events_sql = """
+{{ config(materialized='sqlflow_incremental', incremental_strategy='insert_overwrite',
+          partition_by={'field': 'event_ts', 'granularity': 'day'}) }}
+select range::int as id, timestamp '2025-01-01' + to_hours(range * 8) as event_ts
+from range(9)
+"""
+
+plain_sql = "{{ config(materialized='table') }} select 1 as id"
+
+
+class TestCatalogStats:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {"events.sql": events_sql, "plain.sql": plain_sql}
+
+    def test_stats_in_catalog(self, project) -> None:
+        run_dbt(["run", "--vars", '{"sqlflow_now": "2025-01-03T12:00:00"}'])
+        run_dbt(["docs", "generate"])
+        catalog = json.loads((Path(project.project_root) / "target" / "catalog.json").read_text())
+        stats = catalog["nodes"]["model.test.events"]["stats"]
+        assert stats["sqlflow_partitions"]["value"] == "3"
+        assert stats["sqlflow_partitions"]["label"] == "Partitions"
+        assert stats["sqlflow_rows"]["value"] == "9"
+        assert stats["sqlflow_watermark"]["value"] == "2025-01-03T16:00:00"
+        assert stats["sqlflow_last_load"]["value"].endswith(" UTC")
+        assert stats["has_stats"]["value"] is True
+        plain = catalog["nodes"]["model.test.plain"]["stats"]
+        assert set(plain) == {"has_stats"} and plain["has_stats"]["value"] is False
