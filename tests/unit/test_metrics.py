@@ -90,8 +90,8 @@ def run_results() -> dict[str, Any]:
                 "status": "error",
                 "execution_time": 1.5,
                 "message": "Runtime Error in model customers\n"
-                "quality check failed: unique_id\n"
-                "  quality check failed: email_format - 3 rows\n",
+                "quality check failed: unique_id (0 failing rows)\n"
+                "  quality check failed: email_format (3 failing rows)\n",
                 "adapter_response": {},
             },
             {
@@ -218,10 +218,18 @@ def test_record_and_adapter_response_fields() -> None:
     [
         (None, []),
         ("OK", []),
-        ("quality check failed: a", ["a"]),
-        ("Runtime Error\n  quality check failed: a\nquality check failed: b.", ["a", "b"]),
-        ("quality check failed: a - 12 rows\nquality check failed: a", ["a"]),
-        ("note: quality check failed: a", []),
+        ("quality check failed: a (0 failing rows)", ["a"]),
+        (
+            "Runtime Error\n  quality check failed: not_null(id) (2 failing rows)\n"
+            "    {'id': None}\nquality check failed: expression(a - b > 0) (1 failing rows)",
+            ["not_null(id)", "expression(a - b > 0)"],
+        ),
+        (
+            "quality check failed: a (12 failing rows)\nquality check failed: a (1 failing rows)",
+            ["a"],
+        ),
+        ("note: quality check failed: a (1 failing rows)", []),
+        ("quality check failed: a", []),
         ("quality check failed: ", []),
     ],
 )
@@ -389,7 +397,7 @@ def fake_result(unique_id: str, status: str, response: dict[str, Any], message: 
 def test_export_from_results_writes_textfile(tmp_path: Path) -> None:
     results = [
         fake_result(ORDERS, "success", {"rows_inserted": 4, "strategy": "merge"}),
-        fake_result(CUSTOMERS, "error", {}, "quality check failed: nn"),
+        fake_result(CUSTOMERS, "error", {}, "quality check failed: nn (4 failing rows)"),
         run_results()["results"][2],  # a run_results.json dict works too
     ]
     collector = MetricsCollector()

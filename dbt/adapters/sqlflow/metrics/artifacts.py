@@ -107,9 +107,9 @@ class RunSummary:
 def failed_checks_from_message(message: str | None) -> list[str]:
     """The quality checks a failed sqlflow model names in its result message.
 
-    sqlflow writes one line ``quality check failed: <check name>`` per failing check
-    into the message of a model it failed; this reads them back (leading spaces and a
-    trailing period or colon-separated detail after `` - `` are ignored).
+    sqlflow writes one line ``quality check failed: <check name> (<n> failing rows)`` per
+    failing check into the message of a model it failed (``quality.format_failure``);
+    this reads the names back with ``quality.failures_in_message``.
 
     Args:
         message: The node's ``message`` in run_results.json (None is fine).
@@ -117,13 +117,11 @@ def failed_checks_from_message(message: str | None) -> list[str]:
     Returns:
         The check names, in message order, without duplicates.
     """
+    from dbt.adapters.sqlflow.quality import failures_in_message
+
     names: list[str] = []
-    for line in (message or "").splitlines():
-        text = line.strip()
-        if not text.startswith(QUALITY_FAILURE_PREFIX):
-            continue
-        name = text[len(QUALITY_FAILURE_PREFIX) :].split(" - ", 1)[0].strip().rstrip(".")
-        if name and name not in names:
+    for name, _rows in failures_in_message(message):
+        if name not in names:
             names.append(name)
     return names
 
