@@ -54,6 +54,14 @@ logger = AdapterLogger("sqlflow")
 Executor = Callable[[str], list[tuple]]
 
 
+TEMPLATE_TOKENS = {
+    "start": "__SQLFLOW_WINDOW_START__",
+    "end": "__SQLFLOW_WINDOW_END__",
+    "model_sql": "__SQLFLOW_MODEL_SQL__",
+    "target_predicate": "(__SQLFLOW_TARGET_PREDICATE__)",
+    "overwrite_predicate": "(__SQLFLOW_OVERWRITE_PREDICATE__)",
+}
+
 STAT_LABELS = {
     "sqlflow_partitions": ("Partitions", "Partitions recorded by dbt-sqlflow"),
     "sqlflow_rows": ("Rows in partitions", "Rows counted in the recorded partitions"),
@@ -71,6 +79,18 @@ def _split_relation(relation: str) -> list[str]:
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _variants(config: SqlflowConfig) -> list[dict[str, Any]]:
+    """The strategies (and plain-insert forms) a batch of this model may run with."""
+    static = resolve_static(config)
+    if static is not None and static.strategy != "merge":
+        return [{"strategy": static.strategy, "plain_insert": False}]
+    return [
+        {"strategy": "merge", "plain_insert": False},
+        {"strategy": "merge", "plain_insert": True},
+        {"strategy": "append", "plain_insert": True},
+    ]
 
 
 def _snapshot_plan(config: SqlflowConfig) -> dict[str, Any] | None:
@@ -304,6 +324,7 @@ class SqlflowAdapter(DuckDBAdapter):
         )
         services = self._services(load, raw, columns, now, target_relation)
         load.services = services
+        load.compiled_code = compiled_code
         if config.event_time is not None:
             if incremental:
                 value = services.run(
@@ -366,6 +387,7 @@ class SqlflowAdapter(DuckDBAdapter):
             "merge_exclude_columns": list(config.merge_exclude_columns or []),
             "incremental_predicates": list(config.incremental_predicates),
             "snapshot": _snapshot_plan(config),
+            "variants": _variants(config),
         }
 
     def _parse_config(
@@ -651,16 +673,7 @@ class SqlflowAdapter(DuckDBAdapter):
         """
         load = self._load(load_id)
         response, _ = self.connections.execute(sql, auto_begin=True, fetch=False)
-        count = int(response.rows_affected or 0)
-        if role == "none":
-            return count
-        if role == "merged":
-            matched = load.current.matched if load.current else 0
-            load.add_count("updated", min(matched, count))
-            load.add_count("inserted", max(count - matched, 0))
-        else:
-            load.add_count(role, count)
-        return count
+        return self._count(load, role, [(int(response.rows_affected or 0),)])
 
     @available.parse_none
     def sqlflow_finish_batch(self, load_id: str, batch_relation: Any, target_relation: Any) -> None:
@@ -741,6 +754,93 @@ class SqlflowAdapter(DuckDBAdapter):
         if not report.ok:
             raise DbtRuntimeError(f"sqlflow: model '{model_id}': {report.format()}")
         return f"sqlflow: model '{model_id}': {report.format()}"
+
+    @available
+    def sqlflow_template_tokens(self) -> dict[str, str]:
+        """The tokens batch templates carry where each batch substitutes its own SQL."""
+        return dict(TEMPLATE_TOKENS)
+
+    @available.parse_none
+    def sqlflow_commit_if_open(self) -> None:
+        """Commit this thread's transaction if one is open."""
+        self.commit_if_has_connection()
+
+    @available.parse_none
+    def sqlflow_load_batches(
+        self, load_id: str, templates: dict[str, Any], stage: Any, target_relation: Any
+    ) -> None:
+        """Load every batch after the first from SQL rendered once (``templates``).
+
+        Each batch is its own transaction: stage, checks, strategy steps, state writes,
+        quality checks, commit. The SQL is the templates with the batch's window bounds,
+        model SQL and partition predicates substituted, run on dbt's connection.
+
+        Raises:
+            DbtRuntimeError: as the per-batch path does; the failing batch rolls back,
+                batches committed before it stay loaded (and recorded).
+        """
+        load = self._load(load_id)
+        run = self._executor()
+        for start, end in [b for b in load.batches[1:] if b is not None]:
+            et_type = load.services.event_time_type if load.services else None
+            batch = {
+                "start": start,
+                "end": end,
+                "start_literal": time_literal(start, et_type),
+                "end_literal": time_literal(end, et_type),
+            }
+            model_sql = substitute_window(load.compiled_code, start, end)
+            stage_sql = (
+                templates["stage"]
+                .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
+                .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
+                .replace(TEMPLATE_TOKENS["model_sql"], model_sql)
+            )
+            logger.debug(f"{load.config.model} batch [{start}, {end}): {stage_sql}")
+            run(stage_sql)
+            facts = self.sqlflow_inspect(load_id, stage, target_relation, True, batch)
+            if not facts["skip_dml"]:
+                key = f"{facts['strategy']}:{facts['plain_insert']}"
+                steps = templates["variants"].get(key)
+                if steps is None:
+                    raise DbtRuntimeError(
+                        f"sqlflow: no batch template for strategy {key!r} of"
+                        f" '{load.config.model}' (rendered: {sorted(templates['variants'])})."
+                        " This is a bug in dbt-sqlflow; run with --threads 1 and report it."
+                    )
+                for step in steps:
+                    sql = (
+                        step["sql"]
+                        .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
+                        .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
+                        .replace(
+                            TEMPLATE_TOKENS["target_predicate"], facts["target_predicate"] or "true"
+                        )
+                        .replace(
+                            TEMPLATE_TOKENS["overwrite_predicate"],
+                            facts["overwrite_predicate"] or "false",
+                        )
+                    )
+                    logger.debug(f"{load.config.model} batch [{start}, {end}): {sql}")
+                    self._count(load, step["count"], run(sql))
+            self.sqlflow_finish_batch(load_id, stage, target_relation)
+            self.connections.commit()
+            self.sqlflow_commit_batch(load_id)
+
+    def _count(self, load: ModelLoad, role: str, result: list[tuple]) -> int:
+        """Add a DML statement's DuckDB count (its one-row result) to the load's figures."""
+        count = 0
+        if result and len(result[0]) == 1 and isinstance(result[0][0], int):
+            count = int(result[0][0])
+        if role == "none":
+            return count
+        if role == "merged":
+            matched = load.current.matched if load.current else 0
+            load.add_count("updated", min(matched, count))
+            load.add_count("inserted", max(count - matched, 0))
+        else:
+            load.add_count(role, count)
+        return count
 
     @available.parse_none
     def sqlflow_record_empty(self, load_id: str) -> None:

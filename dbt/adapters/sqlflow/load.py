@@ -121,6 +121,7 @@ class ModelLoad:
     previous_rows: int | None = None
     services: LoadServices | None = None
     empty: list[tuple[datetime, datetime]] = field(default_factory=list)
+    compiled_code: str = ""
 
     @classmethod
     def create(

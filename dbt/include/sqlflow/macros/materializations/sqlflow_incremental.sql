@@ -28,9 +28,18 @@
     {% endif %}
     {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
     {%- set columns = {} -%}
-    {% for batch in plan.batches %}
-      {% do sqlflow_load_batch(plan, batch, target_relation, stage, columns, loop.first, loop.last) %}
+    {%- set rest = plan.batches[1:] -%}
+    {% for batch in plan.batches[:1] %}
+      {% do sqlflow_load_batch(plan, batch, target_relation, stage, columns, true, not rest) %}
     {% endfor %}
+    {% if rest %}
+      {#- The other batches run the SQL rendered once here, from Python: no per-batch
+          rendering or dbt statement overhead (a 365-day backfill is 365 batches). -#}
+      {% set templates = sqlflow_batch_templates(plan, target_relation, stage, columns.get('dest')) %}
+      {% do adapter.sqlflow_load_batches(plan.id, templates, stage, target_relation) %}
+      {{ run_hooks(post_hooks, inside_transaction=True) }}
+      {% do adapter.sqlflow_commit_if_open() %}
+    {% endif %}
     {% if plan.batches %}
       {% do adapter.drop_relation(stage) %}
     {% endif %}
@@ -135,4 +144,28 @@
   {% if last %}{{ run_hooks(post_hooks, inside_transaction=True) }}{% endif %}
   {% do adapter.commit() %}
   {% do adapter.sqlflow_commit_batch(plan.id) %}
+{% endmacro %}
+
+
+{#
+  sqlflow_batch_templates: the SQL of a batch rendered once, with tokens where each batch
+  has its own window bounds, model SQL and partition predicates (the adapter substitutes
+  them). One set of steps per strategy variant the batches may choose (plan.variants).
+  Returns: {'stage': SQL, 'variants': {'<strategy>:<plain_insert>': [{sql, count}]}}.
+#}
+{% macro sqlflow_batch_templates(plan, target_relation, stage, dest_columns) %}
+  {%- set tokens = adapter.sqlflow_template_tokens() -%}
+  {%- set dest_columns = dest_columns or adapter.get_columns_in_relation(target_relation) -%}
+  {%- set window = {'start_literal': tokens.start, 'end_literal': tokens.end} -%}
+  {%- set variants = {} -%}
+  {%- for variant in plan.variants -%}
+    {%- set facts = {'strategy': variant.strategy, 'plain_insert': variant.plain_insert, 'rows': 1,
+                     'target_predicate': tokens.target_predicate, 'overwrite_predicate': tokens.overwrite_predicate} -%}
+    {%- set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
+                    'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
+                    'plan': plan, 'batch': window, 'facts': facts} -%}
+    {%- set strategy_macro = context['get_sqlflow_' ~ variant.strategy | replace('+', '_') ~ '_sql'] -%}
+    {%- do variants.update({variant.strategy ~ ':' ~ variant.plain_insert: strategy_macro(args)}) -%}
+  {%- endfor -%}
+  {{ return({'stage': get_sqlflow_stage_sql(stage, tokens.model_sql, plan, window, true), 'variants': variants}) }}
 {% endmacro %}
