@@ -316,3 +316,30 @@ def _operators(node: dict) -> list[dict]:
         found.append(child)
         found.extend(_operators(child))
     return found
+
+
+class TestCurrentUnitStaysOwed:
+    """With lookback=0, rows arriving later in the current day are still loaded."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "no_lookback.sql": model(
+                "incremental_strategy='insert_overwrite', lookback=0,"
+                " partition_by={'field': 'event_ts', 'granularity': 'day'}"
+            ),
+        }
+
+    def test_later_rows_of_today(self, project) -> None:
+        create_events(project)
+        add_events(project, "(1, timestamp '2025-01-03 01:00:00', 'a')")
+        run_dbt(["run", *now("2025-01-03T12:00:00")])
+        add_events(project, "(2, timestamp '2025-01-03 15:00:00', 'b')")
+        run_dbt(["run", *now("2025-01-03T18:00:00")])
+        assert target(project, "no_lookback") == source(project)
+        assert rows(
+            project,
+            "select interval_start::varchar, interval_end::varchar from sqlflow_meta.intervals"
+            " order by 1",
+        )[-1] == ("2025-01-03 12:00:00", "2025-01-03 18:00:00")

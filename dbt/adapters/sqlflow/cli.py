@@ -92,6 +92,55 @@ def push_command(gateway: str, job: str, timeout: float, run_results: str, manif
         raise CliError(str(e)) from e
 
 
+@cli.command("partitions")
+@click.argument("model")
+@click.option(
+    "--project-dir",
+    default=None,
+    envvar="DBT_PROJECT_DIR",
+    help="The dbt project (default: as dbt, the nearest folder up with dbt_project.yml).",
+)
+@click.option(
+    "--profiles-dir",
+    default=None,
+    envvar="DBT_PROFILES_DIR",
+    help="Folder of profiles.yml (default: as dbt, the current folder or ~/.dbt).",
+)
+@click.option("--target", "-t", default=None, envvar="DBT_TARGET", help="Profile target.")
+@click.option(
+    "--last", type=click.IntRange(min=1), default=None, help="Show only the last N partitions."
+)
+@click.option("--non-empty", is_flag=True, help="Leave out partitions with no rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def partitions_command(
+    model: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    last: int | None,
+    non_empty: bool,
+    as_json: bool,
+) -> None:
+    """Print MODEL's partitions (key, range, rows, last load) from sqlflow's state.
+
+    MODEL is a model name or unique_id; its relation comes from target/manifest.json, the
+    DuckDB file and state schema from the profile. The database is opened read-only.
+    """
+    from dbt.adapters.sqlflow.cli_partitions import (
+        PartitionsError,
+        format_json,
+        format_table,
+        load_report,
+    )
+
+    try:
+        report = load_report(model, project_dir, profiles_dir, target)
+    except PartitionsError as e:
+        raise CliError(str(e)) from e
+    render = format_json if as_json else format_table
+    click.echo(render(report, last=last, non_empty=non_empty), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

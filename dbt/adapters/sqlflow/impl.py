@@ -756,6 +756,15 @@ class SqlflowAdapter(DuckDBAdapter):
         return f"sqlflow: model '{model_id}': {report.format()}"
 
     @available
+    def sqlflow_timestamp_literal(self, value: Any) -> str:
+        """A TIMESTAMP literal (naive UTC) of an ISO date or timestamp, e.g. ``--vars sqlflow_now``.
+
+        Raises:
+            DbtRuntimeError: when the value is not an ISO date or timestamp.
+        """
+        return time_literal(self._now({"sqlflow_now": value}))
+
+    @available
     def sqlflow_template_tokens(self) -> dict[str, str]:
         """The tokens batch templates carry where each batch substitutes its own SQL."""
         return dict(TEMPLATE_TOKENS)

@@ -336,6 +336,16 @@ def plan_batches(
     )
 
 
+def loaded_part(window: tuple[datetime, datetime], now: datetime) -> Interval | None:
+    """The part of a window that counts as loaded: ``[start, min(end, now))``.
+
+    The current unit is only loaded up to now; the rest of it is still owed, so the next
+    run reloads it even with ``lookback=0`` (rows of later today are not lost).
+    """
+    end = min(window[1], now)
+    return Interval(window[0], end) if end > window[0] else None
+
+
 def empty_windows(
     load: ModelLoad,
     services: LoadServices,
@@ -368,7 +378,9 @@ def record_empty(load: ModelLoad, services: LoadServices, strategy: str) -> None
     config = load.config
     for window in load.empty:
         batch = load.start_batch(strategy, window)
-        services.state.add_interval(config.model, load.relation, Interval(*window), batch.load_id)
+        loaded = loaded_part(window, services.now)
+        if loaded is not None:
+            services.state.add_interval(config.model, load.relation, loaded, batch.load_id)
         services.state.record_load(_load_row(load, batch))
         load.commit_batch()
     flush = getattr(services.run, "flush", None)
@@ -467,7 +479,9 @@ def finish_batch(
             batch.status = "warn"
         services.state.record_checks(batch.load_id, config.model, outcomes)
     if batch.window is not None:
-        services.state.add_interval(config.model, target, Interval(*batch.window), batch.load_id)
+        loaded = loaded_part(batch.window, services.now)
+        if loaded is not None:
+            services.state.add_interval(config.model, target, loaded, batch.load_id)
     services.state.record_load(_load_row(load, batch))
     flush = getattr(services.run, "flush", None)
     if flush is not None:

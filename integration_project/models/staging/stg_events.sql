@@ -1,2 +1,10 @@
-select event_id, event_ts, customer_id, event_type, amount
+select
+    event_id,
+    event_ts,
+    arrived_at,
+    customer_id,
+    session_id,
+    event_type,
+    page,
+    revenue
 from {{ source('raw', 'events') }}

@@ -67,7 +67,7 @@
   {%- if plan.snapshot.strategy == 'timestamp' -%}
     {{ return(alias ~ '.' ~ plan.snapshot.updated_at) }}
   {%- endif -%}
-  {{ return(snapshot_get_time() | trim) }}
+  {{ return(sqlflow_snapshot_time()) }}
 {% endmacro %}
 
 
@@ -293,7 +293,7 @@
 
 {% macro sqlflow__get_sqlflow_snapshot_deletes_sql(plan, model_cols, gone) %}
   {%- set names = plan.snapshot.columns -%}
-  {%- set now = snapshot_get_time() | trim -%}
+  {%- set now = sqlflow_snapshot_time() -%}
   union all by name
   select 'close' as sqlflow_change, g.{{ plan.unique_key | join(', g.') }}, {{ now }} as {{ names.dbt_valid_to }}
   from {{ gone }} as g
@@ -349,4 +349,18 @@
     and t.{{ key }} = c.{{ key }}
   {%- endfor %}
     and {{ get_sqlflow_snapshot_is_current_sql(plan, 't') }}
+{% endmacro %}
+
+
+{#
+  sqlflow_snapshot_time(): the snapshot time of this run: --vars sqlflow_now when pinned
+  (replays and tests), else dbt's snapshot_get_time() (now, as a dbt snapshot).
+  Returns: a SQL expression of type TIMESTAMP.
+#}
+{% macro sqlflow_snapshot_time() %}
+  {%- set pinned = var('sqlflow_now', none) -%}
+  {%- if pinned -%}
+    {{ return(adapter.sqlflow_timestamp_literal(pinned)) }}
+  {%- endif -%}
+  {{ return(snapshot_get_time() | trim) }}
 {% endmacro %}
