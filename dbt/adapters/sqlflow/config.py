@@ -176,7 +176,13 @@ class SqlflowConfig:
         # a sign that the user set it.
         if raw.get("lookback") not in (None, 1):
             time_keys.append("lookback")
-        if partition_by is not None and not partition_by.is_time and event_time is None:
+        raw_partition = raw.get("partition_by")
+        bad_granularity = (
+            isinstance(raw_partition, Mapping) and raw_partition.get("granularity") is not None
+        ) and (partition_by is None or not partition_by.is_time)
+        if bad_granularity:
+            pass  # already reported: the user meant time partitions, the keys are fine
+        elif partition_by is not None and not partition_by.is_time and event_time is None:
             for key in time_keys:
                 p.error(
                     key,

@@ -423,8 +423,14 @@ class SqlflowAdapter(DuckDBAdapter):
         from dbt.flags import get_flags
 
         flags = get_flags()
-        start = run_vars.get("sqlflow_start") or getattr(flags, "EVENT_TIME_START", None)
-        end = run_vars.get("sqlflow_end") or getattr(flags, "EVENT_TIME_END", None)
+        start = run_vars.get("sqlflow_start")
+        end = run_vars.get("sqlflow_end")
+        if start in (None, "") and end in (None, ""):
+            if not config.windowed:
+                # dbt's --event-time-start/-end apply to the models with an event time.
+                return None
+            start = getattr(flags, "EVENT_TIME_START", None)
+            end = getattr(flags, "EVENT_TIME_END", None)
         if start in (None, "") and end in (None, ""):
             return None
         fix = (
@@ -555,8 +561,8 @@ class SqlflowAdapter(DuckDBAdapter):
         key_list = ", ".join(keys)
         check_dups = keyed and not config.dedupe_by
         dups = (
-            f"(select count(*) from (select 1 from {staged} group by {key_list}"
-            " having count(*) > 1))"
+            f"(select count(*) from (select 1 from {staged} where not ({null_filter})"
+            f" group by {key_list} having count(*) > 1))"
             if check_dups
             else "0"
         )
@@ -568,7 +574,7 @@ class SqlflowAdapter(DuckDBAdapter):
             samples: list[tuple[Any, ...]] = []
             if duplicates:
                 found = run(
-                    f"select {key_list}, count(*) as n from {staged}"
+                    f"select {key_list}, count(*) as n from {staged} where not ({null_filter})"
                     f" group by all having count(*) > 1 order by n desc, {key_list} limit 5"
                 )
                 samples = [tuple(r) for r in found]
@@ -584,12 +590,15 @@ class SqlflowAdapter(DuckDBAdapter):
         target_predicate, overwrite_predicate = self._predicates(load, batch_relation, batch)
         matched: int | None = None
         if target_exists and needs_matched_keys(config) and rows:
-            on = " and ".join(f"DBT_INTERNAL_DEST.{k} = s.{k}" for k in keys)
+            on = " and ".join(f"DBT_INTERNAL_DEST.{k} = DBT_INTERNAL_SOURCE.{k}" for k in keys)
             if target_predicate:
                 on += f" and {target_predicate}"
+            # The MERGE matches only under its incremental_predicates too.
+            for predicate in config.incremental_predicates:
+                on += f" and ({predicate})"
             matched = int(
                 run(
-                    f"select count(*) from {staged} as s where exists"
+                    f"select count(*) from {staged} as DBT_INTERNAL_SOURCE where exists"
                     f" (select 1 from {target_relation} as DBT_INTERNAL_DEST where {on})"
                 )[0][0]
             )

@@ -22,19 +22,20 @@
   {%- endfor -%}
   {%- if args.facts.target_predicate -%}{%- do predicates.append(args.facts.target_predicate) -%}{%- endif -%}
   {%- for p in args.incremental_predicates -%}{%- do predicates.append(p) -%}{%- endfor -%}
+  {%- set updates = [] -%}
+  {%- for col in update_cols if col.replace('"', '') | lower not in keys_lower -%}
+    {%- do updates.append(col ~ ' = DBT_INTERNAL_SOURCE.' ~ col) -%}
+  {%- endfor -%}
   {%- set sql -%}
   merge into {{ args.target_relation }} as DBT_INTERNAL_DEST
   using {{ args.temp_relation }} as DBT_INTERNAL_SOURCE
   on ({{ predicates | join(') and (') }})
-  {%- set updates = [] -%}
-  {%- for col in update_cols if col.replace('"', '') | lower not in keys_lower -%}
-    {%- do updates.append(col ~ ' = DBT_INTERNAL_SOURCE.' ~ col) -%}
-  {%- endfor %}
   {%- if updates %}
   when matched then update set {{ updates | join(', ') }}
   {%- endif %}
   when not matched then insert ({{ get_quoted_csv(cols) }})
     values ({% for c in cols %}DBT_INTERNAL_SOURCE.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
   {%- endset -%}
-  {{ return([{'sql': sql, 'count': 'merged'}]) }}
+  {#- without an update clause the MERGE only inserts: its count is all inserts #}
+  {{ return([{'sql': sql, 'count': 'merged' if updates else 'inserted'}]) }}
 {% endmacro %}

@@ -1,0 +1,299 @@
+"""Quality checks in real sqlflow_incremental loads: pass, fail with 'error', fail with 'warn'.
+
+Every run pins now with --vars sqlflow_now. The models load daily windows of one source
+day (2025-01-03), so each run is one batch: a failed 'error' check rolls back the only
+load of the run and the target and all of sqlflow's state must be exactly as before.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from dbt.tests.util import run_dbt, run_dbt_and_capture
+from sqlflow_testing import rows, run_results
+
+sources_yml = """
+version: 2
+sources:
+  - name: raw
+    schema: "{{ target.schema }}"
+    tables:
+      - name: orders
+"""
+
+body = "select id, code, status, amount, event_ts from {{ source('raw', 'orders') }}"
+
+CHECKS = [
+    ("not_null", "['status']"),
+    ("unique", "['code']"),
+    ("accepted_values", "{'column': 'status', 'values': ['placed', 'shipped']}"),
+    ("row_count", "{'min': 1, 'max': 4}"),
+    ("expression", "'amount >= 0'"),
+    ("freshness", "{'max_lag': '12 hours'}"),
+    ("partition_consistency", "true"),
+]
+CHECK_NAMES = [
+    "not_null(status)",
+    "unique(code)",
+    "accepted_values(status)",
+    "row_count",
+    "expression(amount >= 0)",
+    "freshness(event_ts)",
+    "partition_consistency",
+]
+META_TABLES = ("loads", "intervals", "partitions", "quality_results")
+NOON = "2025-01-03T12:00:00"
+LATE = "2025-01-03T23:30:00"
+
+
+def model(severity: str) -> str:
+    checks = ", ".join(f"{{'{kind}': {value}, 'severity': '{severity}'}}" for kind, value in CHECKS)
+    return (
+        "{{ config(materialized='sqlflow_incremental', incremental_strategy='merge',"
+        " unique_key='id', partition_by={'field': 'event_ts', 'granularity': 'day'},"
+        f" begin='2025-01-03', quality_checks=[{checks}]) }}}}\n{body}\n"
+    )
+
+
+def now(ts: str) -> list[str]:
+    return ["--vars", json.dumps({"sqlflow_now": ts})]
+
+
+def table(project, name: str) -> list[tuple]:
+    return rows(
+        project,
+        f"select id, code, status, amount, event_ts::varchar from {{schema}}.{name} order by id",
+    )
+
+
+def ordered_hash(project, relation: str) -> tuple[int, str]:
+    """Row count and a hash of every row in physical order (byte-for-byte sameness)."""
+    found = project.run_sql(
+        f"select count(*), md5(string_agg(t::varchar, chr(10) order by rowid)) from {relation} t",
+        fetch="one",
+    )
+    return int(found[0]), found[1]
+
+
+def meta(project) -> dict[str, list[tuple]]:
+    return {t: rows(project, f"select * from sqlflow_meta.{t} order by all") for t in META_TABLES}
+
+
+def quality_rows(project, name: str) -> list[tuple]:
+    """(load, check, severity, status, failing_rows) per check outcome, loads in order."""
+    return rows(
+        project,
+        "select dense_rank() over (order by l.started_at, l.load_id), q.check_name, q.severity,"
+        " q.status, q.failing_rows from sqlflow_meta.quality_results q"
+        " join sqlflow_meta.loads l using (load_id)"
+        f" where q.model = 'model.test.{name}' order by 1, q.check_name",
+    )
+
+
+def passing(load: int, severity: str) -> list[tuple]:
+    return sorted((load, name, severity, "pass", 0) for name in CHECK_NAMES)
+
+
+FIRST = [
+    (1, "c1", "placed", 10, "2025-01-03 01:00:00"),
+    (2, "c2", "shipped", 20, "2025-01-03 02:00:00"),
+    (3, "c3", "placed", 30, "2025-01-03 10:00:00"),
+]
+# Five rows (row_count max is 4): id 4 has a null status, a negative amount and the code
+# of id 3; id 5 has a status outside the accepted values. The newest event is still
+# 10:00, older than 23:30 minus 12 hours.
+BAD = [
+    (4, "c3", None, -5, "2025-01-03 03:00:00"),
+    (5, "c5", "lost", 50, "2025-01-03 04:00:00"),
+]
+FIXED = [(4, "c4", "placed", 5, "2025-01-03 03:00:00")]
+# A row put into the target by hand on a day no partition records.
+STRAY = "(99, 'c99', 'placed', 1, timestamp '2025-01-02 08:00:00')"
+
+
+def set_source(project, values: list[tuple]) -> None:
+    project.run_sql(
+        "create or replace table {schema}.orders"
+        " (id integer, code varchar, status varchar, amount integer, event_ts timestamp)"
+    )
+    literals = ", ".join(
+        f"({i}, '{c}', {'null' if s is None else repr(s)}, {a}, timestamp '{ts}')"
+        for i, c, s, a, ts in values
+    )
+    project.run_sql(f"insert into {{schema}}.orders values {literals}")
+
+
+ERROR_MESSAGE = """\
+Model 'model.test.q_error': 7 quality checks of severity 'error' failed, so the load was \
+rolled back and the target and sqlflow's state are unchanged. Fix the data or the check, or \
+set severity: 'warn' on a check to load despite it.
+quality check failed: not_null(status) (1 failing rows)
+  1 rows of the batch have a null in status
+  - status=NULL, id=4, code='c3', amount=-5, event_ts=2025-01-03 03:00:00
+quality check failed: unique(code) (2 failing rows)
+  2 rows of the target share 1 duplicated (code) values
+  - code='c3' (2 rows)
+quality check failed: accepted_values(status) (1 failing rows)
+  1 rows of the batch have status outside the accepted values ['placed', 'shipped']
+  - status='lost', id=5, code='c5', amount=50, event_ts=2025-01-03 04:00:00
+quality check failed: row_count (0 failing rows)
+  the batch has 5 rows; row_count requires between 1 and 4
+quality check failed: expression(amount >= 0) (1 failing rows)
+  1 rows of the batch make (amount >= 0) false or null
+  - id=4, code='c3', status=NULL, amount=-5, event_ts=2025-01-03 03:00:00
+quality check failed: freshness(event_ts) (0 failing rows)
+  the newest event_ts in the target, 2025-01-03 10:00:00, is older than 2025-01-03 11:30:00 \
+(now (2025-01-03 23:30:00) minus max_lag '12 hours')
+  - newest event_ts=2025-01-03 10:00:00
+quality check failed: partition_consistency (0 failing rows)
+  the partition consistency check found 1 problems
+  - out_of_range 2025-01-02: 1 row(s) with event_ts in [2025-01-02 08:00:00, 2025-01-02 \
+08:00:00] fall in no recorded partition"""
+
+
+BAD_MESSAGE = (
+    "Model 'model.test.q_bad': 4 problems in quality_checks:\n"
+    "  - quality_checks[0] {'not_nul': ['id']}: unknown check 'not_nul'. Allowed checks:"
+    " not_null, unique, accepted_values, row_count, expression, freshness,"
+    " partition_consistency. Did you mean 'not_null'?\n"
+    "  - quality_checks[1] {'row_count': {'min': 5, 'max': 2}, 'severity': 'fatal'}:"
+    " severity 'fatal' (a string) is not allowed. Allowed severities: error, warn"
+    " (default error).\n"
+    "  - quality_checks[1] {'row_count': {'min': 5, 'max': 2}, 'severity': 'fatal'}:"
+    " row_count.min 5 is greater than row_count.max 2; no batch could pass."
+    " Make min <= max.\n"
+    "  - quality_checks[2] {'unique': ['idd']}: unique names column 'idd', which the"
+    " model does not produce. Model columns: id, code, status, amount, event_ts."
+    " Did you mean 'id'?"
+)
+
+
+class TestQualityChecks:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "q_error.sql": model("error"),
+            "q_warn.sql": model("warn"),
+            "q_bad.sql": (
+                "{{ config(materialized='sqlflow_incremental', quality_checks=["
+                "{'not_nul': ['id']}, {'row_count': {'min': 5, 'max': 2}, 'severity': 'fatal'},"
+                " {'unique': ['idd']}]) }}\n" + body + "\n"
+            ),
+        }
+
+    def test_checks_over_consecutive_runs(self, project) -> None:
+        # Run 1: every check passes; the outcomes are recorded and reported.
+        set_source(project, FIRST)
+        run_dbt(["run", "-s", "q_error", "q_warn", *now(NOON)])
+        assert table(project, "q_error") == FIRST
+        assert table(project, "q_warn") == FIRST
+        assert quality_rows(project, "q_error") == passing(1, "error")
+        assert quality_rows(project, "q_warn") == passing(1, "warn")
+        response = run_results(project)["q_error"]["adapter_response"]
+        assert response["quality_checks"] == [
+            {"check": name, "severity": "error", "status": "pass", "failing_rows": 0}
+            for name in CHECK_NAMES
+        ]
+
+        # Run 2 of q_error: every check fails; nothing changes anywhere.
+        set_source(project, FIRST + BAD)
+        for name in ("q_error", "q_warn"):
+            project.run_sql(f"insert into {{schema}}.{name} values {STRAY}")
+        before = ordered_hash(project, "{schema}.q_error")
+        state = meta(project)
+        results = run_dbt(["run", "-s", "q_error", *now(LATE)], expect_pass=False)
+        assert [(r.node.name, r.status) for r in results] == [("q_error", "error")]
+        assert results[0].message == (
+            "Runtime Error in model q_error (models/q_error.sql)\n"
+            + textwrap.indent(ERROR_MESSAGE, "  ")
+        )
+        assert ordered_hash(project, "{schema}.q_error") == before
+        assert meta(project) == state
+        stray = (99, "c99", "placed", 1, "2025-01-02 08:00:00")
+        assert table(project, "q_error") == [*FIRST, stray]
+
+        # Run 2 of q_warn: the same failures are warnings; the load commits.
+        _, log = run_dbt_and_capture(["run", "-s", "q_warn", *now(LATE)])
+        assert table(project, "q_warn") == [*FIRST, *BAD, stray]
+        for block in ERROR_MESSAGE.split("quality check failed: ")[1:]:
+            assert "quality check warned: " + block.strip() in log
+        assert log.count(
+            "Model 'model.test.q_warn': a quality check of severity 'warn' failed;"
+            " the load was committed."
+        ) == len(CHECKS)
+        failing = {
+            "not_null(status)": 1,
+            "unique(code)": 2,
+            "accepted_values(status)": 1,
+            "row_count": 0,
+            "expression(amount >= 0)": 1,
+            "freshness(event_ts)": 0,
+            "partition_consistency": 0,
+        }
+        assert quality_rows(project, "q_warn") == passing(1, "warn") + sorted(
+            (2, name, "warn", "fail", n) for name, n in failing.items()
+        )
+        assert rows(
+            project,
+            "select status, rows_inserted, rows_updated from sqlflow_meta.loads"
+            " where model = 'model.test.q_warn' order by started_at",
+        ) == [("success", 3, 0), ("warn", 2, 3)]
+        response = run_results(project)["q_warn"]["adapter_response"]
+        assert response["quality_checks"] == [
+            {"check": name, "severity": "warn", "status": "fail", "failing_rows": n}
+            for name, n in failing.items()
+        ]
+        samples = rows(
+            project,
+            "select check_name, sample from sqlflow_meta.quality_results"
+            " where model = 'model.test.q_warn' and status = 'fail' order by check_name",
+        )
+        assert json.loads(dict(samples)["unique(code)"]) == ["code='c3' (2 rows)"]
+
+        # Run 3: the data is fixed and the stray rows removed; every check passes again.
+        set_source(project, FIRST + FIXED)
+        for name in ("q_error", "q_warn"):
+            project.run_sql(f"delete from {{schema}}.{name} where id = 99")
+        run_dbt(["run", "-s", "q_error", "q_warn", *now(NOON)])
+        assert table(project, "q_error") == FIRST + FIXED
+        assert table(project, "q_warn") == [*FIRST, *FIXED, BAD[1]]
+        assert quality_rows(project, "q_error") == passing(1, "error") + passing(2, "error")
+        assert quality_rows(project, "q_warn")[-len(CHECKS) :] == passing(3, "warn")
+
+    def test_malformed_checks_are_a_config_error(self, project) -> None:
+        set_source(project, FIRST)
+        state = meta(project)
+        results = run_dbt(["run", "-s", "q_bad"], expect_pass=False)
+        assert results[0].status == "error"
+        assert results[0].message == "Runtime Error in model q_bad (models/q_bad.sql)\n" + (
+            textwrap.indent(BAD_MESSAGE, "  ")
+        )
+        assert rows(
+            project,
+            "select count(*) from duckdb_tables() where table_name = 'q_bad'",
+        ) == [(0,)]
+        assert meta(project) == state
+
+
+class TestFreshnessOnBackfill:
+    """A first build of several daily batches: only the finished load is judged for freshness."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "fresh.sql": (
+                "{{ config(materialized='sqlflow_incremental', unique_key='id',"
+                " partition_by={'field': 'event_ts', 'granularity': 'day'},"
+                " quality_checks=[{'freshness': {'max_lag': '1 day'}}]) }}\n" + body + "\n"
+            ),
+        }
+
+    def test_backfill_of_fresh_data_passes(self, project) -> None:
+        days = [(d, f"c{d}", "placed", d, f"2025-01-0{d} 10:00:00") for d in (1, 2, 3)]
+        set_source(project, days)
+        run_dbt(["run", *now(NOON)])
+        assert table(project, "fresh") == days

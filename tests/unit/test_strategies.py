@@ -1,0 +1,246 @@
+"""Strategy choice (every ``auto`` rule) and the key-problem messages of a batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dbt_common.exceptions import DbtRuntimeError
+
+from dbt.adapters.sqlflow.config import SqlflowConfig
+from dbt.adapters.sqlflow.strategies import (
+    BatchFacts,
+    StrategyChoice,
+    choose_strategy,
+    key_problems,
+    needs_matched_keys,
+    raise_key_problems,
+    resolve_static,
+)
+
+MODEL = "model.proj.orders"
+COLUMNS = {"id": "INTEGER", "region": "VARCHAR", "v": "VARCHAR", "event_ts": "TIMESTAMP"}
+DAY = {"field": "event_ts", "granularity": "day"}
+SNAPSHOT = {"strategy": "check", "check_cols": "all"}
+
+
+def config(**raw: Any) -> SqlflowConfig:
+    return SqlflowConfig.parse(MODEL, raw, COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(
+            {"unique_key": "id", "snapshot": SNAPSHOT},
+            StrategyChoice("snapshot", "snapshot config present"),
+            id="auto-snapshot",
+        ),
+        pytest.param(
+            {"unique_key": "id", "snapshot": SNAPSHOT, "partition_by": "region"},
+            StrategyChoice("snapshot", "snapshot config present"),
+            id="auto-snapshot-beats-partition",
+        ),
+        pytest.param(
+            {"partition_by": DAY},
+            StrategyChoice("insert_overwrite", "partition_by set without unique_key"),
+            id="auto-time-partition",
+        ),
+        pytest.param(
+            {"partition_by": "region"},
+            StrategyChoice("insert_overwrite", "partition_by set without unique_key"),
+            id="auto-value-partition",
+        ),
+        pytest.param(
+            {}, StrategyChoice("append", "no unique_key, no partition_by"), id="auto-nothing"
+        ),
+        pytest.param(
+            {"event_time": "event_ts"},
+            StrategyChoice("append", "no unique_key, no partition_by"),
+            id="auto-event-time-only",
+        ),
+        pytest.param({"unique_key": "id"}, None, id="auto-key-needs-data"),
+        pytest.param(
+            {"unique_key": "id", "partition_by": DAY}, None, id="auto-key-and-partition-needs-data"
+        ),
+        pytest.param(
+            {"incremental_strategy": "merge", "unique_key": "id"},
+            StrategyChoice("merge", "configured"),
+            id="merge",
+        ),
+        pytest.param(
+            {"incremental_strategy": "delete+insert", "unique_key": "id"},
+            StrategyChoice("delete+insert", "configured"),
+            id="delete-insert",
+        ),
+        pytest.param(
+            {"incremental_strategy": "append", "unique_key": "id"},
+            StrategyChoice("append", "configured"),
+            id="append-with-key",
+        ),
+        pytest.param(
+            {"incremental_strategy": "insert_overwrite", "partition_by": "region"},
+            StrategyChoice("insert_overwrite", "configured"),
+            id="insert-overwrite",
+        ),
+    ],
+)
+def test_resolve_static(raw: dict[str, Any], expected: StrategyChoice | None) -> None:
+    assert resolve_static(config(**raw)) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "facts", "expected"),
+    [
+        pytest.param(
+            {"unique_key": "id"},
+            BatchFacts(rows=10_000, matched_keys=1_204),
+            StrategyChoice("merge", "unique_key set, 1,204 of 10,000 batch keys exist"),
+            id="auto-merge-when-keys-exist",
+        ),
+        pytest.param(
+            {"unique_key": ["id", "region"], "partition_by": DAY},
+            BatchFacts(rows=3, matched_keys=3),
+            StrategyChoice("merge", "unique_key set, 3 of 3 batch keys exist"),
+            id="auto-merge-partitioned",
+        ),
+        pytest.param(
+            {"unique_key": "id"},
+            BatchFacts(rows=2, matched_keys=0),
+            StrategyChoice(
+                "append", "unique_key set, 0 of 2 batch keys exist: plain insert", plain_insert=True
+            ),
+            id="auto-plain-insert-when-no-key-exists",
+        ),
+        pytest.param(
+            {"unique_key": "id"},
+            BatchFacts(rows=5, matched_keys=None, target_exists=False),
+            StrategyChoice(
+                "append", "unique_key set, 0 of 5 batch keys exist: plain insert", plain_insert=True
+            ),
+            id="auto-plain-insert-without-target",
+        ),
+        pytest.param(
+            {"incremental_strategy": "merge", "unique_key": "id"},
+            BatchFacts(rows=4, matched_keys=3),
+            StrategyChoice("merge", "unique_key set, 3 of 4 batch keys exist"),
+            id="merge-with-matches",
+        ),
+        pytest.param(
+            {"incremental_strategy": "merge", "unique_key": "id"},
+            BatchFacts(rows=2, matched_keys=0),
+            StrategyChoice(
+                "merge", "unique_key set, 0 of 2 batch keys exist: plain insert", plain_insert=True
+            ),
+            id="merge-all-new-is-plain-insert",
+        ),
+        pytest.param(
+            {"unique_key": "id", "snapshot": SNAPSHOT},
+            BatchFacts(rows=2, matched_keys=0),
+            StrategyChoice("snapshot", "snapshot config present"),
+            id="auto-snapshot-ignores-facts",
+        ),
+        pytest.param(
+            {"partition_by": "region"},
+            BatchFacts(rows=2, matched_keys=None),
+            StrategyChoice("insert_overwrite", "partition_by set without unique_key"),
+            id="auto-insert-overwrite-ignores-facts",
+        ),
+        pytest.param(
+            {},
+            BatchFacts(rows=0),
+            StrategyChoice("append", "no unique_key, no partition_by"),
+            id="auto-append-ignores-facts",
+        ),
+        pytest.param(
+            {"incremental_strategy": "delete+insert", "unique_key": "id"},
+            BatchFacts(rows=2, matched_keys=0),
+            StrategyChoice("delete+insert", "configured"),
+            id="delete-insert-never-plain",
+        ),
+    ],
+)
+def test_choose_strategy(raw: dict[str, Any], facts: BatchFacts, expected: StrategyChoice) -> None:
+    assert choose_strategy(config(**raw), facts) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"unique_key": "id"}, True),
+        ({"incremental_strategy": "merge", "unique_key": "id"}, True),
+        ({"incremental_strategy": "delete+insert", "unique_key": "id"}, False),
+        ({"incremental_strategy": "append", "unique_key": "id"}, False),
+        ({}, False),
+        ({"partition_by": "region"}, False),
+    ],
+)
+def test_needs_matched_keys(raw: dict[str, Any], expected: bool) -> None:
+    assert needs_matched_keys(config(**raw)) is expected
+
+
+HEAD = f"sqlflow_incremental model '{MODEL}': the batch cannot be loaded by key"
+DEDUPE_FIX = (
+    "Set dedupe_by (e.g. dedupe_by='updated_at') to keep the last row per key,"
+    " or fix the duplicates upstream."
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "facts", "expected"),
+    [
+        pytest.param(
+            ("id",),
+            {"null_key_rows": 0, "duplicate_keys": 2, "samples": [(1, 3), (3, 2)]},
+            f"{HEAD} (id). 2 key value(s) occur more than once in the batch, e.g."
+            f" id=1 (3 rows); id=3 (2 rows). {DEDUPE_FIX} Nothing was written.",
+            id="duplicates",
+        ),
+        pytest.param(
+            ("code",),
+            {"null_key_rows": 0, "duplicate_keys": 1, "samples": [("a'b", 2)]},
+            f"{HEAD} (code). 1 key value(s) occur more than once in the batch, e.g."
+            f""" code="a'b" (2 rows). {DEDUPE_FIX} Nothing was written.""",
+            id="string-key-repr",
+        ),
+        pytest.param(
+            ("id", "region"),
+            {
+                "null_key_rows": 0,
+                "duplicate_keys": 12_345,
+                "samples": [(1, "eu", 4), (2, "us", 2)],
+            },
+            f"{HEAD} (id, region). 12,345 key value(s) occur more than once in the batch, e.g."
+            f" (id=1, region='eu') (4 rows); (id=2, region='us') (2 rows). {DEDUPE_FIX}"
+            " Nothing was written.",
+            id="composite-key-thousands",
+        ),
+        pytest.param(
+            ("id",),
+            {"null_key_rows": 1_500, "duplicate_keys": 0, "samples": []},
+            f"{HEAD} (id). 1,500 row(s) have a null in the key column(s) id. Filter them out in"
+            " the model or fill the key. Nothing was written.",
+            id="null-keys",
+        ),
+        pytest.param(
+            ("id", "region"),
+            {"null_key_rows": 2, "duplicate_keys": 1, "samples": [(7, "eu", 2)]},
+            f"{HEAD} (id, region). 1 key value(s) occur more than once in the batch, e.g."
+            f" (id=7, region='eu') (2 rows). {DEDUPE_FIX} 2 row(s) have a null in the key"
+            " column(s) id, region. Filter them out in the model or fill the key."
+            " Nothing was written.",
+            id="both",
+        ),
+    ],
+)
+def test_key_problems(key: tuple[str, ...], facts: dict[str, Any], expected: str) -> None:
+    assert key_problems(MODEL, key, **facts) == expected
+    with pytest.raises(DbtRuntimeError) as info:
+        raise_key_problems(MODEL, key, **facts)
+    assert info.value.msg == expected
+
+
+def test_no_key_problems() -> None:
+    assert key_problems(MODEL, ("id",), null_key_rows=0, duplicate_keys=0, samples=[]) is None
+    # Returns normally: nothing to refuse.
+    assert raise_key_problems(MODEL, ("id",), null_key_rows=0, duplicate_keys=0, samples=[]) is None
