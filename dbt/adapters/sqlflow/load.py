@@ -491,7 +491,14 @@ def finish_batch(
         )
         batch.checks = outcomes
         if quality.failed_errors(outcomes):
-            raise DbtRuntimeError(quality.format_failure(config.model, outcomes))
+            message = quality.format_failure(config.model, outcomes)
+            done = [r for r in load.results if r.window is not None]
+            if batch.window is not None and done:
+                message += (
+                    f"\nThe rolled-back load was the batch [{batch.window[0]}, {batch.window[1]});"
+                    f" the {len(done)} batch(es) before it were committed and stay loaded."
+                )
+            raise DbtRuntimeError(message)
         if quality.failed_warnings(outcomes):
             batch.status = "warn"
         services.state.record_checks(batch.load_id, config.model, outcomes)
