@@ -81,6 +81,29 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _direct_strategy(config: SqlflowConfig, services: LoadServices) -> str | None:
+    """The strategy whose batches may skip staging, or None.
+
+    A windowed insert_overwrite or append with no key to check and time partitions (if
+    any) on event_time reads the model's query straight into the target; its batch checks
+    then run on the target's window (insert_overwrite only: after an append the window
+    holds more than the batch).
+    """
+    static = resolve_static(config)
+    if not config.windowed or static is None:
+        return None
+    if static.strategy not in ("insert_overwrite", "append") or config.snapshot is not None:
+        return None
+    if static.strategy == "insert_overwrite" and config.unique_key:
+        return None
+    pm = services.partitions
+    if pm is not None and not (pm.spec.is_time and pm.spec.field == config.event_time):
+        return None
+    if static.strategy == "append" and any(c.scope == "batch" for c in services.checks):
+        return None
+    return static.strategy
+
+
 def _variants(config: SqlflowConfig) -> list[dict[str, Any]]:
     """The strategies (and plain-insert forms) a batch of this model may run with."""
     static = resolve_static(config)
@@ -228,7 +251,10 @@ class SqlflowAdapter(DuckDBAdapter):
         def run(sql: str) -> list[tuple]:
             connection = self.connections.get_thread_connection()
             if not connection.transaction_open:
-                self.connections.begin()
+                # BEGIN as dbt does (the state it keeps), without its events.
+                with self.connections.exception_handler("BEGIN"):
+                    connection.handle.cursor().execute("BEGIN")
+                connection.transaction_open = True
             with self.connections.exception_handler(sql):
                 cursor = connection.handle.cursor()
                 cursor.execute(sql)
@@ -325,6 +351,8 @@ class SqlflowAdapter(DuckDBAdapter):
         services = self._services(load, raw, columns, now, target_relation)
         load.services = services
         load.compiled_code = compiled_code
+        if incremental and services.partitions is not None:
+            services.partitions.remember_keys(str(target_relation))
         if config.event_time is not None:
             if incremental:
                 value = services.run(
@@ -388,6 +416,7 @@ class SqlflowAdapter(DuckDBAdapter):
             "incremental_predicates": list(config.incremental_predicates),
             "snapshot": _snapshot_plan(config),
             "variants": _variants(config),
+            "direct": _direct_strategy(config, services),
         }
 
     def _parse_config(
@@ -695,15 +724,11 @@ class SqlflowAdapter(DuckDBAdapter):
             DbtRuntimeError: when a quality check of severity ``error`` fails; the load's
                 transaction is then rolled back.
         """
-        from dbt.adapters.sqlflow import quality
 
         load = self._load(load_id)
         assert load.services is not None
         outcomes = finish_batch(load, load.services, str(batch_relation), str(target_relation))
-        for outcome in quality.failed_warnings(outcomes):
-            logger.warning(
-                f"{quality.format_warning(load.config.model, outcome)} {load.log_context()}"
-            )
+        self._warn(load, outcomes)
 
     @available.parse_none
     def sqlflow_invalidate(self, model_id: str, start: Any, end: Any) -> str:
@@ -808,13 +833,15 @@ class SqlflowAdapter(DuckDBAdapter):
                 "end_literal": time_literal(end, et_type),
             }
             model_sql = substitute_window(load.compiled_code, start, end)
+            if "direct" in templates["variants"]:
+                self._load_direct(load, templates["variants"]["direct"], batch, model_sql)
+                continue
             stage_sql = (
                 templates["stage"]
                 .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
                 .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
                 .replace(TEMPLATE_TOKENS["model_sql"], model_sql)
             )
-            logger.debug(f"{load.config.model} batch [{start}, {end}): {stage_sql}")
             run(stage_sql)
             facts = self.sqlflow_inspect(load_id, stage, target_relation, True, batch)
             if not facts["skip_dml"]:
@@ -839,11 +866,47 @@ class SqlflowAdapter(DuckDBAdapter):
                             facts["overwrite_predicate"] or "false",
                         )
                     )
-                    logger.debug(f"{load.config.model} batch [{start}, {end}): {sql}")
                     self._count(load, step["count"], run(sql))
             self.sqlflow_finish_batch(load_id, stage, target_relation)
-            self.connections.commit()
-            self.sqlflow_commit_batch(load_id)
+            self._commit_quietly()
+            self.sqlflow_commit_batch(load_id, quiet=True)
+
+    def _load_direct(
+        self, load: ModelLoad, steps: list[dict[str, Any]], batch: dict[str, Any], model_sql: str
+    ) -> None:
+        """One batch written from the model's query without staging, in one transaction."""
+        config = load.config
+        assert load.services is not None and config.event_time is not None
+        run = self._executor()
+        column = _quote(config.event_time)
+        window = f"{column} >= {batch['start_literal']} and {column} < {batch['end_literal']}"
+        strategy = resolve_static(config)
+        load.start_batch(
+            strategy.strategy if strategy else "append", (batch["start"], batch["end"])
+        )
+        for step in steps:
+            sql = (
+                step["sql"]
+                .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
+                .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
+                .replace(TEMPLATE_TOKENS["overwrite_predicate"], f"({window})")
+                .replace(TEMPLATE_TOKENS["model_sql"], model_sql)
+            )
+            self._count(load, step["count"], run(sql))
+        outcomes = finish_batch(
+            load, load.services, load.relation, load.relation, batch_filter=window
+        )
+        self._warn(load, outcomes)
+        self._commit_quietly()
+        self.sqlflow_commit_batch(load.id, quiet=True)
+
+    def _warn(self, load: ModelLoad, outcomes: list[Any]) -> None:
+        from dbt.adapters.sqlflow import quality
+
+        for outcome in quality.failed_warnings(outcomes):
+            logger.warning(
+                f"{quality.format_warning(load.config.model, outcome)} {load.log_context()}"
+            )
 
     def _count(self, load: ModelLoad, role: str, result: list[tuple]) -> int:
         """Add a DML statement's DuckDB count (its one-row result) to the load's figures."""
@@ -876,19 +939,42 @@ class SqlflowAdapter(DuckDBAdapter):
         load = self._load(load_id)
         assert load.services is not None
         load.services.state.forget_model(load.config.model, load.relation)
+        if load.services.partitions is not None:
+            load.services.partitions.known_keys = set()
 
     @available.parse_none
-    def sqlflow_commit_batch(self, load_id: str) -> None:
-        """Record that the current batch's transaction committed."""
+    def sqlflow_commit_batch(self, load_id: str, quiet: bool = False) -> None:
+        """Record that the current batch's transaction committed.
+
+        Args:
+            load_id: The model execution.
+            quiet: Log the batch at debug level (batches after the first of a windowed
+                load: one info line each would flood a 365-day backfill's output).
+        """
         load = self._load(load_id)
         done = load.commit_batch()
         self._record_metrics(load, done, "success")
-        self._log(
-            load,
-            f"{done.strategy}: {done.rows_inserted:,} inserted, {done.rows_updated:,} updated,"
-            f" {done.rows_deleted:,} deleted",
-            done.load_id,
+        window = f" [{done.window[0]}, {done.window[1]})" if done.window else ""
+        message = (
+            f"{done.strategy}{window}: {done.rows_inserted:,} inserted,"
+            f" {done.rows_updated:,} updated, {done.rows_deleted:,} deleted"
         )
+        if quiet:
+            logger.debug(f"{load.config.model} {message} {load.log_context(done.load_id)}")
+        else:
+            self._log(load, message, done.load_id)
+
+    def _commit_quietly(self) -> None:
+        """COMMIT on dbt's connection without dbt's per-statement events.
+
+        The batches of a windowed load commit one by one; dbt's events for each COMMIT
+        cost more than the COMMIT. The connection's state is kept as dbt keeps it.
+        """
+        connection = self.connections.get_thread_connection()
+        if connection.transaction_open:
+            with self.connections.exception_handler("COMMIT"):
+                connection.handle.cursor().execute("COMMIT")
+            connection.transaction_open = False
 
     def _record_metrics(
         self, load: ModelLoad, batch: BatchResult, status: str, error_type: str | None = None
@@ -939,4 +1025,7 @@ class SqlflowAdapter(DuckDBAdapter):
         """Finish the model execution and return its ``adapter_response``."""
         with self._sqlflow_lock:
             load = self._sqlflow_loads.pop(load_id)
-        return load.response()
+        response = load.response()
+        if len(load.results) > 1:
+            self._log(load, f"{len(load.results)} batches: {response._message}")
+        return response

@@ -17,7 +17,13 @@ from typing import Any
 from dbt.adapters.contracts.connection import AdapterResponse
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
-from dbt.adapters.sqlflow.intervals import Interval, plan_explicit, plan_windows, truncate
+from dbt.adapters.sqlflow.intervals import (
+    Interval,
+    parse_timestamp,
+    plan_explicit,
+    plan_windows,
+    truncate,
+)
 from dbt.adapters.sqlflow.partitions import PartitionManager, partition_key
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.state import LoadRow, StateStore
@@ -124,6 +130,11 @@ class ModelLoad:
     services: LoadServices | None = None
     empty: list[tuple[datetime, datetime]] = field(default_factory=list)
     compiled_code: str = ""
+    loaded_at_start: list[Interval] = field(default_factory=list)
+
+    def overlaps_loaded(self, interval: Interval) -> bool:
+        """Whether ``interval`` overlaps what was loaded when the execution started."""
+        return any(interval.overlaps(done) for done in self.loaded_at_start)
 
     @classmethod
     def create(
@@ -324,6 +335,7 @@ def plan_batches(
     if explicit is not None:
         return plan_explicit(explicit[0], explicit[1], batch_size)
     loaded = services.state.loaded_intervals(config.model) if load.mode == "incremental" else []
+    load.loaded_at_start = loaded
     start = None
     begin = config.begin
     if begin is None and loaded:
@@ -387,7 +399,13 @@ def record_empty(load: ModelLoad, services: LoadServices, strategy: str) -> None
         batch = load.start_batch(strategy, window)
         loaded = loaded_part(window, services.now)
         if loaded is not None:
-            services.state.add_interval(config.model, load.relation, loaded, batch.load_id)
+            services.state.add_interval(
+                config.model,
+                load.relation,
+                loaded,
+                batch.load_id,
+                replace=load.overlaps_loaded(loaded),
+            )
         services.state.record_load(_load_row(load, batch))
         load.commit_batch()
     flush = getattr(services.run, "flush", None)
@@ -440,9 +458,16 @@ def touched_partitions(
 
 
 def finish_batch(
-    load: ModelLoad, services: LoadServices, batch_relation: str, target: str
+    load: ModelLoad,
+    services: LoadServices,
+    batch_relation: str,
+    target: str,
+    batch_filter: str | None = None,
 ) -> list[Any]:
     """The state writes and quality checks of the current batch, before its commit.
+
+    ``batch_filter`` selects the batch's rows in ``batch_relation`` when that is the
+    target itself (a batch written without staging).
 
     Returns the quality check outcomes; raises ``DbtRuntimeError`` (the load rolls back)
     when a check of severity ``error`` fails.
@@ -456,7 +481,12 @@ def finish_batch(
     config = load.config
     keys = touched_partitions(load, services, batch_relation, target)
     if services.partitions is not None and keys:
-        services.partitions.refresh_statistics(target, keys, load_id=batch.load_id)
+        infos = services.partitions.refresh_statistics(target, keys, load_id=batch.load_id)
+        if batch.batch_max is None and batch_filter is not None:
+            # Unstaged batch: its newest event time is the newest of the partitions it
+            # replaced (time partitions on event_time, the only ones that go unstaged).
+            newest = [parse_timestamp(p.max_value) for p in infos if p.max_value]
+            batch.batch_max = max(newest) if newest else None
     batch.partitions_touched = len(keys)
     if config.event_time is not None and (batch.rows_deleted or batch.rows_updated):
         # A delete or an update can remove the newest row: ask the table.
@@ -487,6 +517,7 @@ def finish_batch(
             target_relation=target,
             event_time=config.event_time,
             now=services.now,
+            batch_filter=batch_filter,
             partition_check=partition_check,
         )
         batch.checks = outcomes
@@ -505,7 +536,9 @@ def finish_batch(
     if batch.window is not None:
         loaded = loaded_part(batch.window, services.now)
         if loaded is not None:
-            services.state.add_interval(config.model, target, loaded, batch.load_id)
+            services.state.add_interval(
+                config.model, target, loaded, batch.load_id, replace=load.overlaps_loaded(loaded)
+            )
     services.state.record_load(_load_row(load, batch))
     flush = getattr(services.run, "flush", None)
     if flush is not None:

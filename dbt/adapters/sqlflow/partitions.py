@@ -326,6 +326,13 @@ class PartitionManager:
         self.state = state
         self.spec = spec
         self.unique_key = list(unique_key or [])
+        # Keys known to be recorded for the relation being loaded, when the caller has
+        # read them (``remember_keys``): refreshing a key not among them needs no delete.
+        self.known_keys: set[str] | None = None
+
+    def remember_keys(self, relation: str) -> None:
+        """Read the relation's recorded keys once, so refreshes of new keys skip a delete."""
+        self.known_keys = {p.key for p in self.state.partitions(relation)}
 
     # -- SQL fragments ---------------------------------------------------------------
 
@@ -559,7 +566,12 @@ class PartitionManager:
             if load_id is not None:
                 info.last_load_id, info.last_loaded_at = load_id, stamp
             infos.append(info)
-        self.state.upsert_partitions(relation, infos)
+        if self.known_keys is None:
+            self.state.upsert_partitions(relation, infos)
+        else:
+            new = [p.key for p in infos if p.key not in self.known_keys]
+            self.state.upsert_partitions(relation, infos, new_keys=new)
+            self.known_keys.update(new)
         return self._sorted(infos)
 
     def get_partition_statistics(self, relation: str) -> dict[str, Any]:

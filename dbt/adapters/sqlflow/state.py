@@ -309,17 +309,20 @@ class StateStore:
         load_id: str | None,
         *,
         loaded_at: datetime | None = None,
+        replace: bool = True,
     ) -> None:
         """Record ``[start, end)`` as loaded for ``model`` by ``load_id``.
 
         Rows of the model that the new interval covers entirely are replaced by it, so the
-        table holds about one row per distinct batch range.
+        table holds about one row per distinct batch range. ``replace=False`` skips that
+        delete, for a caller that knows the range overlaps nothing recorded.
         """
         start, end = sql_literal(interval.start), sql_literal(interval.end)
-        self.executor(
-            f"delete from {self.table('intervals')} where model = {sql_string(model)}"
-            f" and interval_start >= {start} and interval_end <= {end}"
-        )
+        if replace:
+            self.executor(
+                f"delete from {self.table('intervals')} where model = {sql_string(model)}"
+                f" and interval_start >= {start} and interval_end <= {end}"
+            )
         self._insert(
             "intervals",
             ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at"),
@@ -400,12 +403,20 @@ class StateStore:
             for r in rows
         ]
 
-    def upsert_partitions(self, relation: str, infos: Iterable[PartitionInfo]) -> None:
-        """Record partitions of ``relation``, replacing the rows with the same keys."""
+    def upsert_partitions(
+        self, relation: str, infos: Iterable[PartitionInfo], *, new_keys: Iterable[str] = ()
+    ) -> None:
+        """Record partitions of ``relation``, replacing the rows with the same keys.
+
+        ``new_keys`` names keys the caller knows are not recorded yet (no delete for them).
+        """
         infos = list({p.key: p for p in infos}.values())
         if not infos:
             return
-        self.delete_partitions(relation, [p.key for p in infos])
+        fresh = set(new_keys)
+        replaced = [p.key for p in infos if p.key not in fresh]
+        if replaced:
+            self.delete_partitions(relation, replaced)
         self._insert(
             "partitions",
             ("relation", *_PARTITION_COLUMNS),

@@ -167,5 +167,17 @@
     {%- set strategy_macro = context['get_sqlflow_' ~ variant.strategy | replace('+', '_') ~ '_sql'] -%}
     {%- do variants.update({variant.strategy ~ ':' ~ variant.plain_insert: strategy_macro(args)}) -%}
   {%- endfor -%}
+  {%- if plan.direct -%}
+    {#- insert_overwrite/append with nothing to check on a staged batch: the batch goes
+        straight from the model's query into the target, without a staging table. -#}
+    {%- set source = '(' ~ get_sqlflow_batch_select_sql(tokens.model_sql, plan, window) ~ ') as sqlflow_batch' -%}
+    {%- set facts = {'strategy': plan.direct, 'plain_insert': false, 'rows': 1,
+                     'target_predicate': none, 'overwrite_predicate': tokens.overwrite_predicate} -%}
+    {%- set args = {'target_relation': target_relation, 'temp_relation': source, 'unique_key': plan.unique_key,
+                    'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
+                    'plan': plan, 'batch': window, 'facts': facts} -%}
+    {%- set strategy_macro = context['get_sqlflow_' ~ plan.direct ~ '_sql'] -%}
+    {%- do variants.update({'direct': strategy_macro(args)}) -%}
+  {%- endif -%}
   {{ return({'stage': get_sqlflow_stage_sql(stage, tokens.model_sql, plan, window, true), 'variants': variants}) }}
 {% endmacro %}

@@ -1,7 +1,6 @@
 {#
   get_sqlflow_stage_sql(relation, sql, plan, batch, temporary): CREATE TABLE AS of one
-  batch of the model: restricted to the batch's window on event_time, deduplicated by
-  unique_key keeping the last row by dedupe_by, written in partition/event_time order.
+  batch of the model (get_sqlflow_batch_select_sql).
   Arguments: batch is none or {start_literal, end_literal} (SQL literals).
   Returns: SQL (one statement).
 #}
@@ -10,8 +9,22 @@
 {% endmacro %}
 
 {% macro sqlflow__get_sqlflow_stage_sql(relation, sql, plan, batch, temporary) %}
-  {%- set keys = plan.unique_key | join(', ') -%}
   create or replace {% if temporary %}temporary {% endif %}table {{ relation }} as
+  {{ get_sqlflow_batch_select_sql(sql, plan, batch) }}
+{% endmacro %}
+
+{#
+  get_sqlflow_batch_select_sql(sql, plan, batch): the SELECT of one batch of the model:
+  restricted to the batch's window on event_time, deduplicated by unique_key keeping the
+  last row by dedupe_by, in partition/event_time order.
+  Returns: SQL (a SELECT).
+#}
+{% macro get_sqlflow_batch_select_sql(sql, plan, batch) %}
+  {{ return(adapter.dispatch('get_sqlflow_batch_select_sql', 'dbt')(sql, plan, batch)) }}
+{% endmacro %}
+
+{% macro sqlflow__get_sqlflow_batch_select_sql(sql, plan, batch) %}
+  {%- set keys = plan.unique_key | join(', ') -%}
   select * from (
     {{ sql }}
   ) as sqlflow_model
