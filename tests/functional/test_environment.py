@@ -106,3 +106,31 @@ class TestDebugAndVersion:
         from dbt.adapters.sqlflow.__version__ import version
 
         assert out.stdout.strip() == f"dbt-sqlflow, version {version}"
+
+
+class TestProfileSettingsReachLoads:
+    """DuckDB settings from the profile (memory_limit) hold inside sqlflow's loads."""
+
+    @pytest.fixture(scope="class")
+    def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict:
+        path = tmp_path_factory.mktemp("duckdb") / "settings.duckdb"
+        return {
+            "type": "sqlflow",
+            "path": str(path),
+            "threads": 1,
+            "settings": {"memory_limit": "512MB", "threads": 1},
+        }
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "limits.sql": "{{ config(materialized='sqlflow_incremental',"
+            " event_time='ts', batch_size='day') }}\n"
+            "select current_setting('memory_limit') as memory_limit,"
+            " current_setting('threads') as threads, timestamp '2025-01-01 05:00' as ts",
+        }
+
+    def test_settings(self, project) -> None:
+        run_dbt(["run", "--vars", '{"sqlflow_now": "2025-01-01T12:00:00"}'])
+        rows = project.run_sql("select memory_limit, threads from {schema}.limits", fetch="all")
+        assert [tuple(r) for r in rows] == [("488.2 MiB", 1)]

@@ -931,7 +931,11 @@ class SqlflowAdapter(DuckDBAdapter):
             return
         static = resolve_static(load.config)
         record_empty(load, load.services, static.strategy if static else "merge")
-        self._log(load, f"{len(load.empty)} empty window(s) recorded as loaded")
+        self._log(
+            load,
+            f"{len(load.empty)} empty window(s) recorded as loaded",
+            load.results[-1].load_id if load.results else None,
+        )
 
     @available.parse_none
     def sqlflow_reset_state(self, load_id: str) -> None:
@@ -1027,5 +1031,9 @@ class SqlflowAdapter(DuckDBAdapter):
             load = self._sqlflow_loads.pop(load_id)
         response = load.response()
         if len(load.results) > 1:
-            self._log(load, f"{len(load.results)} batches: {response._message}")
+            self._log(
+                load,
+                f"{len(load.results)} batches: {response._message}",
+                load.results[-1].load_id,
+            )
         return response
