@@ -24,7 +24,7 @@ from dbt.adapters.sqlflow.intervals import (
     plan_windows,
     truncate,
 )
-from dbt.adapters.sqlflow.partitions import PartitionManager, partition_key
+from dbt.adapters.sqlflow.partitions import PartitionManager, partition_key, partition_range
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.state import LoadRow, StateStore
 
@@ -445,8 +445,20 @@ def touched_partitions(
     if batch.keys is not None:
         return batch.keys
     if batch.window is not None and pm.spec.is_time and pm.spec.field == load.config.event_time:
-        # refresh_statistics records every key of the window, empty ones with 0 rows.
-        return pm.partition_keys(Interval(*batch.window))
+        # refresh_statistics records every key of the window up to now (empty ones with
+        # 0 rows): the days of the current batch that lie in the future are not partitions
+        # yet, unless rows already sit there.
+        keys = pm.partition_keys(loaded_part(batch.window, services.now) or Interval(*batch.window))
+        later = [k for k in pm.partition_keys(Interval(*batch.window)) if k not in keys]
+        if later:
+            lo = partition_range(later[0], pm.spec.granularity or "day").start
+            found = services.run(
+                f"select distinct {pm._bucket_expr()} from {target}"
+                f" where {pm.predicate(Interval(lo, batch.window[1]))}"
+            )
+            present = {partition_key(b[0], pm.spec.granularity or "day") for b in found if b[0]}
+            keys += [k for k in later if k in present]
+        return keys
     if pm.spec.is_time:
         gran = pm.spec.granularity or "day"
         buckets = services.run(f"select distinct {pm._bucket_expr()} from {batch_relation}")
