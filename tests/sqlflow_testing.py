@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +25,55 @@ def table_hash(project: Any, relation: str) -> tuple[int, int | None]:
     """Row count and an order-independent content hash of a table."""
     result = project.run_sql(f"select count(*), sum(hash(t)) from {relation} as t", fetch="one")
     return int(result[0]), result[1]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_pushgateway(store_dir: Path) -> Iterator[str]:
+    """A real prometheus-pushgateway on 127.0.0.1, yielding its URL; stopped afterwards.
+
+    Skips the test when the binary is missing (``make services`` installs it).
+    """
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    import pytest
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        pytest.skip("prometheus-pushgateway binary not found (make services installs it)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={store_dir / 'pgw.db'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"pushgateway did not start on {url}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

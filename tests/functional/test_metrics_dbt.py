@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +11,7 @@ from typing import Any
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from prometheus_client.parser import text_string_to_metric_families
+from sqlflow_testing import free_port, running_pushgateway
 
 from dbt.adapters.sqlflow.metrics.export import export_artifacts, push_artifacts
 
@@ -52,40 +49,11 @@ def parse(text: str, job: str | None = None) -> dict[Key, float]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="class")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real prometheus-pushgateway on 127.0.0.1 (skipped when the binary is missing)."""
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway binary not found (make services installs it)")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    store = tmp_path_factory.mktemp("pushgateway") / "pgw.db"
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={store}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"pushgateway did not start on {url}")
-                time.sleep(0.1)
+    with running_pushgateway(tmp_path_factory.mktemp("pushgateway")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def gateway(url: str, job: str) -> dict[Key, float]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlflow_testing import running_pushgateway
 from test_metrics import (
     CUSTOMERS,
     ORDERS,
@@ -27,43 +26,11 @@ from dbt.adapters.sqlflow.metrics.collector import build_registry
 from dbt.adapters.sqlflow.metrics.export import push, push_artifacts, render
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def pushgateway(tmp_path: Path) -> Iterator[str]:
     """A real prometheus-pushgateway on 127.0.0.1 (skipped when the binary is missing)."""
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway binary not found (make services installs it)")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--persistence.file={tmp_path / 'pgw.db'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"pushgateway did not start on {url}")
-                time.sleep(0.1)
+    with running_pushgateway(tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def gateway_samples(url: str, job: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -39,7 +39,12 @@ from dbt.adapters.sqlflow.load import (
 )
 from dbt.adapters.sqlflow.metrics import MetricsCollector
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
-from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec, covering_range
+from dbt.adapters.sqlflow.partitions import (
+    PartitionManager,
+    PartitionSpec,
+    covering_range,
+    sql_identifier,
+)
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import (
     BatchFacts,
@@ -62,6 +67,30 @@ TEMPLATE_TOKENS = {
     "overwrite_predicate": "(__SQLFLOW_OVERWRITE_PREDICATE__)",
 }
 
+
+def fill_template(
+    sql: str,
+    batch: dict[str, Any],
+    *,
+    model_sql: str | None = None,
+    target_predicate: str | None = None,
+    overwrite_predicate: str | None = None,
+) -> str:
+    """A batch template with one batch's window bounds, model SQL and predicates.
+
+    The model's SQL goes in last, so a token-like text in it is never replaced.
+    """
+    sql = sql.replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
+    sql = sql.replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
+    if target_predicate is not None:
+        sql = sql.replace(TEMPLATE_TOKENS["target_predicate"], target_predicate)
+    if overwrite_predicate is not None:
+        sql = sql.replace(TEMPLATE_TOKENS["overwrite_predicate"], overwrite_predicate)
+    if model_sql is not None:
+        sql = sql.replace(TEMPLATE_TOKENS["model_sql"], model_sql)
+    return sql
+
+
 STAT_LABELS = {
     "sqlflow_partitions": ("Partitions", "Partitions recorded by dbt-sqlflow"),
     "sqlflow_rows": ("Rows in partitions", "Rows counted in the recorded partitions"),
@@ -75,10 +104,6 @@ def _split_relation(relation: str) -> list[str]:
     import re
 
     return re.findall(r'"(?:[^"]|"")*"|[^.]+', relation)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _direct_strategy(config: SqlflowConfig, services: LoadServices) -> str | None:
@@ -356,14 +381,14 @@ class SqlflowAdapter(DuckDBAdapter):
         if config.event_time is not None:
             if incremental:
                 value = services.run(
-                    f"select max({_quote(config.event_time)}) from {target_relation}"
+                    f"select max({sql_identifier(config.event_time)}) from {target_relation}"
                 )[0][0]
                 load.watermark_before = load.watermark_after = as_naive(value)
 
             def data_start() -> datetime | None:
                 sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
                 found = services.run(
-                    f"select min({_quote(config.event_time or '')}) from ({sql}) as m"
+                    f"select min({sql_identifier(config.event_time or '')}) from ({sql}) as m"
                 )
                 return as_naive(found[0][0])
 
@@ -406,9 +431,9 @@ class SqlflowAdapter(DuckDBAdapter):
             "strategy": config.strategy,
             "unique_key": list(config.unique_key),
             "dedupe_by": list(config.dedupe_by),
-            "event_time": _quote(config.event_time) if config.event_time else None,
-            "order_by": _quote(order_by) if order_by else None,
-            "partition_field": _quote(part.field) if part else None,
+            "event_time": sql_identifier(config.event_time) if config.event_time else None,
+            "order_by": sql_identifier(order_by) if order_by else None,
+            "partition_field": sql_identifier(part.field) if part else None,
             "partition_granularity": part.granularity if part else None,
             "on_schema_change": config.on_schema_change,
             "merge_update_columns": list(config.merge_update_columns or []),
@@ -582,11 +607,11 @@ class SqlflowAdapter(DuckDBAdapter):
         load = self._load(load_id)
         config = load.config
         run = self._executor()
-        keys = [_quote(k) for k in config.unique_key]
+        keys = [sql_identifier(k) for k in config.unique_key]
         staged = str(batch_relation)
         keyed = bool(keys) and config.strategy != "append"
         null_filter = " or ".join(f"{k} is null" for k in keys) or "false"
-        newest = f"max({_quote(config.event_time)})" if config.event_time else "null"
+        newest = f"max({sql_identifier(config.event_time)})" if config.event_time else "null"
         key_list = ", ".join(keys)
         check_dups = keyed and not config.dedupe_by
         dups = (
@@ -671,7 +696,7 @@ class SqlflowAdapter(DuckDBAdapter):
         window = Interval(batch["start"], batch["end"]) if batch else None
         overwrite = None
         if batch and window is not None and config.event_time is not None:
-            column = _quote(config.event_time)
+            column = sql_identifier(config.event_time)
             overwrite = (
                 f"{column} >= {batch['start_literal']} and {column} < {batch['end_literal']}"
             )
@@ -836,13 +861,7 @@ class SqlflowAdapter(DuckDBAdapter):
             if "direct" in templates["variants"]:
                 self._load_direct(load, templates["variants"]["direct"], batch, model_sql)
                 continue
-            stage_sql = (
-                templates["stage"]
-                .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
-                .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
-                .replace(TEMPLATE_TOKENS["model_sql"], model_sql)
-            )
-            run(stage_sql)
+            run(fill_template(templates["stage"], batch, model_sql=model_sql))
             facts = self.sqlflow_inspect(load_id, stage, target_relation, True, batch)
             if not facts["skip_dml"]:
                 key = f"{facts['strategy']}:{facts['plain_insert']}"
@@ -854,17 +873,11 @@ class SqlflowAdapter(DuckDBAdapter):
                         " This is a bug in dbt-sqlflow; run with --threads 1 and report it."
                     )
                 for step in steps:
-                    sql = (
-                        step["sql"]
-                        .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
-                        .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
-                        .replace(
-                            TEMPLATE_TOKENS["target_predicate"], facts["target_predicate"] or "true"
-                        )
-                        .replace(
-                            TEMPLATE_TOKENS["overwrite_predicate"],
-                            facts["overwrite_predicate"] or "false",
-                        )
+                    sql = fill_template(
+                        step["sql"],
+                        batch,
+                        target_predicate=facts["target_predicate"] or "true",
+                        overwrite_predicate=facts["overwrite_predicate"] or "false",
                     )
                     self._count(load, step["count"], run(sql))
             self.sqlflow_finish_batch(load_id, stage, target_relation)
@@ -878,19 +891,15 @@ class SqlflowAdapter(DuckDBAdapter):
         config = load.config
         assert load.services is not None and config.event_time is not None
         run = self._executor()
-        column = _quote(config.event_time)
+        column = sql_identifier(config.event_time)
         window = f"{column} >= {batch['start_literal']} and {column} < {batch['end_literal']}"
         strategy = resolve_static(config)
         load.start_batch(
             strategy.strategy if strategy else "append", (batch["start"], batch["end"])
         )
         for step in steps:
-            sql = (
-                step["sql"]
-                .replace(TEMPLATE_TOKENS["start"], batch["start_literal"])
-                .replace(TEMPLATE_TOKENS["end"], batch["end_literal"])
-                .replace(TEMPLATE_TOKENS["overwrite_predicate"], f"({window})")
-                .replace(TEMPLATE_TOKENS["model_sql"], model_sql)
+            sql = fill_template(
+                step["sql"], batch, model_sql=model_sql, overwrite_predicate=f"({window})"
             )
             self._count(load, step["count"], run(sql))
         outcomes = finish_batch(

@@ -24,7 +24,12 @@ from dbt.adapters.sqlflow.intervals import (
     plan_windows,
     truncate,
 )
-from dbt.adapters.sqlflow.partitions import PartitionManager, partition_key, partition_range
+from dbt.adapters.sqlflow.partitions import (
+    PartitionManager,
+    partition_key,
+    partition_range,
+    sql_identifier,
+)
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.state import LoadRow, StateStore
 
@@ -382,7 +387,7 @@ def empty_windows(
     config = load.config
     if strategy == "snapshot" or config.event_time is None or not windows:
         return set()
-    column = _quote(config.event_time)
+    column = sql_identifier(config.event_time)
     unit = config.batch_size or "day"
     dtype = services.event_time_type
     source = census(services.run, f"({model_sql}) as m", column, dtype, windows, unit)
@@ -502,7 +507,7 @@ def finish_batch(
     batch.partitions_touched = len(keys)
     if config.event_time is not None and (batch.rows_deleted or batch.rows_updated):
         # A delete or an update can remove the newest row: ask the table.
-        found = services.run(f"select max({_quote(config.event_time)}) from {target}")
+        found = services.run(f"select max({sql_identifier(config.event_time)}) from {target}")
         load.watermark_after = as_naive(found[0][0])
     elif config.event_time is not None and batch.batch_max is not None:
         load.watermark_after = max(filter(None, (load.watermark_after, batch.batch_max)))
@@ -556,10 +561,6 @@ def finish_batch(
     if flush is not None:
         flush()
     return outcomes
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def as_naive(value: Any) -> datetime | None:
