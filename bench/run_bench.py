@@ -803,11 +803,13 @@ def goals(rows: int, summary: dict[str, dict[str, dict[str, Any]]]) -> list[tupl
         )
     )
     day = get("replace_day", "sqlflow", "node")
+    # The goal is set at 10M; above that it does not apply (a day holds 10x the rows).
+    day_note = "" if rows == 10_000_000 else f" (measured at {rows:,} rows)"
     out.append(
         (
             "one-day replace < 1 s node time at 10M",
-            (f"{day:.3f} s" if day is not None else "-") + note,
-            verdict(None if day is None else day < 1.0),
+            (f"{day:.3f} s" if day is not None else "-") + day_note,
+            verdict(None if day is None or rows > 10_000_000 else day < 1.0),
         )
     )
     backfill = ratio(get("backfill", "sqlflow", "node"), get("backfill", "duckdb", "node"))
@@ -973,7 +975,11 @@ def write_markdown() -> None:
             "",
             "| goal | measured | verdict |",
             "|---|---|---|",
-            *(f"| {g} | {m_} | {v} |" for g, m_, v in result["goals"]),
+            *(
+                f"| {g} | {m_} | {v} |"
+                # Recomputed from the stored figures, so goal rules stay current.
+                for g, m_, v in goals(result["rows"], result["summary"])
+            ),
             "",
         ]
         responses = {
