@@ -45,6 +45,7 @@ from dbt.adapters.sqlflow.partitions import (
     covering_range,
     sql_identifier,
 )
+from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import (
     BatchFacts,
@@ -362,7 +363,7 @@ class SqlflowAdapter(DuckDBAdapter):
         model_id = model["unique_id"]
         columns = dict(self._describe(compiled_code))
         raw = model.get("config") or {}
-        config = self._parse_config(model_id, raw, columns, now)
+        config, checks = self._parse_config(model_id, raw, columns, now)
         explicit = self._explicit_range(model_id, config, run_vars)
         from dbt_common.invocation import get_invocation_id
 
@@ -373,7 +374,7 @@ class SqlflowAdapter(DuckDBAdapter):
             [None],
             get_invocation_id(),
         )
-        services = self._services(load, raw, columns, now, target_relation)
+        services = self._services(load, checks, columns, now)
         load.services = services
         load.compiled_code = compiled_code
         if incremental and services.partitions is not None:
@@ -446,18 +447,19 @@ class SqlflowAdapter(DuckDBAdapter):
 
     def _parse_config(
         self, model_id: str, raw: dict[str, Any], columns: dict[str, str], now: datetime
-    ) -> SqlflowConfig:
+    ) -> tuple[SqlflowConfig, list[QualityCheck]]:
         """The model's config and quality checks, every problem in one error."""
         from dbt.adapters.sqlflow.quality import parse_quality_checks
 
         problems: list[str] = []
         config = None
+        checks: list[QualityCheck] = []
         try:
             config = SqlflowConfig.parse(model_id, raw, columns, now=now)
         except DbtConfigError as e:
             problems.append(str(e.msg))
         try:
-            parse_quality_checks(
+            checks = parse_quality_checks(
                 raw.get("quality_checks") or [],
                 model=model_id,
                 columns=list(columns),
@@ -468,7 +470,7 @@ class SqlflowAdapter(DuckDBAdapter):
             problems.append(str(e.msg))
         if problems or config is None:
             raise DbtConfigError("\n".join(problems))
-        return config
+        return config, checks
 
     def _explicit_range(
         self, model_id: str, config: SqlflowConfig, run_vars: dict[str, Any]
@@ -545,13 +547,10 @@ class SqlflowAdapter(DuckDBAdapter):
     def _services(
         self,
         load: ModelLoad,
-        raw: dict[str, Any],
+        checks: list[QualityCheck],
         columns: dict[str, str],
         now: datetime,
-        target_relation: Any,
     ) -> LoadServices:
-        from dbt.adapters.sqlflow.quality import parse_quality_checks
-
         config = load.config
         run = BufferedWrites(self._executor())
         state = self._state(run)
@@ -560,13 +559,6 @@ class SqlflowAdapter(DuckDBAdapter):
             part = config.partition_by
             spec = PartitionSpec(part.field, part.granularity, part.data_type or "TIMESTAMP")
             pm = PartitionManager(run, state, spec, unique_key=list(config.unique_key) or None)
-        checks = parse_quality_checks(
-            raw.get("quality_checks") or [],
-            model=config.model,
-            columns=list(columns),
-            event_time=config.event_time,
-            has_partitions=pm is not None,
-        )
         lowered = {k.lower(): v for k, v in columns.items()}
         et_type = lowered.get(config.event_time.lower()) if config.event_time else None
         return LoadServices(run, state, pm, checks, now, et_type)
