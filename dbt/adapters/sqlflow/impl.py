@@ -69,6 +69,16 @@ TEMPLATE_TOKENS = {
 }
 
 
+def _batch(window: tuple[datetime, datetime], data_type: str | None) -> dict[str, Any]:
+    """A batch as Jinja and the templates see it: bounds and their SQL literals."""
+    return {
+        "start": window[0],
+        "end": window[1],
+        "start_literal": time_literal(window[0], data_type),
+        "end_literal": time_literal(window[1], data_type),
+    }
+
+
 def fill_template(
     sql: str,
     batch: dict[str, Any],
@@ -418,24 +428,11 @@ class SqlflowAdapter(DuckDBAdapter):
             "mode": load.mode,
             "windowed": config.windowed,
             "empty_batches": len(load.empty),
-            "batches": [
-                None
-                if b is None
-                else {
-                    "start": b[0],
-                    "end": b[1],
-                    "start_literal": time_literal(b[0], et_type),
-                    "end_literal": time_literal(b[1], et_type),
-                }
-                for b in load.batches
-            ],
-            "strategy": config.strategy,
+            "batches": [None if b is None else _batch(b, et_type) for b in load.batches],
             "unique_key": list(config.unique_key),
             "dedupe_by": list(config.dedupe_by),
             "event_time": sql_identifier(config.event_time) if config.event_time else None,
             "order_by": sql_identifier(order_by) if order_by else None,
-            "partition_field": sql_identifier(part.field) if part else None,
-            "partition_granularity": part.granularity if part else None,
             "on_schema_change": config.on_schema_change,
             "merge_update_columns": list(config.merge_update_columns or []),
             "merge_exclude_columns": list(config.merge_exclude_columns or []),
@@ -843,12 +840,7 @@ class SqlflowAdapter(DuckDBAdapter):
         run = self._executor()
         for start, end in [b for b in load.batches[1:] if b is not None]:
             et_type = load.services.event_time_type if load.services else None
-            batch = {
-                "start": start,
-                "end": end,
-                "start_literal": time_literal(start, et_type),
-                "end_literal": time_literal(end, et_type),
-            }
+            batch = _batch((start, end), et_type)
             model_sql = substitute_window(load.compiled_code, start, end)
             if "direct" in templates["variants"]:
                 self._load_direct(load, templates["variants"]["direct"], batch, model_sql)

@@ -29,6 +29,7 @@ from dbt.adapters.sqlflow.partitions import (
     partition_key,
     partition_range,
     sql_identifier,
+    utc_expr,
 )
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.state import LoadRow, StateStore
@@ -131,7 +132,6 @@ class ModelLoad:
     current: BatchResult | None = None
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
-    previous_rows: int | None = None
     services: LoadServices | None = None
     empty: list[tuple[datetime, datetime]] = field(default_factory=list)
     compiled_code: str = ""
@@ -270,16 +270,6 @@ class BufferedWrites:
             self._run(script)
 
 
-def utc_expr(column: str, data_type: str | None) -> str:
-    """SQL of a time column as a naive UTC TIMESTAMP."""
-    kind = (data_type or "TIMESTAMP").upper()
-    if kind in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
-        return f"timezone('UTC', {column})"
-    if kind == "TIMESTAMP":
-        return column
-    return f"cast({column} as timestamp)"
-
-
 def census(
     run: Callable[[str], list[tuple]],
     relation_sql: str,
@@ -315,11 +305,6 @@ class LoadServices:
     checks: list[QualityCheck]
     now: datetime
     event_time_type: str | None = None
-
-
-def time_bound(value: datetime, data_type: str | None) -> str:
-    """A window bound compared with a column of ``data_type`` (see ``time_literal``)."""
-    return time_literal(value, data_type)
 
 
 def plan_batches(

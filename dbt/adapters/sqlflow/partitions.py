@@ -101,6 +101,17 @@ def sql_literal(value: Any) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def utc_expr(column: str, field_type: str | None) -> str:
+    """SQL of a time column (quoted ``column``) as a naive UTC TIMESTAMP."""
+    kind = " ".join((field_type or "TIMESTAMP").upper().split())
+    kind = _TYPE_ALIASES.get(kind, kind)
+    if kind == TIMESTAMPTZ:
+        return f"timezone('UTC', {column})"
+    if kind == "TIMESTAMP":
+        return column
+    return f"cast({column} as timestamp)"
+
+
 def partition_key(ts: datetime | date, granularity: str) -> str:
     """The key of the ``granularity`` partition containing ``ts`` (see the module table)."""
     t = truncate(to_utc_naive(ts), granularity)
@@ -342,12 +353,7 @@ class PartitionManager:
 
     def _utc_expr(self) -> str:
         """The field as a naive UTC TIMESTAMP (the time partitions' frame)."""
-        column = self._column()
-        if self.spec.field_type == TIMESTAMPTZ:
-            return f"timezone('UTC', {column})"
-        if self.spec.field_type == "TIMESTAMP":
-            return column
-        return f"cast({column} as timestamp)"
+        return utc_expr(self._column(), self.spec.field_type)
 
     def _bucket_expr(self) -> str:
         """SQL giving each row its partition: unit start (time) or VARCHAR key (value)."""
