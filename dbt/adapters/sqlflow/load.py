@@ -384,20 +384,31 @@ def empty_windows(
 
 def record_empty(load: ModelLoad, services: LoadServices, strategy: str) -> None:
     """Record the empty windows as loaded (an interval and a load row each), in bulk."""
-    config = load.config
     for window in load.empty:
-        batch = load.start_batch(strategy, window)
-        loaded = loaded_part(window, services.now)
+        _record_batch(load, services, load.start_batch(strategy, window), load.relation)
+        load.commit_batch()
+    _flush(services)
+
+
+def _record_batch(
+    load: ModelLoad, services: LoadServices, batch: BatchResult, relation: str
+) -> None:
+    """The state rows of a finished batch: its loaded interval (if windowed), its load."""
+    if batch.window is not None:
+        loaded = loaded_part(batch.window, services.now)
         if loaded is not None:
             services.state.add_interval(
-                config.model,
-                load.relation,
+                load.config.model,
+                relation,
                 loaded,
                 batch.load_id,
                 replace=load.overlaps_loaded(loaded),
             )
-        services.state.record_load(_load_row(load, batch))
-        load.commit_batch()
+    services.state.record_load(_load_row(load, batch))
+
+
+def _flush(services: LoadServices) -> None:
+    """Send the state writes held back by a ``BufferedWrites`` executor, if any."""
     flush = getattr(services.run, "flush", None)
     if flush is not None:
         flush()
@@ -535,16 +546,8 @@ def finish_batch(
         if quality.failed_warnings(outcomes):
             batch.status = "warn"
         services.state.record_checks(batch.load_id, config.model, outcomes)
-    if batch.window is not None:
-        loaded = loaded_part(batch.window, services.now)
-        if loaded is not None:
-            services.state.add_interval(
-                config.model, target, loaded, batch.load_id, replace=load.overlaps_loaded(loaded)
-            )
-    services.state.record_load(_load_row(load, batch))
-    flush = getattr(services.run, "flush", None)
-    if flush is not None:
-        flush()
+    _record_batch(load, services, batch, target)
+    _flush(services)
     return outcomes
 
 
