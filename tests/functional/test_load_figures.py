@@ -353,3 +353,45 @@ class TestMergeCountsWithoutUpdates:
         ]
         response = run_results(project)["with_predicate"]["adapter_response"]
         assert (response["rows_inserted"], response["rows_updated"]) == (1, 1)
+
+
+class TestMergeIntoTargetWithDuplicateKeys:
+    """A merge runs as delete of the matched rows + insert; a non-unique target is refused."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "keyed.sql": model("incremental_strategy='merge', unique_key='id'"),
+        }
+
+    def test_refused_with_the_fix_and_nothing_written(self, project) -> None:
+        set_source(project, [(1, ts("2025-01-01"), "a"), (2, ts("2025-01-01"), "b")])
+        run_dbt(["run", "--full-refresh"])
+        # A row added by hand gives id 1 two target rows.
+        project.run_sql("insert into {schema}.keyed values (1, timestamp '2025-01-01', 'dup')")
+        before = target(project, "keyed")
+        state_before = rows(project, "select count(*) from sqlflow_meta.loads")
+        set_source(project, [(1, ts("2025-01-02"), "x"), (3, ts("2025-01-02"), "c")])
+        results = run_dbt(["run"], expect_pass=False)
+        message = results[0].message
+        assert "sqlflow_incremental model 'model.test.keyed'" in message
+        assert "matched 1 key value(s) of the batch to 2 rows" in message
+        assert "unique_key is not unique in the target table" in message
+        assert "dbt run --full-refresh -s keyed" in message and "Nothing was written." in message
+        assert target(project, "keyed") == before
+        assert rows(project, "select count(*) from sqlflow_meta.loads") == state_before
+
+    def test_unique_target_updates_in_place_of_merge(self, project) -> None:
+        set_source(project, [(1, ts("2025-01-01"), "a"), (2, ts("2025-01-01"), "b")])
+        run_dbt(["run", "--full-refresh"])
+        set_source(project, [(1, ts("2025-01-02"), "x"), (3, ts("2025-01-02"), "c")])
+        run_dbt(["run"])
+        assert target(project, "keyed") == [
+            (1, ts("2025-01-02"), "x"),
+            (2, ts("2025-01-01"), "b"),
+            (3, ts("2025-01-02"), "c"),
+        ]
+        response = run_results(project)["keyed"]["adapter_response"]
+        assert (response["rows_inserted"], response["rows_updated"]) == (1, 1)
+        assert response["rows_deleted"] == 0

@@ -287,13 +287,15 @@ class TestPruning:
         res = run_results(project)["year"]["adapter_response"]
         changed = rows(project, "select count(*) from {schema}.year where v = 'new'")[0][0]
         assert res["rows_updated"] == changed > 0
-        # Re-run the MERGE that dbt ran, under EXPLAIN ANALYZE, and read the target scan.
-        merges = re.findall(r"(merge into .*?)\n\S*\d\d:\d\d:\d\d", log, re.S)
-        assert merges, "the MERGE statement is in dbt's log"
-        stage = re.search(r"using (\S+) as DBT_INTERNAL_SOURCE", merges[-1]).group(1)
-        merge_sql = merges[-1].replace(stage, "{schema}.replay_stage")
+        # Re-run the merge's target-side statement (the keyed DELETE of the matched rows)
+        # that dbt ran, under EXPLAIN ANALYZE, and read the target scan.
+        statement = r"(delete from \S+year\S* as DBT_INTERNAL_DEST.*?)\n\S*\d\d:\d\d:\d\d"
+        deletes = re.findall(statement, log, re.S)
+        assert deletes, "the merge's DELETE statement is in dbt's log"
+        stage = re.search(r"using (\S+) as DBT_INTERNAL_SOURCE", deletes[-1]).group(1)
+        replay_sql = deletes[-1].replace(stage, "{schema}.replay_stage")
         project.run_sql("create table {schema}.replay_stage as select * from {schema}.events")
-        plan = rows(project, f"explain (analyze, format json) {merge_sql}")[0][1]
+        plan = rows(project, f"explain (analyze, format json) {replay_sql}")[0][1]
         scans = [
             op
             for op in _operators(json.loads(plan))
@@ -306,7 +308,7 @@ class TestPruning:
         ]
         scanned = sum(op["rows_scanned"] for op in scans)
         # One day is 1/365 of the rows; DuckDB skips by row group (122,880 rows), so the
-        # MERGE reads the one or two row groups holding that day out of ~25.
+        # merge reads the one or two row groups holding that day out of ~25.
         assert scanned <= 2 * 122_880 < total / 10, (scanned, total)
 
 

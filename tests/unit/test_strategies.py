@@ -16,6 +16,7 @@ from dbt.adapters.sqlflow.strategies import (
     needs_matched_keys,
     raise_key_problems,
     resolve_static,
+    target_duplicates,
 )
 
 MODEL = "model.proj.orders"
@@ -244,3 +245,20 @@ def test_no_key_problems() -> None:
     assert key_problems(MODEL, ("id",), null_key_rows=0, duplicate_keys=0, samples=[]) is None
     # Returns normally: nothing to refuse.
     assert raise_key_problems(MODEL, ("id",), null_key_rows=0, duplicate_keys=0, samples=[]) is None
+
+
+def test_target_duplicates_message() -> None:
+    message = target_duplicates("model.shop.orders", ("order_id",), '"db"."main"."orders"', 3, 5)
+    assert message == (
+        "sqlflow_incremental model 'model.shop.orders': the merge on unique_key (order_id)"
+        ' matched 3 key value(s) of the batch to 5 rows of "db"."main"."orders", so the target'
+        " holds 2 extra row(s) with an existing key: unique_key is not unique in the target"
+        ' table. Find them with `select order_id, count(*) from "db"."main"."orders" group by'
+        " all having count(*) > 1`, then rebuild the table (dbt run --full-refresh -s orders)"
+        " or choose a key that is unique. Nothing was written."
+    )
+
+
+@pytest.mark.parametrize(("matched", "deleted"), [(0, 0), (4, 4)])
+def test_target_duplicates_none_when_one_row_per_key(matched: int, deleted: int) -> None:
+    assert target_duplicates("model.shop.orders", ("order_id",), "t", matched, deleted) is None

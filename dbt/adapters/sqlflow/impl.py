@@ -53,6 +53,7 @@ from dbt.adapters.sqlflow.strategies import (
     needs_matched_keys,
     raise_key_problems,
     resolve_static,
+    target_duplicates,
 )
 
 logger = AdapterLogger("sqlflow")
@@ -717,8 +718,11 @@ class SqlflowAdapter(DuckDBAdapter):
             load_id: The model execution.
             sql: One statement.
             role: ``inserted``, ``updated``, ``deleted``, ``merged`` (a MERGE whose
-                count splits into the matched keys, updated, and the rest, inserted), or
-                ``none`` (a helper statement whose rows are not target changes).
+                count splits into the matched keys, updated, and the rest, inserted),
+                ``replaced`` (a merge's delete of its matched rows, counted as updated),
+                ``upserted`` (a merge's insert: the rows beyond the matched keys are
+                inserted), or ``none`` (a helper statement whose rows are not target
+                changes).
 
         Returns:
             The statement's row count.
@@ -908,10 +912,21 @@ class SqlflowAdapter(DuckDBAdapter):
             count = int(result[0][0])
         if role == "none":
             return count
+        matched = load.current.matched if load.current else 0
         if role == "merged":
-            matched = load.current.matched if load.current else 0
             load.add_count("updated", min(matched, count))
             load.add_count("inserted", max(count - matched, 0))
+        elif role == "replaced":
+            # A merge's delete of the matched rows: one row per matched key, or the
+            # target's key is not unique and the delete + insert would drop rows.
+            problem = target_duplicates(
+                load.config.model, load.config.unique_key, str(load.relation), matched, count
+            )
+            if problem:
+                raise DbtRuntimeError(problem)
+            load.add_count("updated", count)
+        elif role == "upserted":
+            load.add_count("inserted", count - matched)
         else:
             load.add_count(role, count)
         return count

@@ -102,6 +102,29 @@ def key_problems(
     return " ".join(parts)
 
 
+def target_duplicates(
+    model: str, unique_key: tuple[str, ...], relation: str, matched: int, deleted: int
+) -> str | None:
+    """The error message for a merge whose matched keys have more target rows than keys.
+
+    A merge runs as a delete of the matched rows plus an insert of the batch; that equals
+    MERGE ... UPDATE only when each matched key has one target row.
+    """
+    if deleted <= matched:
+        return None
+    keys = ", ".join(unique_key)
+    return (
+        f"sqlflow_incremental model '{model}': the merge on unique_key ({keys}) matched"
+        f" {matched:,} key value(s) of the batch to {deleted:,} rows of {relation}, so the"
+        f" target holds {deleted - matched:,} extra row(s) with an existing key: unique_key"
+        " is not unique in the target table. Find them with `select"
+        f" {keys}, count(*) from {relation} group by all having count(*) > 1`, then"
+        f" rebuild the table (dbt run --full-refresh -s {model.split('.')[-1]}) or choose a"
+        " key that is unique."
+        " Nothing was written."
+    )
+
+
 def raise_key_problems(model: str, unique_key: tuple[str, ...], **facts: Any) -> None:
     """Raise ``DbtRuntimeError`` when ``key_problems`` finds any."""
     message = key_problems(model, unique_key, **facts)
