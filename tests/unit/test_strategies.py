@@ -12,6 +12,7 @@ from dbt.adapters.sqlflow.strategies import (
     BatchFacts,
     StrategyChoice,
     choose_strategy,
+    count_duplicate_keys,
     key_problems,
     needs_matched_keys,
     raise_key_problems,
@@ -262,3 +263,27 @@ def test_target_duplicates_message() -> None:
 @pytest.mark.parametrize(("matched", "deleted"), [(0, 0), (4, 4)])
 def test_target_duplicates_none_when_one_row_per_key(matched: int, deleted: int) -> None:
     assert target_duplicates("model.shop.orders", ("order_id",), "t", matched, deleted) is None
+
+
+@pytest.mark.parametrize("pass_rows", [1_000_000, 1000, 7, 1])
+def test_count_duplicate_keys_is_exact_in_any_number_of_passes(pass_rows: int) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    # 1,000 keys (a, b): 37 of them twice, 5 three times, plus null keys (not counted).
+    con.execute(
+        "create table t as select range % 10 as a, range // 10 as b from range(1000)"
+        " union all select range % 10, range // 10 from range(37)"
+        " union all select range % 10, range // 10 from range(900, 905)"
+        " union all select range % 10, range // 10 from range(900, 905)"
+        " union all select null, 1 from range(3)"
+    )
+
+    def run(sql: str) -> list[tuple]:
+        return con.execute(sql).fetchall()
+
+    rows = run("select count(*) from t")[0][0]
+    found = count_duplicate_keys(
+        run, "t", ['"a"', '"b"'], '"a" is null or "b" is null', rows, pass_rows=pass_rows
+    )
+    assert found == 42

@@ -50,6 +50,7 @@ from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import (
     BatchFacts,
     choose_strategy,
+    count_duplicate_keys,
     needs_matched_keys,
     raise_key_problems,
     resolve_static,
@@ -603,17 +604,12 @@ class SqlflowAdapter(DuckDBAdapter):
         null_filter = " or ".join(f"{k} is null" for k in keys) or "false"
         newest = f"max({sql_identifier(config.event_time)})" if config.event_time else "null"
         key_list = ", ".join(keys)
-        check_dups = keyed and not config.dedupe_by
-        dups = (
-            f"(select count(*) from (select 1 from {staged} where not ({null_filter})"
-            f" group by {key_list} having count(*) > 1))"
-            if check_dups
-            else "0"
-        )
-        rows, null_rows, batch_max, duplicates = run(
-            f"select count(*), count(*) filter (where {null_filter}), {newest}, {dups}"
-            f" from {staged}"
+        rows, null_rows, batch_max = run(
+            f"select count(*), count(*) filter (where {null_filter}), {newest} from {staged}"
         )[0]
+        duplicates = 0
+        if keyed and not config.dedupe_by:
+            duplicates = count_duplicate_keys(run, staged, keys, null_filter, int(rows))
         if keyed and (null_rows or duplicates):
             samples: list[tuple[Any, ...]] = []
             if duplicates:
