@@ -350,6 +350,16 @@ def test_openmetrics_text(text: str) -> None:
     assert got[key("sqlflow_run_success")] == 0
 
 
+def test_openmetrics_text_equals_the_default_escaping() -> None:
+    """render() passes ALLOWUTF8 for speed; for sqlflow's names the text must not change."""
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
+    expected = generate_latest(registry).decode("utf-8")
+    assert "sqlflow_rows_inserted_total{" in expected
+    assert render(registry, "openmetrics") == expected
+
+
 def test_json_format() -> None:
     registry = build_registry(summary_from_artifacts(run_results(), manifest()))
     data = json.loads(render(registry, "json"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest, push_to_gateway, write_to_textfile
+from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import CollectorRegistry
 
@@ -45,7 +46,11 @@ def render(registry: CollectorRegistry, fmt: str = "prometheus") -> str:
     if fmt == "prometheus":
         return generate_latest(registry).decode("utf-8")
     if fmt == "openmetrics":
-        return generate_openmetrics(registry).decode("utf-8")
+        # sqlflow's metric and label names are all legacy-valid ([a-zA-Z_:][a-zA-Z0-9_:]*),
+        # for which ALLOWUTF8 writes the same text as the default UNDERSCORES escaping;
+        # UNDERSCORES re-escapes every sample name character by character (prometheus_client
+        # 0.26), 60% of the time of a 5,000-model export.
+        return generate_openmetrics(registry, escaping=ALLOWUTF8).decode("utf-8")
     if fmt == "json":
         return render_json(registry)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -55,7 +60,8 @@ def render_json(registry: CollectorRegistry) -> str:
     """The registry's families as JSON: ``{"metrics": [{name, type, help, samples}]}``.
 
     Each sample is ``{"name", "labels", "value"}``; names carry their suffix
-    (``_total``, ``_created``) as in the Prometheus text format.
+    (``_total``, ``_created``) as in the Prometheus text format. One family per line:
+    ``json``'s C encoder (an ``indent`` would make it use the pure-Python one, 5x slower).
     """
     families = [
         {
@@ -68,7 +74,7 @@ def render_json(registry: CollectorRegistry) -> str:
         }
         for family in registry.collect()
     ]
-    return json.dumps({"metrics": families}, indent=2, sort_keys=False) + "\n"
+    return '{"metrics": [\n' + ",\n".join(json.dumps(f) for f in families) + "\n]}\n"
 
 
 def write_textfile(registry: CollectorRegistry, directory: str | Path) -> Path:
