@@ -1008,6 +1008,10 @@ def carry_over(record: dict[str, Any], earlier: dict[str, Any]) -> None:
     record["goals"] = goals(record["rows"], record["summary"])
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def provenance_lines(result: dict[str, Any]) -> list[str]:
     """A note naming the scenarios kept from an earlier run of the same size, if any."""
     older: dict[tuple[str, str, int], list[str]] = {}
@@ -1019,7 +1023,7 @@ def provenance_lines(result: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"Scenarios {', '.join(keys)}: kept from the run of {when} (commit {commit},"
-            f" {reps} runs per figure); this run measured only the others.",
+            f" {_runs(reps)} per figure); this run measured only the others.",
         ]
     return lines
 
@@ -1055,7 +1059,7 @@ def write_markdown() -> None:
             f" {m['os']}, Python {m['python']}; "
             + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
             + f"; commit {m['commit']}, installed dbt-sqlflow files sha256"
-            f" {m.get('package_digest', '?')}. {result['reps']} runs per figure; load average"
+            f" {m.get('package_digest', '?')}. {_runs(result['reps'])} per figure; load average"
             f" {result['load_before']} before, {result['load_after']} after (other jobs"
             " shared the machine, so figures are noisy).",
             *provenance_lines(result),
