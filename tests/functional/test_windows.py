@@ -196,10 +196,13 @@ class TestWeeklyBackfillAndConsistency:
             "insert into {schema}.events select range, timestamp '2025-01-01'"
             " + to_hours(range * 12), 'v' || range from range(120)"
         )
-        run_dbt(["run", *now("2025-03-01T12:00:00")])
+        _, log = run_dbt_and_capture(["--debug", "run", *now("2025-03-01T12:00:00")])
         assert target(project, "weekly") == source(project)
         windows = loads(project, "weekly")
         assert len(windows) == 9
+        # Every batch is in the log (the eight after the first at debug level, grouped).
+        for start, end, *_ in windows:
+            assert f"insert_overwrite [{start}, {end}): " in log, (start, end)
         assert windows[0][:2] == ("2025-01-01 00:00:00", "2025-01-06 00:00:00")
         assert windows[-1][:2] == ("2025-02-24 00:00:00", "2025-03-03 00:00:00")
         assert sum(w[3] for w in windows) == 120
