@@ -58,8 +58,6 @@ from dbt.adapters.sqlflow.strategies import (
 )
 
 logger = AdapterLogger("sqlflow")
-#: Quietly committed batches are logged (debug) in groups at most this many seconds apart.
-QUIET_LOG_SECONDS = 1.0
 
 Executor = Callable[[str], list[tuple]]
 
@@ -839,15 +837,6 @@ class SqlflowAdapter(DuckDBAdapter):
                 batches committed before it stay loaded (and recorded).
         """
         load = self._load(load_id)
-        try:
-            self._load_batches(load, templates, stage, target_relation)
-        finally:
-            self._log_quiet(load)
-
-    def _load_batches(
-        self, load: ModelLoad, templates: dict[str, Any], stage: Any, target_relation: Any
-    ) -> None:
-        load_id = load.id
         run = self._executor()
         for start, end in [b for b in load.batches[1:] if b is not None]:
             et_type = load.services.event_time_type if load.services else None
@@ -979,23 +968,9 @@ class SqlflowAdapter(DuckDBAdapter):
             f" {done.rows_updated:,} updated, {done.rows_deleted:,} deleted"
         )
         if quiet:
-            context = load.log_context(done.load_id)
-            load.quiet_lines.append(f"{load.config.model} {message} {context}")
-            if time.monotonic() - load.quiet_logged >= QUIET_LOG_SECONDS:
-                self._log_quiet(load)
+            logger.debug(f"{load.config.model} {message} {load.log_context(done.load_id)}")
         else:
             self._log(load, message, done.load_id)
-
-    def _log_quiet(self, load: ModelLoad) -> None:
-        """Log the pending lines of quietly committed batches as one debug event.
-
-        A dbt event costs ~2 ms (secret scrubbing, protobuf): one per batch was 10% of a
-        small backfill's time. Lines are grouped, at most QUIET_LOG_SECONDS apart.
-        """
-        if load.quiet_lines:
-            logger.debug("\n".join(load.quiet_lines))
-            load.quiet_lines.clear()
-        load.quiet_logged = time.monotonic()
 
     def _commit_quietly(self) -> None:
         """COMMIT on dbt's connection without dbt's per-statement events.

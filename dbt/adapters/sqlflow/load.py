@@ -136,9 +136,6 @@ class ModelLoad:
     empty: list[tuple[datetime, datetime]] = field(default_factory=list)
     compiled_code: str = ""
     loaded_at_start: list[Interval] = field(default_factory=list)
-    #: Debug lines of quietly committed batches not yet logged, and when they last were.
-    quiet_lines: list[str] = field(default_factory=list)
-    quiet_logged: float = field(default_factory=time.monotonic)
 
     def overlaps_loaded(self, interval: Interval) -> bool:
         """Whether ``interval`` overlaps what was loaded when the execution started."""
