@@ -944,6 +944,11 @@ def machine() -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "dbt"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    if commit and dirty:
+        commit += " with uncommitted changes"
     # The checkout may hold uncommitted work: a digest of the installed package's files
     # says which code was measured.
     digest = hashlib.sha256()

@@ -17,6 +17,7 @@ from dbt.adapters.sqlflow.load import (
     BufferedWrites,
     ModelLoad,
     SqlflowAdapterResponse,
+    batch_order_by,
     substitute_window,
     time_literal,
     window_sql,
@@ -363,3 +364,52 @@ def test_log_context() -> None:
     batch = load.start_batch("append", None)
     assert load.log_context() == f"[invocation_id=inv-1 model={MODEL} load_id={batch.load_id}]"
     assert load.log_context("x") == f"[invocation_id=inv-1 model={MODEL} load_id=x]"
+
+
+# -- the order of a batch's rows ----------------------------------------------------------
+
+DAY_1 = (dt("2025-01-01"), dt("2025-01-02"))
+DAY_2 = (dt("2025-01-02"), dt("2025-01-03"))
+HOUR = (dt("2025-01-01T05:00"), dt("2025-01-01T06:00"))
+WEEK = (dt("2025-01-06"), dt("2025-01-13"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "batches", "expected"),
+    [
+        # Each batch lies in one day partition: written as it comes.
+        ({"partition_by": {"field": "event_ts", "granularity": "day"}}, [DAY_1, DAY_2], None),
+        ({"partition_by": {"field": "event_ts", "granularity": "day"}}, [HOUR], None),
+        ({"partition_by": {"field": "Event_TS", "granularity": "day"}}, [DAY_1], None),
+        # A batch spanning several partitions, or a build without a window: sorted.
+        (
+            {"partition_by": {"field": "event_ts", "granularity": "day"}},
+            [DAY_1, WEEK],
+            '"event_ts"',
+        ),
+        ({"partition_by": {"field": "event_ts", "granularity": "day"}}, [None], '"event_ts"'),
+        ({"partition_by": {"field": "event_ts", "granularity": "day"}}, [], '"event_ts"'),
+        (
+            {"partition_by": {"field": "event_ts", "granularity": "hour"}, "batch_size": "day"},
+            [DAY_1],
+            '"event_ts"',
+        ),
+        # Windows on another column than the partition field, and value partitions.
+        (
+            {
+                "partition_by": {"field": "event_date", "granularity": "day"},
+                "event_time": "event_ts",
+            },
+            [DAY_1],
+            '"event_date"',
+        ),
+        ({"partition_by": {"field": "region"}, "event_time": "event_ts"}, [DAY_1], '"region"'),
+        # No partitions: event_time order, or none at all.
+        ({"event_time": "event_ts"}, [DAY_1], '"event_ts"'),
+        ({"unique_key": "id"}, [None], None),
+    ],
+)
+def test_batch_order_by(
+    raw: dict[str, object], batches: list[tuple[datetime, datetime] | None], expected: str | None
+) -> None:
+    assert batch_order_by(SqlflowConfig.parse(MODEL, raw), batches) == expected

@@ -27,6 +27,7 @@ from dbt.adapters.sqlflow.load import (
     ModelLoad,
     SqlflowAdapterResponse,
     as_naive,
+    batch_order_by,
     empty_windows,
     finish_batch,
     plan_batches,
@@ -422,8 +423,6 @@ class SqlflowAdapter(DuckDBAdapter):
             load.batches = [(w.start, w.end) for w in windows]
         with self._sqlflow_lock:
             self._sqlflow_loads[load.id] = load
-        part = config.partition_by
-        order_by = part.field if part is not None else config.event_time
         et_type = services.event_time_type
         return {
             "id": load.id,
@@ -434,7 +433,7 @@ class SqlflowAdapter(DuckDBAdapter):
             "unique_key": list(config.unique_key),
             "dedupe_by": list(config.dedupe_by),
             "event_time": sql_identifier(config.event_time) if config.event_time else None,
-            "order_by": sql_identifier(order_by) if order_by else None,
+            "order_by": batch_order_by(config, load.batches),
             "on_schema_change": config.on_schema_change,
             "merge_update_columns": list(config.merge_update_columns or []),
             "merge_exclude_columns": list(config.merge_exclude_columns or []),

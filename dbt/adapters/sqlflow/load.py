@@ -27,6 +27,7 @@ from dbt.adapters.sqlflow.intervals import (
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
     partition_key,
+    partition_keys,
     partition_range,
     sql_identifier,
     utc_expr,
@@ -343,6 +344,36 @@ def plan_batches(
         lookback=config.lookback,
         data_start=start,
     )
+
+
+def batch_order_by(
+    config: SqlflowConfig, batches: list[tuple[datetime, datetime] | None]
+) -> str | None:
+    """The column a batch's rows are written in order of (quoted), or None for none.
+
+    Rows go in partition order so DuckDB's per-row-group min/max let later loads skip
+    other partitions. When every batch is a window on the time partition field that lies
+    in one partition (``batch_size`` no larger than the granularity, the usual backfill),
+    a batch's rows are in partition order already and sorting them would only cost time.
+    Windowed models without ``partition_by`` are ordered by ``event_time``.
+    """
+    part = config.partition_by
+    field = part.field if part is not None else config.event_time
+    if field is None:
+        return None
+    if (
+        part is not None
+        and part.granularity is not None
+        and config.event_time is not None
+        and part.field.lower() == config.event_time.lower()
+        and batches
+        and all(
+            b is not None and len(partition_keys(Interval(b[0], b[1]), part.granularity)) == 1
+            for b in batches
+        )
+    ):
+        return None
+    return sql_identifier(field)
 
 
 def loaded_part(window: tuple[datetime, datetime], now: datetime) -> Interval | None:
