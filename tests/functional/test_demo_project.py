@@ -67,8 +67,10 @@ def test_second_run_was_incremental(demo: dict[str, Any]) -> None:
     }
     assert all(r["status"] in ("success", "pass") for r in demo["results"]["results"])
     events = responses["fct_events"]
-    # The month before the last loaded end (lookback) and the current month.
-    assert (events["strategy"], events["batches"]) == ("insert_overwrite", 2)
+    # The first run loaded up to 2025-12-31 18:00; the second runs on 2026-01-01: the
+    # month before the last loaded end (lookback=1: November and December, the months
+    # holding part of it) and the current month.
+    assert (events["strategy"], events["batches"]) == ("insert_overwrite", 3)
     assert events["rows_deleted"] > 0 and events["rows_inserted"] > events["rows_deleted"]
     assert responses["fct_orders"]["strategy"] == "merge"
     assert responses["fct_orders"]["rows_updated"] > 0

@@ -2,8 +2,9 @@
 
 Four daily-partitioned models (merge, delete+insert, insert_overwrite, append) read one
 source over three runs with "now" pinned. The expected windows follow from the config
-(lookback 1 day; append with lookback 0, which re-reads only the part of the last run's
-current day that lay after its "now"); the expected figures and target contents are
+(lookback 1 day: the last run's "now" was at noon, so the day before its day is re-read
+too; append with lookback 0, which re-reads only the part of the last run's current day
+that lay after its "now"); the expected figures and target contents are
 computed here, in Python, from the source and the target as they were before each run.
 """
 
@@ -161,7 +162,10 @@ RUNS = [
         RUN_2,
         "2025-01-04T12:00:00",
         {
-            **{name: [day("2025-01-03"), day("2025-01-04")] for name in STRATEGIES},
+            **{
+                name: [day("2025-01-02"), day("2025-01-03"), day("2025-01-04")]
+                for name in STRATEGIES
+            },
             # lookback 0: the rest of the day that was current at the last run, then day 4.
             "f_append": [(ts("2025-01-03 12:00"), ts("2025-01-04")), day("2025-01-04")],
         },
@@ -170,7 +174,10 @@ RUNS = [
         RUN_3,
         "2025-01-05T12:00:00",
         {
-            **{name: [day("2025-01-04"), day("2025-01-05")] for name in STRATEGIES},
+            **{
+                name: [day("2025-01-03"), day("2025-01-04"), day("2025-01-05")]
+                for name in STRATEGIES
+            },
             "f_append": [(ts("2025-01-04 12:00"), ts("2025-01-05")), day("2025-01-05")],
         },
     ),

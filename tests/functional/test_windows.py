@@ -109,15 +109,18 @@ class TestLookbackBackfillInvalidate:
             " (13, timestamp '2025-01-01 05:00:00', 'late1')",
         )
         run_dbt(["run", *now("2025-01-04T12:00:00")])
-        expected = source(project, "id <> 13")
-        assert target(project, "daily") == expected
-        # daily_merge has lookback 2: it re-reads days 2 and 3, not day 1 either.
-        assert target(project, "daily_merge") == expected
+        # Loaded up to 2025-01-03 12:00: lookback 1 re-reads the day before the 3rd too
+        # (rows up to a day late may be from the 2nd's afternoon), not day 1.
+        assert target(project, "daily") == source(project, "id <> 13")
         assert [r[:2] for r in loads(project, "daily")][3:] == [
+            ("2025-01-02 00:00:00", "2025-01-03 00:00:00"),
             ("2025-01-03 00:00:00", "2025-01-04 00:00:00"),
             ("2025-01-04 00:00:00", "2025-01-05 00:00:00"),
         ]
+        # daily_merge has lookback 2: it re-reads days 1 to 3, so it has day 1's late row.
+        assert target(project, "daily_merge") == source(project)
         assert [r[0] for r in loads(project, "daily_merge")][3:] == [
+            "2025-01-01 00:00:00",
             "2025-01-02 00:00:00",
             "2025-01-03 00:00:00",
             "2025-01-04 00:00:00",
@@ -134,8 +137,9 @@ class TestLookbackBackfillInvalidate:
         )
         run_dbt(["run", "-s", "daily", *now("2025-01-04T12:00:00")])
         assert target(project, "daily") == source(project)
-        windows = [r[0] for r in loads(project, "daily")][5:]
-        assert windows == ["2025-01-01 00:00:00", "2025-01-04 00:00:00"]
+        windows = [r[0] for r in loads(project, "daily")][6:]
+        # The gap, then lookback from the last loaded end (2025-01-04 12:00): the 3rd, the 4th.
+        assert windows == ["2025-01-01 00:00:00", "2025-01-03 00:00:00", "2025-01-04 00:00:00"]
 
         # An explicit range replaces exactly that range; rows outside stay identical.
         outside = rows(

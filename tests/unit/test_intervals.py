@@ -477,10 +477,13 @@ def test_plan_begin_before_loaded_fills_the_start() -> None:
 
 
 def test_plan_unaligned_loaded_end() -> None:
-    # Loaded up to 10:00 on the 9th: lookback 1 re-reads the whole 9th (the unit holding
-    # the last loaded instants), then the 10th.
+    # Loaded up to 10:00 on the 9th: lookback counts from the unit holding the last loaded
+    # instants (the 9th, re-read whole), as dbt's microbatch counts from the current batch:
+    # lookback 1 re-reads the 8th too, lookback 2 the 7th and the 8th.
     got = plan([("2025-03-01", "2025-03-09 10:00")], lookback=1)
-    assert got == [iv("2025-03-09", "2025-03-10"), iv("2025-03-10", "2025-03-11")]
+    assert got == days("2025-03-08", "2025-03-11")
+    got = plan([("2025-03-01", "2025-03-09 10:00")], lookback=2)
+    assert got == days("2025-03-07", "2025-03-11")
     got = plan([("2025-03-01", "2025-03-09 10:00")], lookback=0)
     assert got == [iv("2025-03-09 10:00", "2025-03-10"), iv("2025-03-10", "2025-03-11")]
 

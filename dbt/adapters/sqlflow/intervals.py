@@ -271,8 +271,11 @@ def plan_windows(
     a first build). Within that range the run processes:
 
     * every part not loaded yet (gaps included), and
-    * the ``lookback`` units before the last loaded end (late data): ``[ceil(last end) -
-      lookback units, last end)``, never before the lower bound,
+    * the ``lookback`` units before the unit holding the last loaded end (late data):
+      ``[truncate(last end) - lookback units, last end)``, never before the lower bound.
+      As in dbt's microbatch, where ``lookback`` batches before the current one are
+      re-read: a model loaded up to 06:00 today re-reads yesterday with ``lookback=1``,
+      on every run of the day,
 
     merged and cut into ``batch_size`` batches (:func:`split`).
 
@@ -314,9 +317,8 @@ def plan_windows(
     todo = missing(done, horizon)
     if done and lookback:
         last_end = done[-1].end
-        reread_start = add_units(ceil(last_end, batch_size), batch_size, -lookback)
-        if reread_start < last_end:
-            todo += clip([Interval(reread_start, last_end)], horizon)
+        reread_start = add_units(truncate(last_end, batch_size), batch_size, -lookback)
+        todo += clip([Interval(reread_start, last_end)], horizon)
     return [batch for iv in merge(todo) for batch in split(iv, batch_size)]
 
 

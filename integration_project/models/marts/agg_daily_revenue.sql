@@ -2,8 +2,8 @@
   Revenue by order day, from fct_orders, in day partitions.
 
   Orders change status after the fact (cancelled, returned), so each run recomputes the
-  days of its window: the month before the last loaded end (lookback=1) and the current
-  month, reading only those orders through sqlflow_window_start()/sqlflow_window_end().
+  days of its window: the month before the last loaded end (lookback=1, in whole months)
+  and the current month, reading only those orders through sqlflow_window_start()/sqlflow_window_end().
 #}
 {{
   config(

@@ -4,7 +4,8 @@
   insert_overwrite replaces whole days: each run reloads the days of its window, so late
   events land in the day they belong to. The first build runs in monthly batches
   (batch_size='month'); each later run re-reads the month before the last loaded end
-  (lookback=1) plus the current month.
+  (lookback=1: every month that holds part of it, e.g. November and December for a last
+  load up to 31 December 18:00) plus the current month.
 #}
 {{
   config(
