@@ -19,10 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dbt.adapters.sqlflow.cli import cli
 from dbt.adapters.sqlflow.metrics import CheckOutcome, MetricsCollector, adapter_response_fields
-from dbt.adapters.sqlflow.metrics.artifacts import (
-    failed_checks_from_message,
-    summary_from_artifacts,
-)
+from dbt.adapters.sqlflow.metrics.artifacts import ArtifactError, summary_from_artifacts
 from dbt.adapters.sqlflow.metrics.autoexport import RunResultsExporter, install_export_callback
 from dbt.adapters.sqlflow.metrics.collector import build_registry
 from dbt.adapters.sqlflow.metrics.export import export_artifacts, export_from_results, render
@@ -129,6 +126,10 @@ def manifest() -> dict[str, Any]:
         "metadata": {"dbt_version": "1.11.16"},
         "nodes": {
             PLAIN: {"name": "plain", "config": {"materialized": "table"}},
+            CUSTOMERS: {
+                "name": "customers",
+                "config": {"materialized": "sqlflow_incremental", "incremental_strategy": "merge"},
+            },
             EVENTS: {
                 "name": "events",
                 "config": {"materialized": "incremental", "incremental_strategy": "append"},
@@ -214,27 +215,44 @@ def test_record_and_adapter_response_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "message, expected",
-    [
-        (None, []),
-        ("OK", []),
-        ("quality check failed: a (0 failing rows)", ["a"]),
-        (
-            "Runtime Error\n  quality check failed: not_null(id) (2 failing rows)\n"
-            "    {'id': None}\nquality check failed: expression(a - b > 0) (1 failing rows)",
-            ["not_null(id)", "expression(a - b > 0)"],
-        ),
-        (
-            "quality check failed: a (12 failing rows)\nquality check failed: a (1 failing rows)",
-            ["a"],
-        ),
-        ("note: quality check failed: a (1 failing rows)", []),
-        ("quality check failed: a", []),
-        ("quality check failed: ", []),
-    ],
+    ("which", "command"),
+    [("generate", "dbt docs generate"), ("compile", "dbt compile"), ("show", "dbt show")],
 )
-def test_failed_checks_from_message(message: str | None, expected: list[str]) -> None:
-    assert failed_checks_from_message(message) == expected
+def test_artifacts_of_commands_that_load_nothing_are_refused(which: str, command: str) -> None:
+    artifact = run_results()
+    artifact["args"]["which"] = which
+    with pytest.raises(ArtifactError) as e:
+        summary_from_artifacts(artifact, manifest(), run_results_source="target/run_results.json")
+    assert str(e.value) == (
+        f"target/run_results.json: written by `{command}`, which loads no models; export the"
+        " run_results.json of a `dbt run` or `dbt build` (right after it, or a copy of it"
+        " passed with --run-results)"
+    )
+
+
+def test_strategy_of_a_failed_sqlflow_model_comes_from_its_config() -> None:
+    nodes = manifest()
+    summary = summary_from_artifacts(run_results(), nodes)
+    assert [(m.unique_id, m.strategy) for m in summary.models if m.status == "error"] == [
+        (CUSTOMERS, "merge")
+    ]
+    del nodes["nodes"][CUSTOMERS]["config"]["incremental_strategy"]
+    summary = summary_from_artifacts(run_results(), nodes)
+    assert [(m.unique_id, m.strategy) for m in summary.models if m.status == "error"] == [
+        (CUSTOMERS, "auto")
+    ]
+
+
+@pytest.mark.parametrize("which", ["run", "build", "seed", "snapshot", "retry", None])
+def test_artifacts_of_loading_commands_are_read(which: str | None) -> None:
+    artifact = run_results()
+    artifact["args"]["which"] = which
+    assert [m.unique_id for m in summary_from_artifacts(artifact, manifest()).models] == [
+        ORDERS,
+        CUSTOMERS,
+        PLAIN,
+        EVENTS,
+    ]
 
 
 # --- collector output, value by value -------------------------------------------------
@@ -244,7 +262,7 @@ def test_prometheus_text_values(text: str) -> None:
     got = samples(text)
     expected = {
         key("sqlflow_model_runs_total", model=ORDERS, strategy="merge", status="success"): 1,
-        key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="", status="error"): 1,
+        key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="merge", status="error"): 1,
         key("sqlflow_model_runs_total", model=PLAIN, strategy="table", status="success"): 1,
         key("sqlflow_model_runs_total", model=EVENTS, strategy="append", status="skipped"): 1,
         key("sqlflow_model_duration_seconds", model=ORDERS): 3.25,
@@ -265,7 +283,7 @@ def test_prometheus_text_values(text: str) -> None:
         key("sqlflow_quality_checks_failed_total", model=CUSTOMERS, check="email_format"): 1,
         key("sqlflow_quality_check_failing_rows", model=ORDERS, check="amount_positive"): 7,
         key("sqlflow_quality_check_failing_rows", model=CUSTOMERS, check="unique_id"): 0,
-        key("sqlflow_quality_check_failing_rows", model=CUSTOMERS, check="email_format"): 0,
+        key("sqlflow_quality_check_failing_rows", model=CUSTOMERS, check="email_format"): 3,
         key("sqlflow_run_nodes_total", resource_type="model", status="success"): 2,
         key("sqlflow_run_nodes_total", resource_type="model", status="error"): 1,
         key("sqlflow_run_nodes_total", resource_type="model", status="skipped"): 1,
@@ -821,3 +839,15 @@ def test_grafana_dashboard_uses_our_metrics() -> None:
     registry = build_registry(summary_from_artifacts(run_results(), manifest()))
     exported = {s.name for f in registry.collect() for s in f.samples}
     assert used and used <= exported, used - exported
+
+
+def test_cli_refuses_the_artifacts_of_docs_generate(artifacts: tuple[Path, Path]) -> None:
+    rr, mf = artifacts
+    data = json.loads(rr.read_text())
+    data["args"]["which"] = "generate"
+    rr.write_text(json.dumps(data))
+    assert cli_error("metrics", "export", "--run-results", str(rr), "--manifest", str(mf)) == (
+        f"Error: {rr}: written by `dbt docs generate`, which loads no models; export the"
+        " run_results.json of a `dbt run` or `dbt build` (right after it, or a copy of it"
+        " passed with --run-results)"
+    )

@@ -73,7 +73,9 @@ def test_pushgateway_receives_our_samples(pushgateway: str) -> None:
     assert got[key("sqlflow_rows_inserted_total", model=ORDERS)] == 100
     assert got[key("sqlflow_rows_updated_total", model=ORDERS)] == 50
     assert got[key("sqlflow_rows_deleted_total", model=ORDERS)] == 25
-    assert got[key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="", status="error")] == 1
+    assert (
+        got[key("sqlflow_model_runs_total", model=CUSTOMERS, strategy="merge", status="error")] == 1
+    )
     assert got[key("sqlflow_quality_checks_failed_total", model=CUSTOMERS, check="unique_id")] == 1
     assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == T_FINISHED - T_WATERMARK
     assert got[key("sqlflow_run_success")] == 0

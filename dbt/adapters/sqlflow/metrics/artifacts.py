@@ -25,6 +25,16 @@ FAILED_STATUSES = frozenset({"error", "fail", "runtime error", "partial success"
 # Resource types that build a relation: they get the per-model metrics.
 MODEL_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
 
+# dbt commands (run_results.json ``args.which``) whose results build nothing: their
+# model entries say "success" for a compile, not a load.
+NON_BUILDING_COMMANDS = {
+    "compile": "dbt compile",
+    "generate": "dbt docs generate",
+    "show": "dbt show",
+    "freshness": "dbt source freshness",
+    "run-operation": "dbt run-operation",
+}
+
 _INT_KEYS = (
     "rows_affected",
     "rows_inserted",
@@ -102,28 +112,6 @@ class RunSummary:
     def success(self) -> bool:
         """True when no node errored or failed (dbt's exit code would be 0)."""
         return not any(status in FAILED_STATUSES for _, status in self.node_statuses)
-
-
-def failed_checks_from_message(message: str | None) -> list[str]:
-    """The quality checks a failed sqlflow model names in its result message.
-
-    sqlflow writes one line ``quality check failed: <check name> (<n> failing rows)`` per
-    failing check into the message of a model it failed (``quality.format_failure``);
-    this reads the names back with ``quality.failures_in_message``.
-
-    Args:
-        message: The node's ``message`` in run_results.json (None is fine).
-
-    Returns:
-        The check names, in message order, without duplicates.
-    """
-    from dbt.adapters.sqlflow.quality import failures_in_message
-
-    names: list[str] = []
-    for name, _rows in failures_in_message(message):
-        if name not in names:
-            names.append(name)
-    return names
 
 
 def parse_timestamp(value: Any, what: str) -> datetime | None:
@@ -220,6 +208,9 @@ def _strategy(response: Mapping[str, Any], node: Mapping[str, Any], resource_typ
         return strategy
     config = node.get("config") or {}
     materialized = config.get("materialized")
+    if materialized == "sqlflow_incremental":
+        # A failed load (no adapter_response): its configured strategy, auto by default.
+        return str(config.get("incremental_strategy") or "auto")
     if materialized == "incremental" and config.get("incremental_strategy"):
         return str(config["incremental_strategy"])
     if isinstance(materialized, str) and materialized:
@@ -260,9 +251,12 @@ def model_run(
     if not checks and loads:
         checks = [c for r in loads for c in r.quality_checks]
     known = {c.check for c in checks if c.status == "fail"}
-    for name in failed_checks_from_message(result.get("message")):
+    from dbt.adapters.sqlflow.quality import failures_in_message
+
+    for name, failing_rows in failures_in_message(result.get("message")):
         if name not in known:
-            checks.append(CheckOutcome(name, "error", "fail", 0))
+            known.add(name)
+            checks.append(CheckOutcome(name, "error", "fail", failing_rows))
     load_ids = response.get("load_ids") or []
     return ModelRun(
         unique_id=unique_id,
@@ -339,10 +333,17 @@ def summary_from_artifacts(
         raise ArtifactError(
             f"{run_results_source}: no 'results' list; is this dbt's run_results.json?"
         )
+    args = run_results.get("args") or {}
+    command = NON_BUILDING_COMMANDS.get(str(args.get("which")))
+    if command is not None:
+        raise ArtifactError(
+            f"{run_results_source}: written by `{command}`, which loads no models;"
+            " export the run_results.json of a `dbt run` or `dbt build` (right after it,"
+            " or a copy of it passed with --run-results)"
+        )
     nodes = _manifest_nodes(manifest, manifest_source)
     metadata = run_results.get("metadata") or {}
     manifest_meta = (manifest or {}).get("metadata") or {}
-    args = run_results.get("args") or {}
     target = args.get("target") or manifest_meta.get("target") or ""
     elapsed = run_results.get("elapsed_time")
     if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, (int, float))):
