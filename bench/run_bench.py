@@ -1193,6 +1193,8 @@ def main() -> None:
     bench = Bench(args.rows, args.reps, args.work.resolve(), args.timeout)
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     started = datetime.now(timezone.utc)
+    # Which code is measured: taken before the runs (the checkout may change meanwhile).
+    measured_code = machine()
     bench.prepare()
     say(f"prepared in {sum(bench.prep_seconds.values()):.0f} s; measuring ({args.reps} reps)")
     bench.measure(only)
@@ -1221,7 +1223,7 @@ def main() -> None:
         "when": started.strftime("%Y-%m-%d %H:%M UTC"),
         "load_before": load_before,
         "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "machine": machine(),
+        "machine": measured_code,
         "prep_seconds": bench.prep_seconds,
         "summary": summary,
         "goals": result_goals,
