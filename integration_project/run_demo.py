@@ -49,9 +49,11 @@ def dbt_build() -> list[dict[str, Any]]:
     """``dbt build`` pinned to the clock; returns the per-model rows of run_results.json."""
     pinned = json.dumps({"sqlflow_now": clock()})
     run(
-        f"dbt build --vars '{pinned}'",
+        f"dbt build --target dev --vars '{pinned}'",
         BIN / "dbt",
         "build",
+        "--target",
+        "dev",
         "--vars",
         pinned,
         "--project-dir",

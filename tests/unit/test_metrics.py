@@ -851,3 +851,13 @@ def test_cli_refuses_the_artifacts_of_docs_generate(artifacts: tuple[Path, Path]
         " run_results.json of a `dbt run` or `dbt build` (right after it, or a copy of it"
         " passed with --run-results)"
     )
+
+
+def test_watermark_lag_from_a_pinned_now() -> None:
+    artifact = run_results()
+    artifact["args"]["vars"] = {"sqlflow_now": "2026-03-01T12:00:00"}
+    got = samples(render(build_registry(summary_from_artifacts(artifact, manifest()))))
+    pinned = datetime(2026, 3, 1, 12, tzinfo=timezone.utc).timestamp()
+    assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == pinned - T_WATERMARK
+    # The run's own timestamps stay those of the run.
+    assert got[key("sqlflow_run_finished_timestamp_seconds")] == T_FINISHED

@@ -95,6 +95,8 @@ class RunSummary:
         started_at: When the invocation started (UTC), if known.
         finished_at: When the results were written (UTC), if known.
         elapsed_seconds: dbt's elapsed time of the run.
+        pinned_now: The run's ``sqlflow_now`` (``--vars``), when it pinned "now" (a
+            replay or a test): watermark lags are measured from it, not from the end.
         models: Models, seeds and snapshots, in result order.
         node_statuses: ``(resource_type, status)`` of every node, tests and hooks included.
     """
@@ -105,6 +107,7 @@ class RunSummary:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     elapsed_seconds: float | None = None
+    pinned_now: datetime | None = None
     models: list[ModelRun] = field(default_factory=list)
     node_statuses: list[tuple[str, str]] = field(default_factory=list)
 
@@ -354,6 +357,8 @@ def summary_from_artifacts(
     )
     if started is None and finished is not None and elapsed is not None:
         started = finished - timedelta(seconds=float(elapsed))
+    run_vars = args.get("vars")
+    pinned = run_vars.get("sqlflow_now") if isinstance(run_vars, Mapping) else None
     return summarize(
         results,
         nodes=nodes,
@@ -365,6 +370,7 @@ def summary_from_artifacts(
         started_at=started,
         finished_at=finished,
         elapsed_seconds=float(elapsed) if elapsed is not None else None,
+        pinned_now=parse_timestamp(pinned, f"{run_results_source}: args.vars.sqlflow_now"),
     )
 
 

@@ -61,7 +61,9 @@ class RunCollector(Collector):
             labels=[MODEL],
         )
         batches = GaugeMetricFamily(
-            "sqlflow_model_batches", "Batches the model loaded in the run.", labels=[MODEL]
+            "sqlflow_model_batches",
+            "Windows (batches) the model's run processed, empty windows included.",
+            labels=[MODEL],
         )
         watermark = GaugeMetricFamily(
             "sqlflow_watermark_timestamp_seconds",
@@ -70,7 +72,7 @@ class RunCollector(Collector):
         )
         lag = GaugeMetricFamily(
             "sqlflow_watermark_lag_seconds",
-            "Data freshness: end of the run minus the model's watermark.",
+            "Data freshness: end of the run (or its pinned sqlflow_now) minus the watermark.",
             labels=[MODEL],
         )
         checks_failed = counter(
@@ -98,10 +100,9 @@ class RunCollector(Collector):
                 batches.add_metric([m.unique_id], m.batches)
             if m.watermark_after is not None:
                 watermark.add_metric([m.unique_id], m.watermark_after.timestamp())
-                if s.finished_at is not None:
-                    lag.add_metric(
-                        [m.unique_id], (s.finished_at - m.watermark_after).total_seconds()
-                    )
+                now = s.pinned_now or s.finished_at
+                if now is not None:
+                    lag.add_metric([m.unique_id], (now - m.watermark_after).total_seconds())
             for check in m.failed_checks:
                 checks_failed.add_metric([m.unique_id, check.check], 1)
                 failing_rows.add_metric([m.unique_id, check.check], check.failing_rows)
