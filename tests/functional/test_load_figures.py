@@ -3,8 +3,8 @@
 Four daily-partitioned models (merge, delete+insert, insert_overwrite, append) read one
 source over three runs with "now" pinned. The expected windows follow from the config
 (lookback 1 day: the last run's "now" was at noon, so the day before its day is re-read
-too; append with lookback 0, which re-reads only the part of the last run's current day
-that lay after its "now"); the expected figures and target contents are
+too; append never re-reads: it loads the current day up to "now" and the next run loads
+the rest); the expected figures and target contents are
 computed here, in Python, from the source and the target as they were before each run.
 """
 
@@ -35,7 +35,7 @@ STRATEGIES = {
         f"incremental_strategy='delete+insert', unique_key='id', {DAY}",
     ),
     "f_insert_overwrite": ("insert_overwrite", f"incremental_strategy='insert_overwrite', {DAY}"),
-    "f_append": ("append", f"incremental_strategy='append', lookback=0, {DAY}"),
+    "f_append": ("append", f"incremental_strategy='append', {DAY}"),
 }
 
 Row = tuple[int, datetime, str]
@@ -156,7 +156,18 @@ RUNS = [
     (
         RUN_1,
         "2025-01-03T12:00:00",
-        {name: [day("2025-01-01"), day("2025-01-02"), day("2025-01-03")] for name in STRATEGIES},
+        {
+            **{
+                name: [day("2025-01-01"), day("2025-01-02"), day("2025-01-03")]
+                for name in STRATEGIES
+            },
+            # append loads the current day up to now only (the rest comes next run).
+            "f_append": [
+                day("2025-01-01"),
+                day("2025-01-02"),
+                (ts("2025-01-03"), ts("2025-01-03 12:00")),
+            ],
+        },
     ),
     (
         RUN_2,
@@ -166,8 +177,12 @@ RUNS = [
                 name: [day("2025-01-02"), day("2025-01-03"), day("2025-01-04")]
                 for name in STRATEGIES
             },
-            # lookback 0: the rest of the day that was current at the last run, then day 4.
-            "f_append": [(ts("2025-01-03 12:00"), ts("2025-01-04")), day("2025-01-04")],
+            # No lookback: the rest of the day that was current at the last run, then day 4
+            # up to now.
+            "f_append": [
+                (ts("2025-01-03 12:00"), ts("2025-01-04")),
+                (ts("2025-01-04"), ts("2025-01-04 12:00")),
+            ],
         },
     ),
     (
@@ -178,7 +193,10 @@ RUNS = [
                 name: [day("2025-01-03"), day("2025-01-04"), day("2025-01-05")]
                 for name in STRATEGIES
             },
-            "f_append": [(ts("2025-01-04 12:00"), ts("2025-01-05")), day("2025-01-05")],
+            "f_append": [
+                (ts("2025-01-04 12:00"), ts("2025-01-05")),
+                (ts("2025-01-05"), ts("2025-01-05 12:00")),
+            ],
         },
     ),
 ]

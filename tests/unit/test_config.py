@@ -213,6 +213,26 @@ WRONG_TIME_TYPE = "not DATE, TIMESTAMP or TIMESTAMPTZ"
             id="partition-not-a-dict",
         ),
         pytest.param(
+            {"partition_by": {"field": "event_date", "granularity": "hour"}},
+            "partition_by.granularity 'hour' cannot partition the DATE column event_date (a"
+            " date has no hours). Fix: use granularity 'day' (or coarser), or partition a"
+            " TIMESTAMP column.",
+            id="hour-partitions-of-a-date",
+        ),
+        pytest.param(
+            {"event_time": "event_date", "batch_size": "hour"},
+            "batch_size 'hour' cannot cut the DATE column event_date into hours (a date has"
+            " no hours). Fix: use batch_size 'day' (or coarser), or a TIMESTAMP event_time.",
+            id="hour-batches-of-a-date",
+        ),
+        pytest.param(
+            {"event_time": "event_ts", "incremental_strategy": "append", "lookback": 2},
+            "lookback 2 cannot be used with append: re-read rows would be appended a second"
+            " time. Fix: remove lookback (append loads each window once, up to now), or use"
+            " insert_overwrite or merge to re-read late data.",
+            id="append-with-lookback",
+        ),
+        pytest.param(
             {"event_time": "evnt_ts"},
             missing("event_time", "evnt_ts", "event_ts"),
             id="event-time-missing",

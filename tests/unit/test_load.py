@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import duckdb
 import pytest
@@ -413,3 +413,19 @@ def test_batch_order_by(
     raw: dict[str, object], batches: list[tuple[datetime, datetime] | None], expected: str | None
 ) -> None:
     assert batch_order_by(SqlflowConfig.parse(MODEL, raw), batches) == expected
+
+
+def test_partitions_touched_counts_distinct_partitions() -> None:
+    # Daily batches of one monthly partition touch one partition, not one per batch.
+    load = model_load(partition_by={"field": "event_ts", "granularity": "month"}, batch_size="day")
+    for day in ("2025-01-01", "2025-01-02", "2025-01-03"):
+        batch = load.start_batch("insert_overwrite", (dt(day), dt(day) + timedelta(days=1)))
+        batch.partitions_touched = 1
+        batch.touched_keys = frozenset({"2025-01"})
+        load.commit_batch()
+    batch = load.start_batch("insert_overwrite", (dt("2025-02-01"), dt("2025-02-02")))
+    batch.partitions_touched = 1
+    batch.touched_keys = frozenset({"2025-02"})
+    load.commit_batch()
+    response = load.response()
+    assert (response.partitions_touched, response.batches) == (2, 4)

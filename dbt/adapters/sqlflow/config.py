@@ -203,6 +203,16 @@ class SqlflowConfig:
         if event_time is not None and batch_size is None:
             batch_size = partition_by.granularity if partition_by and partition_by.is_time else None
             batch_size = batch_size or "day"
+        p.check_date_units(partition_by, event_time, batch_size)
+        if strategy == "append" and raw.get("lookback") not in (None, 0, 1):
+            # (1 is dbt's own default for every model: it cannot be told from a choice.)
+            p.error(
+                "lookback",
+                raw.get("lookback"),
+                "cannot be used with append: re-read rows would be appended a second time",
+                "remove lookback (append loads each window once, up to now), or use"
+                " insert_overwrite or merge to re-read late data",
+            )
         snapshot = p.snapshot(strategy)
         if snapshot is not None and on_schema_change in ("fail", "sync_all_columns"):
             # The history table's meta columns are not in the model's SQL: schema-change
@@ -393,6 +403,31 @@ class _Parser:
                 name,
                 f"is of type {data_type}, not DATE, TIMESTAMP or TIMESTAMPTZ",
                 f"cast {name} to a timestamp in the model, or choose a time column",
+            )
+
+    def check_date_units(
+        self, partition_by: PartitionBy | None, event_time: str | None, batch_size: str | None
+    ) -> None:
+        """A DATE column has no hours: hour partitions or hour batches on it load nothing."""
+
+        def is_date(name: str | None) -> bool:
+            entry = self.columns.get(name.lower()) if name else None
+            return entry is not None and entry[1].upper() == "DATE"
+
+        if partition_by is not None and partition_by.granularity == "hour":
+            if is_date(partition_by.field):
+                self.error(
+                    "partition_by.granularity",
+                    "hour",
+                    f"cannot partition the DATE column {partition_by.field} (a date has no hours)",
+                    "use granularity 'day' (or coarser), or partition a TIMESTAMP column",
+                )
+        elif batch_size == "hour" and is_date(event_time):
+            self.error(
+                "batch_size",
+                "hour",
+                f"cannot cut the DATE column {event_time} into hours (a date has no hours)",
+                "use batch_size 'day' (or coarser), or a TIMESTAMP event_time",
             )
 
     def partition_by(self) -> PartitionBy | None:

@@ -354,6 +354,7 @@ class SqlflowAdapter(DuckDBAdapter):
         target_relation: Any,
         incremental: bool,
         run_vars: dict[str, Any] | None = None,
+        empty: bool = False,
     ) -> dict[str, Any]:
         """Validate the model's config and plan its execution.
 
@@ -363,6 +364,9 @@ class SqlflowAdapter(DuckDBAdapter):
             target_relation: The model's relation.
             incremental: True when the table exists and is not being fully refreshed.
             run_vars: sqlflow's ``--vars`` (``sqlflow_now``, ``sqlflow_start``, ``sqlflow_end``).
+            empty: dbt's ``--empty`` (the model's refs and sources read no rows): the plan
+                loads nothing and records nothing; a table that does not exist yet (or a
+                full refresh) is created empty, with no loaded intervals.
 
         Returns:
             The plan as plain data: ``id``, ``mode`` (``build``/``incremental``),
@@ -372,6 +376,7 @@ class SqlflowAdapter(DuckDBAdapter):
             DbtConfigError: listing every configuration problem, before anything runs.
         """
         run_vars = run_vars or {}
+        reads_no_rows = bool(empty)
         now = self._now(run_vars)
         model_id = model["unique_id"]
         columns = dict(self._describe(compiled_code))
@@ -402,7 +407,7 @@ class SqlflowAdapter(DuckDBAdapter):
             def data_start() -> datetime | None:
                 sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
                 found = services.run(
-                    f"select min({sql_identifier(config.event_time or '')}) from ({sql}) as m"
+                    f"select min({sql_identifier(config.event_time or '')}) from ({sql}\n) as m"
                 )
                 return as_naive(found[0][0])
 
@@ -421,6 +426,10 @@ class SqlflowAdapter(DuckDBAdapter):
                 load.empty = [(w.start, w.end) for i, w in enumerate(windows) if i in empty]
                 windows = [w for i, w in enumerate(windows) if i not in empty]
             load.batches = [(w.start, w.end) for w in windows]
+        if reads_no_rows and (incremental or config.windowed):
+            # --empty: no batch would see a row, yet each would replace or close rows of the
+            # target and record its window as loaded. Only the (empty) table is built.
+            load.batches, load.empty = [], []
         with self._sqlflow_lock:
             self._sqlflow_loads[load.id] = load
         et_type = services.event_time_type
@@ -562,7 +571,7 @@ class SqlflowAdapter(DuckDBAdapter):
         return LoadServices(run, state, pm, checks, now, et_type)
 
     def _describe(self, sql: str) -> list[tuple[str, str]]:
-        _, cursor = self.connections.add_query(f"describe ({sql})", auto_begin=False)
+        _, cursor = self.connections.add_query(f"describe ({sql}\n)", auto_begin=False)
         return [(str(row[0]), str(row[1])) for row in cursor.fetchall()]
 
     @available

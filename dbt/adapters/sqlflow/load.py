@@ -109,6 +109,7 @@ class BatchResult:
     rows_updated: int = 0
     rows_deleted: int = 0
     partitions_touched: int = 0
+    touched_keys: frozenset[str] = frozenset()
     matched: int = 0
     keys: list[str] | None = None
     batch_max: datetime | None = None
@@ -226,7 +227,10 @@ class ModelLoad:
             rows_updated=updated,
             rows_deleted=deleted,
             strategy=strategy,
-            partitions_touched=sum(r.partitions_touched for r in self.results),
+            # Distinct partitions: daily batches of one monthly partition touch one.
+            partitions_touched=len(frozenset().union(*(r.touched_keys for r in self.results)))
+            if any(r.touched_keys for r in self.results)
+            else sum(r.partitions_touched for r in self.results),
             batches=len(self.results),
             watermark_before=_iso(self.watermark_before),
             watermark_after=_iso(self.watermark_after),
@@ -321,10 +325,34 @@ def plan_batches(
     intervals decide (gaps, ``lookback`` and the current unit, see ``plan_windows``).
     ``data_start`` is only called when neither ``begin`` nor a loaded interval exists.
     """
+    from dbt.adapters.sqlflow.strategies import resolve_static
+
     config = load.config
     batch_size = config.batch_size or "day"
+    static = resolve_static(config)
+    if static is not None and static.strategy == "append":
+        # An appended row stays: a window re-read would be appended twice. So append
+        # never looks back, and loads the current unit only up to now (what it records).
+        now = services.now
+        if explicit is not None:
+            windows = plan_explicit(explicit[0], explicit[1], batch_size)
+        else:
+            windows = _planned(load, services, batch_size, 0, data_start)
+        return [Interval(w.start, min(w.end, now)) for w in windows if w.start < now]
     if explicit is not None:
         return plan_explicit(explicit[0], explicit[1], batch_size)
+    return _planned(load, services, batch_size, config.lookback, data_start)
+
+
+def _planned(
+    load: ModelLoad,
+    services: LoadServices,
+    batch_size: str,
+    lookback: int,
+    data_start: Callable[[], datetime | None],
+) -> list[Interval]:
+    """The windows ``plan_windows`` gives from the model's loaded intervals."""
+    config = load.config
     loaded = services.state.loaded_intervals(config.model) if load.mode == "incremental" else []
     load.loaded_at_start = loaded
     start = None
@@ -341,7 +369,7 @@ def plan_batches(
         begin=begin,
         now=services.now,
         batch_size=batch_size,
-        lookback=config.lookback,
+        lookback=lookback,
         data_start=start,
     )
 
@@ -398,15 +426,20 @@ def empty_windows(
     that replaces what the window held (insert_overwrite), no target rows either.
 
     Two GROUP BYs for the whole plan instead of one staged batch per window: a backfill
-    of 365 empty days costs two queries, not 365 transactions.
+    of 365 empty days costs two queries, not 365 transactions. A model that reads its
+    window (``sqlflow_window_start()``/``sqlflow_window_end()``) may return rows that
+    depend on it (e.g. ``select {{ sqlflow_window_start() }} as day, count(*)``): run over
+    the whole range at once it would not show which windows have rows, so each window runs.
     """
     config = load.config
     if strategy == "snapshot" or config.event_time is None or not windows:
         return set()
+    if WINDOW_START_MARK in load.compiled_code or WINDOW_END_MARK in load.compiled_code:
+        return set()
     column = sql_identifier(config.event_time)
     unit = config.batch_size or "day"
     dtype = services.event_time_type
-    source = census(services.run, f"({model_sql}) as m", column, dtype, windows, unit)
+    source = census(services.run, f"({model_sql}\n) as m", column, dtype, windows, unit)
     busy = set(source)
     if target is not None and strategy in (None, "insert_overwrite"):
         busy |= set(census(services.run, target, column, dtype, windows, unit))
@@ -532,6 +565,7 @@ def finish_batch(
             newest = [parse_timestamp(p.max_value) for p in infos if p.max_value]
             batch.batch_max = max(newest) if newest else None
     batch.partitions_touched = len(keys)
+    batch.touched_keys = frozenset(keys)
     if config.event_time is not None and (batch.rows_deleted or batch.rows_updated):
         # A delete or an update can remove the newest row: ask the table.
         found = services.run(f"select max({sql_identifier(config.event_time)}) from {target}")
@@ -568,6 +602,10 @@ def finish_batch(
         if quality.failed_errors(outcomes):
             message = quality.format_failure(config.model, outcomes)
             done = [r for r in load.results if r.window is not None]
+            if len(done) <= len(load.empty):
+                # Only empty windows so far: they commit with the first loaded batch, so
+                # they roll back with this one.
+                done = []
             if batch.window is not None and done:
                 message += (
                     f"\nThe rolled-back load was the batch [{batch.window[0]}, {batch.window[1]});"

@@ -11,7 +11,7 @@
   {%- set existing_relation = load_cached_relation(this) -%}
   {%- set full_refresh = should_full_refresh() or (existing_relation is not none and not existing_relation.is_table) -%}
   {%- set incremental = existing_relation is not none and not full_refresh -%}
-  {%- set plan = adapter.sqlflow_start(model, compiled_code, target_relation, incremental, sqlflow_run_vars()) -%}
+  {%- set plan = adapter.sqlflow_start(model, compiled_code, target_relation, incremental, sqlflow_run_vars(), flags.EMPTY) -%}
   {%- set grant_config = config.get('grants') -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
@@ -23,8 +23,9 @@
       {% do sqlflow_create_empty(plan, target_relation, existing_relation) %}
     {% endif %}
     {% if plan.empty_batches %}
+      {#- Recorded in the first batch's transaction: a failed run records nothing. -#}
       {% do adapter.sqlflow_record_empty(plan.id) %}
-      {% do adapter.commit() %}
+      {% if not plan.batches %}{% do adapter.commit() %}{% endif %}
     {% endif %}
     {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
     {%- set columns = {} -%}
@@ -100,7 +101,8 @@
   {% do drop_relation_if_exists(load_cached_relation(backup)) %}
   {% set sql = adapter.sqlflow_batch_sql(plan.id, compiled_code, none) %}
   {% call statement('sqlflow_create_empty') %}
-    create table {{ intermediate }} as select * from ({{ sql }}) as sqlflow_model limit 0
+    create table {{ intermediate }} as select * from ({{ sql }}
+    ) as sqlflow_model limit 0
   {% endcall %}
   {% if existing_relation is not none %}
     {% do adapter.rename_relation(existing_relation, backup) %}

@@ -1,0 +1,219 @@
+"""Runs that must not change what is loaded: --empty, a failed first batch, and model SQL
+that a naive wrapper or a whole-range census would get wrong.
+
+Every run pins "now" with --vars sqlflow_now; each test asserts the target's rows and
+sqlflow's state tables, before and after.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dbt.tests.util import run_dbt, write_file
+from sqlflow_testing import rows, run_results
+
+sources_yml = """
+version: 2
+sources:
+  - name: raw
+    schema: "{{ target.schema }}"
+    tables:
+      - name: events
+"""
+
+events_body = "select id, event_ts, v from {{ source('raw', 'events') }}"
+DAY = "partition_by={'field': 'event_ts', 'granularity': 'day'}"
+
+
+def model(config: str, body: str = events_body) -> str:
+    return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
+
+
+def now(ts: str) -> list[str]:
+    return ["--vars", json.dumps({"sqlflow_now": ts})]
+
+
+def create_events(project, days: tuple[int, ...] = (1, 2, 3)) -> None:
+    project.run_sql(
+        "create or replace table {schema}.events (id integer, event_ts timestamp, v varchar)"
+    )
+    values = ", ".join(
+        f"({d * 10 + i}, timestamp '2025-01-0{d} 0{i}:00:00', 'd{d}e{i}')"
+        for d in days
+        for i in (1, 2)
+    )
+    project.run_sql(f"insert into {{schema}}.events values {values}")
+
+
+def target(project, name: str) -> list[tuple]:
+    return rows(project, f"select id, event_ts::varchar, v from {{schema}}.{name} order by id")
+
+
+def source(project) -> list[tuple]:
+    return rows(project, "select id, event_ts::varchar, v from {schema}.events order by id")
+
+
+def state(project, name: str) -> dict[str, list[tuple]]:
+    """Every state row of one model (loads without their timestamps and ids)."""
+    model_id = f"'model.test.{name}'"
+    return {
+        "loads": rows(
+            project,
+            "select window_start::varchar, window_end::varchar, strategy, status, rows_inserted,"
+            f" rows_deleted from sqlflow_meta.loads where model = {model_id}"
+            " order by window_start nulls first, started_at",
+        ),
+        "intervals": rows(
+            project,
+            "select interval_start::varchar, interval_end::varchar from sqlflow_meta.intervals"
+            f" where model = {model_id} order by interval_start",
+        ),
+        "partitions": rows(
+            project,
+            "select partition_key, row_count from sqlflow_meta.partitions"
+            f" where relation like '%\"{name}\"' order by partition_key",
+        ),
+    }
+
+
+class TestEmptyFlag:
+    """dbt run --empty reads no rows: it must neither delete nor record anything."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "daily.sql": model(f"incremental_strategy='insert_overwrite', {DAY}"),
+            "keyed.sql": model("unique_key='id', event_time='event_ts', batch_size='day'"),
+            "history.sql": model(
+                "unique_key='id', incremental_strategy='snapshot',"
+                " snapshot={'strategy': 'check', 'check_cols': ['v'], 'hard_deletes':"
+                " 'new_record'}"
+            ),
+        }
+
+    def test_empty_run_changes_nothing(self, project) -> None:
+        create_events(project)
+        run_dbt(["run", "-s", "daily", "keyed", "history", *now("2025-01-03T12:00:00")])
+        names = ("daily", "keyed", "history")
+        tables = {n: rows(project, f"select * from {{schema}}.{n} order by all") for n in names}
+        states = {n: state(project, n) for n in names}
+        assert target(project, "daily") == source(project)
+        assert len(states["daily"]["loads"]) == 3
+
+        # A day later, --empty: every window would be empty and every key missing.
+        run_dbt(["run", "--empty", *now("2025-01-04T12:00:00")])
+        for n in names:
+            assert rows(project, f"select * from {{schema}}.{n} order by all") == tables[n], n
+            assert state(project, n) == states[n], n
+        response = run_results(project)["daily"]["adapter_response"]
+        assert (response["rows_inserted"], response["rows_deleted"], response["batches"]) == (
+            0,
+            0,
+            0,
+        )
+
+
+class TestEmptyFlagOnAFirstBuild:
+    """--empty on a model's first build creates its empty table and records no window."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "fresh.sql": model(
+                f"incremental_strategy='insert_overwrite', {DAY}, begin='2025-01-01'"
+            ),
+        }
+
+    def test_first_build_then_real_run(self, project) -> None:
+        create_events(project)
+        run_dbt(["run", "--empty", *now("2025-01-03T12:00:00")])
+        assert target(project, "fresh") == []
+        assert state(project, "fresh") == {"loads": [], "intervals": [], "partitions": []}
+        # The next real run loads everything from begin.
+        run_dbt(["run", *now("2025-01-03T12:00:00")])
+        assert target(project, "fresh") == source(project)
+        assert state(project, "fresh")["intervals"] == [
+            ("2025-01-01 00:00:00", "2025-01-02 00:00:00"),
+            ("2025-01-02 00:00:00", "2025-01-03 00:00:00"),
+            ("2025-01-03 00:00:00", "2025-01-03 12:00:00"),
+        ]
+
+
+class TestFailedRunRecordsNothing:
+    """Empty windows commit with the first loaded batch: a run whose first batch fails
+    leaves the state exactly as it was."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "strict.sql": model(
+                f"incremental_strategy='insert_overwrite', {DAY}, on_schema_change='fail'"
+            ),
+        }
+
+    def test_schema_change_failure(self, project) -> None:
+        create_events(project)
+        run_dbt(["run", *now("2025-01-03T12:00:00")])
+        before_rows = target(project, "strict")
+        before_state = state(project, "strict")
+        # The model gains a column; days 4-6 have no rows (empty windows), days 2-3 do.
+        write_file(
+            model(
+                f"incremental_strategy='insert_overwrite', {DAY}, on_schema_change='fail'",
+                "select id, event_ts, v, 1 as extra from {{ source('raw', 'events') }}",
+            ),
+            project.project_root,
+            "models",
+            "strict.sql",
+        )
+        run_dbt(["run", *now("2025-01-06T12:00:00")], expect_pass=False)
+        assert target(project, "strict") == before_rows
+        assert state(project, "strict") == before_state
+
+
+class TestModelSqlShapes:
+    """A model ending in a line comment; a model whose event_time is its window's start."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "commented.sql": model(
+                f"incremental_strategy='insert_overwrite', {DAY}",
+                events_body + " -- the raw events, as they are",
+            ),
+            "commented_keyed.sql": model("unique_key='id'", events_body + " -- by id"),
+            "daily_counts.sql": model(
+                "incremental_strategy='insert_overwrite',"
+                " partition_by={'field': 'day', 'granularity': 'day'}, begin='2025-01-01'",
+                "select {{ sqlflow_window_start() }} as day, count(*) as events"
+                " from {{ source('raw', 'events') }}"
+                " where event_ts >= {{ sqlflow_window_start() }}"
+                " and event_ts < {{ sqlflow_window_end() }}",
+            ),
+        }
+
+    def test_runs(self, project) -> None:
+        create_events(project, days=(1, 3))
+        run_dbt(["run", *now("2025-01-03T12:00:00")])
+        assert target(project, "commented") == source(project)
+        assert target(project, "commented_keyed") == source(project)
+        # One row per window, day 2 included (no events): the windows are not judged by
+        # running the model once over the whole range (where every row would be day 1).
+        counts = "select day::varchar, events from {schema}.daily_counts order by day"
+        assert rows(project, counts) == [
+            ("2025-01-01 00:00:00", 2),
+            ("2025-01-02 00:00:00", 0),
+            ("2025-01-03 00:00:00", 2),
+        ]
+        run_dbt(["run", *now("2025-01-04T12:00:00")])
+        assert rows(project, counts) == [
+            ("2025-01-01 00:00:00", 2),
+            ("2025-01-02 00:00:00", 0),
+            ("2025-01-03 00:00:00", 2),
+            ("2025-01-04 00:00:00", 0),
+        ]
