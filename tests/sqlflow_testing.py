@@ -16,6 +16,20 @@ def run_results(project: Any) -> dict[str, dict[str, Any]]:
     return {r["unique_id"].split(".")[-1]: r for r in data["results"]}
 
 
+def raw_sources_yml(*tables: str) -> str:
+    """A sources.yml declaring source ``raw`` (in the test schema) with these tables."""
+    listed = "".join(f"      - name: {t}\n" for t in tables)
+    return (
+        'version: 2\nsources:\n  - name: raw\n    schema: "{{ target.schema }}"\n'
+        f"    tables:\n{listed}"
+    )
+
+
+def now(ts: str) -> list[str]:
+    """The dbt arguments that pin sqlflow's "now" (``--vars '{"sqlflow_now": ts}'``)."""
+    return ["--vars", json.dumps({"sqlflow_now": ts})]
+
+
 def rows(project: Any, sql: str) -> list[tuple]:
     """All rows of a query, as tuples (``{schema}`` is the test schema)."""
     return [tuple(r) for r in project.run_sql(sql, fetch="all")]

@@ -24,18 +24,11 @@ from typing import Any
 import pytest
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.tests.util import run_dbt
-from sqlflow_testing import rows
+from sqlflow_testing import now, raw_sources_yml, rows
 
 CLI = [str(Path(sys.executable).parent / "dbt-sqlflow")]
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: events
-"""
+sources_yml = raw_sources_yml("events")
 
 daily_sql = """
 {{ config(materialized='sqlflow_incremental', incremental_strategy='insert_overwrite',
@@ -61,10 +54,6 @@ select id, region from {{ source('raw', 'events') }}
 """
 
 view_sql = "{{ config(materialized='view') }} select * from {{ source('raw', 'events') }}"
-
-
-def now(ts: str) -> list[str]:
-    return ["--vars", json.dumps({"sqlflow_now": ts})]
 
 
 @pytest.fixture(scope="class")

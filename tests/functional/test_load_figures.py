@@ -16,16 +16,9 @@ from datetime import datetime, timedelta
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import rows, run_results
+from sqlflow_testing import raw_sources_yml, rows, run_results
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: src
-"""
+sources_yml = raw_sources_yml("src")
 
 DAY = "partition_by={'field': 'event_ts', 'granularity': 'day'}"
 STRATEGIES = {

@@ -12,16 +12,9 @@ import textwrap
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from sqlflow_testing import rows, run_results
+from sqlflow_testing import now, raw_sources_yml, rows, run_results
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: orders
-"""
+sources_yml = raw_sources_yml("orders")
 
 body = "select id, code, status, amount, event_ts from {{ source('raw', 'orders') }}"
 
@@ -55,10 +48,6 @@ def model(severity: str) -> str:
         " unique_key='id', partition_by={'field': 'event_ts', 'granularity': 'day'},"
         f" begin='2025-01-03', quality_checks=[{checks}]) }}}}\n{body}\n"
     )
-
-
-def now(ts: str) -> list[str]:
-    return ["--vars", json.dumps({"sqlflow_now": ts})]
 
 
 def table(project, name: str) -> list[tuple]:

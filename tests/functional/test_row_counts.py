@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import rows, run_results
+from sqlflow_testing import raw_sources_yml, rows, run_results
 
 seed_csv = """id,name
 1,a
@@ -37,14 +37,7 @@ select * from {{ source('raw', 'src') }}
 {% endsnapshot %}
 """
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: src
-"""
+sources_yml = raw_sources_yml("src")
 
 
 class TestRowsAffected:

@@ -7,20 +7,11 @@ sqlflow's state tables, before and after.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from dbt.tests.util import run_dbt, write_file
-from sqlflow_testing import rows, run_results
+from sqlflow_testing import now, raw_sources_yml, rows, run_results
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: events
-"""
+sources_yml = raw_sources_yml("events")
 
 events_body = "select id, event_ts, v from {{ source('raw', 'events') }}"
 DAY = "partition_by={'field': 'event_ts', 'granularity': 'day'}"
@@ -28,10 +19,6 @@ DAY = "partition_by={'field': 'event_ts', 'granularity': 'day'}"
 
 def model(config: str, body: str = events_body) -> str:
     return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
-
-
-def now(ts: str) -> list[str]:
-    return ["--vars", json.dumps({"sqlflow_now": ts})]
 
 
 def create_events(project, days: tuple[int, ...] = (1, 2, 3)) -> None:

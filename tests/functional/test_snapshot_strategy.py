@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import rows, run_results, table_hash
+from sqlflow_testing import raw_sources_yml, rows, run_results, table_hash
 
 T0, T1, T2, T3, T5 = (datetime(2024, 1, d) for d in (1, 2, 3, 4, 6))
 DATA_TIMES = {T0, T1, T2, T3, T5}
@@ -41,15 +41,7 @@ STATES = [
 ]
 UNCHANGED = {"unchanged, a key deleted", "unchanged"}
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: src
-      - name: dup_src
-"""
+sources_yml = raw_sources_yml("src", "dup_src")
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from sqlflow_testing import rows, run_results, table_hash
+from sqlflow_testing import raw_sources_yml, rows, run_results, table_hash
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: src
-      - name: dup_src
-"""
+sources_yml = raw_sources_yml("src", "dup_src")
 
 
 def model(config: str, body: str = "select * from {{ source('raw', 'src') }}") -> str:

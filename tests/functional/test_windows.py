@@ -11,26 +11,15 @@ import re
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from sqlflow_testing import rows, run_results
+from sqlflow_testing import now, raw_sources_yml, rows, run_results
 
-sources_yml = """
-version: 2
-sources:
-  - name: raw
-    schema: "{{ target.schema }}"
-    tables:
-      - name: events
-"""
+sources_yml = raw_sources_yml("events")
 
 events_body = "select id, event_ts, v from {{ source('raw', 'events') }}"
 
 
 def model(config: str, body: str = events_body) -> str:
     return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
-
-
-def now(ts: str) -> list[str]:
-    return ["--vars", json.dumps({"sqlflow_now": ts})]
 
 
 def create_events(project) -> None:
