@@ -376,7 +376,6 @@ class SqlflowAdapter(DuckDBAdapter):
             DbtConfigError: listing every configuration problem, before anything runs.
         """
         run_vars = run_vars or {}
-        reads_no_rows = bool(empty)
         now = self._now(run_vars)
         model_id = model["unique_id"]
         columns = dict(self._describe(compiled_code))
@@ -415,7 +414,7 @@ class SqlflowAdapter(DuckDBAdapter):
             if windows:
                 hull_sql = substitute_window(compiled_code, windows[0].start, windows[-1].end)
                 static = resolve_static(config)
-                empty = empty_windows(
+                idle = empty_windows(
                     load,
                     services,
                     windows,
@@ -423,10 +422,10 @@ class SqlflowAdapter(DuckDBAdapter):
                     str(target_relation) if incremental else None,
                     static.strategy if static else None,
                 )
-                load.empty = [(w.start, w.end) for i, w in enumerate(windows) if i in empty]
-                windows = [w for i, w in enumerate(windows) if i not in empty]
+                load.empty = [(w.start, w.end) for i, w in enumerate(windows) if i in idle]
+                windows = [w for i, w in enumerate(windows) if i not in idle]
             load.batches = [(w.start, w.end) for w in windows]
-        if reads_no_rows and (incremental or config.windowed):
+        if empty and (incremental or config.windowed):
             # --empty: no batch would see a row, yet each would replace or close rows of the
             # target and record its window as loaded. Only the (empty) table is built.
             load.batches, load.empty = [], []
