@@ -8,7 +8,7 @@ sqlflow's state tables, before and after.
 from __future__ import annotations
 
 import pytest
-from dbt.tests.util import run_dbt, write_file
+from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
 from sqlflow_testing import now, raw_sources_yml, rows, run_results
 
 sources_yml = raw_sources_yml("events")
@@ -204,3 +204,59 @@ class TestModelSqlShapes:
             ("2025-01-03 00:00:00", 2),
             ("2025-01-04 00:00:00", 0),
         ]
+
+
+class TestWindowMacrosInAnotherTimeZone:
+    """A TIMESTAMPTZ event_time read through the window macros in a non-UTC session: the
+    plain comparison shifts the window (warned about), timezone('UTC', ...) does not."""
+
+    @pytest.fixture(scope="class")
+    def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict:
+        path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
+        return {
+            "type": "sqlflow",
+            "path": str(path),
+            "threads": 1,
+            "settings": {"TimeZone": "America/New_York"},
+        }
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        config = (
+            "incremental_strategy='insert_overwrite',"
+            " partition_by={'field': 'ts', 'granularity': 'day'}, begin='2025-01-01'"
+        )
+        body = "select id, ts from {{ source('raw', 'tz_events') }} where ts >= %s and ts < %s"
+        return {
+            "sources.yml": raw_sources_yml("tz_events"),
+            "shifted.sql": model(
+                config, body % ("{{ sqlflow_window_start() }}", "{{ sqlflow_window_end() }}")
+            ),
+            "exact.sql": model(
+                config,
+                body
+                % (
+                    "timezone('UTC', {{ sqlflow_window_start() }})",
+                    "timezone('UTC', {{ sqlflow_window_end() }})",
+                ),
+            ),
+        }
+
+    def test_warning_and_workaround(self, project) -> None:
+        project.run_sql("create or replace table {schema}.tz_events (id integer, ts timestamptz)")
+        # One event every 3 hours of 2025-01-01 and 2025-01-02, UTC.
+        project.run_sql(
+            "insert into {schema}.tz_events select i, timestamptz '2025-01-01 00:00:00+00'"
+            " + i * interval 3 hour from range(16) t(i)"
+        )
+        _, output = run_dbt_and_capture(["run", *now("2025-01-03T00:00:00")])
+        ids = "select id from {schema}.%s order by id"
+        assert rows(project, ids % "exact") == [(i,) for i in range(16)]
+        # New York is 5 hours behind UTC: each day's window misses its first 5 hours
+        # of UTC time (00:00 and 03:00 of each day).
+        assert rows(project, ids % "shifted") == [(i,) for i in range(16) if i not in (0, 1, 8, 9)]
+        warned = [line for line in output.splitlines() if "TimeZone is America/New_York" in line]
+        # Only the model that compares the literals as they are.
+        assert len(warned) == 1, output
+        assert "model.test.shifted" in warned[0]
+        assert "timezone('UTC', {{ sqlflow_window_start() }})" in warned[0]

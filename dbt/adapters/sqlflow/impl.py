@@ -394,6 +394,7 @@ class SqlflowAdapter(DuckDBAdapter):
         services = self._services(load, checks, columns, now)
         load.services = services
         load.compiled_code = compiled_code
+        self._warn_window_time_zone(load, services)
         if incremental and services.partitions is not None:
             services.partitions.remember_keys(str(target_relation))
         if config.event_time is not None:
@@ -568,6 +569,39 @@ class SqlflowAdapter(DuckDBAdapter):
         lowered = {k.lower(): v for k, v in columns.items()}
         et_type = lowered.get(config.event_time.lower()) if config.event_time else None
         return LoadServices(run, state, pm, checks, now, et_type)
+
+    def _warn_window_time_zone(self, load: ModelLoad, services: LoadServices) -> None:
+        """Warn when the window macros meet a TIMESTAMPTZ event_time in a non-UTC session.
+
+        The macros render TIMESTAMP literals in UTC; DuckDB compares them with a
+        TIMESTAMPTZ column in the session's ``TimeZone``, so an upstream filter written
+        with them would shift by the zone's offset and miss rows at the window's edges.
+        """
+        import re
+
+        code = load.compiled_code
+        marks = code.count(WINDOW_START_MARK) + code.count(WINDOW_END_MARK)
+        converted = re.findall(
+            r"timezone\(\s*'utc'\s*,\s*timestamp\s*'[^']*'/\*sqlflow_window_(?:start|end)\*/",
+            code,
+            re.IGNORECASE,
+        )
+        if not marks or len(converted) == marks:
+            return
+        if "TIME ZONE" not in (services.event_time_type or "").upper():
+            return
+        zone = str(services.run("select current_setting('TimeZone')")[0][0])
+        if zone.upper() in ("UTC", "ETC/UTC", "GMT", "ETC/GMT", "Z"):
+            return
+        logger.warning(
+            f"{load.config.model}: reads its window with sqlflow_window_start()/"
+            f"sqlflow_window_end() and has a TIMESTAMPTZ event_time, while DuckDB's TimeZone"
+            f" is {zone}: compared with a TIMESTAMPTZ column, the window's TIMESTAMP literals"
+            f" are read in {zone} and the window shifts (rows at its edges are missed). Set"
+            " settings: {TimeZone: UTC} in the profile, or compare with"
+            " timezone('UTC', {{ sqlflow_window_start() }})."
+            f" {load.log_context()}"
+        )
 
     def _describe(self, sql: str) -> list[tuple[str, str]]:
         _, cursor = self.connections.add_query(f"describe ({sql}\n)", auto_begin=False)
