@@ -260,3 +260,23 @@ class TestWindowMacrosInAnotherTimeZone:
         assert len(warned) == 1, output
         assert "model.test.shifted" in warned[0]
         assert "timezone('UTC', {{ sqlflow_window_start() }})" in warned[0]
+
+
+class TestNullKeyValuePartition:
+    """A text value '__null__' shares the NULL value partition; replacing it replaces both."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "regions.sql": model(
+                "incremental_strategy='insert_overwrite', partition_by={'field': 'region'}",
+                "select * from (values (1, 'eu'), (2, null), (3, '__null__')) t(id, region)",
+            )
+        }
+
+    def test_three_runs(self, project) -> None:
+        for _ in range(3):
+            run_dbt(["run"])
+        got = rows(project, "select id, region from {schema}.regions order by id")
+        assert got == [(1, "eu"), (2, None), (3, "__null__")]
+        assert state(project, "regions")["partitions"] == [("__null__", 2), ("eu", 1)]

@@ -566,7 +566,7 @@ def test_value_partitions(run: Recorder, state: StateStore, con: duckdb.DuckDBPy
         ("us", 1, None, "us"),
     ]
     pred = pm.keys_predicate(["eu", NULL_KEY, "o'x"])
-    assert pred == "(\"region\" in ('eu', 'o''x') or \"region\" is null)"
+    assert pred == "(\"region\" in ('eu', 'o''x', '__null__') or \"region\" is null)"
     assert count(con, f"select count(*) from v_t where {pred}") == 4
     con.execute("insert into v_t values (6, 'eu'), (3, 'apac')")
     got = pm.refresh_statistics("v_t", ["eu", "apac"], load_id="L1")
@@ -592,6 +592,25 @@ def test_integer_value_partitions(
         ("2", 3),
     ]
     assert count(con, f"select count(*) from i_t where {pm.keys_predicate(['0', '2'])}") == 7
+    # A NULL partition of a non-text column: no '__null__' literal to cast.
+    con.execute("insert into i_t values (NULL)")
+    assert count(con, f"select count(*) from i_t where {pm.keys_predicate([NULL_KEY])}") == 1
+
+
+def test_a_text_value_null_key_shares_the_null_partition(
+    run: Recorder, state: StateStore, con: duckdb.DuckDBPyConnection
+) -> None:
+    # The value '__null__' gets the NULL partition's key; selecting that partition must
+    # select it too, or replacing the partition would keep its old rows.
+    con.execute(
+        "create table n_t as select * from"
+        " (values (1, NULL), (2, '__null__'), (3, 'eu')) t(id, region)"
+    )
+    pm = PartitionManager(run, state, PartitionSpec("region", None, "VARCHAR"))
+    assert [(p.key, p.row_count) for p in pm.detect_partitions("n_t")] == [(NULL_KEY, 2), ("eu", 1)]
+    pred = pm.keys_predicate([NULL_KEY])
+    found = con.execute(f"select id from n_t where {pred} order by id").fetchall()
+    assert found == [(1,), (2,)]
 
 
 def test_partition_writes_roll_back(

@@ -426,6 +426,10 @@ class PartitionManager:
             return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
         column = self._column(alias)
         values = sorted({k for k in keys if k != NULL_KEY})
+        if NULL_KEY in keys and self.spec.field_type.split("(")[0] in ("VARCHAR", "TEXT", "STRING"):
+            # A text value '__null__' falls into the NULL partition (same key): select it too,
+            # or a replace of that partition would keep its old rows beside the new ones.
+            values.append(NULL_KEY)
         parts = []
         if values:
             parts.append(f"{column} in ({', '.join(sql_string(v) for v in values)})")
