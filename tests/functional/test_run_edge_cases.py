@@ -280,3 +280,38 @@ class TestNullKeyValuePartition:
         got = rows(project, "select id, region from {schema}.regions order by id")
         assert got == [(1, "eu"), (2, None), (3, "__null__")]
         assert state(project, "regions")["partitions"] == [("__null__", 2), ("eu", 1)]
+
+
+class TestFailedBatchLeavesLaterWindowsUnloaded:
+    """Empty windows after a failing batch are not recorded: late rows for them load later."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "checked.sql": model(
+                f"incremental_strategy='insert_overwrite', {DAY}, begin='2025-01-01',"
+                " quality_checks=[{'expression': \"v <> 'bad'\"}]"
+            ),
+        }
+
+    def test_failure_then_late_rows(self, project) -> None:
+        create_events(project, days=(1, 2))
+        run_dbt(["run", *now("2025-01-03T00:00:00")])
+        # Day 3 brings a bad row; days 4-6 have no rows yet (empty windows after it).
+        project.run_sql("insert into {schema}.events values (31, '2025-01-03 01:00', 'bad')")
+        run_dbt(["run", *now("2025-01-07T00:00:00")], expect_pass=False)
+        intervals = state(project, "checked")["intervals"]
+        # Day 2 (lookback) committed before the failing day 3; nothing after it.
+        assert max(end for _, end in intervals) == "2025-01-03 00:00:00"
+        # The bad row is fixed and rows for days 4 and 5 arrive late: the next run loads them.
+        project.run_sql("update {schema}.events set v = 'fixed' where id = 31")
+        project.run_sql(
+            "insert into {schema}.events values (41, '2025-01-04 01:00', 'late'),"
+            " (51, '2025-01-05 01:00', 'late')"
+        )
+        run_dbt(["run", *now("2025-01-07T00:00:00")])
+        assert target(project, "checked") == source(project)
+        assert max(end for _, end in state(project, "checked")["intervals"]) == (
+            "2025-01-07 00:00:00"
+        )

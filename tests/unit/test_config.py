@@ -651,3 +651,12 @@ def test_snapshot_spec() -> None:
         }
     ).snapshot
     assert check == SnapshotSpec(strategy="check", check_cols=("v", "region"))
+
+
+def test_unique_key_must_be_a_plain_name() -> None:
+    columns = {**COLUMNS, "Order Id": "INTEGER"}
+    assert problems({"unique_key": "Order Id", "incremental_strategy": "merge"}, columns) == [
+        "unique_key 'Order Id' is not a plain column name (letters, digits, _): merge and"
+        " delete+insert join on it unquoted. Fix: rename it in the model, e.g. select"
+        ' "Order Id" as order_id.'
+    ]

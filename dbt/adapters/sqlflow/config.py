@@ -9,6 +9,7 @@ runs.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from dbt_common.exceptions import DbtConfigError
 
 from dbt.adapters.sqlflow.intervals import parse_timestamp
 
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 STRATEGIES = ("append", "merge", "delete+insert", "insert_overwrite", "snapshot", "auto")
 KEYED_STRATEGIES = ("merge", "delete+insert", "snapshot")
 ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
@@ -130,6 +132,17 @@ class SqlflowConfig:
         p = _Parser(model, raw, columns)
         strategy = p.choice("incremental_strategy", STRATEGIES, "auto")
         unique_key = p.column_list("unique_key")
+        for name in unique_key:
+            if not _PLAIN_NAME.fullmatch(name):
+                # The strategies' key joins name the columns as they are (as dbt's do).
+                p.error(
+                    "unique_key",
+                    name,
+                    "is not a plain column name (letters, digits, _): merge and delete+insert"
+                    " join on it unquoted",
+                    f'rename it in the model, e.g. select "{name}" as'
+                    f" {re.sub(r'[^0-9A-Za-z_]+', '_', name).strip('_').lower() or 'key'}",
+                )
         dedupe_by = p.string_list("dedupe_by")
         for expression in dedupe_by:
             column = _plain_column(expression)

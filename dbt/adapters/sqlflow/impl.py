@@ -970,7 +970,8 @@ class SqlflowAdapter(DuckDBAdapter):
 
     @available.parse_none
     def sqlflow_record_empty(self, load_id: str) -> None:
-        """Record the windows that had nothing to load as loaded, in one statement script."""
+        """Record the windows that had nothing to load as loaded, in one statement script
+        (a run with no batch to load; otherwise each batch records the ones before it)."""
         load = self._load(load_id)
         if not load.empty or load.services is None:
             return
@@ -1001,8 +1002,14 @@ class SqlflowAdapter(DuckDBAdapter):
                 load: one info line each would flood a 365-day backfill's output).
         """
         load = self._load(load_id)
+        empties = len(load.pending_empty)
         done = load.commit_batch()
         self._record_metrics(load, done, "success")
+        if empties:
+            logger.debug(
+                f"{load.config.model} {empties} empty window(s) recorded as loaded"
+                f" {load.log_context(done.load_id)}"
+            )
         window = f" [{done.window[0]}, {done.window[1]})" if done.window else ""
         message = (
             f"{done.strategy}{window}: {done.rows_inserted:,} inserted,"

@@ -136,6 +136,10 @@ class ModelLoad:
     watermark_after: datetime | None = None
     services: LoadServices | None = None
     empty: list[tuple[datetime, datetime]] = field(default_factory=list)
+    # Empty windows recorded in the open transaction (committed with the current batch),
+    # and how many are committed already.
+    pending_empty: list[BatchResult] = field(default_factory=list)
+    empty_done: int = 0
     compiled_code: str = ""
     loaded_at_start: list[Interval] = field(default_factory=list)
 
@@ -164,7 +168,12 @@ class ModelLoad:
 
     def start_batch(self, strategy: str, window: tuple[datetime, datetime] | None) -> BatchResult:
         """Open the figures of the next batch."""
-        self.current = BatchResult(
+        self.current = self.new_result(strategy, window)
+        return self.current
+
+    def new_result(self, strategy: str, window: tuple[datetime, datetime] | None) -> BatchResult:
+        """The figures of one load (a batch or an empty window), not yet committed."""
+        return BatchResult(
             load_id=uuid.uuid4().hex,
             strategy=strategy,
             window=window,
@@ -172,7 +181,11 @@ class ModelLoad:
             watermark_before=self.watermark_after,
             watermark_after=self.watermark_after,
         )
-        return self.current
+
+    @property
+    def loaded_batches(self) -> int:
+        """Batches (not empty windows) committed so far."""
+        return len(self.results) - self.empty_done
 
     def add_count(self, role: str, count: int | None) -> None:
         """Add a DML statement's row count to the current batch's figures."""
@@ -193,6 +206,11 @@ class ModelLoad:
         assert self.current is not None
         self.current.finished = time.time()
         self.results.append(self.current)
+        for empty in self.pending_empty:
+            empty.finished = self.current.finished
+        self.results.extend(self.pending_empty)
+        self.empty_done += len(self.pending_empty)
+        self.pending_empty = []
         done, self.current = self.current, None
         return done
 
@@ -447,11 +465,33 @@ def empty_windows(
 
 
 def record_empty(load: ModelLoad, services: LoadServices, strategy: str) -> None:
-    """Record the empty windows as loaded (an interval and a load row each), in bulk."""
-    for window in load.empty:
-        _record_batch(load, services, load.start_batch(strategy, window), load.relation)
-        load.commit_batch()
+    """Record every empty window as loaded (an interval and a load row each), in bulk:
+    for a run with no batch to load, whose caller commits right after."""
+    for window in load.empty[load.empty_done :]:
+        result = load.new_result(strategy, window)
+        _record_batch(load, services, result, load.relation)
+        result.finished = time.time()
+        load.results.append(result)
+        load.empty_done += 1
     _flush(services)
+
+
+def _record_empty_until(
+    load: ModelLoad, services: LoadServices, end: datetime | None, target: str
+) -> None:
+    """Record the empty windows before ``end`` (all that are left for None) in the open
+    transaction: they commit with the current batch and roll back with it, so a failed
+    batch never leaves later windows marked loaded."""
+    from dbt.adapters.sqlflow.strategies import resolve_static
+
+    start = load.empty_done + len(load.pending_empty)
+    static = resolve_static(load.config)
+    for window in load.empty[start:]:
+        if end is not None and window[0] >= end:
+            break
+        result = load.new_result(static.strategy if static else "merge", window)
+        _record_batch(load, services, result, target)
+        load.pending_empty.append(result)
 
 
 def _record_batch(
@@ -575,7 +615,8 @@ def finish_batch(
     batch.watermark_after = load.watermark_after
     outcomes: list[Any] = []
     checks = services.checks
-    if len(load.results) - len(load.empty) + 1 < len(load.batches):
+    is_last = load.loaded_batches + 1 >= len(load.batches)
+    if not is_last:
         # Freshness judges what the whole execution leaves behind: an early batch of a
         # backfill holds old data by design.
         checks = [c for c in checks if c.kind != "freshness"]
@@ -602,10 +643,6 @@ def finish_batch(
         if quality.failed_errors(outcomes):
             message = quality.format_failure(config.model, outcomes)
             done = [r for r in load.results if r.window is not None]
-            if len(done) <= len(load.empty):
-                # Only empty windows so far: they commit with the first loaded batch, so
-                # they roll back with this one.
-                done = []
             if batch.window is not None and done:
                 message += (
                     f"\nThe rolled-back load was the batch [{batch.window[0]}, {batch.window[1]});"
@@ -616,8 +653,18 @@ def finish_batch(
             batch.status = "warn"
         services.state.record_checks(batch.load_id, config.model, outcomes)
     _record_batch(load, services, batch, target)
+    if load.empty:
+        _record_empty_until(load, services, None if is_last else _end(batch.window), target)
     _flush(services)
     return outcomes
+
+
+def _end(window: tuple[Any, Any] | None) -> datetime | None:
+    """A batch window's end as a naive datetime (None when it has none)."""
+    if window is None:
+        return None
+    end = window[1]
+    return parse_timestamp(end) if isinstance(end, str) else as_naive(end)
 
 
 def as_naive(value: Any) -> datetime | None:

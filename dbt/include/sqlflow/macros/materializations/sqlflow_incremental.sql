@@ -22,10 +22,11 @@
     {% if plan.mode == 'build' %}
       {% do sqlflow_create_empty(plan, target_relation, existing_relation) %}
     {% endif %}
-    {% if plan.empty_batches %}
-      {#- Recorded in the first batch's transaction: a failed run records nothing. -#}
+    {% if plan.empty_batches and not plan.batches %}
+      {#- With batches to load, each empty window is recorded in the transaction of the
+          batch after it (or the last one): a failed batch leaves no later window marked. -#}
       {% do adapter.sqlflow_record_empty(plan.id) %}
-      {% if not plan.batches %}{% do adapter.commit() %}{% endif %}
+      {% do adapter.commit() %}
     {% endif %}
     {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
     {%- set columns = {} -%}
