@@ -1,4 +1,4 @@
-"""Runs that must not change what is loaded: --empty, a failed first batch, and model SQL
+"""Runs that must not change what is loaded: --empty, failed batches, renamed models, model SQL
 that a naive wrapper or a whole-range census would get wrong.
 
 Every run pins "now" with --vars sqlflow_now; each test asserts the target's rows and
@@ -6,6 +6,8 @@ sqlflow's state tables, before and after.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
@@ -315,3 +317,35 @@ class TestFailedBatchLeavesLaterWindowsUnloaded:
         assert max(end for _, end in state(project, "checked")["intervals"]) == (
             "2025-01-07 00:00:00"
         )
+
+
+class TestRenamedModel:
+    """A model renamed onto the same table does not load its windows a second time."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "appended.sql": model("incremental_strategy='append', event_time='event_ts'"),
+        }
+
+    def test_rename_is_refused_until_full_refresh(self, project) -> None:
+        create_events(project)
+        run_dbt(["run", *now("2025-01-04T00:00:00")])
+        assert target(project, "appended") == source(project)
+        models = Path(project.project_root) / "models"
+        (models / "appended.sql").unlink()
+        write_file(
+            model("incremental_strategy='append', event_time='event_ts', alias='appended'"),
+            models,
+            "renamed.sql",
+        )
+        result = run_dbt(["run", *now("2025-01-04T00:00:00")], expect_pass=False)
+        assert "model.test.appended" in result.results[0].message
+        assert "--full-refresh" in result.results[0].message
+        assert target(project, "appended") == source(project)  # nothing appended twice
+        run_dbt(["run", "--full-refresh", *now("2025-01-04T00:00:00")])
+        run_dbt(["run", *now("2025-01-05T00:00:00")])
+        assert target(project, "appended") == source(project)
+        recorded = rows(project, "select distinct model from sqlflow_meta.intervals")
+        assert recorded == [("model.test.renamed",)]

@@ -372,6 +372,18 @@ def _planned(
     """The windows ``plan_windows`` gives from the model's loaded intervals."""
     config = load.config
     loaded = services.state.loaded_intervals(config.model) if load.mode == "incremental" else []
+    if load.mode == "incremental" and not loaded:
+        recorded = services.state.models_with_intervals(load.relation)
+        others = [m for m in recorded if m != config.model]
+        if others:
+            from dbt_common.exceptions import DbtRuntimeError
+
+            raise DbtRuntimeError(
+                f"sqlflow_incremental model '{config.model}': its table {load.relation} holds"
+                f" windows loaded as {', '.join(repr(m) for m in others)} (a renamed model?)"
+                f" and none as '{config.model}', so every window would load again. Run it"
+                " once with --full-refresh to rebuild the table under its new name."
+            )
     load.loaded_at_start = loaded
     start = None
     begin = config.begin

@@ -338,6 +338,14 @@ class StateStore:
         )
         return [IntervalRow(Interval(s, e), rel, lid, at) for s, e, rel, lid, at in rows]
 
+    def models_with_intervals(self, relation: str) -> list[str]:
+        """The models with loaded intervals recorded for ``relation``, sorted."""
+        rows = self.executor(
+            f"select distinct model from {self.table('intervals')}"
+            f" where relation = {sql_string(relation)} order by model"
+        )
+        return [str(r[0]) for r in rows]
+
     def loaded_intervals(self, model: str) -> list[Interval]:
         """The model's loaded time, merged: sorted, disjoint ``[start, end)`` intervals."""
         return merge(r.interval for r in self.interval_rows(model))
@@ -497,12 +505,16 @@ class StateStore:
     # -- full refresh -------------------------------------------------------------------
 
     def forget_model(self, model: str, relation: str) -> None:
-        """Delete the model's loaded intervals and its relation's partitions.
+        """Delete the model's loaded intervals, its relation's intervals (under any model
+        name, e.g. before a rename) and its relation's partitions.
 
         For ``--full-refresh``: the table is rebuilt, so what was recorded about it no
         longer holds. Loads and quality results stay, as history.
         """
-        self.executor(f"delete from {self.table('intervals')} where model = {sql_string(model)}")
+        self.executor(
+            f"delete from {self.table('intervals')} where model = {sql_string(model)}"
+            f" or relation = {sql_string(relation)}"
+        )
         self.executor(
             f"delete from {self.table('partitions')} where relation = {sql_string(relation)}"
         )
