@@ -381,17 +381,36 @@ class TestMergeIntoTargetWithDuplicateKeys:
         return {
             "sources.yml": sources_yml,
             "keyed.sql": model("incremental_strategy='merge', unique_key='id'"),
+            "partial.sql": model(
+                "incremental_strategy='merge', unique_key='id', merge_update_columns=['v']"
+            ),
         }
+
+    def test_partial_merge_counts_every_updated_row(self, project) -> None:
+        # A partial-column merge stays a MERGE, which updates both rows of a doubled key.
+        set_source(project, [(1, ts("2025-01-01"), "a"), (2, ts("2025-01-01"), "b")])
+        run_dbt(["run", "--full-refresh", "-s", "partial"])
+        project.run_sql("insert into {schema}.partial values (1, timestamp '2025-01-01', 'dup')")
+        set_source(project, [(1, ts("2025-01-02"), "x"), (3, ts("2025-01-02"), "c")])
+        run_dbt(["run", "-s", "partial"])
+        assert target(project, "partial") == [
+            (1, ts("2025-01-01"), "x"),
+            (1, ts("2025-01-01"), "x"),
+            (2, ts("2025-01-01"), "b"),
+            (3, ts("2025-01-02"), "c"),
+        ]
+        response = run_results(project)["partial"]["adapter_response"]
+        assert (response["rows_inserted"], response["rows_updated"]) == (1, 2)
 
     def test_refused_with_the_fix_and_nothing_written(self, project) -> None:
         set_source(project, [(1, ts("2025-01-01"), "a"), (2, ts("2025-01-01"), "b")])
-        run_dbt(["run", "--full-refresh"])
+        run_dbt(["run", "--full-refresh", "-s", "keyed"])
         # A row added by hand gives id 1 two target rows.
         project.run_sql("insert into {schema}.keyed values (1, timestamp '2025-01-01', 'dup')")
         before = target(project, "keyed")
         state_before = rows(project, "select count(*) from sqlflow_meta.loads")
         set_source(project, [(1, ts("2025-01-02"), "x"), (3, ts("2025-01-02"), "c")])
-        results = run_dbt(["run"], expect_pass=False)
+        results = run_dbt(["run", "-s", "keyed"], expect_pass=False)
         message = results[0].message
         assert "sqlflow_incremental model 'model.test.keyed'" in message
         assert "matched 1 key value(s) of the batch to 2 rows" in message
@@ -402,9 +421,9 @@ class TestMergeIntoTargetWithDuplicateKeys:
 
     def test_unique_target_updates_in_place_of_merge(self, project) -> None:
         set_source(project, [(1, ts("2025-01-01"), "a"), (2, ts("2025-01-01"), "b")])
-        run_dbt(["run", "--full-refresh"])
+        run_dbt(["run", "--full-refresh", "-s", "keyed"])
         set_source(project, [(1, ts("2025-01-02"), "x"), (3, ts("2025-01-02"), "c")])
-        run_dbt(["run"])
+        run_dbt(["run", "-s", "keyed"])
         assert target(project, "keyed") == [
             (1, ts("2025-01-02"), "x"),
             (2, ts("2025-01-01"), "b"),

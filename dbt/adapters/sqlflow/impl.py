@@ -689,6 +689,7 @@ class SqlflowAdapter(DuckDBAdapter):
         if load.mode == "incremental" or config.windowed:
             current.strategy = choice.strategy
         current.matched = matched or 0
+        current.batch_rows = int(rows)
         current.batch_max = as_naive(batch_max)
         if config.strategy == "auto" and target_exists:
             self._log(load, f"strategy auto -> {choice.strategy} ({choice.reason})")
@@ -951,8 +952,14 @@ class SqlflowAdapter(DuckDBAdapter):
             return count
         matched = load.current.matched if load.current else 0
         if role == "merged":
-            load.add_count("updated", min(matched, count))
-            load.add_count("inserted", max(count - matched, 0))
+            # Each batch row without a match is inserted once; the rest of the MERGE's
+            # count are updated target rows (more than the matched keys when the target
+            # holds a key twice: MERGE updates every matching row).
+            rows = load.current.batch_rows if load.current else None
+            inserted = max(rows - matched, 0) if rows is not None else max(count - matched, 0)
+            inserted = min(inserted, count)
+            load.add_count("updated", count - inserted)
+            load.add_count("inserted", inserted)
         elif role == "replaced":
             # A merge's delete of the matched rows: one row per matched key, or the
             # target's key is not unique and the delete + insert would drop rows.

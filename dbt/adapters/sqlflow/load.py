@@ -111,6 +111,7 @@ class BatchResult:
     partitions_touched: int = 0
     touched_keys: frozenset[str] = frozenset()
     matched: int = 0
+    batch_rows: int | None = None
     keys: list[str] | None = None
     batch_max: datetime | None = None
     status: str = "success"
