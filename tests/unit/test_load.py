@@ -421,11 +421,11 @@ def test_partitions_touched_counts_distinct_partitions() -> None:
     for day in ("2025-01-01", "2025-01-02", "2025-01-03"):
         batch = load.start_batch("insert_overwrite", (dt(day), dt(day) + timedelta(days=1)))
         batch.partitions_touched = 1
-        batch.touched_keys = frozenset({"2025-01"})
+        batch.keys = ["2025-01"]
         load.commit_batch()
     batch = load.start_batch("insert_overwrite", (dt("2025-02-01"), dt("2025-02-02")))
     batch.partitions_touched = 1
-    batch.touched_keys = frozenset({"2025-02"})
+    batch.keys = ["2025-02"]
     load.commit_batch()
     response = load.response()
     assert (response.partitions_touched, response.batches) == (2, 4)

@@ -577,18 +577,18 @@ class SqlflowAdapter(DuckDBAdapter):
         TIMESTAMPTZ column in the session's ``TimeZone``, so an upstream filter written
         with them would shift by the zone's offset and miss rows at the window's edges.
         """
-        import re
-
         code = load.compiled_code
         marks = code.count(WINDOW_START_MARK) + code.count(WINDOW_END_MARK)
+        if not marks or "TIME ZONE" not in (services.event_time_type or "").upper():
+            return
+        import re
+
         converted = re.findall(
             r"timezone\(\s*'utc'\s*,\s*timestamp\s*'[^']*'/\*sqlflow_window_(?:start|end)\*/",
             code,
             re.IGNORECASE,
         )
-        if not marks or len(converted) == marks:
-            return
-        if "TIME ZONE" not in (services.event_time_type or "").upper():
+        if len(converted) == marks:
             return
         zone = str(services.run("select current_setting('TimeZone')")[0][0])
         if zone.upper() in ("UTC", "ETC/UTC", "GMT", "ETC/GMT", "Z"):
@@ -982,8 +982,7 @@ class SqlflowAdapter(DuckDBAdapter):
         load = self._load(load_id)
         if not load.empty or load.services is None:
             return
-        static = resolve_static(load.config)
-        record_empty(load, load.services, static.strategy if static else "merge")
+        record_empty(load, load.services)
         self._log(
             load,
             f"{len(load.empty)} empty window(s) recorded as loaded",

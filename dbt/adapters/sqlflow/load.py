@@ -109,7 +109,6 @@ class BatchResult:
     rows_updated: int = 0
     rows_deleted: int = 0
     partitions_touched: int = 0
-    touched_keys: frozenset[str] = frozenset()
     matched: int = 0
     batch_rows: int | None = None
     keys: list[str] | None = None
@@ -207,13 +206,17 @@ class ModelLoad:
         assert self.current is not None
         self.current.finished = time.time()
         self.results.append(self.current)
+        self.commit_empty(self.current.finished)
+        done, self.current = self.current, None
+        return done
+
+    def commit_empty(self, finished: float) -> None:
+        """Count the empty windows recorded in the transaction that just committed."""
         for empty in self.pending_empty:
-            empty.finished = self.current.finished
+            empty.finished = finished
         self.results.extend(self.pending_empty)
         self.empty_done += len(self.pending_empty)
         self.pending_empty = []
-        done, self.current = self.current, None
-        return done
 
     def log_context(self, load_id: str | None = None) -> str:
         """The ids every sqlflow log line carries."""
@@ -247,8 +250,8 @@ class ModelLoad:
             rows_deleted=deleted,
             strategy=strategy,
             # Distinct partitions: daily batches of one monthly partition touch one.
-            partitions_touched=len(frozenset().union(*(r.touched_keys for r in self.results)))
-            if any(r.touched_keys for r in self.results)
+            partitions_touched=len({k for r in self.results for k in r.keys or ()})
+            if any(r.keys for r in self.results)
             else sum(r.partitions_touched for r in self.results),
             batches=len(self.results),
             watermark_before=_iso(self.watermark_before),
@@ -477,16 +480,12 @@ def empty_windows(
     return {i for i, w in enumerate(windows) if truncate(w.start, unit) not in busy}
 
 
-def record_empty(load: ModelLoad, services: LoadServices, strategy: str) -> None:
+def record_empty(load: ModelLoad, services: LoadServices) -> None:
     """Record every empty window as loaded (an interval and a load row each), in bulk:
     for a run with no batch to load, whose caller commits right after."""
-    for window in load.empty[load.empty_done :]:
-        result = load.new_result(strategy, window)
-        _record_batch(load, services, result, load.relation)
-        result.finished = time.time()
-        load.results.append(result)
-        load.empty_done += 1
+    _record_empty_until(load, services, None, load.relation)
     _flush(services)
+    load.commit_empty(time.time())
 
 
 def _record_empty_until(
@@ -618,7 +617,7 @@ def finish_batch(
             newest = [parse_timestamp(p.max_value) for p in infos if p.max_value]
             batch.batch_max = max(newest) if newest else None
     batch.partitions_touched = len(keys)
-    batch.touched_keys = frozenset(keys)
+    batch.keys = keys
     if config.event_time is not None and (batch.rows_deleted or batch.rows_updated):
         # A delete or an update can remove the newest row: ask the table.
         found = services.run(f"select max({sql_identifier(config.event_time)}) from {target}")
@@ -667,17 +666,10 @@ def finish_batch(
         services.state.record_checks(batch.load_id, config.model, outcomes)
     _record_batch(load, services, batch, target)
     if load.empty:
-        _record_empty_until(load, services, None if is_last else _end(batch.window), target)
+        end = None if is_last or batch.window is None else batch.window[1]
+        _record_empty_until(load, services, end, target)
     _flush(services)
     return outcomes
-
-
-def _end(window: tuple[Any, Any] | None) -> datetime | None:
-    """A batch window's end as a naive datetime (None when it has none)."""
-    if window is None:
-        return None
-    end = window[1]
-    return parse_timestamp(end) if isinstance(end, str) else as_naive(end)
 
 
 def as_naive(value: Any) -> datetime | None:
