@@ -30,6 +30,33 @@ def now(ts: str) -> list[str]:
     return ["--vars", json.dumps({"sqlflow_now": ts})]
 
 
+EVENTS_BODY = "select id, event_ts, v from {{ source('raw', 'events') }}"
+
+
+def events_model(config: str, body: str = EVENTS_BODY) -> str:
+    """A ``sqlflow_incremental`` model file with this config (``raw.events`` by default)."""
+    return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
+
+
+def create_events(project: Any) -> None:
+    """An empty ``events`` table (id, event_ts, v) in the test schema, for source raw.events."""
+    project.run_sql(
+        "create or replace table {schema}.events (id integer, event_ts timestamp, v varchar)"
+    )
+
+
+def events_target(project: Any, name: str) -> list[tuple]:
+    """A model's rows built from raw.events, by id (event_ts as text)."""
+    return rows(project, f"select id, event_ts::varchar, v from {{schema}}.{name} order by id")
+
+
+def events_source(project: Any, where: str = "true") -> list[tuple]:
+    """The rows of raw.events matching ``where``, by id, as :func:`events_target` shows them."""
+    return rows(
+        project, f"select id, event_ts::varchar, v from {{schema}}.events where {where} order by id"
+    )
+
+
 def rows(project: Any, sql: str) -> list[tuple]:
     """All rows of a query, as tuples (``{schema}`` is the test schema)."""
     return [tuple(r) for r in project.run_sql(sql, fetch="all")]

@@ -11,16 +11,20 @@ from pathlib import Path
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture, write_file
-from sqlflow_testing import now, raw_sources_yml, rows, run_results
+from sqlflow_testing import (
+    EVENTS_BODY,
+    events_model,
+    events_source,
+    events_target,
+    now,
+    raw_sources_yml,
+    rows,
+    run_results,
+)
 
 sources_yml = raw_sources_yml("events")
 
-events_body = "select id, event_ts, v from {{ source('raw', 'events') }}"
 DAY = "partition_by={'field': 'event_ts', 'granularity': 'day'}"
-
-
-def model(config: str, body: str = events_body) -> str:
-    return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
 
 
 def create_events(project, days: tuple[int, ...] = (1, 2, 3)) -> None:
@@ -33,14 +37,6 @@ def create_events(project, days: tuple[int, ...] = (1, 2, 3)) -> None:
         for i in (1, 2)
     )
     project.run_sql(f"insert into {{schema}}.events values {values}")
-
-
-def target(project, name: str) -> list[tuple]:
-    return rows(project, f"select id, event_ts::varchar, v from {{schema}}.{name} order by id")
-
-
-def source(project) -> list[tuple]:
-    return rows(project, "select id, event_ts::varchar, v from {schema}.events order by id")
 
 
 def state(project, name: str) -> dict[str, list[tuple]]:
@@ -73,9 +69,9 @@ class TestEmptyFlag:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "daily.sql": model(f"incremental_strategy='insert_overwrite', {DAY}"),
-            "keyed.sql": model("unique_key='id', event_time='event_ts', batch_size='day'"),
-            "history.sql": model(
+            "daily.sql": events_model(f"incremental_strategy='insert_overwrite', {DAY}"),
+            "keyed.sql": events_model("unique_key='id', event_time='event_ts', batch_size='day'"),
+            "history.sql": events_model(
                 "unique_key='id', incremental_strategy='snapshot',"
                 " snapshot={'strategy': 'check', 'check_cols': ['v'], 'hard_deletes':"
                 " 'new_record'}"
@@ -88,7 +84,7 @@ class TestEmptyFlag:
         names = ("daily", "keyed", "history")
         tables = {n: rows(project, f"select * from {{schema}}.{n} order by all") for n in names}
         states = {n: state(project, n) for n in names}
-        assert target(project, "daily") == source(project)
+        assert events_target(project, "daily") == events_source(project)
         assert len(states["daily"]["loads"]) == 3
 
         # A day later, --empty: every window would be empty and every key missing.
@@ -111,7 +107,7 @@ class TestEmptyFlagOnAFirstBuild:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "fresh.sql": model(
+            "fresh.sql": events_model(
                 f"incremental_strategy='insert_overwrite', {DAY}, begin='2025-01-01'"
             ),
         }
@@ -119,11 +115,11 @@ class TestEmptyFlagOnAFirstBuild:
     def test_first_build_then_real_run(self, project) -> None:
         create_events(project)
         run_dbt(["run", "--empty", *now("2025-01-03T12:00:00")])
-        assert target(project, "fresh") == []
+        assert events_target(project, "fresh") == []
         assert state(project, "fresh") == {"loads": [], "intervals": [], "partitions": []}
         # The next real run loads everything from begin.
         run_dbt(["run", *now("2025-01-03T12:00:00")])
-        assert target(project, "fresh") == source(project)
+        assert events_target(project, "fresh") == events_source(project)
         assert state(project, "fresh")["intervals"] == [
             ("2025-01-01 00:00:00", "2025-01-02 00:00:00"),
             ("2025-01-02 00:00:00", "2025-01-03 00:00:00"),
@@ -139,7 +135,7 @@ class TestFailedRunRecordsNothing:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "strict.sql": model(
+            "strict.sql": events_model(
                 f"incremental_strategy='insert_overwrite', {DAY}, on_schema_change='fail'"
             ),
         }
@@ -147,11 +143,11 @@ class TestFailedRunRecordsNothing:
     def test_schema_change_failure(self, project) -> None:
         create_events(project)
         run_dbt(["run", *now("2025-01-03T12:00:00")])
-        before_rows = target(project, "strict")
+        before_rows = events_target(project, "strict")
         before_state = state(project, "strict")
         # The model gains a column; days 4-6 have no rows (empty windows), days 2-3 do.
         write_file(
-            model(
+            events_model(
                 f"incremental_strategy='insert_overwrite', {DAY}, on_schema_change='fail'",
                 "select id, event_ts, v, 1 as extra from {{ source('raw', 'events') }}",
             ),
@@ -160,7 +156,7 @@ class TestFailedRunRecordsNothing:
             "strict.sql",
         )
         run_dbt(["run", *now("2025-01-06T12:00:00")], expect_pass=False)
-        assert target(project, "strict") == before_rows
+        assert events_target(project, "strict") == before_rows
         assert state(project, "strict") == before_state
 
 
@@ -171,12 +167,12 @@ class TestModelSqlShapes:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "commented.sql": model(
+            "commented.sql": events_model(
                 f"incremental_strategy='insert_overwrite', {DAY}",
-                events_body + " -- the raw events, as they are",
+                EVENTS_BODY + " -- the raw events, as they are",
             ),
-            "commented_keyed.sql": model("unique_key='id'", events_body + " -- by id"),
-            "daily_counts.sql": model(
+            "commented_keyed.sql": events_model("unique_key='id'", EVENTS_BODY + " -- by id"),
+            "daily_counts.sql": events_model(
                 "incremental_strategy='insert_overwrite',"
                 " partition_by={'field': 'day', 'granularity': 'day'}, begin='2025-01-01'",
                 "select {{ sqlflow_window_start() }} as day, count(*) as events"
@@ -189,8 +185,8 @@ class TestModelSqlShapes:
     def test_runs(self, project) -> None:
         create_events(project, days=(1, 3))
         run_dbt(["run", *now("2025-01-03T12:00:00")])
-        assert target(project, "commented") == source(project)
-        assert target(project, "commented_keyed") == source(project)
+        assert events_target(project, "commented") == events_source(project)
+        assert events_target(project, "commented_keyed") == events_source(project)
         # One row per window, day 2 included (no events): the windows are not judged by
         # running the model once over the whole range (where every row would be day 1).
         counts = "select day::varchar, events from {schema}.daily_counts order by day"
@@ -231,10 +227,10 @@ class TestWindowMacrosInAnotherTimeZone:
         body = "select id, ts from {{ source('raw', 'tz_events') }} where ts >= %s and ts < %s"
         return {
             "sources.yml": raw_sources_yml("tz_events"),
-            "shifted.sql": model(
+            "shifted.sql": events_model(
                 config, body % ("{{ sqlflow_window_start() }}", "{{ sqlflow_window_end() }}")
             ),
-            "exact.sql": model(
+            "exact.sql": events_model(
                 config,
                 body
                 % (
@@ -270,7 +266,7 @@ class TestNullKeyValuePartition:
     @pytest.fixture(scope="class")
     def models(self) -> dict:
         return {
-            "regions.sql": model(
+            "regions.sql": events_model(
                 "incremental_strategy='insert_overwrite', partition_by={'field': 'region'}",
                 "select * from (values (1, 'eu'), (2, null), (3, '__null__')) t(id, region)",
             )
@@ -291,7 +287,7 @@ class TestFailedBatchLeavesLaterWindowsUnloaded:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "checked.sql": model(
+            "checked.sql": events_model(
                 f"incremental_strategy='insert_overwrite', {DAY}, begin='2025-01-01',"
                 " quality_checks=[{'expression': \"v <> 'bad'\"}]"
             ),
@@ -313,7 +309,7 @@ class TestFailedBatchLeavesLaterWindowsUnloaded:
             " (51, '2025-01-05 01:00', 'late')"
         )
         run_dbt(["run", *now("2025-01-07T00:00:00")])
-        assert target(project, "checked") == source(project)
+        assert events_target(project, "checked") == events_source(project)
         assert max(end for _, end in state(project, "checked")["intervals"]) == (
             "2025-01-07 00:00:00"
         )
@@ -326,26 +322,27 @@ class TestRenamedModel:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "appended.sql": model("incremental_strategy='append', event_time='event_ts'"),
+            "appended.sql": events_model("incremental_strategy='append', event_time='event_ts'"),
         }
 
     def test_rename_is_refused_until_full_refresh(self, project) -> None:
         create_events(project)
         run_dbt(["run", *now("2025-01-04T00:00:00")])
-        assert target(project, "appended") == source(project)
+        assert events_target(project, "appended") == events_source(project)
         models = Path(project.project_root) / "models"
         (models / "appended.sql").unlink()
         write_file(
-            model("incremental_strategy='append', event_time='event_ts', alias='appended'"),
+            events_model("incremental_strategy='append', event_time='event_ts', alias='appended'"),
             models,
             "renamed.sql",
         )
         result = run_dbt(["run", *now("2025-01-04T00:00:00")], expect_pass=False)
         assert "model.test.appended" in result.results[0].message
         assert "--full-refresh" in result.results[0].message
-        assert target(project, "appended") == source(project)  # nothing appended twice
+        # Nothing was appended twice.
+        assert events_target(project, "appended") == events_source(project)
         run_dbt(["run", "--full-refresh", *now("2025-01-04T00:00:00")])
         run_dbt(["run", *now("2025-01-05T00:00:00")])
-        assert target(project, "appended") == source(project)
+        assert events_target(project, "appended") == events_source(project)
         recorded = rows(project, "select distinct model from sqlflow_meta.intervals")
         assert recorded == [("model.test.renamed",)]

@@ -11,35 +11,22 @@ import re
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from sqlflow_testing import now, raw_sources_yml, rows, run_results
+from sqlflow_testing import (
+    create_events,
+    events_model,
+    events_source,
+    events_target,
+    now,
+    raw_sources_yml,
+    rows,
+    run_results,
+)
 
 sources_yml = raw_sources_yml("events")
-
-events_body = "select id, event_ts, v from {{ source('raw', 'events') }}"
-
-
-def model(config: str, body: str = events_body) -> str:
-    return "{{ config(materialized='sqlflow_incremental', " + config + ") }}\n" + body + "\n"
-
-
-def create_events(project) -> None:
-    project.run_sql(
-        "create or replace table {schema}.events (id integer, event_ts timestamp, v varchar)"
-    )
 
 
 def add_events(project, values: str) -> None:
     project.run_sql(f"insert into {{schema}}.events values {values}")
-
-
-def target(project, name: str) -> list[tuple]:
-    return rows(project, f"select id, event_ts::varchar, v from {{schema}}.{name} order by id")
-
-
-def source(project, where: str = "true") -> list[tuple]:
-    return rows(
-        project, f"select id, event_ts::varchar, v from {{schema}}.events where {where} order by id"
-    )
 
 
 def loads(project, model_name: str) -> list[tuple]:
@@ -56,11 +43,11 @@ class TestLookbackBackfillInvalidate:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "daily.sql": model(
+            "daily.sql": events_model(
                 "incremental_strategy='insert_overwrite',"
                 " partition_by={'field': 'event_ts', 'granularity': 'day'}, lookback=1"
             ),
-            "daily_merge.sql": model(
+            "daily_merge.sql": events_model(
                 "unique_key='id', event_time='event_ts', batch_size='day', lookback=2"
             ),
         }
@@ -77,8 +64,8 @@ class TestLookbackBackfillInvalidate:
             ),
         )
         run_dbt(["run", *now("2025-01-03T12:00:00")])
-        assert target(project, "daily") == source(project)
-        assert target(project, "daily_merge") == source(project)
+        assert events_target(project, "daily") == events_source(project)
+        assert events_target(project, "daily_merge") == events_source(project)
         # The first build ran one batch per day, from the data's first day.
         assert [r[:2] for r in loads(project, "daily")] == [
             ("2025-01-01 00:00:00", "2025-01-02 00:00:00"),
@@ -100,14 +87,14 @@ class TestLookbackBackfillInvalidate:
         run_dbt(["run", *now("2025-01-04T12:00:00")])
         # Loaded up to 2025-01-03 12:00: lookback 1 re-reads the day before the 3rd too
         # (rows up to a day late may be from the 2nd's afternoon), not day 1.
-        assert target(project, "daily") == source(project, "id <> 13")
+        assert events_target(project, "daily") == events_source(project, "id <> 13")
         assert [r[:2] for r in loads(project, "daily")][3:] == [
             ("2025-01-02 00:00:00", "2025-01-03 00:00:00"),
             ("2025-01-03 00:00:00", "2025-01-04 00:00:00"),
             ("2025-01-04 00:00:00", "2025-01-05 00:00:00"),
         ]
         # daily_merge has lookback 2: it re-reads days 1 to 3, so it has day 1's late row.
-        assert target(project, "daily_merge") == source(project)
+        assert events_target(project, "daily_merge") == events_source(project)
         assert [r[0] for r in loads(project, "daily_merge")][3:] == [
             "2025-01-01 00:00:00",
             "2025-01-02 00:00:00",
@@ -125,7 +112,7 @@ class TestLookbackBackfillInvalidate:
             ]
         )
         run_dbt(["run", "-s", "daily", *now("2025-01-04T12:00:00")])
-        assert target(project, "daily") == source(project)
+        assert events_target(project, "daily") == events_source(project)
         windows = [r[0] for r in loads(project, "daily")][6:]
         # The gap, then lookback from the last loaded end (2025-01-04 12:00): the 3rd, the 4th.
         assert windows == ["2025-01-01 00:00:00", "2025-01-03 00:00:00", "2025-01-04 00:00:00"]
@@ -177,7 +164,7 @@ class TestWeeklyBackfillAndConsistency:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "weekly.sql": model(
+            "weekly.sql": events_model(
                 "incremental_strategy='insert_overwrite', begin='2025-01-01', batch_size='week',"
                 " partition_by={'field': 'event_ts', 'granularity': 'day'}, unique_key='id'"
             ),
@@ -190,7 +177,7 @@ class TestWeeklyBackfillAndConsistency:
             " + to_hours(range * 12), 'v' || range from range(120)"
         )
         _, log = run_dbt_and_capture(["--debug", "run", *now("2025-03-01T12:00:00")])
-        assert target(project, "weekly") == source(project)
+        assert events_target(project, "weekly") == events_source(project)
         windows = loads(project, "weekly")
         assert len(windows) == 9
         # Every batch is in the log (the eight after the first at debug level, grouped).
@@ -219,7 +206,7 @@ class TestValuePartitions:
         body = "select id, region, v from {{ source('raw', 'events') }}"
         return {
             "sources.yml": sources_yml,
-            "by_region.sql": model(
+            "by_region.sql": events_model(
                 "incremental_strategy='insert_overwrite', partition_by={'field': 'region'}", body
             ),
         }
@@ -259,7 +246,7 @@ class TestPruning:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "year.sql": model(
+            "year.sql": events_model(
                 "unique_key='id', incremental_strategy='merge', batch_size='year',"
                 " partition_by={'field': 'event_ts', 'granularity': 'day'}"
             ),
@@ -323,7 +310,7 @@ class TestCurrentUnitStaysOwed:
     def models(self) -> dict:
         return {
             "sources.yml": sources_yml,
-            "no_lookback.sql": model(
+            "no_lookback.sql": events_model(
                 "incremental_strategy='insert_overwrite', lookback=0,"
                 " partition_by={'field': 'event_ts', 'granularity': 'day'}"
             ),
@@ -335,7 +322,7 @@ class TestCurrentUnitStaysOwed:
         run_dbt(["run", *now("2025-01-03T12:00:00")])
         add_events(project, "(2, timestamp '2025-01-03 15:00:00', 'b')")
         run_dbt(["run", *now("2025-01-03T18:00:00")])
-        assert target(project, "no_lookback") == source(project)
+        assert events_target(project, "no_lookback") == events_source(project)
         assert rows(
             project,
             "select interval_start::varchar, interval_end::varchar from sqlflow_meta.intervals"
