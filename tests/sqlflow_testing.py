@@ -118,3 +118,60 @@ def running_pushgateway(store_dir: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- unit-test doubles on a real DuckDB connection (no mocks of the database) --------------
+
+
+class Recorder:
+    """An executor on a DuckDB connection that keeps the statements it ran."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self.statements: list[str] = []
+
+    def __call__(self, sql: str) -> list[tuple]:
+        self.statements.append(sql)
+        cursor = self.con.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+class DuckSession:
+    """The batch loop's ``Session`` on a plain DuckDB connection: BEGIN when no
+    transaction is open (as dbt's connection does), COMMIT on ``commit``."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self.record = Recorder(con)
+        self.open = False
+        self.commits = 0
+
+    def execute(self, sql: str) -> list[tuple]:
+        if not self.open:
+            self.con.execute("BEGIN")
+            self.open = True
+        return self.record(sql)
+
+    def commit(self) -> None:
+        if self.open:
+            self.con.execute("COMMIT")
+            self.open = False
+            self.commits += 1
+
+    def rollback(self) -> None:
+        if self.open:
+            self.con.execute("ROLLBACK")
+            self.open = False
+
+
+def model_run(config: Any, relation: str, plan: Any, invocation_id: str, con: Any = None) -> Any:
+    """A ``ModelRun`` whose services run on ``con`` (a new in-memory DuckDB by default)."""
+    import duckdb
+
+    from dbt.adapters.sqlflow.execution import ModelRun, RunServices
+    from dbt.adapters.sqlflow.sql import utc_now
+    from dbt.adapters.sqlflow.state import StateStore
+
+    run = Recorder(con if con is not None else duckdb.connect())
+    services = RunServices(run, StateStore(run), None, [], utc_now())
+    return ModelRun("run-1", config, relation, plan, services, invocation_id)

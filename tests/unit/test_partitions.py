@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from sqlflow_testing import Recorder
 
 from dbt.adapters.sqlflow.intervals import GRANULARITIES, Interval, add_units, truncate
 from dbt.adapters.sqlflow.partitions import (
@@ -20,9 +21,6 @@ from dbt.adapters.sqlflow.partitions import (
     partition_key,
     partition_keys,
     partition_range,
-    sql_identifier,
-    sql_literal,
-    sql_string,
 )
 from dbt.adapters.sqlflow.state import StateStore
 
@@ -35,31 +33,6 @@ def d(text: str) -> datetime:
 
 def iv(start: str, end: str) -> Interval:
     return Interval(d(start), d(end))
-
-
-# -- literals ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, "NULL"),
-        (True, "true"),
-        (3, "3"),
-        (1.5, "1.5"),
-        (float("nan"), "NULL"),
-        ("it's", "'it''s'"),
-        (d("2025-03-04 05:06:07.5"), "TIMESTAMP '2025-03-04 05:06:07.500000'"),
-        (date(2025, 3, 4), "DATE '2025-03-04'"),
-    ],
-)
-def test_sql_literal(value: object, expected: str) -> None:
-    assert sql_literal(value) == expected
-
-
-def test_sql_quoting() -> None:
-    assert sql_string("a'b''c") == "'a''b''''c'"
-    assert sql_identifier('my "col"') == '"my ""col"""'
 
 
 # -- keys and ranges --------------------------------------------------------------------
@@ -153,19 +126,9 @@ def test_spec_normalises_type_and_checks_granularity() -> None:
 # -- fixtures ---------------------------------------------------------------------------
 
 
-class Recorder:
-    """An executor on a DuckDB connection that keeps the statements it ran."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-        self.statements: list[str] = []
-
-    def __call__(self, sql: str) -> list[tuple]:
-        self.statements.append(sql)
-        return self.con.execute(sql).fetchall()
-
-    def table_reads(self) -> list[str]:
-        return [s for s in self.statements if REL in s and "sqlflow_meta" not in s]
+def table_reads(run: Recorder) -> list[str]:
+    """The statements that read the table itself (not sqlflow's state)."""
+    return [s for s in run.statements if REL in s and "sqlflow_meta" not in s]
 
 
 @pytest.fixture
@@ -304,9 +267,9 @@ def test_detect_from_data_then_from_state(
     assert infos[3].max_value == "2025-01-04 03:00:00"
     assert infos[-1].key == "2025-03-01"
     assert state.partitions(REL) == infos  # recorded on first sight
-    reads = len(run.table_reads())
+    reads = len(table_reads(run))
     assert manager.detect_partitions(REL) == infos
-    assert len(run.table_reads()) == reads  # second time from state only
+    assert len(table_reads(run)) == reads  # second time from state only
 
 
 def test_detect_empty_table(
@@ -351,7 +314,7 @@ def test_refresh_statistics_for_touched_keys(
         ("2025-01-10", 3, "2025-01-10 23:00:00", "L2"),
         ("2025-01-11", 0, None, "L2"),
     ]
-    (scan,) = run.table_reads()
+    (scan,) = table_reads(run)
     assert "group by" in scan and "2025-01-10 00:00:00" in scan and "2025-01-12 00:00:00" in scan
     recorded = {p.key: p for p in state.partitions(REL)}
     assert recorded["2025-01-11"].row_count == 0

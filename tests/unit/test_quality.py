@@ -22,9 +22,7 @@ from dbt.adapters.sqlflow.quality import (
     format_warning,
     parse_interval,
     parse_quality_checks,
-    quote_identifier,
     run_quality_checks,
-    sql_literal,
 )
 
 MODEL = "model.proj.orders"
@@ -554,36 +552,6 @@ def test_parse_interval_rejects(text: str, reason: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_interval(text)
     assert str(info.value) == reason
-
-
-@pytest.mark.parametrize(
-    ("value", "sql"),
-    [
-        ("placed", "'placed'"),
-        ("it's", "'it''s'"),
-        (3, "3"),
-        (2.5, "2.5"),
-        (True, "true"),
-        (False, "false"),
-        (dt.date(2024, 1, 2), "DATE '2024-01-02'"),
-        (dt.datetime(2024, 1, 2, 3, 4), "TIMESTAMP '2024-01-02 03:04:00'"),
-    ],
-)
-def test_sql_literal(value: Any, sql: str) -> None:
-    assert sql_literal(value) == sql
-
-
-@pytest.mark.parametrize("value", [None, float("inf"), ["a"]])
-def test_sql_literal_rejects(value: Any) -> None:
-    with pytest.raises(ValueError):
-        sql_literal(value)
-
-
-@pytest.mark.parametrize(
-    ("name", "sql"), [("id", '"id"'), ('we"ird', '"we""ird"'), ("Mixed Case", '"Mixed Case"')]
-)
-def test_quote_identifier(name: str, sql: str) -> None:
-    assert quote_identifier(name) == sql
 
 
 # --------------------------------------------------------------------------------------------

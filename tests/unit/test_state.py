@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from sqlflow_testing import Recorder
 
 from dbt.adapters.sqlflow.intervals import Interval
 from dbt.adapters.sqlflow.partitions import PartitionInfo
@@ -31,18 +32,6 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect(str(tmp_path / "t.duckdb"))
     yield connection
     connection.close()
-
-
-class Recorder:
-    """An executor on a DuckDB connection that keeps the statements it ran."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-        self.statements: list[str] = []
-
-    def __call__(self, sql: str) -> list[tuple]:
-        self.statements.append(sql)
-        return self.con.execute(sql).fetchall()
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ from typing import Any
 from dbt_common.exceptions import DbtConfigError
 
 from dbt.adapters.sqlflow.intervals import parse_timestamp
+from dbt.adapters.sqlflow.strategies import KEYED_STRATEGIES, REGISTRY, STRATEGY_NAMES
 
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-STRATEGIES = ("append", "merge", "delete+insert", "insert_overwrite", "snapshot", "auto")
-KEYED_STRATEGIES = ("merge", "delete+insert", "snapshot")
+STRATEGIES = STRATEGY_NAMES
 ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
 GRANULARITIES = ("hour", "day", "week", "month", "year")
 TIME_TYPES: tuple[str, ...] = (
@@ -132,17 +131,6 @@ class SqlflowConfig:
         p = _Parser(model, raw, columns)
         strategy = p.choice("incremental_strategy", STRATEGIES, "auto")
         unique_key = p.column_list("unique_key")
-        for name in unique_key:
-            if not _PLAIN_NAME.fullmatch(name):
-                # The strategies' key joins name the columns as they are (as dbt's do).
-                p.error(
-                    "unique_key",
-                    name,
-                    "is not a plain column name (letters, digits, _): merge and delete+insert"
-                    " join on it unquoted",
-                    f'rename it in the model, e.g. select "{name}" as'
-                    f" {re.sub(r'[^0-9A-Za-z_]+', '_', name).strip('_').lower() or 'key'}",
-                )
         dedupe_by = p.string_list("dedupe_by")
         for expression in dedupe_by:
             column = _plain_column(expression)
@@ -217,12 +205,13 @@ class SqlflowConfig:
             batch_size = partition_by.granularity if partition_by and partition_by.is_time else None
             batch_size = batch_size or "day"
         p.check_date_units(partition_by, event_time, batch_size)
-        if strategy == "append" and raw.get("lookback") not in (None, 0, 1):
+        rereads = strategy is None or strategy not in REGISTRY or REGISTRY[strategy].rereads_window
+        if not rereads and raw.get("lookback") not in (None, 0, 1):
             # (1 is dbt's own default for every model: it cannot be told from a choice.)
             p.error(
                 "lookback",
                 raw.get("lookback"),
-                "cannot be used with append: re-read rows would be appended a second time",
+                f"cannot be used with {strategy}: re-read rows would be appended a second time",
                 "remove lookback (append loads each window once, up to now), or use"
                 " insert_overwrite or merge to re-read late data",
             )
@@ -301,7 +290,6 @@ class SqlflowConfig:
 
 def _plain_column(expression: str) -> str | None:
     """The column of an ORDER BY item that is a bare column (``updated_at desc``), else None."""
-    import re
 
     match = re.fullmatch(
         r'\s*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)'

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dbt.adapters.sqlflow.intervals import (
     Interval,
@@ -46,70 +46,24 @@ from dbt.adapters.sqlflow.intervals import (
     to_utc_naive,
     truncate,
 )
-
-if TYPE_CHECKING:
-    from dbt.adapters.sqlflow.state import StateStore
-
-Executor = Callable[[str], list[tuple]]
-"""Runs one SQL statement and returns all its rows (an empty list for DML/DDL)."""
+from dbt.adapters.sqlflow.sql import (
+    TIMESTAMPTZ,
+    Executor,
+    normalize_time_type,
+    quote_identifier,
+    sql_string,
+    time_literal,
+    utc_expr,
+    utc_now,
+)
+from dbt.adapters.sqlflow.state import PartitionInfo, StateStore
 
 NULL_KEY = "__null__"
 """Key of the value partition holding the rows whose field is NULL."""
 
-TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
-_TYPE_ALIASES = {"TIMESTAMPTZ": TIMESTAMPTZ, "DATETIME": "TIMESTAMP"}
-
-# ---------------------------------------------------------------------------------------
-# SQL literals (every literal sqlflow embeds goes through one of these)
-# ---------------------------------------------------------------------------------------
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal: ``value`` in single quotes, each quote doubled."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_identifier(name: str) -> str:
-    """A quoted SQL identifier: ``name`` in double quotes, each double quote doubled."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_timestamp(ts: datetime) -> str:
-    """A DuckDB ``TIMESTAMP '...'`` literal for a naive UTC datetime."""
-    return f"TIMESTAMP '{to_utc_naive(ts).isoformat(sep=' ')}'"
-
-
-def sql_literal(value: Any) -> str:
-    """A SQL literal for None, bool, int, float, datetime, date or str (anything else: str)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if value == value and abs(value) != float("inf") else "NULL"
-    if isinstance(value, datetime):
-        return sql_timestamp(value)
-    if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    return sql_string(str(value))
-
-
 # ---------------------------------------------------------------------------------------
 # Pure key / range math
 # ---------------------------------------------------------------------------------------
-
-
-def utc_expr(column: str, field_type: str | None) -> str:
-    """SQL of a time column (quoted ``column``) as a naive UTC TIMESTAMP."""
-    kind = " ".join((field_type or "TIMESTAMP").upper().split())
-    kind = _TYPE_ALIASES.get(kind, kind)
-    if kind == TIMESTAMPTZ:
-        return f"timezone('UTC', {column})"
-    if kind == "TIMESTAMP":
-        return column
-    return f"cast({column} as timestamp)"
 
 
 def partition_key(ts: datetime | date, granularity: str) -> str:
@@ -203,41 +157,12 @@ class PartitionSpec:
     def __post_init__(self) -> None:
         if self.granularity is not None:
             check_granularity(self.granularity)
-        normalized = " ".join(self.field_type.upper().split())
-        object.__setattr__(self, "field_type", _TYPE_ALIASES.get(normalized, normalized))
+        object.__setattr__(self, "field_type", normalize_time_type(self.field_type))
 
     @property
     def is_time(self) -> bool:
         """True for time partitions."""
         return self.granularity is not None
-
-
-@dataclass
-class PartitionInfo:
-    """One recorded partition of a table.
-
-    Attributes:
-        key: The partition key (see the module table; the value as VARCHAR for value
-            partitions).
-        range_start: Start of the partition's range (inclusive); None for value partitions.
-        range_end: End of the partition's range (exclusive); None for value partitions.
-        row_count: Rows in the partition at its last refresh.
-        min_value: Smallest field value, as VARCHAR (naive UTC for TIMESTAMPTZ); None when
-            empty.
-        max_value: Largest field value, as VARCHAR; None when empty.
-        last_load_id: The load that last touched the partition; None when detected from
-            data.
-        last_loaded_at: When that load ran (naive UTC).
-    """
-
-    key: str
-    range_start: datetime | None = None
-    range_end: datetime | None = None
-    row_count: int = 0
-    min_value: str | None = None
-    max_value: str | None = None
-    last_load_id: str | None = None
-    last_loaded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -305,12 +230,6 @@ DUPLICATE_SAMPLE = 10
 """How many unique_key values in two partitions ``validate_consistency`` lists."""
 
 
-def _utc_now() -> datetime:
-    from datetime import timezone
-
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 class PartitionManager:
     """A table's partitions: detection, registration, pruning, statistics and checks.
 
@@ -348,14 +267,14 @@ class PartitionManager:
     # -- SQL fragments ---------------------------------------------------------------
 
     def _column(self, alias: str | None = None) -> str:
-        column = sql_identifier(self.spec.field)
+        column = quote_identifier(self.spec.field)
         return f"{alias}.{column}" if alias else column
 
     def _utc_expr(self) -> str:
         """The field as a naive UTC TIMESTAMP (the time partitions' frame)."""
         return utc_expr(self._column(), self.spec.field_type)
 
-    def _bucket_expr(self) -> str:
+    def bucket_expr(self) -> str:
         """SQL giving each row its partition: unit start (time) or VARCHAR key (value)."""
         if self.spec.granularity is None:
             return f"coalesce(cast({self._column()} as varchar), {sql_string(NULL_KEY)})"
@@ -385,9 +304,7 @@ class PartitionManager:
     def _bound(self, ts: datetime) -> str:
         if self.spec.field_type == "DATE":
             return f"DATE '{ceil(ts, 'day').date().isoformat()}'"
-        if self.spec.field_type == TIMESTAMPTZ:
-            return f"TIMESTAMPTZ '{ts.isoformat(sep=' ')}+00'"
-        return sql_timestamp(ts)
+        return time_literal(ts, self.spec.field_type)
 
     def predicate(self, time_range: Interval, alias: str | None = None) -> str:
         """The boolean SQL for ``start <= field < end`` (start inclusive, end exclusive).
@@ -461,7 +378,7 @@ class PartitionManager:
         where = "" if keys is None else f"\nwhere {self.keys_predicate(keys)}"
         value = self._value_expr()
         rows = self.executor(
-            f"select {self._bucket_expr()} as sqlflow_bucket, count(*),"
+            f"select {self.bucket_expr()} as sqlflow_bucket, count(*),"
             f" cast(min({value}) as varchar), cast(max({value}) as varchar)"
             f"\nfrom {relation}{where}\ngroup by 1"
         )
@@ -520,7 +437,7 @@ class PartitionManager:
         """
         keys = partition_keys(time_range, self._require_time("create_partition"))
         known = {p.key for p in self.state.partitions(relation, keys=keys)}
-        now = _utc_now() if load_id is not None else None
+        now = utc_now() if load_id is not None else None
         new = []
         for key in keys:
             if key not in known:
@@ -569,7 +486,7 @@ class PartitionManager:
         found = self._scan(relation, wanted)
         if wanted is None:
             wanted = list(dict.fromkeys([*previous, *(k for k in found if k is not None)]))
-        stamp = (loaded_at or _utc_now()) if load_id is not None else None
+        stamp = (loaded_at or utc_now()) if load_id is not None else None
         infos = []
         for key in wanted:
             info = self._info(key, found.get(key), previous.get(key))
@@ -697,8 +614,8 @@ class PartitionManager:
     def _duplicates(self, relation: str) -> list[ConsistencyProblem]:
         if not self.unique_key:
             return []
-        columns = ", ".join(sql_identifier(c) for c in self.unique_key)
-        bucket = self._bucket_expr()
+        columns = ", ".join(quote_identifier(c) for c in self.unique_key)
+        bucket = self.bucket_expr()
         rows = self.executor(
             f"select {columns}, list(distinct {bucket}), count(*) over ()"
             f"\nfrom {relation}\ngroup by {columns}"

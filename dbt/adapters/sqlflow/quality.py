@@ -25,6 +25,8 @@ from typing import Any
 
 from dbt_common.exceptions import DbtConfigError, DbtRuntimeError
 
+from dbt.adapters.sqlflow.sql import Executor, quote_identifier, sql_literal
+
 CHECK_KINDS: tuple[str, ...] = (
     "not_null",
     "unique",
@@ -50,7 +52,6 @@ _SAMPLE_ALIAS = "_sqlflow_sample"
 _ROWS_ALIAS = "_sqlflow_rows"
 
 AcceptedValue = str | int | float | bool | dt.date
-Executor = Callable[[str], list[tuple]]
 
 
 @dataclass(frozen=True)
@@ -923,46 +924,6 @@ def _run_partition_consistency(
         sample=[_clip(p, _SAMPLE_CHARS) for p in problems[:SAMPLE_LIMIT]],
         message=message,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# SQL text
-# --------------------------------------------------------------------------------------------
-
-
-def quote_identifier(name: str) -> str:
-    """Quote an identifier for DuckDB, doubling embedded double quotes."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_literal(value: AcceptedValue) -> str:
-    """Render a value as a DuckDB literal.
-
-    Args:
-        value: A string (single-quoted, quotes doubled), a number or boolean (as is), or a
-            date or datetime (a typed literal).
-
-    Returns:
-        The literal's SQL text.
-
-    Raises:
-        ValueError: For None, non-finite floats and other types.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot embed {value!r} as a SQL literal")
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, dt.datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    raise ValueError(f"cannot embed {value!r} ({type(value).__name__}) as a SQL literal")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from dbt.adapters.sqlflow.intervals import Interval, clip, merge, subtract
-from dbt.adapters.sqlflow.partitions import (
-    PartitionInfo,
-    sql_identifier,
+from dbt.adapters.sqlflow.sql import (
+    Executor,
+    quote_identifier,
     sql_literal,
     sql_string,
+    utc_now,
 )
-
-Executor = Callable[[str], list[tuple]]
-"""Runs one SQL statement and returns all its rows (an empty list for DML/DDL)."""
 
 DEFAULT_SCHEMA = "sqlflow_meta"
 LOAD_STATUSES = ("success", "warn")
@@ -103,9 +101,32 @@ _PARTITION_COLUMNS = (
 )
 
 
-def utc_now() -> datetime:
-    """Now in UTC, naive (sqlflow's time convention)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+@dataclass
+class PartitionInfo:
+    """One recorded partition of a table.
+
+    Attributes:
+        key: The partition key (see the module table; the value as VARCHAR for value
+            partitions).
+        range_start: Start of the partition's range (inclusive); None for value partitions.
+        range_end: End of the partition's range (exclusive); None for value partitions.
+        row_count: Rows in the partition at its last refresh.
+        min_value: Smallest field value, as VARCHAR (naive UTC for TIMESTAMPTZ); None when
+            empty.
+        max_value: Largest field value, as VARCHAR; None when empty.
+        last_load_id: The load that last touched the partition; None when detected from
+            data.
+        last_loaded_at: When that load ran (naive UTC).
+    """
+
+    key: str
+    range_start: datetime | None = None
+    range_end: datetime | None = None
+    row_count: int = 0
+    min_value: str | None = None
+    max_value: str | None = None
+    last_load_id: str | None = None
+    last_loaded_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,8 +233,8 @@ class StateStore:
 
     def table(self, name: str) -> str:
         """The quoted name of one state table (e.g. ``"sqlflow_meta"."loads"``)."""
-        prefix = f"{sql_identifier(self.database)}." if self.database else ""
-        return f"{prefix}{sql_identifier(self.schema)}.{sql_identifier(name)}"
+        prefix = f"{quote_identifier(self.database)}." if self.database else ""
+        return f"{prefix}{quote_identifier(self.schema)}.{quote_identifier(name)}"
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         names = ", ".join(columns)
@@ -242,8 +263,8 @@ class StateStore:
         present = {r[0] for r in rows}
         if present >= set(self.TABLES):
             return False
-        prefix = f"{sql_identifier(self.database)}." if self.database else ""
-        self.executor(f"create schema if not exists {prefix}{sql_identifier(self.schema)}")
+        prefix = f"{quote_identifier(self.database)}." if self.database else ""
+        self.executor(f"create schema if not exists {prefix}{quote_identifier(self.schema)}")
         for name, columns in _DDL.items():
             if name not in present:
                 self.executor(f"create table if not exists {self.table(name)} ({columns}\n)")
@@ -501,6 +522,34 @@ class StateStore:
             " order by checked_at, check_name"
         )
         return [CheckResult(*r) for r in rows]
+
+    # -- catalog ----------------------------------------------------------------------
+
+    def catalog_stats(self) -> list[tuple[str, int | None, int | None, Any, Any]]:
+        """Per relation with a recorded load: ``(relation, partitions, rows in them,
+        last load's finish time, newest watermark)``; ``[]`` before any state exists.
+
+        For ``dbt docs generate``: one catalog query, then one GROUP BY each of
+        ``loads`` and ``partitions``.
+        """
+        catalog = sql_string(self.database) if self.database else "current_database()"
+        present = self.executor(
+            "select count(*) from duckdb_tables() where database_name = "
+            f"{catalog} and schema_name = {sql_string(self.schema)}"
+            " and table_name in ('partitions', 'loads')"
+        )
+        if int(present[0][0]) < 2:
+            return []
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self.executor(
+                "select l.relation, p.partitions, p.total_rows, l.last_load, l.watermark"
+                " from (select relation, max(finished_at) as last_load,"
+                f" max(watermark_after) as watermark from {self.table('loads')} group by 1) l"
+                " left join (select relation, count(*) as partitions, sum(row_count) as"
+                f" total_rows from {self.table('partitions')} group by 1) p using (relation)"
+            )
+        ]
 
     # -- full refresh -------------------------------------------------------------------
 

@@ -1,20 +1,163 @@
-"""Strategy choice and the checks a batch must pass before it reaches the target.
+"""The incremental strategies: what each one is, which one a batch runs, and the key checks.
 
-Pure functions over plain data: the adapter gathers the facts (row counts, how many of
+Every module asks :data:`REGISTRY` what a strategy does (is it keyed, may it re-read a
+window, does an empty batch still write, may its batches skip staging, which macro
+renders its SQL) instead of comparing names. Adding a strategy is one record here and one
+macro file under ``macros/strategies/``.
+
+Pure functions over plain data: the batch loop gathers the facts (row counts, how many of
 the batch's keys already exist) and these decide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow.config import SqlflowConfig
+if TYPE_CHECKING:
+    from dbt.adapters.sqlflow.config import SqlflowConfig
 
 MAX_SAMPLES = 5
+
+
+class CountRole(str, Enum):
+    """What the row count of one strategy step means for the batch's figures."""
+
+    INSERTED = "inserted"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    #: A MERGE's count: each batch row without a match was inserted, the rest updated.
+    MERGED = "merged"
+    #: A merge's keyed delete of the matched rows: counted as updated; more rows than
+    #: matched keys means the target's key is not unique (refused).
+    REPLACED = "replaced"
+    #: A merge's insert after its keyed delete: the rows beyond the matched keys are new.
+    UPSERTED = "upserted"
+    #: A helper statement whose rows are not changes of the target.
+    NONE = "none"
+
+
+class MergeForm(str, Enum):
+    """How a merge batch is written (decided in Python, rendered by ``merge.sql``)."""
+
+    #: Every column of every matched row is replaced: a keyed DELETE plus an INSERT (the
+    #: same rows as MERGE ... UPDATE; DuckDB only marks deleted rows, where an UPDATE
+    #: rewrites each row group it touches: 2-3x the time at 10M rows).
+    DELETE_INSERT = "delete_insert"
+    #: MERGE ... WHEN MATCHED UPDATE (some columns kept) ... WHEN NOT MATCHED INSERT.
+    MERGE = "merge"
+    #: No column to update (the key is every column): MERGE that only inserts.
+    INSERT_ONLY = "insert_only"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What one incremental strategy does, as the batch loop and the planner need it.
+
+    Attributes:
+        name: The ``incremental_strategy`` value.
+        keyed: Writes by ``unique_key`` (required; a batch's keys must be unique).
+        rereads_window: A window may be loaded again (``lookback``, invalidation): false
+            for append, whose re-read rows would be appended twice.
+        replaces_window: The window's target rows are replaced by the batch, so a window
+            with target rows but no source rows is not empty.
+        writes_when_empty: An empty batch may still change the target (a snapshot closes
+            the rows that disappeared; insert_overwrite deletes the window's rows).
+        may_skip_staging: Windowed batches may go from the model's query straight into
+            the target when nothing needs the staged batch.
+    """
+
+    name: str
+    keyed: bool
+    rereads_window: bool
+    replaces_window: bool
+    writes_when_empty: bool
+    may_skip_staging: bool
+
+    @property
+    def macro(self) -> str:
+        """The macro that renders this strategy's steps (found by ``sqlflow_strategy_sql``)."""
+        return "get_sqlflow_" + self.name.replace("+", "_") + "_sql"
+
+    @property
+    def judges_empty_windows(self) -> bool:
+        """Whether a window without source rows may be skipped (recorded as loaded)."""
+        return self.replaces_window or not self.writes_when_empty
+
+
+REGISTRY: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("append", False, False, False, False, True),
+        Strategy("merge", True, True, False, False, False),
+        Strategy("delete+insert", True, True, False, False, False),
+        Strategy("insert_overwrite", False, True, True, True, True),
+        Strategy("snapshot", True, True, False, True, False),
+    )
+}
+"""Every strategy, by name."""
+
+AUTO = "auto"
+"""The configured strategy that lets each batch choose (see :func:`choose_strategy`)."""
+
+STRATEGY_NAMES: tuple[str, ...] = (*REGISTRY, AUTO)
+KEYED_STRATEGIES: tuple[str, ...] = tuple(n for n, s in REGISTRY.items() if s.keyed)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registry record of ``name``.
+
+    Raises:
+        DbtRuntimeError: naming the strategy, the known ones and the fix.
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise DbtRuntimeError(
+            f"sqlflow: unknown incremental strategy {name!r}; known:"
+            f" {', '.join(STRATEGY_NAMES)}. Set incremental_strategy to one of them."
+        ) from None
+
+
+def is_keyed(config: SqlflowConfig) -> bool:
+    """Whether a batch of this model is written by key (its keys are checked)."""
+    if not config.unique_key:
+        return False
+    return config.strategy == AUTO or get_strategy(config.strategy).keyed
+
+
+def merge_form(
+    unique_key: Sequence[str],
+    batch_columns: Sequence[str],
+    target_columns: Sequence[str],
+    update_columns: Sequence[str] | None,
+    exclude_columns: Sequence[str] | None,
+) -> MergeForm:
+    """How a merge batch is written.
+
+    The delete + insert form needs every non-key column replaced (no
+    ``merge_update_columns``/``merge_exclude_columns``) and the batch to carry every
+    target column: a column the model no longer returns (kept by
+    ``on_schema_change='append_new_columns'``) keeps its values under MERGE ... UPDATE.
+    """
+    keys = {k.lower() for k in unique_key}
+    excluded = {c.lower() for c in exclude_columns or ()}
+    updated = [
+        c
+        for c in (update_columns or batch_columns)
+        if c.lower() not in keys and c.lower() not in excluded
+    ]
+    if not updated:
+        return MergeForm.INSERT_ONLY
+    batch = {c.lower() for c in batch_columns}
+    whole_rows = all(c.lower() in batch for c in target_columns)
+    if whole_rows and not update_columns and not exclude_columns:
+        return MergeForm.DELETE_INSERT
+    return MergeForm.MERGE
 
 
 @dataclass(frozen=True)
@@ -37,12 +180,12 @@ class StrategyChoice:
 
 def needs_matched_keys(config: SqlflowConfig) -> bool:
     """Whether choosing the strategy (or counting a merge) needs the matched-key count."""
-    return bool(config.unique_key) and config.strategy in ("auto", "merge")
+    return bool(config.unique_key) and config.strategy in (AUTO, "merge")
 
 
 def resolve_static(config: SqlflowConfig) -> StrategyChoice | None:
     """The strategy when config alone decides it; None when auto must look at the data."""
-    if config.strategy != "auto":
+    if config.strategy != AUTO:
         return StrategyChoice(config.strategy, "configured")
     if config.snapshot is not None:
         return StrategyChoice("snapshot", "snapshot config present")

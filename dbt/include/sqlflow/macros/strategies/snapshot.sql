@@ -270,7 +270,7 @@
     {%- for col in plan.snapshot.check_cols -%}{%- do cols.append(adapter.quote(col)) -%}{%- endfor -%}
     {{ return(cols) }}
   {%- endif -%}
-  {%- set keys = plan.unique_key | map('lower') | list -%}
+  {%- set keys = plan.unique_key_names | map('lower') | list -%}
   {%- set cols = [] -%}
   {%- for col in model_cols if col.strip('"') | lower not in keys -%}
     {%- do cols.append(col) -%}

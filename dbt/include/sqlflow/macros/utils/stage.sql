@@ -41,3 +41,19 @@
   order by {{ plan.order_by }}
   {%- endif %}
 {% endmacro %}
+
+{#
+  get_sqlflow_stage_shape_sql(relation, sql): CREATE TEMPORARY TABLE with the columns of
+  the model's batches and no rows (schema changes and column lists are read from it).
+  Returns: SQL (one statement).
+#}
+{% macro get_sqlflow_stage_shape_sql(relation, sql) %}
+  {{ return(adapter.dispatch('get_sqlflow_stage_shape_sql', 'dbt')(relation, sql)) }}
+{% endmacro %}
+
+{% macro sqlflow__get_sqlflow_stage_shape_sql(relation, sql) %}
+  create or replace temporary table {{ relation }} as
+  select * from (
+    {{ sql }}
+  ) as sqlflow_model limit 0
+{% endmacro %}

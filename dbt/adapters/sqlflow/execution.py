@@ -1,0 +1,1082 @@
+"""One run of a sqlflow_incremental model: its plan, the one batch loop, figures, state.
+
+A :class:`ModelRun` is created when the materialization starts (:func:`start_run`) and
+lives until it stores its result. Every batch, the first included, goes through
+:func:`run_batches`: stage (or read the model's query straight into the target), inspect
+and choose the strategy, run the strategy's steps, check quality, record state, commit.
+Each batch is one transaction; the last one is left open so the model's post-hooks with
+``inside_transaction=True`` run in it, and :func:`finish_run` commits it.
+
+Jinja renders the SQL once per run, with tokens where batches differ
+(:class:`BatchTemplates`); this module fills the tokens per batch.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from dbt.adapters.contracts.connection import AdapterResponse
+from dbt.adapters.events.logging import AdapterLogger
+from dbt_common.exceptions import DbtRuntimeError
+
+from dbt.adapters.sqlflow import quality
+from dbt.adapters.sqlflow.config import SqlflowConfig
+from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
+from dbt.adapters.sqlflow.partitions import (
+    PartitionManager,
+    PartitionSpec,
+    covering_range,
+    partition_key,
+    partition_range,
+)
+from dbt.adapters.sqlflow.plan import (
+    BUILD,
+    INCREMENTAL,
+    LoadedState,
+    LoadPlan,
+    build_plan,
+    census_targets,
+    direct_strategy,
+    empty_indexes,
+    explicit_range,
+    loaded_part,
+    plan_model_windows,
+    static_strategy,
+)
+from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
+from dbt.adapters.sqlflow.sql import (
+    UNBOUNDED_END,
+    UNBOUNDED_START,
+    WINDOW_END_MARK,
+    WINDOW_START_MARK,
+    Executor,
+    as_naive,
+    fill_template,
+    normalize_time_type,
+    quote_identifier,
+    reads_window,
+    substitute_window,
+    time_literal,
+    utc_expr,
+    utc_now,
+)
+from dbt.adapters.sqlflow.state import LoadRow, StateStore
+from dbt.adapters.sqlflow.strategies import (
+    AUTO,
+    BatchFacts,
+    CountRole,
+    choose_strategy,
+    count_duplicate_keys,
+    get_strategy,
+    is_keyed,
+    needs_matched_keys,
+    raise_key_problems,
+    target_duplicates,
+)
+
+# AdapterLogger prefixes "sqlflow adapter: "; the ids let JSON logs join metrics.
+logger = AdapterLogger("sqlflow")
+
+
+class Session(Protocol):
+    """The database as the batch loop uses it: dbt's connection in production."""
+
+    def execute(self, sql: str) -> list[tuple]:
+        """Run SQL in the open transaction (opened if none), returning its rows."""
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any."""
+
+
+@dataclass(frozen=True)
+class BatchTemplates:
+    """A run's SQL, rendered once by Jinja, with :data:`sql.TEMPLATE_TOKENS` where each
+    batch has its own window literals, model SQL and predicates.
+
+    Attributes:
+        stage: CREATE of the staged batch from the model's SQL.
+        variants: Per variant key (``strategy:plain_insert``, or ``direct``) the steps,
+            each ``{"sql": ..., "count": CountRole value}``.
+    """
+
+    stage: str
+    variants: Mapping[str, list[dict[str, str]]]
+
+    @classmethod
+    def from_jinja(cls, rendered: Mapping[str, Any]) -> BatchTemplates:
+        """The templates as ``sqlflow_batch_templates`` returns them."""
+        variants = {
+            key: [{"sql": str(s["sql"]), "count": CountRole(s["count"]).value} for s in steps]
+            for key, steps in rendered["variants"].items()
+        }
+        return cls(stage=str(rendered["stage"]), variants=variants)
+
+
+@dataclass
+class BatchResult:
+    """Figures of one load: a batch (in flight, then committed) or an empty window."""
+
+    load_id: str
+    strategy: str
+    window: Interval | None
+    started: float
+    finished: float = 0.0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    partitions_touched: int = 0
+    matched: int = 0
+    batch_rows: int | None = None
+    keys: list[str] | None = None
+    batch_max: datetime | None = None
+    status: str = "success"
+    checks: list[CheckOutcome] = field(default_factory=list)
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+
+
+@dataclass
+class RunServices:
+    """What one model run reads and writes besides the target's data."""
+
+    run: Executor
+    state: StateStore
+    partitions: PartitionManager | None
+    checks: list[QualityCheck]
+    now: datetime
+    event_time_type: str | None = None
+
+
+@dataclass
+class SqlflowAdapterResponse(AdapterResponse):
+    """dbt's adapter response with sqlflow's per-model figures (all in run_results.json)."""
+
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    strategy: str | None = None
+    partitions_touched: int | None = None
+    batches: int | None = None
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    load_ids: list[str] | None = None
+    quality_checks: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class ModelRun:
+    """One execution of a model: its plan, the batch in flight and the committed figures.
+
+    ``empty_done`` counts the empty windows committed; ``pending_empty`` holds those
+    recorded in the open transaction (they commit or roll back with the batch in flight).
+    """
+
+    id: str
+    config: SqlflowConfig
+    relation: str
+    plan: LoadPlan
+    services: RunServices
+    invocation_id: str
+    compiled_code: str = ""
+    results: list[BatchResult] = field(default_factory=list)
+    in_flight: BatchResult | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    pending_empty: list[BatchResult] = field(default_factory=list)
+    empty_done: int = 0
+    empty_last_commit: int = 0
+
+    @property
+    def mode(self) -> str:
+        """``build`` or ``incremental``."""
+        return self.plan.mode
+
+    @property
+    def loaded_batches(self) -> int:
+        """Batches (not empty windows) committed so far."""
+        return len(self.results) - self.empty_done
+
+    def start_batch(self, strategy: str, window: Interval | None) -> BatchResult:
+        """Open the figures of the next batch."""
+        self.in_flight = self.new_result(strategy, window)
+        return self.in_flight
+
+    def new_result(self, strategy: str, window: Interval | None) -> BatchResult:
+        """The figures of one load (a batch or an empty window), not yet committed."""
+        return BatchResult(
+            load_id=uuid.uuid4().hex,
+            strategy=strategy,
+            window=window,
+            started=time.time(),
+            watermark_before=self.watermark_after,
+            watermark_after=self.watermark_after,
+        )
+
+    def add_count(self, role: str, count: int | None) -> None:
+        """Add a DML statement's row count to the batch in flight."""
+        batch = self.in_flight
+        if batch is None or count is None:
+            return
+        if role == CountRole.INSERTED:
+            batch.rows_inserted += count
+        elif role == CountRole.DELETED:
+            batch.rows_deleted += count
+        elif role == CountRole.UPDATED:
+            batch.rows_updated += count
+        else:
+            raise ValueError(f"unknown count role {role!r}")
+
+    def commit_batch(self) -> BatchResult:
+        """Close the batch in flight after its transaction committed."""
+        assert self.in_flight is not None
+        self.in_flight.finished = time.time()
+        self.results.append(self.in_flight)
+        self.commit_empty(self.in_flight.finished)
+        done, self.in_flight = self.in_flight, None
+        return done
+
+    def commit_empty(self, finished: float) -> None:
+        """Count the empty windows recorded in the transaction that just committed."""
+        for empty in self.pending_empty:
+            empty.finished = finished
+        self.results.extend(self.pending_empty)
+        self.empty_done += len(self.pending_empty)
+        self.empty_last_commit = len(self.pending_empty)
+        self.pending_empty = []
+
+    def log_context(self, load_id: str | None = None) -> str:
+        """The ids every sqlflow log line carries."""
+        load_id = load_id or (self.in_flight.load_id if self.in_flight else "-")
+        return f"[invocation_id={self.invocation_id} model={self.config.model} load_id={load_id}]"
+
+    def response(self) -> SqlflowAdapterResponse:
+        """The run result's ``adapter_response``: the committed loads' figures."""
+        inserted = sum(r.rows_inserted for r in self.results)
+        updated = sum(r.rows_updated for r in self.results)
+        deleted = sum(r.rows_deleted for r in self.results)
+        strategies = sorted({r.strategy for r in self.results})
+        strategy = strategies[0] if len(strategies) == 1 else ",".join(strategies) or None
+        checks = [
+            {
+                "check": c.check_name,
+                "severity": c.severity,
+                "status": c.status,
+                "failing_rows": c.failing_rows,
+            }
+            for r in self.results
+            for c in r.checks
+        ]
+        message = f"{strategy or 'noop'}: {inserted} inserted, {updated} updated, {deleted} deleted"
+        return SqlflowAdapterResponse(
+            _message=message,
+            rows_affected=inserted + updated + deleted,
+            rows_inserted=inserted,
+            rows_updated=updated,
+            rows_deleted=deleted,
+            strategy=strategy,
+            # Distinct partitions: daily batches of one monthly partition touch one.
+            partitions_touched=len({k for r in self.results for k in r.keys or ()})
+            if any(r.keys for r in self.results)
+            else sum(r.partitions_touched for r in self.results),
+            batches=len(self.results),
+            watermark_before=_iso(self.watermark_before),
+            watermark_after=_iso(self.watermark_after),
+            load_ids=[r.load_id for r in self.results],
+            quality_checks=checks or None,
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# -- planning a run ------------------------------------------------------------------------
+
+
+def start_run(
+    config: SqlflowConfig,
+    services: RunServices,
+    *,
+    relation: str,
+    incremental: bool,
+    compiled_code: str,
+    run_vars: Mapping[str, Any],
+    invocation_id: str,
+    event_time_range: tuple[Any, Any] = (None, None),
+    empty: bool = False,
+) -> ModelRun:
+    """Plan a model run: the watermark, the windows, the empty ones (two GROUP BYs).
+
+    Raises:
+        DbtConfigError: for a bad explicit backfill range.
+        DbtRuntimeError: for a renamed model whose table holds another name's windows.
+    """
+    explicit = explicit_range(config.model, config, run_vars, *event_time_range)
+    mode = INCREMENTAL if incremental else BUILD
+    if incremental and services.partitions is not None:
+        services.partitions.remember_keys(relation)
+    watermark: datetime | None = None
+    windows: list[Interval] | None = None
+    idle: set[int] = set()
+    state = LoadedState()
+    if config.event_time is not None:
+        if incremental:
+            watermark = _newest(services.run, config, relation)
+            state = _loaded_state(services.state, config.model, relation)
+        windows = plan_model_windows(
+            config,
+            mode,
+            state,
+            services.now,
+            explicit,
+            lambda: _data_start(services, config, compiled_code),
+        )
+        idle = _empty_windows(config, services, windows, compiled_code, relation, mode)
+    plan = build_plan(
+        config,
+        mode,
+        windows,
+        idle,
+        loaded_at_start=state.loaded if explicit is None else (),
+        direct=_direct(config, services),
+        empty_run=empty,
+    )
+    return ModelRun(
+        id=uuid.uuid4().hex,
+        config=config,
+        relation=relation,
+        plan=plan,
+        services=services,
+        invocation_id=invocation_id,
+        compiled_code=compiled_code,
+        watermark_before=watermark,
+        watermark_after=watermark,
+    )
+
+
+def _newest(run: Executor, config: SqlflowConfig, relation: str) -> datetime | None:
+    column = quote_identifier(config.event_time or "")
+    return as_naive(run(f"select max({column}) from {relation}")[0][0])
+
+
+def _loaded_state(state: StateStore, model: str, relation: str) -> LoadedState:
+    loaded = tuple(state.loaded_intervals(model))
+    others: tuple[str, ...] = ()
+    if not loaded:
+        others = tuple(m for m in state.models_with_intervals(relation) if m != model)
+    first = state.first_window_start(model) if loaded else None
+    return LoadedState(loaded=loaded, first_window_start=first, other_models=others)
+
+
+def _data_start(
+    services: RunServices, config: SqlflowConfig, compiled_code: str
+) -> datetime | None:
+    sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
+    column = quote_identifier(config.event_time or "")
+    return as_naive(services.run(f"select min({column}) from ({sql}\n) as m")[0][0])
+
+
+def _direct(config: SqlflowConfig, services: RunServices) -> str | None:
+    pm = services.partitions
+    on_event_time = None if pm is None else pm.spec.is_time and pm.spec.field == config.event_time
+    batch_checks = any(c.scope == "batch" for c in services.checks)
+    return direct_strategy(config, on_event_time, batch_checks)
+
+
+def census(
+    run: Executor,
+    relation_sql: str,
+    column: str,
+    data_type: str | None,
+    windows: list[Interval],
+    unit: str,
+) -> dict[datetime, int]:
+    """Rows per ``unit`` of ``column`` within the windows' hull, in one GROUP BY.
+
+    Keys are unit starts (naive UTC). ``split`` aligns batches to unit boundaries, so
+    each unit start maps to at most one batch.
+    """
+    if not windows:
+        return {}
+    lo, hi = windows[0].start, windows[-1].end
+    value = utc_expr(column, data_type)
+    found = run(
+        f"select date_trunc('{unit}', {value}) as unit, count(*) from {relation_sql}"
+        f" where {column} >= {time_literal(lo, data_type)}"
+        f" and {column} < {time_literal(hi, data_type)} group by 1"
+    )
+    return {as_naive(u) or lo: int(n) for u, n in found if u is not None}
+
+
+def _empty_windows(
+    config: SqlflowConfig,
+    services: RunServices,
+    windows: list[Interval],
+    compiled_code: str,
+    relation: str,
+    mode: str,
+) -> set[int]:
+    """Indexes of the windows with nothing to do: no source rows and, for a strategy
+    that replaces what the window held, no target rows either.
+
+    Two GROUP BYs for the whole plan instead of one staged batch per window: a backfill
+    of 365 empty days costs two queries, not 365 transactions.
+    """
+    source, target = census_targets(config, mode, reads_window(compiled_code))
+    if not windows or not source:
+        return set()
+    column = quote_identifier(config.event_time or "")
+    unit = config.batch_size or "day"
+    dtype = services.event_time_type
+    hull_sql = substitute_window(compiled_code, windows[0].start, windows[-1].end)
+    busy = set(census(services.run, f"({hull_sql}\n) as m", column, dtype, windows, unit))
+    if target:
+        busy |= set(census(services.run, relation, column, dtype, windows, unit))
+    return empty_indexes(windows, unit, busy)
+
+
+# -- the batch loop ------------------------------------------------------------------------
+
+CommitHook = Callable[[ModelRun, BatchResult, bool], None]
+"""Called after each batch commits: the run, its figures and whether to log quietly."""
+
+
+def run_batches(
+    run: ModelRun,
+    session: Session,
+    templates: BatchTemplates,
+    stage: str,
+    on_commit: CommitHook,
+) -> None:
+    """Load every planned batch, each in its own transaction, in order.
+
+    Every batch but the last is committed here; the last one's transaction stays open
+    (the model's post-hooks run in it) until :func:`finish_run`. A failing batch raises
+    and its transaction rolls back; the batches before it stay committed and recorded.
+    """
+    batches = run.plan.batches
+    for index, window in enumerate(batches):
+        # The first batch's statements go to dbt's debug log (the others are the same
+        # templates with other bounds; logging each would cost more than the SQL).
+        load_batch(run, _Logged(session, run) if index == 0 else session, templates, stage, window)
+        if index < len(batches) - 1:
+            session.commit()
+            on_commit(run, run.commit_batch(), index > 0)
+
+
+class _Logged:
+    """A session that logs each statement at debug level, as dbt logs its own."""
+
+    def __init__(self, session: Session, run: ModelRun) -> None:
+        self._session = session
+        self._run = run
+
+    def execute(self, sql: str) -> list[tuple]:
+        logger.debug(f"On {self._run.config.model}: {sql.strip()}")
+        return self._session.execute(sql)
+
+    def commit(self) -> None:
+        self._session.commit()
+
+
+def window_literals(window: Interval, data_type: str | None) -> tuple[str, str]:
+    """A window's bounds as literals of the event_time column's type."""
+    return time_literal(window.start, data_type), time_literal(window.end, data_type)
+
+
+def load_batch(
+    run: ModelRun,
+    session: Session,
+    templates: BatchTemplates,
+    stage: str,
+    window: Interval | None,
+) -> None:
+    """One batch in the open transaction: stage, inspect, strategy steps, checks, state."""
+    literals = window_literals(window, run.services.event_time_type) if window else None
+    model_sql = (
+        substitute_window(run.compiled_code, window.start, window.end)
+        if window
+        else run.compiled_code
+    )
+    if "direct" in templates.variants:
+        assert window is not None and literals is not None
+        _load_direct(run, session, templates.variants["direct"], window, literals, model_sql)
+        return
+    session.execute(fill_template(templates.stage, literals, model_sql=model_sql))
+    facts = inspect_batch(run, stage, target_exists=True, window=window)
+    if not facts.skip_dml:
+        steps = templates.variants.get(facts.variant_key)
+        if steps is None:
+            raise DbtRuntimeError(
+                f"sqlflow: no batch template for strategy {facts.variant_key!r} of"
+                f" '{run.config.model}' (rendered: {sorted(templates.variants)})."
+                " This is a bug in dbt-sqlflow; please report it."
+            )
+        for step in steps:
+            sql = fill_template(
+                step["sql"],
+                literals,
+                target_predicate=facts.target_predicate or "true",
+                overwrite_predicate=facts.overwrite_predicate or "false",
+            )
+            count_rows(run, step["count"], session.execute(sql))
+    finish_batch(run, stage, run.relation)
+
+
+def _load_direct(
+    run: ModelRun,
+    session: Session,
+    steps: list[dict[str, str]],
+    window: Interval,
+    literals: tuple[str, str],
+    model_sql: str,
+) -> None:
+    """One batch written from the model's query without staging."""
+    column = quote_identifier(run.config.event_time or "")
+    where = f"{column} >= {literals[0]} and {column} < {literals[1]}"
+    static = static_strategy(run.config)
+    run.start_batch(static.name if static else "append", window)
+    for step in steps:
+        sql = fill_template(
+            step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
+        )
+        count_rows(run, step["count"], session.execute(sql))
+    finish_batch(run, run.relation, run.relation, batch_filter=where)
+
+
+def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
+    """Commit the run's open transaction: its last batch, or (a run without batches) the
+    empty windows, recorded here."""
+    if run.in_flight is None:
+        record_empty_until(run, None, run.relation)
+        _flush(run.services)
+    session.commit()
+    if run.in_flight is not None:
+        on_commit(run, run.commit_batch(), len(run.plan.batches) > 1)
+        return
+    run.commit_empty(time.time())
+    if run.empty_last_commit:
+        run_log(
+            run,
+            f"{run.empty_last_commit} empty window(s) recorded as loaded",
+            run.results[-1].load_id,
+        )
+
+
+def build_table(run: ModelRun, session: Session, build_sql: str, intermediate: str) -> None:
+    """A build (first run or full refresh of a model without windows): the table created
+    from the model's SQL as ``intermediate``, its rows counted and its keys checked."""
+    run.start_batch("full_refresh", None)
+    count_rows(run, CountRole.INSERTED, session.execute(build_sql))
+    inspect_batch(run, intermediate, target_exists=False, window=None)
+
+
+def reset_state(run: ModelRun) -> None:
+    """Forget the model's intervals and partitions (its table is being rebuilt)."""
+    run.services.state.forget_model(run.config.model, run.relation)
+    if run.services.partitions is not None:
+        run.services.partitions.known_keys = set()
+
+
+def close_run(run: ModelRun) -> SqlflowAdapterResponse:
+    """The run's ``adapter_response``, logged when the run had several loads."""
+    response = run.response()
+    if len(run.results) > 1:
+        run_log(run, f"{len(run.results)} batches: {response._message}", run.results[-1].load_id)
+    return response
+
+
+def log_commit(run: ModelRun, done: BatchResult, quiet: bool) -> None:
+    """Log a committed batch (at debug level when ``quiet``: one info line per batch
+    would flood a 365-day backfill's output)."""
+    if run.empty_last_commit:
+        logger.debug(
+            f"{run.config.model} {run.empty_last_commit} empty window(s) recorded as loaded"
+            f" {run.log_context(done.load_id)}"
+        )
+    window = f" [{done.window.start}, {done.window.end})" if done.window else ""
+    message = (
+        f"{done.strategy}{window}: {done.rows_inserted:,} inserted,"
+        f" {done.rows_updated:,} updated, {done.rows_deleted:,} deleted"
+    )
+    if quiet:
+        logger.debug(f"{run.config.model} {message} {run.log_context(done.load_id)}")
+    else:
+        run_log(run, message, done.load_id)
+
+
+# -- inspecting a staged batch -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InspectedBatch:
+    """What the loop learned of a staged batch and the strategy step it chose."""
+
+    strategy: str
+    plain_insert: bool
+    rows: int
+    target_predicate: str | None
+    overwrite_predicate: str | None
+    skip_dml: bool
+
+    @property
+    def variant_key(self) -> str:
+        """The batch templates' key of the chosen variant."""
+        return f"{self.strategy}:{self.plain_insert}"
+
+
+def inspect_batch(
+    run: ModelRun, staged: str, *, target_exists: bool, window: Interval | None
+) -> InspectedBatch:
+    """Check a staged batch and choose its strategy.
+
+    Refuses null or duplicated keys (unless ``dedupe_by`` made them unique), measures
+    how many of the batch's keys exist in the target, and decides ``auto``.
+
+    Raises:
+        DbtRuntimeError: naming the model, the key columns and up to five bad keys.
+    """
+    config, execute = run.config, run.services.run
+    rows, null_rows, batch_max = execute(_batch_stats_sql(config, staged))[0]
+    if is_keyed(config):
+        _check_keys(run, staged, int(rows), int(null_rows))
+    current = run.in_flight or run.start_batch(config.strategy, window)
+    target_predicate, overwrite_predicate = _predicates(run, staged, window)
+    matched: int | None = None
+    if target_exists and needs_matched_keys(config) and rows:
+        matched = _matched_keys(run, staged, target_predicate)
+    choice = choose_strategy(
+        config, BatchFacts(rows=int(rows), matched_keys=matched, target_exists=target_exists)
+    )
+    if run.mode == INCREMENTAL or config.windowed:
+        current.strategy = choice.strategy
+    current.matched = matched or 0
+    current.batch_rows = int(rows)
+    current.batch_max = as_naive(batch_max)
+    if config.strategy == AUTO and target_exists:
+        run_log(run, f"strategy auto -> {choice.strategy} ({choice.reason})")
+    # An empty batch changes nothing, except where absence is the change: the rows of a
+    # window that insert_overwrite replaces, the deletions a snapshot records.
+    writes = get_strategy(choice.strategy).writes_when_empty
+    if get_strategy(choice.strategy).replaces_window:
+        writes = writes and bool(overwrite_predicate)
+    return InspectedBatch(
+        strategy=choice.strategy,
+        plain_insert=choice.plain_insert,
+        rows=int(rows),
+        target_predicate=target_predicate,
+        overwrite_predicate=overwrite_predicate,
+        skip_dml=int(rows) == 0 and not writes,
+    )
+
+
+def _null_filter(config: SqlflowConfig) -> str:
+    keys = [quote_identifier(k) for k in config.unique_key]
+    return " or ".join(f"{k} is null" for k in keys) or "false"
+
+
+def _batch_stats_sql(config: SqlflowConfig, staged: str) -> str:
+    newest = f"max({quote_identifier(config.event_time)})" if config.event_time else "null"
+    nulls = _null_filter(config)
+    return f"select count(*), count(*) filter (where {nulls}), {newest} from {staged}"
+
+
+def _check_keys(run: ModelRun, staged: str, rows: int, null_rows: int) -> None:
+    """Refuse a batch with null or (without dedupe_by) duplicated keys."""
+    config, execute = run.config, run.services.run
+    keys = [quote_identifier(k) for k in config.unique_key]
+    null_filter = _null_filter(config)
+    duplicates = 0
+    if not config.dedupe_by:
+        duplicates = count_duplicate_keys(execute, staged, keys, null_filter, rows)
+    if not (null_rows or duplicates):
+        return
+    samples: list[tuple[Any, ...]] = []
+    if duplicates:
+        key_list = ", ".join(keys)
+        found = execute(
+            f"select {key_list}, count(*) as n from {staged} where not ({null_filter})"
+            f" group by all having count(*) > 1 order by n desc, {key_list} limit 5"
+        )
+        samples = [tuple(r) for r in found]
+    raise_key_problems(
+        config.model,
+        config.unique_key,
+        null_key_rows=null_rows,
+        duplicate_keys=duplicates,
+        samples=samples,
+    )
+
+
+def _matched_keys(run: ModelRun, staged: str, target_predicate: str | None) -> int:
+    """How many of the batch's keys the MERGE would match in the target."""
+    config = run.config
+    on = quote_key_join(config)
+    if target_predicate:
+        on += f" and {target_predicate}"
+    # The MERGE matches only under its incremental_predicates too.
+    for predicate in config.incremental_predicates:
+        on += f" and ({predicate})"
+    return int(
+        run.services.run(
+            f"select count(*) from {staged} as DBT_INTERNAL_SOURCE where exists"
+            f" (select 1 from {run.relation} as DBT_INTERNAL_DEST where {on})"
+        )[0][0]
+    )
+
+
+def quote_key_join(config: SqlflowConfig) -> str:
+    """The MERGE's key join, each key quoted."""
+    return " and ".join(
+        f"DBT_INTERNAL_DEST.{quote_identifier(k)} = DBT_INTERNAL_SOURCE.{quote_identifier(k)}"
+        for k in config.unique_key
+    )
+
+
+def _predicates(
+    run: ModelRun, staged: str, window: Interval | None
+) -> tuple[str | None, str | None]:
+    """The batch's partition restrictions on the target.
+
+    Returns ``(target_predicate, overwrite_predicate)``: the first restricts the
+    target-side scans of merge and delete+insert to the batch's partition range (on the
+    alias ``DBT_INTERNAL_DEST``); the second selects the rows insert_overwrite replaces:
+    the window on event_time, or the partitions present in the batch.
+    """
+    config, services = run.config, run.services
+    pm = services.partitions
+    overwrite = None
+    if window is not None and config.event_time is not None:
+        column = quote_identifier(config.event_time)
+        lo, hi = window_literals(window, services.event_time_type)
+        overwrite = f"{column} >= {lo} and {column} < {hi}"
+    if pm is None or run.in_flight is None:
+        return None, overwrite
+    if window is not None and pm.spec.is_time and pm.spec.field == config.event_time:
+        return pm.predicate(window, "DBT_INTERNAL_DEST"), overwrite
+    keys = touched_partitions(run, staged, run.relation)
+    run.in_flight.keys = keys
+    if overwrite is None:
+        overwrite = pm.keys_predicate(keys)
+    if not pm.spec.is_time or not keys:
+        return None, overwrite
+    ranges = covering_range(keys, pm.spec.granularity or "day")
+    return pm.predicate(Interval(ranges[0].start, ranges[-1].end), "DBT_INTERNAL_DEST"), overwrite
+
+
+# -- counting ------------------------------------------------------------------------------
+
+
+def count_rows(run: ModelRun, role: str, result: list[tuple]) -> int:
+    """Add a DML statement's DuckDB count (its one-row result) to the batch's figures.
+
+    Raises:
+        DbtRuntimeError: when a merge's keyed delete removed more rows than it matched
+            keys (the target's key is not unique; the batch rolls back).
+    """
+    count = 0
+    if result and len(result[0]) == 1 and isinstance(result[0][0], int):
+        count = int(result[0][0])
+    kind = CountRole(role)
+    if kind is CountRole.NONE:
+        return count
+    matched = run.in_flight.matched if run.in_flight else 0
+    if kind is CountRole.MERGED:
+        # Each batch row without a match is inserted once; the rest of the MERGE's count
+        # are updated target rows (more than the matched keys when the target holds a key
+        # twice: MERGE updates every matching row).
+        rows = run.in_flight.batch_rows if run.in_flight else None
+        inserted = max(rows - matched, 0) if rows is not None else max(count - matched, 0)
+        inserted = min(inserted, count)
+        run.add_count(CountRole.UPDATED, count - inserted)
+        run.add_count(CountRole.INSERTED, inserted)
+    elif kind is CountRole.REPLACED:
+        config = run.config
+        problem = target_duplicates(config.model, config.unique_key, run.relation, matched, count)
+        if problem:
+            raise DbtRuntimeError(problem)
+        run.add_count(CountRole.UPDATED, count)
+    elif kind is CountRole.UPSERTED:
+        run.add_count(CountRole.INSERTED, count - matched)
+    else:
+        run.add_count(kind, count)
+    return count
+
+
+# -- state and checks of a finished batch --------------------------------------------------
+
+
+def touched_partitions(run: ModelRun, batch_relation: str, target: str) -> list[str]:
+    """Register and return the partition keys the batch in flight writes."""
+    services, batch = run.services, run.in_flight
+    pm = services.partitions
+    if pm is None or batch is None:
+        return []
+    if batch.keys is not None:
+        return batch.keys
+    gran = pm.spec.granularity or "day"
+    if batch.window is not None and pm.spec.is_time and pm.spec.field == run.config.event_time:
+        # refresh_statistics records every key of the window up to now (empty ones with
+        # 0 rows): the days of the batch that lie in the future are not partitions yet,
+        # unless rows already sit there.
+        keys = pm.partition_keys(loaded_part(batch.window, services.now) or batch.window)
+        later = [k for k in pm.partition_keys(batch.window) if k not in keys]
+        if later:
+            lo = partition_range(later[0], gran).start
+            found = services.run(
+                f"select distinct {pm.bucket_expr()} from {target}"
+                f" where {pm.predicate(Interval(lo, batch.window.end))}"
+            )
+            present = {partition_key(b[0], gran) for b in found if b[0]}
+            keys += [k for k in later if k in present]
+        return keys
+    buckets = services.run(f"select distinct {pm.bucket_expr()} from {batch_relation}")
+    if pm.spec.is_time:
+        return sorted(partition_key(b[0], gran) for b in buckets if b[0] is not None)
+    return [str(b[0]) for b in buckets]
+
+
+def finish_batch(
+    run: ModelRun, batch_relation: str, target: str, batch_filter: str | None = None
+) -> list[CheckOutcome]:
+    """The state writes and quality checks of the batch in flight, before its commit.
+
+    ``batch_filter`` selects the batch's rows in ``batch_relation`` when that is the
+    target itself (a batch written without staging).
+
+    Raises:
+        DbtRuntimeError: when a check of severity ``error`` fails (the batch rolls back).
+    """
+    batch = run.in_flight
+    assert batch is not None
+    services = run.services
+    keys = touched_partitions(run, batch_relation, target)
+    if services.partitions is not None and keys:
+        infos = services.partitions.refresh_statistics(target, keys, load_id=batch.load_id)
+        if batch.batch_max is None and batch_filter is not None:
+            # Unstaged batch: its newest event time is the newest of the partitions it
+            # replaced (time partitions on event_time, the only ones that go unstaged).
+            newest = [parse_timestamp(p.max_value) for p in infos if p.max_value]
+            batch.batch_max = max(newest) if newest else None
+    batch.partitions_touched = len(keys)
+    batch.keys = keys
+    _advance_watermark(run, batch, target)
+    is_last = run.loaded_batches + 1 >= len(run.plan.batches)
+    outcomes = _run_checks(run, batch, batch_relation, target, batch_filter, is_last)
+    _record_batch(run, batch, target)
+    if run.plan.empty_windows:
+        end = None if is_last or batch.window is None else batch.window.end
+        record_empty_until(run, end, target)
+    _flush(services)
+    warn_failed_checks(run, outcomes)
+    return outcomes
+
+
+def _advance_watermark(run: ModelRun, batch: BatchResult, target: str) -> None:
+    config = run.config
+    if config.event_time is not None and (batch.rows_deleted or batch.rows_updated):
+        # A delete or an update can remove the newest row: ask the table.
+        run.watermark_after = _newest(run.services.run, config, target)
+    elif config.event_time is not None and batch.batch_max is not None:
+        run.watermark_after = max(filter(None, (run.watermark_after, batch.batch_max)))
+    batch.watermark_after = run.watermark_after
+
+
+def _run_checks(
+    run: ModelRun,
+    batch: BatchResult,
+    batch_relation: str,
+    target: str,
+    batch_filter: str | None,
+    is_last: bool,
+) -> list[CheckOutcome]:
+    """The batch's quality checks; raises when one of severity ``error`` fails."""
+    checks = run.services.checks
+    if not is_last:
+        # Freshness judges what the whole run leaves behind: an early batch of a backfill
+        # holds old data by design.
+        checks = [c for c in checks if c.kind != "freshness"]
+    if not checks:
+        return []
+    pm = run.services.partitions
+
+    def partition_check() -> list[str]:
+        if pm is None:
+            return []
+        report = pm.validate_consistency(target)
+        return [f"{p.kind} {p.partition_key}: {p.detail}" for p in report.problems]
+
+    outcomes = quality.run_quality_checks(
+        run.services.run,
+        checks,
+        batch_relation=batch_relation,
+        target_relation=target,
+        event_time=run.config.event_time,
+        now=run.services.now,
+        batch_filter=batch_filter,
+        partition_check=partition_check,
+    )
+    batch.checks = outcomes
+    if quality.failed_errors(outcomes):
+        message = quality.format_failure(run.config.model, outcomes)
+        done = [r for r in run.results if r.window is not None]
+        if batch.window is not None and done:
+            message += (
+                f"\nThe rolled-back load was the batch [{batch.window.start}, {batch.window.end});"
+                f" the {len(done)} batch(es) before it were committed and stay loaded."
+            )
+        raise DbtRuntimeError(message)
+    if quality.failed_warnings(outcomes):
+        batch.status = "warn"
+    run.services.state.record_checks(batch.load_id, run.config.model, outcomes)
+    return outcomes
+
+
+def record_empty_until(run: ModelRun, end: datetime | None, target: str) -> None:
+    """Record the empty windows before ``end`` (all that are left for None) in the open
+    transaction: they commit with the batch in flight and roll back with it, so a failed
+    batch never leaves later windows marked loaded."""
+    start = run.empty_done + len(run.pending_empty)
+    static = static_strategy(run.config)
+    for window in run.plan.empty_windows[start:]:
+        if end is not None and window.start >= end:
+            break
+        result = run.new_result(static.name if static else "merge", window)
+        _record_batch(run, result, target)
+        run.pending_empty.append(result)
+
+
+def _record_batch(run: ModelRun, batch: BatchResult, relation: str) -> None:
+    """The state rows of a finished batch: its loaded interval (if windowed), its load."""
+    services = run.services
+    if batch.window is not None:
+        loaded = loaded_part(batch.window, services.now)
+        if loaded is not None:
+            services.state.add_interval(
+                run.config.model,
+                relation,
+                loaded,
+                batch.load_id,
+                replace=run.plan.overlaps_loaded(loaded),
+            )
+    services.state.record_load(_load_row(run, batch))
+
+
+def _flush(services: RunServices) -> None:
+    """Send the state writes held back by a ``BufferedWrites`` executor, if any."""
+    flush = getattr(services.run, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
+    return LoadRow(
+        load_id=batch.load_id,
+        invocation_id=run.invocation_id,
+        model=run.config.model,
+        relation=run.relation,
+        strategy=batch.strategy,
+        window_start=batch.window.start if batch.window else None,
+        window_end=batch.window.end if batch.window else None,
+        started_at=datetime.fromtimestamp(batch.started, timezone.utc).replace(tzinfo=None),
+        finished_at=utc_now(),
+        status=batch.status,
+        rows_inserted=batch.rows_inserted,
+        rows_updated=batch.rows_updated,
+        rows_deleted=batch.rows_deleted,
+        partitions_touched=batch.partitions_touched,
+        watermark_before=_iso(batch.watermark_before),
+        watermark_after=_iso(batch.watermark_after),
+    )
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+def run_log(run: ModelRun, message: str, load_id: str | None = None) -> None:
+    """An info line about the run, with the ids that join logs and metrics."""
+    logger.info(f"{run.config.model} {message} {run.log_context(load_id)}")
+
+
+def warn_failed_checks(run: ModelRun, outcomes: list[CheckOutcome]) -> None:
+    """A warning per failed check of severity ``warn``."""
+    for outcome in quality.failed_warnings(outcomes):
+        logger.warning(f"{quality.format_warning(run.config.model, outcome)} {run.log_context()}")
+
+
+def warn_window_time_zone(run: ModelRun) -> None:
+    """Warn when the window macros meet a TIMESTAMPTZ event_time in a non-UTC session.
+
+    The macros render TIMESTAMP literals in UTC; DuckDB compares them with a
+    TIMESTAMPTZ column in the session's ``TimeZone``, so an upstream filter written with
+    them would shift by the zone's offset and miss rows at the window's edges.
+    """
+    import re
+
+    code = run.compiled_code
+    marks = code.count(WINDOW_START_MARK) + code.count(WINDOW_END_MARK)
+    if not marks or "TIME ZONE" not in normalize_time_type(run.services.event_time_type):
+        return
+    converted = re.findall(
+        r"timezone\(\s*'utc'\s*,\s*timestamp\s*'[^']*'/\*sqlflow_window_(?:start|end)\*/",
+        code,
+        re.IGNORECASE,
+    )
+    if len(converted) == marks:
+        return
+    zone = str(run.services.run("select current_setting('TimeZone')")[0][0])
+    if zone.upper() in ("UTC", "ETC/UTC", "GMT", "ETC/GMT", "Z"):
+        return
+    logger.warning(
+        f"{run.config.model}: reads its window with sqlflow_window_start()/"
+        f"sqlflow_window_end() and has a TIMESTAMPTZ event_time, while DuckDB's TimeZone"
+        f" is {zone}: compared with a TIMESTAMPTZ column, the window's TIMESTAMP literals"
+        f" are read in {zone} and the window shifts (rows at its edges are missed). Set"
+        " settings: {TimeZone: UTC} in the profile, or compare with"
+        " timezone('UTC', {{ sqlflow_window_start() }})."
+        f" {run.log_context()}"
+    )
+
+
+def check_partitions(
+    model_id: str,
+    relation: str,
+    node_config: Mapping[str, Any],
+    columns: Mapping[str, str],
+    execute: Executor,
+    state: Callable[[Executor], StateStore],
+) -> str:
+    """The partition manager's consistency check of a model's table
+    (``dbt run-operation sqlflow_check_partitions``).
+
+    Returns:
+        The report, when the partitions are consistent.
+
+    Raises:
+        DbtRuntimeError: for a model without ``partition_by``, or listing every
+            inconsistency found.
+    """
+    part = node_config.get("partition_by")
+    if not part:
+        raise DbtRuntimeError(
+            f"sqlflow_check_partitions: model '{model_id}' has no partition_by."
+            " Set partition_by in its config to give it partitions."
+        )
+    if isinstance(part, str):
+        part = {"field": part}
+    lowered = {name.lower(): dtype for name, dtype in columns.items()}
+    spec = PartitionSpec(
+        part["field"], part.get("granularity"), lowered.get(part["field"].lower(), "TIMESTAMP")
+    )
+    key = node_config.get("unique_key")
+    keys = [key] if isinstance(key, str) else list(key or [])
+    pm = PartitionManager(execute, state(execute), spec, unique_key=keys or None)
+    report = pm.validate_consistency(relation)
+    if not report.ok:
+        raise DbtRuntimeError(f"sqlflow: model '{model_id}': {report.format()}")
+    return f"sqlflow: model '{model_id}': {report.format()}"
