@@ -15,13 +15,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from dbt.adapters.sqlflow.metrics import MetricsCollector
+from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.export import export_artifacts
 
 
 def bench_record(n: int) -> tuple[float, float]:
     """Median and p99 seconds of one ``record`` call, over ``n`` calls."""
-    collector = MetricsCollector()
+    collector = LoadRecorder()
     wm = datetime(2026, 1, 1, tzinfo=timezone.utc)
     checks = [("not_null_id", "error", "pass", 0), ("amount_positive", "warn", "fail", 3)]
     timings = []

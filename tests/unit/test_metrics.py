@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from dbt.adapters.sqlflow.cli import cli
-from dbt.adapters.sqlflow.metrics import CheckOutcome, MetricsCollector, adapter_response_fields
+from dbt.adapters.sqlflow.metrics import CheckOutcome, LoadRecorder
 from dbt.adapters.sqlflow.metrics.artifacts import ArtifactError, summary_from_artifacts
 from dbt.adapters.sqlflow.metrics.autoexport import RunResultsExporter, install_export_callback
 from dbt.adapters.sqlflow.metrics.collector import build_registry
@@ -159,8 +159,8 @@ def text() -> str:
 # --- records ---------------------------------------------------------------------------
 
 
-def test_record_and_adapter_response_fields() -> None:
-    collector = MetricsCollector()
+def test_record_keeps_loads_in_order_per_model() -> None:
+    collector = LoadRecorder()
     wm1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     wm2 = datetime(2026, 1, 2)  # naive: taken as UTC
     collector.record(
@@ -192,24 +192,6 @@ def test_record_and_adapter_response_fields() -> None:
     loads = collector.records(ORDERS)
     assert [r.load_id for r in loads] == ["a", "b"]
     assert loads[0].quality_checks == (CheckOutcome("nn", "error", "pass", 0),)
-    assert adapter_response_fields(loads) == {
-        "rows_affected": 9,
-        "rows_inserted": 3,
-        "rows_updated": 2,
-        "rows_deleted": 4,
-        "strategy": "merge",
-        "partitions_touched": 3,
-        "batches": 2,
-        "watermark_before": "2026-01-01T00:00:00+00:00",
-        "watermark_after": "2026-01-02T00:00:00+00:00",
-        "load_ids": ["a", "b"],
-        "quality_checks": [
-            {"check": "nn", "severity": "error", "status": "pass", "failing_rows": 0},
-            {"check": "pos", "severity": "warn", "status": "fail", "failing_rows": 9},
-        ],
-    }
-    assert adapter_response_fields([]) == {}
-    json.dumps(adapter_response_fields(loads))  # plain JSON data
     collector.clear()
     assert collector.records() == []
 
@@ -428,7 +410,7 @@ def test_export_from_results_writes_textfile(tmp_path: Path) -> None:
         fake_result(CUSTOMERS, "error", {}, "quality check failed: nn (4 failing rows)"),
         run_results()["results"][2],  # a run_results.json dict works too
     ]
-    collector = MetricsCollector()
+    collector = LoadRecorder()
     collector.record(
         CUSTOMERS,
         strategy="append",

@@ -20,7 +20,7 @@ from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
 from dbt.adapters.sqlflow.connections import DbtSession, SqlflowConnectionManager
 from dbt.adapters.sqlflow.execution import BatchResult, BatchTemplates, ModelRun, RunServices
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
-from dbt.adapters.sqlflow.metrics import MetricsCollector
+from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
 from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, parse_now
@@ -56,7 +56,7 @@ class SqlflowAdapter(DuckDBAdapter):
         self._sqlflow_lock = threading.RLock()
         self._sqlflow_state_ready = False
         # dbt builds a new adapter for every invocation: these records are this run's.
-        self.sqlflow_metrics = MetricsCollector()
+        self.sqlflow_metrics = LoadRecorder()
         # Export at the end of `dbt run` / `dbt build` when the profile sets
         # sqlflow_metrics: dbt announces run_results.json with an ArtifactWritten event.
         # (An on-run-end hook in our dbt_project.yml would add a result to every run,

@@ -6,11 +6,6 @@ Importing this package is cheap: it loads only the record types. The exporters
 
 from __future__ import annotations
 
-from dbt.adapters.sqlflow.metrics.records import (
-    CheckOutcome,
-    LoadRecord,
-    MetricsCollector,
-    adapter_response_fields,
-)
+from dbt.adapters.sqlflow.metrics.records import CheckOutcome, LoadRecord, LoadRecorder
 
-__all__ = ["CheckOutcome", "LoadRecord", "MetricsCollector", "adapter_response_fields"]
+__all__ = ["CheckOutcome", "LoadRecord", "LoadRecorder"]

@@ -1,8 +1,7 @@
 """In-memory records of sqlflow loads, kept during a dbt invocation.
 
-The materialization calls :meth:`MetricsCollector.record` once per load (one batch of a
-sqlflow model) and :func:`adapter_response_fields` to put the model's figures into its
-``adapter_response``. Recording does no I/O: it builds one small object and appends it
+The materialization calls :meth:`LoadRecorder.record` once per load (one batch of a
+sqlflow model). Recording does no I/O: it builds one small object and appends it
 under an uncontended lock (dbt runs models on several threads).
 """
 
@@ -11,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 
@@ -70,8 +69,11 @@ class LoadRecord:
     invocation_id: str | None = None
 
 
-class MetricsCollector:
-    """Holds the :class:`LoadRecord` of every load of one dbt invocation, in memory.
+class LoadRecorder:
+    """The in-memory recorder: the :class:`LoadRecord` of every load of one dbt invocation.
+
+    (The Prometheus collector is :class:`~.collector.RunCollector`; it reads the run's
+    artifacts, not this recorder.)
 
     Thread-safe; ``record`` costs a few microseconds (see ``bench/bench_metrics.py``).
     It never reads or writes the database or any file: exporters read
@@ -145,50 +147,3 @@ class MetricsCollector:
 
     def __len__(self) -> int:
         return len(self._records)
-
-
-def iso_utc(value: datetime | None) -> str | None:
-    """ISO-8601 text of a timestamp in UTC (naive timestamps are taken as UTC)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat()
-
-
-def adapter_response_fields(loads: Sequence[LoadRecord]) -> dict[str, Any]:
-    """The ``adapter_response`` keys of one model, from the records of its loads.
-
-    Row counts, partitions and batches are summed over the loads; the strategy is the
-    last load's; ``watermark_before`` is the first load's and ``watermark_after`` the
-    last one's that has a watermark. Returns ``{}`` when there are no loads.
-
-    Args:
-        loads: The model's records of this invocation, in recording order.
-
-    Returns:
-        ``rows_affected``, ``rows_inserted``, ``rows_updated``, ``rows_deleted``,
-        ``strategy``, ``partitions_touched``, ``batches``, ``watermark_before``,
-        ``watermark_after`` (ISO-8601 UTC or None), ``load_ids`` and ``quality_checks``
-        (a list of ``{"check", "severity", "status", "failing_rows"}``): plain JSON data.
-    """
-    if not loads:
-        return {}
-    inserted = sum(r.rows_inserted for r in loads)
-    updated = sum(r.rows_updated for r in loads)
-    deleted = sum(r.rows_deleted for r in loads)
-    befores = [r.watermark_before for r in loads if r.watermark_before is not None]
-    afters = [r.watermark_after for r in loads if r.watermark_after is not None]
-    return {
-        "rows_affected": inserted + updated + deleted,
-        "rows_inserted": inserted,
-        "rows_updated": updated,
-        "rows_deleted": deleted,
-        "strategy": loads[-1].strategy,
-        "partitions_touched": sum(r.partitions_touched for r in loads),
-        "batches": sum(r.batches for r in loads),
-        "watermark_before": iso_utc(befores[0]) if befores else None,
-        "watermark_after": iso_utc(afters[-1]) if afters else None,
-        "load_ids": [r.load_id for r in loads if r.load_id is not None],
-        "quality_checks": [c._asdict() for r in loads for c in r.quality_checks],
-    }
