@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from dbt.adapters.sqlflow import intervals
 from dbt.adapters.sqlflow.metrics.records import CheckOutcome, LoadRecord
 
 QUALITY_FAILURE_PREFIX = "quality check failed: "
@@ -120,24 +121,21 @@ class RunSummary:
 def parse_timestamp(value: Any, what: str) -> datetime | None:
     """An ISO-8601 timestamp as an aware UTC datetime (naive means UTC); None stays None.
 
+    The parsing is sqlflow's one (:func:`intervals.parse_timestamp`); artifacts want
+    aware values and an error that names the field.
+
     Raises:
         ArtifactError: When ``value`` is not ISO-8601 text; ``what`` names it.
     """
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        if not isinstance(value, str):
-            raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp")
-        text = value[:-1] + "+00:00" if value.endswith("Z") else value
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError as e:
-            raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp") from e
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    if not isinstance(value, str | datetime):
+        raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp")
+    try:
+        parsed = intervals.parse_timestamp(value)
+    except ValueError as e:
+        raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp") from e
+    return parsed.replace(tzinfo=timezone.utc)
 
 
 def read_json(path: str | Path, what: str) -> dict[str, Any]:
