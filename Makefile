@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy dbt/adapters/sqlflow
+	$(BIN)/python .ci/lint_imports.py --no-cache --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format .
