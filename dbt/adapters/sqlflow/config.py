@@ -130,143 +130,15 @@ class SqlflowConfig:
         """
         p = _Parser(model, raw, columns)
         strategy = p.choice("incremental_strategy", STRATEGIES, "auto")
-        unique_key = p.column_list("unique_key")
-        dedupe_by = p.string_list("dedupe_by")
-        for expression in dedupe_by:
-            column = _plain_column(expression)
-            if column is not None:
-                p.check_column("dedupe_by", column)
-        if dedupe_by and not unique_key:
-            p.error(
-                "dedupe_by",
-                dedupe_by,
-                "has no effect without unique_key",
-                "set unique_key to the columns that identify a row, or remove dedupe_by",
-            )
-        update_cols = p.column_list("merge_update_columns", allow_none=True)
-        exclude_cols = p.column_list("merge_exclude_columns", allow_none=True)
-        if update_cols and exclude_cols:
-            p.error(
-                "merge_update_columns",
-                list(update_cols),
-                "conflicts with merge_exclude_columns",
-                "set only one of merge_update_columns and merge_exclude_columns",
-            )
-        for key_name, cols in (
-            ("merge_update_columns", update_cols),
-            ("merge_exclude_columns", exclude_cols),
-        ):
-            overlap = [c for c in cols or () if c.lower() in {k.lower() for k in unique_key}]
-            if key_name == "merge_update_columns" and overlap:
-                p.error(
-                    key_name,
-                    list(cols or ()),
-                    f"names the unique_key column(s) {overlap}, which a merge never updates",
-                    f"remove {overlap} from {key_name}",
-                )
+        unique_key, dedupe_by = p.keys()
+        update_cols, exclude_cols = p.merge_columns(unique_key)
         on_schema_change = p.choice("on_schema_change", ON_SCHEMA_CHANGE, "ignore")
-        partition_by = p.partition_by()
-        event_time = p.optional_column("event_time")
-        if event_time is None and partition_by is not None and partition_by.is_time:
-            event_time = partition_by.field
-        batch_size = p.choice("batch_size", GRANULARITIES, None)
-        lookback = p.lookback()
-        begin = p.begin(now)
-        time_keys = [k for k in ("batch_size", "begin") if raw.get(k) is not None]
-        # dbt's NodeConfig defaults lookback to 1 (for microbatch): only another value is
-        # a sign that the user set it.
-        if raw.get("lookback") not in (None, 1):
-            time_keys.append("lookback")
-        raw_partition = raw.get("partition_by")
-        bad_granularity = (
-            isinstance(raw_partition, Mapping) and raw_partition.get("granularity") is not None
-        ) and (partition_by is None or not partition_by.is_time)
-        if bad_granularity:
-            pass  # already reported: the user meant time partitions, the keys are fine
-        elif partition_by is not None and not partition_by.is_time and event_time is None:
-            for key in time_keys:
-                p.error(
-                    key,
-                    raw.get(key),
-                    f"is a time-window key, but partition_by {{'field': '{partition_by.field}'}}"
-                    " makes value partitions and the model has no event_time",
-                    "remove it, or set event_time to the model's time column",
-                )
-        elif event_time is None:
-            for key in time_keys:
-                p.error(
-                    key,
-                    raw.get(key),
-                    "needs a time column to window on, and the model has neither event_time"
-                    " nor a time partition_by",
-                    "set event_time (or partition_by with a granularity), or remove it",
-                )
-        if event_time is not None and batch_size is None:
-            batch_size = partition_by.granularity if partition_by and partition_by.is_time else None
-            batch_size = batch_size or "day"
-        p.check_date_units(partition_by, event_time, batch_size)
-        rereads = strategy is None or strategy not in REGISTRY or REGISTRY[strategy].rereads_window
-        if not rereads and raw.get("lookback") not in (None, 0, 1):
-            # (1 is dbt's own default for every model: it cannot be told from a choice.)
-            p.error(
-                "lookback",
-                raw.get("lookback"),
-                f"cannot be used with {strategy}: re-read rows would be appended a second time",
-                "remove lookback (append loads each window once, up to now), or use"
-                " insert_overwrite or merge to re-read late data",
-            )
+        window = p.window(now)
+        p.check_lookback(strategy)
         snapshot = p.snapshot(strategy)
-        if snapshot is not None and on_schema_change in ("fail", "sync_all_columns"):
-            # The history table's meta columns are not in the model's SQL: schema-change
-            # detection sees them as removed columns ('fail' always fails, 'sync_all_columns'
-            # drops them).
-            p.error(
-                "on_schema_change",
-                on_schema_change,
-                "cannot be used with the snapshot strategy, whose history table holds"
-                " snapshot meta columns the model's SQL does not return",
-                "set on_schema_change='append_new_columns' (new model columns are added)"
-                " or 'ignore'",
-            )
-        if snapshot is not None and event_time is not None and snapshot.hard_deletes != "ignore":
-            p.error(
-                "hard_deletes",
-                snapshot.hard_deletes,
-                f"cannot be used with event_time '{event_time}': a batch holds one time window,"
-                " so every key outside it would look deleted",
-                "remove event_time (and partition_by's time field) so each run reads the whole"
-                " source, or set hard_deletes='ignore'",
-            )
-        if strategy in KEYED_STRATEGIES and not unique_key:
-            p.error(
-                "unique_key",
-                None,
-                f"is required by incremental_strategy '{strategy}'",
-                "set unique_key to the column (or list of columns) that identifies a row",
-            )
-        if strategy == "insert_overwrite" and partition_by is None:
-            p.error(
-                "partition_by",
-                None,
-                "is required by incremental_strategy 'insert_overwrite'",
-                "set partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}",
-            )
-        if snapshot is not None and strategy not in ("snapshot", "auto"):
-            p.error(
-                "snapshot",
-                raw.get("snapshot"),
-                f"is set, but incremental_strategy is '{strategy}'",
-                "set incremental_strategy='snapshot' (or 'auto'), or remove snapshot",
-            )
-        quality = raw.get("quality_checks") or ()
-        if not isinstance(quality, (list, tuple)):
-            p.error(
-                "quality_checks",
-                quality,
-                "must be a list of checks",
-                "write quality_checks=[{'not_null': ['id']}, ...]",
-            )
-            quality = ()
+        p.check_snapshot(snapshot, on_schema_change, window.event_time)
+        p.check_strategy_needs(strategy, unique_key, window.partition_by, snapshot)
+        quality = p.quality_checks()
         predicates = p.string_list("incremental_predicates")
         p.raise_if_errors()
         return cls(
@@ -277,15 +149,26 @@ class SqlflowConfig:
             merge_update_columns=update_cols,
             merge_exclude_columns=exclude_cols,
             on_schema_change=on_schema_change or "ignore",
-            partition_by=partition_by,
-            event_time=event_time,
-            batch_size=batch_size,
-            begin=begin,
-            lookback=lookback,
+            partition_by=window.partition_by,
+            event_time=window.event_time,
+            batch_size=window.batch_size,
+            begin=window.begin,
+            lookback=window.lookback,
             snapshot=snapshot,
-            quality_checks=tuple(quality),
+            quality_checks=quality,
             incremental_predicates=predicates,
         )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The time-window keys of a config, as :meth:`_Parser.window` read them."""
+
+    partition_by: PartitionBy | None
+    event_time: str | None
+    batch_size: str | None
+    lookback: int
+    begin: datetime | None
 
 
 def _plain_column(expression: str) -> str | None:
@@ -531,39 +414,58 @@ class _Parser:
                 " check_cols)",
             )
             return None
-        updated_at = value.get("updated_at")
-        check_cols: tuple[str, ...] | str = ()
-        if kind == "timestamp":
-            if not isinstance(updated_at, str):
-                self.error(
-                    "snapshot.updated_at",
-                    updated_at,
-                    "is required by the timestamp strategy",
-                    "set updated_at to the column that records when a row last changed",
-                )
-            else:
-                self.check_column("snapshot.updated_at", updated_at)
-        else:
-            raw_cols = value.get("check_cols")
-            if raw_cols == "all":
-                check_cols = "all"
-            elif (
-                isinstance(raw_cols, (list, tuple))
-                and raw_cols
-                and all(isinstance(c, str) for c in raw_cols)
-            ):
-                check_cols = tuple(raw_cols)
-                for col in check_cols:
-                    self.check_column("snapshot.check_cols", col)
-            else:
-                self.error(
-                    "snapshot.check_cols",
-                    raw_cols,
-                    "must be 'all' or a non-empty list of columns",
-                    "set check_cols='all' or check_cols=['status', ...]",
-                )
+        updated_at = self.snapshot_updated_at(value) if kind == "timestamp" else None
+        check_cols = self.snapshot_check_cols(value) if kind == "check" else ()
         hard_deletes = self.choice("hard_deletes", HARD_DELETES, "ignore") or "ignore"
         current = self.raw.get("dbt_valid_to_current")
+        names = self.snapshot_column_names()
+        return SnapshotSpec(
+            strategy=kind,
+            updated_at=updated_at,
+            check_cols=check_cols,
+            hard_deletes=hard_deletes,
+            valid_to_current=str(current) if current is not None else None,
+            column_names=names,
+        )
+
+    def snapshot_updated_at(self, value: Mapping[str, Any]) -> Any:
+        """The timestamp strategy's ``updated_at`` as configured (an error unless a string)."""
+        updated_at = value.get("updated_at")
+        if not isinstance(updated_at, str):
+            self.error(
+                "snapshot.updated_at",
+                updated_at,
+                "is required by the timestamp strategy",
+                "set updated_at to the column that records when a row last changed",
+            )
+        else:
+            self.check_column("snapshot.updated_at", updated_at)
+        return updated_at
+
+    def snapshot_check_cols(self, value: Mapping[str, Any]) -> tuple[str, ...] | str:
+        """The check strategy's ``check_cols``: 'all' or a non-empty list of columns."""
+        raw_cols = value.get("check_cols")
+        if raw_cols == "all":
+            return "all"
+        if (
+            isinstance(raw_cols, (list, tuple))
+            and raw_cols
+            and all(isinstance(c, str) for c in raw_cols)
+        ):
+            check_cols = tuple(raw_cols)
+            for col in check_cols:
+                self.check_column("snapshot.check_cols", col)
+            return check_cols
+        self.error(
+            "snapshot.check_cols",
+            raw_cols,
+            "must be 'all' or a non-empty list of columns",
+            "set check_cols='all' or check_cols=['status', ...]",
+        )
+        return ()
+
+    def snapshot_column_names(self) -> dict[str, str]:
+        """``snapshot_meta_column_names``: new names for some of the snapshot meta columns."""
         names = self.raw.get("snapshot_meta_column_names") or {}
         if not isinstance(names, Mapping) or not set(names) <= set(SNAPSHOT_META_COLUMNS):
             self.error(
@@ -572,12 +474,176 @@ class _Parser:
                 f"may only rename {', '.join(SNAPSHOT_META_COLUMNS)}",
                 "write {'dbt_valid_from': 'valid_from', ...}",
             )
-            names = {}
-        return SnapshotSpec(
-            strategy=kind,
-            updated_at=updated_at if kind == "timestamp" else None,
-            check_cols=check_cols,
-            hard_deletes=hard_deletes,
-            valid_to_current=str(current) if current is not None else None,
-            column_names=dict(names),
-        )
+            return {}
+        return dict(names)
+
+    def keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``unique_key`` and ``dedupe_by`` (whose bare columns must exist)."""
+        unique_key = self.column_list("unique_key")
+        dedupe_by = self.string_list("dedupe_by")
+        for expression in dedupe_by:
+            column = _plain_column(expression)
+            if column is not None:
+                self.check_column("dedupe_by", column)
+        if dedupe_by and not unique_key:
+            self.error(
+                "dedupe_by",
+                dedupe_by,
+                "has no effect without unique_key",
+                "set unique_key to the columns that identify a row, or remove dedupe_by",
+            )
+        return unique_key, dedupe_by
+
+    def merge_columns(
+        self, unique_key: tuple[str, ...]
+    ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+        """``merge_update_columns`` and ``merge_exclude_columns`` (None when not set)."""
+        update_cols = self.column_list("merge_update_columns", allow_none=True)
+        exclude_cols = self.column_list("merge_exclude_columns", allow_none=True)
+        if update_cols and exclude_cols:
+            self.error(
+                "merge_update_columns",
+                list(update_cols),
+                "conflicts with merge_exclude_columns",
+                "set only one of merge_update_columns and merge_exclude_columns",
+            )
+        keys = {k.lower() for k in unique_key}
+        overlap = [c for c in update_cols or () if c.lower() in keys]
+        if overlap:
+            self.error(
+                "merge_update_columns",
+                list(update_cols),
+                f"names the unique_key column(s) {overlap}, which a merge never updates",
+                f"remove {overlap} from merge_update_columns",
+            )
+        return update_cols, exclude_cols
+
+    def window(self, now: datetime | None) -> _Window:
+        """The time-window keys; event_time and batch_size are derived when not set."""
+        partition_by = self.partition_by()
+        event_time = self.optional_column("event_time")
+        if event_time is None and partition_by is not None and partition_by.is_time:
+            event_time = partition_by.field
+        batch_size = self.choice("batch_size", GRANULARITIES, None)
+        lookback = self.lookback()
+        begin = self.begin(now)
+        self.check_time_keys(partition_by, event_time)
+        if event_time is not None and batch_size is None:
+            batch_size = partition_by.granularity if partition_by and partition_by.is_time else None
+            batch_size = batch_size or "day"
+        self.check_date_units(partition_by, event_time, batch_size)
+        return _Window(partition_by, event_time, batch_size, lookback, begin)
+
+    def check_time_keys(self, partition_by: PartitionBy | None, event_time: str | None) -> None:
+        """Time-window keys (batch_size, begin, lookback) need a time column to window on."""
+        time_keys = [k for k in ("batch_size", "begin") if self.raw.get(k) is not None]
+        # dbt's NodeConfig defaults lookback to 1 (for microbatch): only another value is
+        # a sign that the user set it.
+        if self.raw.get("lookback") not in (None, 1):
+            time_keys.append("lookback")
+        raw_partition = self.raw.get("partition_by")
+        bad_granularity = (
+            isinstance(raw_partition, Mapping) and raw_partition.get("granularity") is not None
+        ) and (partition_by is None or not partition_by.is_time)
+        if bad_granularity:
+            pass  # already reported: the user meant time partitions, the keys are fine
+        elif partition_by is not None and not partition_by.is_time and event_time is None:
+            for key in time_keys:
+                self.error(
+                    key,
+                    self.raw.get(key),
+                    f"is a time-window key, but partition_by {{'field': '{partition_by.field}'}}"
+                    " makes value partitions and the model has no event_time",
+                    "remove it, or set event_time to the model's time column",
+                )
+        elif event_time is None:
+            for key in time_keys:
+                self.error(
+                    key,
+                    self.raw.get(key),
+                    "needs a time column to window on, and the model has neither event_time"
+                    " nor a time partition_by",
+                    "set event_time (or partition_by with a granularity), or remove it",
+                )
+
+    def check_lookback(self, strategy: str | None) -> None:
+        """A strategy that does not re-read a window (append) cannot take a lookback."""
+        rereads = strategy is None or strategy not in REGISTRY or REGISTRY[strategy].rereads_window
+        if not rereads and self.raw.get("lookback") not in (None, 0, 1):
+            # (1 is dbt's own default for every model: it cannot be told from a choice.)
+            self.error(
+                "lookback",
+                self.raw.get("lookback"),
+                f"cannot be used with {strategy}: re-read rows would be appended a second time",
+                "remove lookback (append loads each window once, up to now), or use"
+                " insert_overwrite or merge to re-read late data",
+            )
+
+    def check_snapshot(
+        self, snapshot: SnapshotSpec | None, on_schema_change: str | None, event_time: str | None
+    ) -> None:
+        """Keys that contradict a snapshot: on_schema_change, and hard_deletes in windows."""
+        if snapshot is not None and on_schema_change in ("fail", "sync_all_columns"):
+            # The history table's meta columns are not in the model's SQL: schema-change
+            # detection sees them as removed columns ('fail' always fails, 'sync_all_columns'
+            # drops them).
+            self.error(
+                "on_schema_change",
+                on_schema_change,
+                "cannot be used with the snapshot strategy, whose history table holds"
+                " snapshot meta columns the model's SQL does not return",
+                "set on_schema_change='append_new_columns' (new model columns are added)"
+                " or 'ignore'",
+            )
+        if snapshot is not None and event_time is not None and snapshot.hard_deletes != "ignore":
+            self.error(
+                "hard_deletes",
+                snapshot.hard_deletes,
+                f"cannot be used with event_time '{event_time}': a batch holds one time window,"
+                " so every key outside it would look deleted",
+                "remove event_time (and partition_by's time field) so each run reads the whole"
+                " source, or set hard_deletes='ignore'",
+            )
+
+    def check_strategy_needs(
+        self,
+        strategy: str | None,
+        unique_key: tuple[str, ...],
+        partition_by: PartitionBy | None,
+        snapshot: SnapshotSpec | None,
+    ) -> None:
+        """The keys a strategy requires (unique_key, partition_by) or rules out (snapshot)."""
+        if strategy in KEYED_STRATEGIES and not unique_key:
+            self.error(
+                "unique_key",
+                None,
+                f"is required by incremental_strategy '{strategy}'",
+                "set unique_key to the column (or list of columns) that identifies a row",
+            )
+        if strategy == "insert_overwrite" and partition_by is None:
+            self.error(
+                "partition_by",
+                None,
+                "is required by incremental_strategy 'insert_overwrite'",
+                "set partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}",
+            )
+        if snapshot is not None and strategy not in ("snapshot", "auto"):
+            self.error(
+                "snapshot",
+                self.raw.get("snapshot"),
+                f"is set, but incremental_strategy is '{strategy}'",
+                "set incremental_strategy='snapshot' (or 'auto'), or remove snapshot",
+            )
+
+    def quality_checks(self) -> tuple[Any, ...]:
+        """The raw ``quality_checks`` entries (``quality.py`` parses each one)."""
+        quality = self.raw.get("quality_checks") or ()
+        if not isinstance(quality, (list, tuple)):
+            self.error(
+                "quality_checks",
+                quality,
+                "must be a list of checks",
+                "write quality_checks=[{'not_null': ['id']}, ...]",
+            )
+            quality = ()
+        return tuple(quality)
