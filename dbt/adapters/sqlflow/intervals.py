@@ -296,19 +296,10 @@ def plan_windows(
         ValueError: For an unknown ``batch_size`` or a ``lookback`` that is not an
             integer ``>= 0``.
     """
-    check_granularity(batch_size, what="batch_size")
-    if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
-        raise ValueError(
-            f"lookback must be an integer >= 0 (a number of {batch_size} units), got {lookback!r}"
-        )
+    _check_batching(batch_size, lookback)
     done = merge(loaded)
-    if begin is not None:
-        lower = to_utc_naive(begin)
-    elif done:
-        lower = done[0].start
-    elif data_start is not None:
-        lower = truncate(to_utc_naive(data_start), batch_size)
-    else:
+    lower = _lower_bound(done, begin=begin, batch_size=batch_size, data_start=data_start)
+    if lower is None:
         return []
     upper = add_units(truncate(to_utc_naive(now), batch_size), batch_size, 1)
     if lower >= upper:
@@ -320,6 +311,43 @@ def plan_windows(
         reread_start = add_units(truncate(last_end, batch_size), batch_size, -lookback)
         todo += clip([Interval(reread_start, last_end)], horizon)
     return [batch for iv in merge(todo) for batch in split(iv, batch_size)]
+
+
+def _check_batching(batch_size: str, lookback: int) -> None:
+    """Raise ValueError for an unknown ``batch_size`` or a ``lookback`` that is not an int >= 0."""
+    check_granularity(batch_size, what="batch_size")
+    if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
+        raise ValueError(
+            f"lookback must be an integer >= 0 (a number of {batch_size} units), got {lookback!r}"
+        )
+
+
+def _lower_bound(
+    done: list[Interval],
+    *,
+    begin: datetime | None,
+    batch_size: str,
+    data_start: datetime | None,
+) -> datetime | None:
+    """Where :func:`plan_windows` starts planning (inclusive), or None when unknown.
+
+    Args:
+        done: The loaded intervals, merged and in time order.
+        begin: Earliest time to load, or None; wins when given.
+        batch_size: Unit ``data_start`` is truncated to.
+        data_start: Earliest event time of the model's data (a first build), or None.
+
+    Returns:
+        ``begin``, else the start of the first loaded interval, else ``data_start``
+        truncated to its ``batch_size`` unit, else None.
+    """
+    if begin is not None:
+        return to_utc_naive(begin)
+    if done:
+        return done[0].start
+    if data_start is not None:
+        return truncate(to_utc_naive(data_start), batch_size)
+    return None
 
 
 def plan_explicit(start: datetime, end: datetime, batch_size: str) -> list[Interval]:
