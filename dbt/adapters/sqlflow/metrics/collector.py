@@ -3,19 +3,229 @@
 ``collect()`` builds fresh metric families from the summary on every call; it never
 touches the database or the file system. Register it on a registry of our own
 (:func:`build_registry`), never on prometheus_client's global one.
+
+The families are data (:data:`FAMILIES`): a name, a help text, labels and a function that
+reads the samples off the summary.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from dbt.adapters.sqlflow.metrics.artifacts import RunSummary
+from dbt.adapters.sqlflow.metrics.artifacts import ModelRun, RunSummary
 
 MODEL = "model"
+
+Samples = list[tuple[list[str], float]]
+"""A family's samples: (label values, value) pairs in output order."""
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One metric family: what it is called and how its samples are read from a run.
+
+    Attributes:
+        name: The family name (a counter's ``_total`` is added on output).
+        doc: The help text.
+        labels: Label names, in the order of each sample's label values.
+        samples: Reads the family's samples off a :class:`RunSummary`.
+        counter: True for a counter, False for a gauge.
+    """
+
+    name: str
+    doc: str
+    labels: Sequence[str]
+    samples: Callable[[RunSummary], Samples]
+    counter: bool = False
+
+    def build(self, summary: RunSummary) -> Metric:
+        """A fresh family holding the summary's samples (perhaps none)."""
+        labels = list(self.labels)
+        family: CounterMetricFamily | GaugeMetricFamily = (
+            CounterMetricFamily(self.name, self.doc, labels=labels)
+            if self.counter
+            else GaugeMetricFamily(self.name, self.doc, labels=labels)
+        )
+        for values, value in self.samples(summary):
+            family.add_metric(values, value)
+        return family
+
+
+def _per_model(read: Callable[[ModelRun], float | None]) -> Callable[[RunSummary], Samples]:
+    """Samples of one figure per model, labelled by the model; models without it are skipped."""
+
+    def samples(summary: RunSummary) -> Samples:
+        found = ((m.unique_id, read(m)) for m in summary.models)
+        return [([model], value) for model, value in found if value is not None]
+
+    return samples
+
+
+def _per_run(read: Callable[[RunSummary], float | None]) -> Callable[[RunSummary], Samples]:
+    """The one unlabelled sample of a run-level figure; none when the run lacks it."""
+
+    def samples(summary: RunSummary) -> Samples:
+        value = read(summary)
+        return [] if value is None else [([], value)]
+
+    return samples
+
+
+def _model_runs(summary: RunSummary) -> Samples:
+    counts = Counter((m.unique_id, m.strategy, m.status) for m in summary.models)
+    return [(list(labels), count) for labels, count in sorted(counts.items())]
+
+
+def _durations(summary: RunSummary) -> Samples:
+    # Every model has a duration (even one that failed).
+    return [([m.unique_id], m.duration_seconds) for m in summary.models]
+
+
+def _watermark(model: ModelRun) -> float | None:
+    return model.watermark_after.timestamp() if model.watermark_after is not None else None
+
+
+def _watermark_lags(summary: RunSummary) -> Samples:
+    now = summary.pinned_now or summary.finished_at
+    if now is None:
+        return []
+    return [
+        ([m.unique_id], (now - m.watermark_after).total_seconds())
+        for m in summary.models
+        if m.watermark_after is not None
+    ]
+
+
+def _checks_failed(summary: RunSummary) -> Samples:
+    return [([m.unique_id, c.check], 1) for m in summary.models for c in m.failed_checks]
+
+
+def _check_failing_rows(summary: RunSummary) -> Samples:
+    return [
+        ([m.unique_id, c.check], c.failing_rows) for m in summary.models for c in m.failed_checks
+    ]
+
+
+def _nodes(summary: RunSummary) -> Samples:
+    counts = sorted(Counter(summary.node_statuses).items())
+    return [([resource_type, status], count) for (resource_type, status), count in counts]
+
+
+def _finished(summary: RunSummary) -> float | None:
+    return summary.finished_at.timestamp() if summary.finished_at is not None else None
+
+
+def _info(summary: RunSummary) -> Samples:
+    return [([summary.invocation_id, summary.dbt_version, summary.target], 1.0)]
+
+
+_ROWS = (
+    ("rows_affected", "changed (inserted, updated or deleted)"),
+    ("rows_inserted", "inserted"),
+    ("rows_updated", "updated"),
+    ("rows_deleted", "deleted"),
+)
+
+FAMILIES: tuple[FamilySpec, ...] = (
+    FamilySpec(
+        "sqlflow_model_runs",
+        "Model executions in the run, by model, strategy and dbt status.",
+        [MODEL, "strategy", "status"],
+        _model_runs,
+        counter=True,
+    ),
+    FamilySpec(
+        "sqlflow_model_duration_seconds",
+        "Execution time of the model in the run.",
+        [MODEL],
+        _durations,
+    ),
+    *(
+        FamilySpec(
+            f"sqlflow_{key}",
+            f"Rows {verb} by the model in the run.",
+            [MODEL],
+            _per_model(attrgetter(key)),
+            counter=True,
+        )
+        for key, verb in _ROWS
+    ),
+    FamilySpec(
+        "sqlflow_partitions_touched",
+        "Partitions of the target the model wrote in the run.",
+        [MODEL],
+        _per_model(attrgetter("partitions_touched")),
+    ),
+    FamilySpec(
+        "sqlflow_model_batches",
+        "Windows (batches) the model's run processed, empty windows included.",
+        [MODEL],
+        _per_model(attrgetter("batches")),
+    ),
+    FamilySpec(
+        "sqlflow_watermark_timestamp_seconds",
+        "The model's watermark after the run (Unix time).",
+        [MODEL],
+        _per_model(_watermark),
+    ),
+    FamilySpec(
+        "sqlflow_watermark_lag_seconds",
+        "Data freshness: end of the run (or its pinned sqlflow_now) minus the watermark.",
+        [MODEL],
+        _watermark_lags,
+    ),
+    FamilySpec(
+        "sqlflow_quality_checks_failed",
+        "Quality checks that failed on the model in the run, by check.",
+        [MODEL, "check"],
+        _checks_failed,
+        counter=True,
+    ),
+    FamilySpec(
+        "sqlflow_quality_check_failing_rows",
+        "Rows that failed the quality check in the run.",
+        [MODEL, "check"],
+        _check_failing_rows,
+    ),
+    FamilySpec(
+        "sqlflow_run_nodes",
+        "Nodes of the run (models, tests, seeds, snapshots, hooks) by type and status.",
+        ["resource_type", "status"],
+        _nodes,
+        counter=True,
+    ),
+    FamilySpec(
+        "sqlflow_run_duration_seconds",
+        "Elapsed time of the dbt run.",
+        [],
+        _per_run(attrgetter("elapsed_seconds")),
+    ),
+    FamilySpec(
+        "sqlflow_run_success",
+        "1 if no node of the run errored or failed, else 0.",
+        [],
+        _per_run(lambda s: 1.0 if s.success else 0.0),
+    ),
+    FamilySpec(
+        "sqlflow_run_finished_timestamp_seconds",
+        "When the run finished (Unix time).",
+        [],
+        _per_run(_finished),
+    ),
+    FamilySpec(
+        "sqlflow_run_info",
+        "Always 1; labels identify the run.",
+        ["invocation_id", "dbt_version", "target"],
+        _info,
+    ),
+)
+"""sqlflow's metric families, in output order."""
 
 
 class RunCollector(Collector):
@@ -31,129 +241,9 @@ class RunCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Build the metric families from the summary (only families with samples)."""
-        s = self.summary
-
-        def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=labels)
-
-        runs = counter(
-            "sqlflow_model_runs",
-            "Model executions in the run, by model, strategy and dbt status.",
-            [MODEL, "strategy", "status"],
-        )
-        duration = GaugeMetricFamily(
-            "sqlflow_model_duration_seconds",
-            "Execution time of the model in the run.",
-            labels=[MODEL],
-        )
-        rows = {
-            key: counter(f"sqlflow_{key}", f"Rows {verb} by the model in the run.", [MODEL])
-            for key, verb in (
-                ("rows_affected", "changed (inserted, updated or deleted)"),
-                ("rows_inserted", "inserted"),
-                ("rows_updated", "updated"),
-                ("rows_deleted", "deleted"),
-            )
-        }
-        partitions = GaugeMetricFamily(
-            "sqlflow_partitions_touched",
-            "Partitions of the target the model wrote in the run.",
-            labels=[MODEL],
-        )
-        batches = GaugeMetricFamily(
-            "sqlflow_model_batches",
-            "Windows (batches) the model's run processed, empty windows included.",
-            labels=[MODEL],
-        )
-        watermark = GaugeMetricFamily(
-            "sqlflow_watermark_timestamp_seconds",
-            "The model's watermark after the run (Unix time).",
-            labels=[MODEL],
-        )
-        lag = GaugeMetricFamily(
-            "sqlflow_watermark_lag_seconds",
-            "Data freshness: end of the run (or its pinned sqlflow_now) minus the watermark.",
-            labels=[MODEL],
-        )
-        checks_failed = counter(
-            "sqlflow_quality_checks_failed",
-            "Quality checks that failed on the model in the run, by check.",
-            [MODEL, "check"],
-        )
-        failing_rows = GaugeMetricFamily(
-            "sqlflow_quality_check_failing_rows",
-            "Rows that failed the quality check in the run.",
-            labels=[MODEL, "check"],
-        )
-
-        run_counts: Counter[tuple[str, str, str]] = Counter()
-        for m in s.models:
-            run_counts[(m.unique_id, m.strategy, m.status)] += 1
-            duration.add_metric([m.unique_id], m.duration_seconds)
-            for key, family in rows.items():
-                value = getattr(m, key)
-                if value is not None:
-                    family.add_metric([m.unique_id], value)
-            if m.partitions_touched is not None:
-                partitions.add_metric([m.unique_id], m.partitions_touched)
-            if m.batches is not None:
-                batches.add_metric([m.unique_id], m.batches)
-            if m.watermark_after is not None:
-                watermark.add_metric([m.unique_id], m.watermark_after.timestamp())
-                now = s.pinned_now or s.finished_at
-                if now is not None:
-                    lag.add_metric([m.unique_id], (now - m.watermark_after).total_seconds())
-            for check in m.failed_checks:
-                checks_failed.add_metric([m.unique_id, check.check], 1)
-                failing_rows.add_metric([m.unique_id, check.check], check.failing_rows)
-        for labels, count in sorted(run_counts.items()):
-            runs.add_metric(list(labels), count)
-
-        nodes = counter(
-            "sqlflow_run_nodes",
-            "Nodes of the run (models, tests, seeds, snapshots, hooks) by type and status.",
-            ["resource_type", "status"],
-        )
-        for (resource_type, status), count in sorted(Counter(s.node_statuses).items()):
-            nodes.add_metric([resource_type, status], count)
-
-        run_duration = GaugeMetricFamily(
-            "sqlflow_run_duration_seconds", "Elapsed time of the dbt run."
-        )
-        if s.elapsed_seconds is not None:
-            run_duration.add_metric([], s.elapsed_seconds)
-        success = GaugeMetricFamily(
-            "sqlflow_run_success", "1 if no node of the run errored or failed, else 0."
-        )
-        success.add_metric([], 1.0 if s.success else 0.0)
-        finished = GaugeMetricFamily(
-            "sqlflow_run_finished_timestamp_seconds", "When the run finished (Unix time)."
-        )
-        if s.finished_at is not None:
-            finished.add_metric([], s.finished_at.timestamp())
-        info = GaugeMetricFamily(
-            "sqlflow_run_info",
-            "Always 1; labels identify the run.",
-            labels=["invocation_id", "dbt_version", "target"],
-        )
-        info.add_metric([s.invocation_id, s.dbt_version, s.target], 1.0)
-
-        families: tuple[Metric, ...] = (
-            runs,
-            duration,
-            *rows.values(),
-            partitions,
-            batches,
-            watermark,
-            lag,
-            checks_failed,
-            failing_rows,
-            nodes,
-            run_duration,
-            success,
-            finished,
-            info,
-        )
+        # Every family is built before the first is yielded: a summary that cannot be
+        # read fails the whole collection, not half of it.
+        families = [spec.build(self.summary) for spec in FAMILIES]
         for metric in families:
             if metric.samples:
                 yield metric

@@ -242,14 +242,20 @@ def export_from_results(
         warnings = [f"metrics not built: {type(e).__name__}: {e}"]
     else:
         warnings = export_summary(summary, parsed)
-    if warnings:
-        if warn is None:
-            from dbt.adapters.events.logging import AdapterLogger
-
-            warn = AdapterLogger("sqlflow").warning
-        for message in warnings:
-            warn(message)
+    _log_warnings(warnings, warn)
     return warnings
+
+
+def _log_warnings(warnings: list[str], warn: Callable[[str], Any] | None) -> None:
+    """Pass each warning to ``warn``, by default dbt's adapter logger (imported only then)."""
+    if not warnings:
+        return
+    if warn is None:
+        from dbt.adapters.events.logging import AdapterLogger
+
+        warn = AdapterLogger("sqlflow").warning
+    for message in warnings:
+        warn(message)
 
 
 def export_summary(summary: RunSummary, settings: MetricsSettings) -> list[str]:
