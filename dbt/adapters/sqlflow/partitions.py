@@ -551,8 +551,17 @@ class PartitionManager:
         Reads the data with one GROUP BY, plus one for the ``unique_key`` check.
         """
         recorded = self._sorted(self.state.partitions(relation))
-        by_key = {p.key: p for p in recorded}
         found = self._scan(relation, None)
+        problems = self._recorded_problems(recorded, found)
+        problems += self._unrecorded_problems(found, {p.key for p in recorded})
+        problems += self._duplicates(relation)
+        problems += self._gaps(recorded)
+        return ConsistencyReport(relation, len(recorded), problems)
+
+    def _recorded_problems(
+        self, recorded: list[PartitionInfo], found: dict[str | None, tuple]
+    ) -> list[ConsistencyProblem]:
+        """``count_mismatch`` and ``bad_range`` of each recorded partition, in order."""
         problems: list[ConsistencyProblem] = []
         gran = self.spec.granularity
         for info in recorded:
@@ -578,14 +587,21 @@ class PartitionManager:
                             f" is not the key's range {expected}",
                         )
                     )
+        return problems
+
+    def _unrecorded_problems(
+        self, found: dict[str | None, tuple], recorded_keys: set[str]
+    ) -> list[ConsistencyProblem]:
+        """``out_of_range``: the data's partition keys that no partition records, in order."""
+        problems = []
         for key, (count, low, high) in sorted(found.items(), key=lambda kv: kv[0] or ""):
-            if key in by_key:
+            if key in recorded_keys:
                 continue
             where = (
                 f"a NULL {self.spec.field}"
                 if key is None
                 else f"{self.spec.field} in [{low}, {high}]"
-                if gran is not None
+                if self.spec.granularity is not None
                 else f"{self.spec.field} = {low}"
             )
             problems.append(
@@ -597,19 +613,22 @@ class PartitionManager:
                     actual=count,
                 )
             )
-        problems.extend(self._duplicates(relation))
-        if gran is not None:
-            for before, after in itertools.pairwise(recorded):
-                if before.range_end and after.range_start and before.range_end < after.range_start:
-                    problems.append(
-                        ConsistencyProblem(
-                            "gap",
-                            after.key,
-                            f"no partition covers [{_iso(before.range_end)}, "
-                            f"{_iso(after.range_start)}) between {before.key} and {after.key}",
-                        )
-                    )
-        return ConsistencyReport(relation, len(recorded), problems)
+        return problems
+
+    def _gaps(self, recorded: list[PartitionInfo]) -> list[ConsistencyProblem]:
+        """``gap``: time between two consecutive recorded time partitions (none for values)."""
+        if self.spec.granularity is None:
+            return []
+        return [
+            ConsistencyProblem(
+                "gap",
+                after.key,
+                f"no partition covers [{_iso(before.range_end)}, "
+                f"{_iso(after.range_start)}) between {before.key} and {after.key}",
+            )
+            for before, after in itertools.pairwise(recorded)
+            if before.range_end and after.range_start and before.range_end < after.range_start
+        ]
 
     def _duplicates(self, relation: str) -> list[ConsistencyProblem]:
         if not self.unique_key:
