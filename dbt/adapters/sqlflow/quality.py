@@ -204,7 +204,33 @@ def _parse_entry(
             f"Write e.g. {example}."
         )
         return None
+    kinds = _entry_kinds(entry, errors)
+    severity = _parse_severity(entry.get("severity", "error"), errors)
+    if len(kinds) != 1:
+        return None
+    kind = kinds[0]
+    before = len(errors)
+    check = _PARSERS[kind](kind, entry[kind], ctx, errors)
+    if check is None or severity is None or len(errors) > before:
+        return None
+    return QualityCheck(
+        kind=kind,
+        name=check.name,
+        severity=severity,
+        scope="batch" if kind in BATCH_CHECKS else "target",
+        index=index,
+        columns=check.columns,
+        values=check.values,
+        min_rows=check.min_rows,
+        max_rows=check.max_rows,
+        expression=check.expression,
+        max_lag=check.max_lag,
+        max_lag_text=check.max_lag_text,
+    )
 
+
+def _entry_kinds(entry: dict, errors: list[str]) -> list[str]:
+    """The checks an entry names; its unknown keys, and a count other than one, are errors."""
     kinds = [key for key in entry if key in CHECK_KINDS]
     unknown = [key for key in entry if key not in CHECK_KINDS and key != "severity"]
     for key in unknown:
@@ -229,29 +255,7 @@ def _parse_entry(
             f"holds no check. Add one of: {', '.join(CHECK_KINDS)}, "
             "e.g. {'not_null': ['id'], 'severity': 'warn'}."
         )
-
-    severity = _parse_severity(entry.get("severity", "error"), errors)
-    if len(kinds) != 1:
-        return None
-    kind = kinds[0]
-    before = len(errors)
-    check = _PARSERS[kind](kind, entry[kind], ctx, errors)
-    if check is None or severity is None or len(errors) > before:
-        return None
-    return QualityCheck(
-        kind=kind,
-        name=check.name,
-        severity=severity,
-        scope="batch" if kind in BATCH_CHECKS else "target",
-        index=index,
-        columns=check.columns,
-        values=check.values,
-        min_rows=check.min_rows,
-        max_rows=check.max_rows,
-        expression=check.expression,
-        max_lag=check.max_lag,
-        max_lag_text=check.max_lag_text,
-    )
+    return kinds
 
 
 def _parse_severity(value: object, errors: list[str]) -> str | None:
@@ -683,34 +687,26 @@ def run_quality_checks(
         now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
     outcomes = []
     for check in checks:
-        relation = batch_relation if check.scope == "batch" else target_relation
-        run = _Run(executor, check, relation, batch_filter)
-        if check.kind == "not_null":
-            outcome = _run_not_null(run)
-        elif check.kind == "accepted_values":
-            outcome = _run_accepted_values(run)
-        elif check.kind == "expression":
-            outcome = _run_expression(run)
-        elif check.kind == "row_count":
-            outcome = _run_row_count(run)
-        elif check.kind == "unique":
-            outcome = _run_unique(run)
-        elif check.kind == "freshness":
-            outcome = _run_freshness(run, event_time, now)
-        elif check.kind == "partition_consistency":
-            outcome = _run_partition_consistency(check, partition_check)
-        else:  # pragma: no cover - parse_quality_checks only makes the kinds above
+        runner = _RUNNERS.get(check.kind)
+        if runner is None:  # pragma: no cover - parse_quality_checks only makes known kinds
             raise ValueError(f"unknown quality check kind {check.kind!r}")
-        outcomes.append(outcome)
+        relation = batch_relation if check.scope == "batch" else target_relation
+        run = _Run(executor, check, relation, batch_filter, event_time, now, partition_check)
+        outcomes.append(runner(run))
     return outcomes
 
 
 @dataclass(frozen=True)
 class _Run:
+    """One check's run: the check, the relation it queries and the run-wide inputs."""
+
     executor: Executor
     check: QualityCheck
     relation: str
     batch_filter: str | None
+    event_time: str | None
+    now: dt.datetime
+    partition_check: Callable[[], list[str]] | None
 
     def query(self, sql: str) -> list[tuple]:
         try:
@@ -848,9 +844,9 @@ def _run_unique(run: _Run) -> CheckOutcome:
     )
 
 
-def _run_freshness(run: _Run, event_time: str | None, now: dt.datetime) -> CheckOutcome:
-    check = run.check
-    column = event_time or (check.columns[0] if check.columns else None)
+def _run_freshness(run: _Run) -> CheckOutcome:
+    check, now = run.check, run.now
+    column = run.event_time or (check.columns[0] if check.columns else None)
     if column is None or check.max_lag is None:
         raise DbtRuntimeError(
             f"quality check {check.name} needs the model's event_time column; none was given."
@@ -901,9 +897,8 @@ def _as_utc_datetime(value: object, check: QualityCheck) -> dt.datetime | None:
     )
 
 
-def _run_partition_consistency(
-    check: QualityCheck, partition_check: Callable[[], list[str]] | None
-) -> CheckOutcome:
+def _run_partition_consistency(run: _Run) -> CheckOutcome:
+    check, partition_check = run.check, run.partition_check
     if partition_check is None:
         raise DbtRuntimeError(
             f"quality check {check.name} needs the partition manager's consistency check, "
@@ -924,6 +919,17 @@ def _run_partition_consistency(
         sample=[_clip(p, _SAMPLE_CHARS) for p in problems[:SAMPLE_LIMIT]],
         message=message,
     )
+
+
+_RUNNERS: dict[str, Callable[[_Run], CheckOutcome]] = {
+    "not_null": _run_not_null,
+    "accepted_values": _run_accepted_values,
+    "expression": _run_expression,
+    "row_count": _run_row_count,
+    "unique": _run_unique,
+    "freshness": _run_freshness,
+    "partition_consistency": _run_partition_consistency,
+}
 
 
 # --------------------------------------------------------------------------------------------
