@@ -19,10 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbt.adapters.sqlflow.partitions import PartitionInfo
 from dbt.adapters.sqlflow.state import DEFAULT_SCHEMA, StateStore
+
+if TYPE_CHECKING:
+    from dbt.config.profile import Profile
 
 SQLFLOW_MATERIALIZATION = "sqlflow_incremental"
 LOAD_ID_CHARS = 12
@@ -127,6 +130,39 @@ def find_model(manifest_path: Path, model: str) -> ModelTarget:
         PartitionsError: The manifest is missing or unreadable, no model (or several)
             has that name, or the model is not a partitioned sqlflow_incremental model.
     """
+    node = _model_node(manifest_path, model)
+    config = node.get("config") or {}
+    unique_id = node["unique_id"]
+    materialized = config.get("materialized")
+    if materialized != SQLFLOW_MATERIALIZATION:
+        raise PartitionsError(
+            f"model '{unique_id}': materialized '{materialized}', not"
+            f" '{SQLFLOW_MATERIALIZATION}', so sqlflow keeps no partitions for it. Fix: choose"
+            " a sqlflow_incremental model with partition_by"
+        )
+    partition_by = config.get("partition_by")
+    if isinstance(partition_by, str):
+        partition_by = {"field": partition_by}
+    if not isinstance(partition_by, Mapping) or not partition_by.get("field"):
+        raise PartitionsError(
+            f"model '{unique_id}': has no partition_by, so it has no partitions. Fix: set"
+            " partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}, and run it"
+        )
+    relation = node.get("relation_name")
+    if not relation:
+        raise PartitionsError(
+            f"model '{unique_id}': no relation_name in {manifest_path}. Fix: run `dbt parse`"
+        )
+    return ModelTarget(unique_id, node["name"], relation, dict(partition_by))
+
+
+def _model_node(manifest_path: Path, model: str) -> dict[str, Any]:
+    """The manifest's one model node named ``model`` (a name or a unique_id).
+
+    Raises:
+        PartitionsError: The manifest is missing or unreadable, or no model (or several)
+            has that name.
+    """
     if not manifest_path.is_file():
         raise PartitionsError(
             f"{manifest_path}: no manifest. Fix: run `dbt parse` (or `dbt run`) in the"
@@ -157,30 +193,7 @@ def find_model(manifest_path: Path, model: str) -> ModelTarget:
         raise PartitionsError(
             f"model '{model}': several models have that name ({ids}). Fix: pass the unique_id"
         )
-    node = found[0]
-    config = node.get("config") or {}
-    unique_id = node["unique_id"]
-    materialized = config.get("materialized")
-    if materialized != SQLFLOW_MATERIALIZATION:
-        raise PartitionsError(
-            f"model '{unique_id}': materialized '{materialized}', not"
-            f" '{SQLFLOW_MATERIALIZATION}', so sqlflow keeps no partitions for it. Fix: choose"
-            " a sqlflow_incremental model with partition_by"
-        )
-    partition_by = config.get("partition_by")
-    if isinstance(partition_by, str):
-        partition_by = {"field": partition_by}
-    if not isinstance(partition_by, Mapping) or not partition_by.get("field"):
-        raise PartitionsError(
-            f"model '{unique_id}': has no partition_by, so it has no partitions. Fix: set"
-            " partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}, and run it"
-        )
-    relation = node.get("relation_name")
-    if not relation:
-        raise PartitionsError(
-            f"model '{unique_id}': no relation_name in {manifest_path}. Fix: run `dbt parse`"
-        )
-    return ModelTarget(unique_id, node["name"], relation, dict(partition_by))
+    return found[0]
 
 
 # -- profile -----------------------------------------------------------------------------
@@ -222,13 +235,6 @@ def resolve_state_location(
             that does not exist or does not render, a target not of type sqlflow, or a
             database that is not a file.
     """
-    from dbt.config.profile import Profile, read_profile
-    from dbt.config.project import load_raw_project
-    from dbt.config.renderer import ProfileRenderer
-    from dbt.flags import get_flags, set_flags
-    from dbt_common.context import set_invocation_context
-    from dbt_common.exceptions import DbtBaseException
-
     profiles_file = profiles_dir / "profiles.yml"
     if not (project_dir / "dbt_project.yml").is_file():
         raise PartitionsError(
@@ -240,6 +246,41 @@ def resolve_state_location(
             f"{profiles_file}: not found. Fix: pass --profiles-dir, the folder holding"
             " profiles.yml (or set DBT_PROFILES_DIR)"
         )
+    profile, profile_name = _load_profile(project_dir, profiles_dir, target)
+    credentials = profile.credentials
+    if credentials.type != "sqlflow":
+        raise PartitionsError(
+            f"{profiles_file}: target '{profile.target_name}' of profile '{profile_name}' is"
+            f" type '{credentials.type}', not 'sqlflow'. Fix: pass --target with a sqlflow"
+            " target"
+        )
+    raw_path = str(getattr(credentials, "path", "") or "")
+    if not raw_path or raw_path == ":memory:" or raw_path.startswith(("md:", "motherduck:")):
+        raise PartitionsError(
+            f"{profiles_file}: target '{profile.target_name}' has path '{raw_path}', not a"
+            " DuckDB file this command can open. Fix: point path at a DuckDB file"
+        )
+    path = Path(raw_path).expanduser()
+    if not path.is_absolute():
+        candidates = [Path.cwd() / path, project_dir / path]
+        path = next((p for p in candidates if p.exists()), candidates[0])
+    schema = getattr(credentials, "sqlflow_state_schema", None) or DEFAULT_SCHEMA
+    return StateLocation(path=path, state_schema=schema, target=profile.target_name)
+
+
+def _load_profile(project_dir: Path, profiles_dir: Path, target: str | None) -> tuple[Profile, str]:
+    """The project's profile, rendered by dbt's own profile code, and its name.
+
+    Raises:
+        PartitionsError: The project names no profile, or dbt cannot read or render it.
+    """
+    from dbt.config.profile import Profile, read_profile
+    from dbt.config.project import load_raw_project
+    from dbt.config.renderer import ProfileRenderer
+    from dbt.flags import get_flags, set_flags
+    from dbt_common.context import set_invocation_context
+    from dbt_common.exceptions import DbtBaseException
+
     # env_var() in profiles.yml reads the environment of dbt's invocation context, which
     # dbt's command line sets up at start: take the current environment, as dbt would.
     set_invocation_context(os.environ)
@@ -260,28 +301,10 @@ def resolve_state_location(
             read_profile(str(profiles_dir)), profile_name, renderer, target_override=target
         )
     except DbtBaseException as e:
-        raise PartitionsError(f"{profiles_file}: {_one_line(e)}") from e
+        raise PartitionsError(f"{profiles_dir / 'profiles.yml'}: {_one_line(e)}") from e
     finally:
         set_flags(flags)
-    credentials = profile.credentials
-    if credentials.type != "sqlflow":
-        raise PartitionsError(
-            f"{profiles_file}: target '{profile.target_name}' of profile '{profile_name}' is"
-            f" type '{credentials.type}', not 'sqlflow'. Fix: pass --target with a sqlflow"
-            " target"
-        )
-    raw_path = str(getattr(credentials, "path", "") or "")
-    if not raw_path or raw_path == ":memory:" or raw_path.startswith(("md:", "motherduck:")):
-        raise PartitionsError(
-            f"{profiles_file}: target '{profile.target_name}' has path '{raw_path}', not a"
-            " DuckDB file this command can open. Fix: point path at a DuckDB file"
-        )
-    path = Path(raw_path).expanduser()
-    if not path.is_absolute():
-        candidates = [Path.cwd() / path, project_dir / path]
-        path = next((p for p in candidates if p.exists()), candidates[0])
-    schema = getattr(credentials, "sqlflow_state_schema", None) or DEFAULT_SCHEMA
-    return StateLocation(path=path, state_schema=schema, target=profile.target_name)
+    return profile, profile_name
 
 
 # -- state -------------------------------------------------------------------------------
