@@ -308,7 +308,7 @@ def start_run(
     run_vars: Mapping[str, Any],
     invocation_id: str,
     event_time_range: tuple[Any, Any] = (None, None),
-    empty: bool = False,
+    empty_flag: bool = False,
 ) -> ModelRun:
     """Plan a model run: the watermark, the windows, the empty ones (two GROUP BYs).
 
@@ -344,7 +344,7 @@ def start_run(
         idle,
         loaded_at_start=state.loaded if explicit is None else (),
         direct=_direct(config, services),
-        empty_run=empty,
+        empty_flag=empty_flag,
     )
     return ModelRun(
         id=uuid.uuid4().hex,

@@ -182,7 +182,7 @@ class SqlflowAdapter(DuckDBAdapter):
         target_relation: Any,
         incremental: bool,
         run_vars: dict[str, Any] | None = None,
-        empty: bool = False,
+        empty_flag: bool = False,
     ) -> dict[str, Any]:
         """Validate the model's config and plan its run.
 
@@ -192,7 +192,7 @@ class SqlflowAdapter(DuckDBAdapter):
             target_relation: The model's relation.
             incremental: True when the table exists and is not being fully refreshed.
             run_vars: sqlflow's ``--vars`` (``sqlflow_now``, ``sqlflow_start``, ``sqlflow_end``).
-            empty: dbt's ``--empty``: the plan loads nothing and records nothing; a table
+            empty_flag: dbt's ``--empty``: the plan loads nothing and records nothing; a table
                 that does not exist yet (or a full refresh) is created empty.
 
         Returns:
@@ -224,7 +224,7 @@ class SqlflowAdapter(DuckDBAdapter):
                 getattr(flags, "EVENT_TIME_START", None),
                 getattr(flags, "EVENT_TIME_END", None),
             ),
-            empty=empty,
+            empty_flag=empty_flag,
         )
         execution.warn_window_time_zone(run)
         with self._sqlflow_lock:

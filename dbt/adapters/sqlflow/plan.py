@@ -10,7 +10,7 @@ here runs SQL; windows are half-open ``[start, end)`` in naive UTC (see ``interv
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -87,7 +87,6 @@ class LoadPlan:
     order_by: str | None = None
     variants: tuple[Variant, ...] = ()
     direct: str | None = None
-    windows: tuple[Interval, ...] = field(default=(), repr=False)
 
     @property
     def windowed(self) -> bool:
@@ -374,11 +373,11 @@ def build_plan(
     config: SqlflowConfig,
     mode: str,
     windows: list[Interval] | None,
-    empty: set[int],
+    empty_window_indexes: set[int],
     *,
     loaded_at_start: tuple[Interval, ...] = (),
     direct: str | None = None,
-    empty_run: bool = False,
+    empty_flag: bool = False,
 ) -> LoadPlan:
     """The frozen plan of a run.
 
@@ -386,19 +385,19 @@ def build_plan(
         config: The model's config.
         mode: :data:`BUILD` or :data:`INCREMENTAL`.
         windows: The planned windows, or None for a model without windows.
-        empty: Indexes of the windows with nothing to load.
+        empty_window_indexes: Indexes of the windows with nothing to load.
         loaded_at_start: The model's loaded intervals before the run.
         direct: The strategy whose batches skip staging (:func:`direct_strategy`).
-        empty_run: dbt's ``--empty``: no batch would see a row, yet each would replace or
+        empty_flag: dbt's ``--empty``: no batch would see a row, yet each would replace or
             close rows and record its window; only the (empty) table is built.
     """
     if windows is None:
         batches: tuple[Interval | None, ...] = (None,)
         idle: tuple[Interval, ...] = ()
     else:
-        batches = tuple(w for i, w in enumerate(windows) if i not in empty)
-        idle = tuple(w for i, w in enumerate(windows) if i in empty)
-    if empty_run and (mode == INCREMENTAL or config.windowed):
+        batches = tuple(w for i, w in enumerate(windows) if i not in empty_window_indexes)
+        idle = tuple(w for i, w in enumerate(windows) if i in empty_window_indexes)
+    if empty_flag and (mode == INCREMENTAL or config.windowed):
         batches, idle = (), ()
     return LoadPlan(
         mode=mode,
@@ -408,7 +407,6 @@ def build_plan(
         order_by=batch_order_by(config, list(batches)),
         variants=variants(config),
         direct=direct,
-        windows=tuple(windows or ()),
     )
 
 
