@@ -144,9 +144,7 @@ class SqlflowAdapter(DuckDBAdapter):
             partitions_touched=batch.partitions_touched if ok else 0,
             watermark_before=run.watermark_before,
             watermark_after=run.watermark_after if ok else None,
-            quality_checks=[
-                (c.check_name, c.severity, c.status, c.failing_rows) for c in batch.checks
-            ],
+            quality_checks=batch.checks,
             error_type=error_type,
             load_id=batch.load_id,
             invocation_id=run.invocation_id,

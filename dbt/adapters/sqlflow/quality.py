@@ -93,6 +93,9 @@ class QualityCheck:
 class CheckOutcome:
     """The result of running one :class:`QualityCheck` in one load.
 
+    The one outcome type: the batch loop records it, the metrics read it back from a
+    run's ``adapter_response`` (where ``sample`` and ``message`` are not kept).
+
     Attributes:
         check_name: :attr:`QualityCheck.name`.
         severity: ``error`` or ``warn``.
@@ -106,8 +109,8 @@ class CheckOutcome:
     severity: str
     status: str
     failing_rows: int
-    sample: list[str]
-    message: str
+    sample: Sequence[str] = ()
+    message: str = ""
 
     @property
     def failed(self) -> bool:

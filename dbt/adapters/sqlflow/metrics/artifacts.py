@@ -80,8 +80,8 @@ class ModelRun:
         """The checks that failed, one per check name."""
         seen: dict[str, CheckOutcome] = {}
         for check in self.quality_checks:
-            if check.status == "fail" and check.check not in seen:
-                seen[check.check] = check
+            if check.status == "fail" and check.check_name not in seen:
+                seen[check.check_name] = check
         return list(seen.values())
 
 
@@ -194,7 +194,7 @@ def _checks(value: Any, what: str) -> list[CheckOutcome]:
             raise ArtifactError(f"{what}[{i}] is {item!r}; expected an object with a 'check'")
         checks.append(
             CheckOutcome(
-                check=item["check"],
+                check_name=item["check"],
                 severity=str(item.get("severity") or "error"),
                 status=str(item.get("status") or "fail"),
                 failing_rows=_as_int(item.get("failing_rows"), f"{what}[{i}].failing_rows") or 0,
@@ -251,7 +251,7 @@ def model_run(
         strategy = loads[-1].strategy
     if not checks and loads:
         checks = [c for r in loads for c in r.quality_checks]
-    known = {c.check for c in checks if c.status == "fail"}
+    known = {c.check_name for c in checks if c.status == "fail"}
     from dbt.adapters.sqlflow.quality import failures_in_message
 
     for name, failing_rows in failures_in_message(result.get("message")):

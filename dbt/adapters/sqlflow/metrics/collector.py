@@ -103,12 +103,14 @@ def _watermark_lags(summary: RunSummary) -> Samples:
 
 
 def _checks_failed(summary: RunSummary) -> Samples:
-    return [([m.unique_id, c.check], 1) for m in summary.models for c in m.failed_checks]
+    return [([m.unique_id, c.check_name], 1) for m in summary.models for c in m.failed_checks]
 
 
 def _check_failing_rows(summary: RunSummary) -> Samples:
     return [
-        ([m.unique_id, c.check], c.failing_rows) for m in summary.models for c in m.failed_checks
+        ([m.unique_id, c.check_name], c.failing_rows)
+        for m in summary.models
+        for c in m.failed_checks
     ]
 
 

@@ -11,23 +11,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-
-class CheckOutcome(NamedTuple):
-    """The outcome of one quality check on one load.
-
-    Attributes:
-        check: The check's name, as configured on the model (a bounded label value).
-        severity: ``"error"`` (a failure fails the load) or ``"warn"``.
-        status: ``"pass"`` or ``"fail"``.
-        failing_rows: How many rows failed the check.
-    """
-
-    check: str
-    severity: str
-    status: str
-    failing_rows: int
+from dbt.adapters.sqlflow.quality import CheckOutcome
 
 
 @dataclass(slots=True)
@@ -108,9 +94,11 @@ class LoadRecorder:
         """Record one load and return its record.
 
         ``quality_checks`` items may be :class:`CheckOutcome` or plain
-        ``(check, severity, status, failing_rows)`` sequences (from Jinja).
+        ``(check_name, severity, status, failing_rows)`` sequences.
         """
-        checks = tuple(c if type(c) is CheckOutcome else CheckOutcome(*c) for c in quality_checks)
+        checks = tuple(
+            c if isinstance(c, CheckOutcome) else CheckOutcome(*c[:4]) for c in quality_checks
+        )
         load = LoadRecord(
             unique_id,
             strategy,
