@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 from dbt_common.exceptions import DbtConfigError
 
-from dbt.adapters.sqlflow.config import PartitionBy, SnapshotSpec, SqlflowConfig
+from dbt.adapters.sqlflow.config import (
+    PartitionBy,
+    SnapshotSpec,
+    SqlflowConfig,
+    partition_by_mapping,
+)
 
 MODEL = "model.proj.fct_events"
 COLUMNS = {
@@ -659,3 +664,19 @@ def test_unique_key_may_be_any_column_name(key: str) -> None:
     columns = {**COLUMNS, key: "INTEGER"}
     config = parse({"unique_key": key, "incremental_strategy": "merge"}, columns)
     assert config.unique_key == (key,)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("event_ts", {"field": "event_ts"}),
+        ({"field": "d", "granularity": "day"}, {"field": "d", "granularity": "day"}),
+        ({"granularity": "day"}, None),
+        ({"field": 3}, None),
+        (["d"], None),
+        (None, None),
+    ],
+)
+def test_partition_by_mapping(value: object, expected: dict | None) -> None:
+    # The one normalisation of partition_by (config, the CLI and sqlflow_check_partitions).
+    assert partition_by_mapping(value) == expected

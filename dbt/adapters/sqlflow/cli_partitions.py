@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbt.adapters.sqlflow.config import partition_by_mapping
 from dbt.adapters.sqlflow.partitions import PartitionInfo
 from dbt.adapters.sqlflow.state import DEFAULT_SCHEMA, StateStore
 
@@ -140,10 +141,8 @@ def find_model(manifest_path: Path, model: str) -> ModelTarget:
             f" '{SQLFLOW_MATERIALIZATION}', so sqlflow keeps no partitions for it. Fix: choose"
             " a sqlflow_incremental model with partition_by"
         )
-    partition_by = config.get("partition_by")
-    if isinstance(partition_by, str):
-        partition_by = {"field": partition_by}
-    if not isinstance(partition_by, Mapping) or not partition_by.get("field"):
+    partition_by = partition_by_mapping(config.get("partition_by"))
+    if partition_by is None or not partition_by["field"]:
         raise PartitionsError(
             f"model '{unique_id}': has no partition_by, so it has no partitions. Fix: set"
             " partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}, and run it"

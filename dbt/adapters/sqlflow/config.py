@@ -186,6 +186,16 @@ def _plain_column(expression: str) -> str | None:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
+def partition_by_mapping(value: Any) -> dict[str, Any] | None:
+    """A ``partition_by`` config as a dict with a text ``field`` (a bare name is the
+    field), or None when it is not one (the callers say so in their own words)."""
+    if isinstance(value, str):
+        return {"field": value}
+    if isinstance(value, Mapping) and isinstance(value.get("field"), str):
+        return dict(value)
+    return None
+
+
 class _Parser:
     """Reads keys of a raw config and gathers problems."""
 
@@ -319,11 +329,11 @@ class _Parser:
         if value is None:
             return None
         example = "{'field': 'event_ts', 'granularity': 'day'} or {'field': 'region'}"
-        if isinstance(value, str):
-            value = {"field": value}
-        if not isinstance(value, Mapping) or not isinstance(value.get("field"), str):
+        mapping = partition_by_mapping(value)
+        if mapping is None:
             self.error("partition_by", value, "must be a dict with a 'field'", f"write {example}")
             return None
+        value = mapping
         unknown = sorted(set(value) - {"field", "granularity", "data_type"})
         if unknown:
             self.error(

@@ -25,7 +25,7 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow import quality
-from dbt.adapters.sqlflow.config import SqlflowConfig
+from dbt.adapters.sqlflow.config import SqlflowConfig, partition_by_mapping
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
@@ -1061,14 +1061,12 @@ def check_partitions(
         DbtRuntimeError: for a model without ``partition_by``, or listing every
             inconsistency found.
     """
-    part = node_config.get("partition_by")
-    if not part:
+    part = partition_by_mapping(node_config.get("partition_by"))
+    if part is None:
         raise DbtRuntimeError(
             f"sqlflow_check_partitions: model '{model_id}' has no partition_by."
             " Set partition_by in its config to give it partitions."
         )
-    if isinstance(part, str):
-        part = {"field": part}
     lowered = {name.lower(): dtype for name, dtype in columns.items()}
     spec = PartitionSpec(
         part["field"], part.get("granularity"), lowered.get(part["field"].lower(), "TIMESTAMP")
