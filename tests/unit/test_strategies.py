@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,11 +12,19 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.strategies import (
+    KEYED_STRATEGIES,
+    REGISTRY,
+    STRATEGY_NAMES,
     BatchFacts,
+    CountRole,
+    MergeForm,
     StrategyChoice,
     choose_strategy,
     count_duplicate_keys,
+    get_strategy,
+    is_keyed,
     key_problems,
+    merge_form,
     needs_matched_keys,
     raise_key_problems,
     resolve_static,
@@ -287,3 +298,161 @@ def test_count_duplicate_keys_is_exact_in_any_number_of_passes(pass_rows: int) -
         run, "t", ['"a"', '"b"'], '"a" is null or "b" is null', rows, pass_rows=pass_rows
     )
     assert found == 42
+
+
+# -- the registry: what each strategy is -------------------------------------------------------
+
+REGISTRY_TABLE = {
+    # name: (keyed, rereads_window, replaces_window, writes_when_empty, may_skip_staging,
+    #        judges_empty_windows, macro)
+    "append": (False, False, False, False, True, True, "get_sqlflow_append_sql"),
+    "merge": (True, True, False, False, False, True, "get_sqlflow_merge_sql"),
+    "delete+insert": (True, True, False, False, False, True, "get_sqlflow_delete_insert_sql"),
+    "insert_overwrite": (False, True, True, True, True, True, "get_sqlflow_insert_overwrite_sql"),
+    "snapshot": (True, True, False, True, False, False, "get_sqlflow_snapshot_sql"),
+}
+
+
+def test_registry_holds_exactly_the_listed_strategies() -> None:
+    assert list(REGISTRY) == list(REGISTRY_TABLE)
+    assert STRATEGY_NAMES == (*REGISTRY_TABLE, "auto")
+    assert KEYED_STRATEGIES == ("merge", "delete+insert", "snapshot")
+
+
+@pytest.mark.parametrize(("name", "expected"), REGISTRY_TABLE.items())
+def test_registry_record(name: str, expected: tuple[Any, ...]) -> None:
+    s = REGISTRY[name]
+    assert s.name == name
+    assert get_strategy(name) is s
+    assert (
+        s.keyed,
+        s.rereads_window,
+        s.replaces_window,
+        s.writes_when_empty,
+        s.may_skip_staging,
+        s.judges_empty_windows,
+        s.macro,
+    ) == expected
+
+
+def installed_macros() -> set[str]:
+    """Names of the macros the installed package ships."""
+    from dbt.include.sqlflow import PACKAGE_PATH
+
+    found: set[str] = set()
+    for path in Path(PACKAGE_PATH, "macros").rglob("*.sql"):
+        found |= set(re.findall(r"{%-?\s*macro\s+(\w+)\s*\(", path.read_text()))
+    return found
+
+
+def test_every_strategy_macro_is_shipped_with_a_dispatch_implementation() -> None:
+    macros = installed_macros()
+    for strategy in REGISTRY.values():
+        assert strategy.macro in macros
+        assert f"sqlflow__{strategy.macro}" in macros
+
+
+def test_a_strategy_record_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REGISTRY["append"].keyed = True  # type: ignore[misc]
+
+
+KNOWN = "append, merge, delete+insert, insert_overwrite, snapshot, auto"
+
+
+@pytest.mark.parametrize("name", ["upsert", "Merge", "delete_insert", "", "auto"])
+def test_get_strategy_error(name: str) -> None:
+    # 'auto' has no record: it is a choice among the records, made per batch.
+    with pytest.raises(DbtRuntimeError) as info:
+        get_strategy(name)
+    assert info.value.msg == (
+        f"sqlflow: unknown incremental strategy {name!r}; known: {KNOWN}."
+        " Set incremental_strategy to one of them."
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({}, False),
+        ({"partition_by": "region"}, False),
+        ({"incremental_strategy": "append"}, False),
+        ({"unique_key": "id"}, True),
+        ({"unique_key": ["id", "region"], "partition_by": DAY}, True),
+        ({"incremental_strategy": "merge", "unique_key": "id"}, True),
+        ({"incremental_strategy": "delete+insert", "unique_key": "id"}, True),
+        ({"incremental_strategy": "snapshot", "unique_key": "id", "snapshot": SNAPSHOT}, True),
+        # A key that the strategy does not write by is not checked.
+        ({"incremental_strategy": "append", "unique_key": "id"}, False),
+        (
+            {"incremental_strategy": "insert_overwrite", "unique_key": "id", "partition_by": DAY},
+            False,
+        ),
+    ],
+)
+def test_is_keyed(raw: dict[str, Any], expected: bool) -> None:
+    assert is_keyed(config(**raw)) is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "batch", "target", "update", "exclude", "expected"),
+    [
+        # Every column of every matched row replaced: delete + insert.
+        (["id"], ["id", "v", "w"], ["id", "v", "w"], None, None, MergeForm.DELETE_INSERT),
+        (["ID"], ["Id", "V"], ["id", "v"], None, None, MergeForm.DELETE_INSERT),
+        (["id"], ["id", "v", "w"], ["id", "v"], None, None, MergeForm.DELETE_INSERT),
+        (["id"], ["id", "v"], ["id", "v"], [], [], MergeForm.DELETE_INSERT),
+        # Some columns kept: MERGE ... UPDATE.
+        (["id"], ["id", "v", "w"], ["id", "v", "w"], ["v"], None, MergeForm.MERGE),
+        (["id"], ["id", "v", "w"], ["id", "v", "w"], None, ["w"], MergeForm.MERGE),
+        (["id"], ["id", "v", "w"], ["id", "v", "w"], ["v", "w"], None, MergeForm.MERGE),
+        # A target column the batch lacks (on_schema_change kept it) keeps its values.
+        (["id"], ["id", "v"], ["id", "v", "note"], None, None, MergeForm.MERGE),
+        # Nothing to update: a MERGE that only inserts.
+        (["id"], ["id"], ["id"], None, None, MergeForm.INSERT_ONLY),
+        (["a", "B"], ["A", "b"], ["a", "b"], None, None, MergeForm.INSERT_ONLY),
+        (["id"], ["id", "v", "w"], ["id", "v", "w"], None, ["V", "w"], MergeForm.INSERT_ONLY),
+        (["id"], ["id", "v"], ["id", "v"], ["ID"], None, MergeForm.INSERT_ONLY),
+    ],
+)
+def test_merge_form(
+    key: list[str],
+    batch: list[str],
+    target: list[str],
+    update: list[str] | None,
+    exclude: list[str] | None,
+    expected: MergeForm,
+) -> None:
+    assert merge_form(key, batch, target, update, exclude) is expected
+
+
+def test_count_role_and_merge_form_values() -> None:
+    # The strategy macros name them by value (``'count': 'replaced'``).
+    assert {r.name: r.value for r in CountRole} == {
+        "INSERTED": "inserted",
+        "UPDATED": "updated",
+        "DELETED": "deleted",
+        "MERGED": "merged",
+        "REPLACED": "replaced",
+        "UPSERTED": "upserted",
+        "NONE": "none",
+    }
+    assert CountRole("upserted") is CountRole.UPSERTED
+    assert CountRole.REPLACED == "replaced"
+    assert {f.name: f.value for f in MergeForm} == {
+        "DELETE_INSERT": "delete_insert",
+        "MERGE": "merge",
+        "INSERT_ONLY": "insert_only",
+    }
+    with pytest.raises(ValueError, match="'counted' is not a valid CountRole"):
+        CountRole("counted")
+
+
+def test_count_roles_used_by_the_shipped_strategy_macros_are_known() -> None:
+    from dbt.include.sqlflow import PACKAGE_PATH
+
+    used: set[str] = set()
+    for path in Path(PACKAGE_PATH, "macros", "strategies").glob("*.sql"):
+        used |= set(re.findall(r"'count':\s*'(\w+)'", path.read_text()))
+    assert used <= {r.value for r in CountRole}
+    assert {"inserted", "deleted", "replaced", "upserted"} <= used
