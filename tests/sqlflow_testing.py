@@ -175,3 +175,42 @@ def model_run(config: Any, relation: str, plan: Any, invocation_id: str, con: An
     run = Recorder(con if con is not None else duckdb.connect())
     services = RunServices(run, StateStore(run), None, [], utc_now())
     return ModelRun("run-1", config, relation, plan, services, invocation_id)
+
+
+def duck_services(
+    session: DuckSession,
+    now: Any,
+    *,
+    checks: Any = (),
+    partitions: Any = None,
+    event_time_type: str | None = None,
+) -> Any:
+    """``RunServices`` as the adapter builds them, on ``session``'s DuckDB connection.
+
+    State writes go through ``BufferedWrites`` on the session (one transaction with the
+    data, as in production); the state tables are created and committed first.
+    """
+    from dbt.adapters.sqlflow.execution import RunServices
+    from dbt.adapters.sqlflow.sql import BufferedWrites
+    from dbt.adapters.sqlflow.state import StateStore
+
+    run = BufferedWrites(session.execute)
+    state = StateStore(run)
+    state.ensure()
+    session.commit()
+    return RunServices(run, state, partitions, list(checks), now, event_time_type)
+
+
+class CommitLog:
+    """An ``on_commit`` hook that keeps what it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, bool]] = []
+
+    def __call__(self, run: Any, done: Any, quiet: bool) -> None:
+        self.calls.append((done, quiet))
+
+    @property
+    def windows(self) -> list[Any]:
+        """The committed batches' windows, in commit order."""
+        return [done.window for done, _ in self.calls]

@@ -1,17 +1,30 @@
-"""execution.py: a model run's figures and its adapter_response."""
+"""execution.py: a model run's figures, its adapter_response and the batch loop on DuckDB."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import duckdb
 import pytest
-from sqlflow_testing import model_run
+from dbt_common.exceptions import DbtRuntimeError
+from sqlflow_testing import CommitLog, DuckSession, Recorder, duck_services, model_run
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
-from dbt.adapters.sqlflow.execution import ModelRun, SqlflowAdapterResponse
+from dbt.adapters.sqlflow.execution import (
+    BatchTemplates,
+    ModelRun,
+    SqlflowAdapterResponse,
+    count_rows,
+    finish_run,
+    run_batches,
+    start_run,
+)
 from dbt.adapters.sqlflow.intervals import Interval
 from dbt.adapters.sqlflow.plan import INCREMENTAL, LoadPlan
-from dbt.adapters.sqlflow.quality import CheckOutcome
+from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck, parse_quality_checks
+from dbt.adapters.sqlflow.sql import TEMPLATE_TOKENS
+from dbt.adapters.sqlflow.state import StateStore
 
 MODEL = "model.proj.events"
 
@@ -148,3 +161,495 @@ def test_partitions_touched_counts_distinct_partitions() -> None:
     load.commit_batch()
     response = load.response()
     assert (response.partitions_touched, response.batches) == (2, 4)
+
+
+# -- the batch loop on a real DuckDB ------------------------------------------------------------
+#
+# A source table ``src`` and a target ``events`` in an in-memory DuckDB, sqlflow's state
+# tables beside them, and batch templates written by hand with sql.TEMPLATE_TOKENS where
+# each batch differs (what the strategy macros render). The session commits as dbt's
+# connection does; what another connection sees is what was committed.
+
+Row = tuple[int, datetime, "str | None"]
+COLUMNS = {"id": "INTEGER", "event_ts": "TIMESTAMP", "v": "VARCHAR"}
+T = TEMPLATE_TOKENS
+SOURCE_SQL = "select id, event_ts, v from src"
+STAGE = (
+    "create or replace temporary table stage as select * from"
+    f" ({T['model_sql']}) as m where event_ts >= {T['start']} and event_ts < {T['end']}"
+    " order by event_ts"
+)
+INSERT = {"sql": "insert into events select * from stage", "count": "inserted"}
+KEYED_DELETE = (
+    "delete from events as DBT_INTERNAL_DEST using stage as DBT_INTERNAL_SOURCE"
+    f" where DBT_INTERNAL_DEST.id = DBT_INTERNAL_SOURCE.id and {T['target_predicate']}"
+)
+STAGED_APPEND = BatchTemplates(STAGE, {"append:False": [INSERT]})
+DIRECT_APPEND = BatchTemplates(
+    STAGE,
+    {
+        "direct": [
+            {
+                "sql": f"insert into events select * from ({T['model_sql']}) as m"
+                f" where {T['overwrite_predicate']} order by event_ts",
+                "count": "inserted",
+            }
+        ]
+    },
+)
+DELETE_INSERT = BatchTemplates(
+    STAGE, {"delete+insert:False": [{"sql": KEYED_DELETE, "count": "deleted"}, INSERT]}
+)
+MERGE_BY_DELETE_INSERT = BatchTemplates(
+    STAGE,
+    {
+        "merge:False": [
+            {"sql": KEYED_DELETE, "count": "replaced"},
+            {"sql": INSERT["sql"], "count": "upserted"},
+        ],
+        "merge:True": [INSERT],
+        "append:True": [INSERT],
+    },
+)
+MERGE_STATEMENT = BatchTemplates(
+    STAGE,
+    {
+        "merge:False": [
+            {
+                "sql": "merge into events as DBT_INTERNAL_DEST using stage as DBT_INTERNAL_SOURCE"
+                " on (DBT_INTERNAL_DEST.id = DBT_INTERNAL_SOURCE.id)"
+                " when matched then update set v = DBT_INTERNAL_SOURCE.v"
+                " when not matched then insert (id, event_ts, v) values"
+                " (DBT_INTERNAL_SOURCE.id, DBT_INTERNAL_SOURCE.event_ts, DBT_INTERNAL_SOURCE.v)",
+                "count": "merged",
+            }
+        ],
+        "merge:True": [INSERT],
+    },
+)
+APPEND = {"incremental_strategy": "append", "event_time": "event_ts", "begin": "2025-01-01"}
+KEYED = {"event_time": "event_ts", "unique_key": "id", "begin": "2025-01-01"}
+
+
+def database(source: list[Row], target: list[Row] | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for name, data in (("src", source), ("events", target or [])):
+        con.execute(f"create table {name} (id integer, event_ts timestamp, v varchar)")
+        if data:
+            con.executemany(f"insert into {name} values (?, ?, ?)", data)
+    return con
+
+
+def begin_run(
+    con: duckdb.DuckDBPyConnection,
+    raw: dict[str, Any],
+    now: str,
+    checks: list[QualityCheck] | None = None,
+) -> tuple[ModelRun, DuckSession]:
+    """An incremental run of ``events`` from ``src``, planned by ``start_run``."""
+    session = DuckSession(con)
+    services = duck_services(session, dt(now), checks=checks or [])
+    session.commits = 0  # count the run's own commits
+    cfg = SqlflowConfig.parse(MODEL, raw, COLUMNS, now=dt(now))
+    run = start_run(
+        cfg,
+        services,
+        relation="events",
+        incremental=True,
+        compiled_code=SOURCE_SQL,
+        run_vars={},
+        invocation_id="inv-1",
+    )
+    return run, session
+
+
+def committed(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    """Rows of ``sql`` as another connection sees them: only what was committed."""
+    return con.cursor().execute(sql).fetchall()
+
+
+def target_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return committed(con, "select id, event_ts, v from events order by id, v")
+
+
+def committed_state(con: duckdb.DuckDBPyConnection) -> StateStore:
+    return StateStore(Recorder(con.cursor()))
+
+
+def loads(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """The committed loads: strategy, window, figures, status (in window order)."""
+    return [
+        (
+            r.strategy,
+            r.window_start,
+            r.window_end,
+            r.rows_inserted,
+            r.rows_updated,
+            r.rows_deleted,
+            r.status,
+            r.invocation_id,
+        )
+        for r in sorted(committed_state(con).loads(MODEL), key=lambda r: r.window_start)
+    ]
+
+
+def r(id_: int, ts: str, v: str | None) -> Row:
+    return (id_, dt(ts), v)
+
+
+FOUR_DAYS_SOURCE = [
+    r(1, "2025-01-01T08:00", "a"),
+    r(2, "2025-01-01T09:00", "b"),
+    r(3, "2025-01-02T10:00", "c"),
+    r(4, "2025-01-03T07:00", "d"),
+    r(5, "2025-01-03T09:00", "e"),
+    r(6, "2025-01-04T08:00", "f"),
+    r(7, "2025-01-04T13:00", "g"),  # after now: not loaded yet
+]
+
+
+def day(text: str) -> Interval:
+    return Interval(dt(text), dt(text) + timedelta(days=1))
+
+
+@pytest.mark.parametrize("templates", [STAGED_APPEND, DIRECT_APPEND], ids=["staged", "direct"])
+def test_batches_commit_one_by_one_and_the_last_waits_for_finish_run(
+    templates: BatchTemplates,
+) -> None:
+    con = database(FOUR_DAYS_SOURCE)
+    run, session = begin_run(con, APPEND, "2025-01-04T12:00")
+    today = Interval(dt("2025-01-04"), dt("2025-01-04T12:00"))
+    assert run.plan.batches == (day("2025-01-01"), day("2025-01-02"), day("2025-01-03"), today)
+    assert run.plan.direct == "append"
+    log = CommitLog()
+
+    run_batches(run, session, templates, "stage", log)
+
+    # Every batch but the last committed, each in its own transaction ...
+    assert session.commits == 3
+    assert log.windows == [day("2025-01-01"), day("2025-01-02"), day("2025-01-03")]
+    assert [quiet for _, quiet in log.calls] == [False, True, True]
+    assert [row[0] for row in target_rows(con)] == [1, 2, 3, 4, 5]
+    assert len(loads(con)) == 3
+    # ... the last one's transaction is open: its rows and state are not committed yet.
+    assert session.open
+    assert run.in_flight is not None and run.in_flight.window == today
+    assert con.execute("select count(*) from events").fetchall() == [(6,)]
+
+    finish_run(run, session, log)
+
+    assert (session.commits, session.open, run.in_flight) == (4, False, None)
+    assert log.windows[-1] == today and log.calls[-1][1] is True
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == [
+        ("append", dt("2025-01-01"), dt("2025-01-02"), 2, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-02"), dt("2025-01-03"), 1, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-03"), dt("2025-01-04"), 2, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-04"), dt("2025-01-04T12:00"), 1, 0, 0, "success", "inv-1"),
+    ]
+    state = committed_state(con)
+    assert state.loaded_intervals(MODEL) == [Interval(dt("2025-01-01"), dt("2025-01-04T12:00"))]
+    assert [(row.interval, row.relation, row.load_id) for row in state.interval_rows(MODEL)] == [
+        (done.window, "events", done.load_id) for done, _ in log.calls
+    ]
+    response = run.response()
+    assert (response.rows_inserted, response.batches, response.strategy) == (6, 4, "append")
+    assert response.load_ids == [done.load_id for done, _ in log.calls]
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [
+        STAGED_APPEND,
+        pytest.param(
+            DIRECT_APPEND,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="finish_batch takes an unstaged batch's newest event time from the"
+                " partitions it refreshed; an append without partition_by also goes unstaged"
+                " (direct_strategy), has none, and its watermark never advances",
+            ),
+        ),
+    ],
+    ids=["staged", "direct"],
+)
+def test_each_load_advances_the_watermark(templates: BatchTemplates) -> None:
+    con = database(FOUR_DAYS_SOURCE)
+    run, session = begin_run(con, APPEND, "2025-01-04T12:00")
+    log = CommitLog()
+    run_batches(run, session, templates, "stage", log)
+    finish_run(run, session, log)
+    watermarks = [
+        (row.window_start, row.watermark_before, row.watermark_after)
+        for row in committed_state(con).loads(MODEL)
+    ]
+    assert watermarks == [
+        (dt("2025-01-01"), None, "2025-01-01T09:00:00"),
+        (dt("2025-01-02"), "2025-01-01T09:00:00", "2025-01-02T10:00:00"),
+        (dt("2025-01-03"), "2025-01-02T10:00:00", "2025-01-03T09:00:00"),
+        (dt("2025-01-04"), "2025-01-03T09:00:00", "2025-01-04T08:00:00"),
+    ]
+    assert run.response().watermark_after == "2025-01-04T08:00:00"
+
+
+def test_a_batch_with_a_duplicate_key_rolls_back_alone() -> None:
+    source = [
+        r(1, "2025-01-01T08:00", "a"),
+        r(2, "2025-01-02T08:00", "b"),
+        r(4, "2025-01-03T07:00", "d"),
+        r(4, "2025-01-03T09:00", "d2"),
+    ]
+    target = [r(1, "2024-12-31T08:00", "old")]
+    con = database(source, target)
+    run, session = begin_run(
+        con, {**KEYED, "incremental_strategy": "delete+insert"}, "2025-01-04T12:00"
+    )
+    # 2025-01-04 has no source rows: an empty window, recorded with the batch before it.
+    assert run.plan.empty_windows == (day("2025-01-04"),)
+    log = CommitLog()
+
+    with pytest.raises(DbtRuntimeError) as info:
+        run_batches(run, session, DELETE_INSERT, "stage", log)
+    session.rollback()
+
+    assert info.value.msg == (
+        f"sqlflow_incremental model '{MODEL}': the batch cannot be loaded by key (id)."
+        " 1 key value(s) occur more than once in the batch, e.g. id=4 (2 rows)."
+        " Set dedupe_by (e.g. dedupe_by='updated_at') to keep the last row per key,"
+        " or fix the duplicates upstream. Nothing was written."
+    )
+    assert session.commits == 2
+    assert log.windows == [day("2025-01-01"), day("2025-01-02")]
+    # The earlier batches stay committed and recorded; the window after the failed
+    # batch is not marked loaded.
+    assert target_rows(con) == [r(1, "2025-01-01T08:00", "a"), r(2, "2025-01-02T08:00", "b")]
+    assert loads(con) == [
+        ("delete+insert", dt("2025-01-01"), dt("2025-01-02"), 1, 0, 1, "success", "inv-1"),
+        ("delete+insert", dt("2025-01-02"), dt("2025-01-03"), 1, 0, 0, "success", "inv-1"),
+    ]
+    assert committed_state(con).loaded_intervals(MODEL) == [
+        Interval(dt("2025-01-01"), dt("2025-01-03"))
+    ]
+    assert run.response().batches == 2
+
+
+def test_a_failing_quality_check_rolls_back_its_batch_and_the_empty_window_before_it() -> None:
+    source = [
+        r(1, "2025-01-01T08:00", "a"),
+        # 2025-01-02: no rows (an empty window, recorded with the next batch)
+        r(3, "2025-01-03T07:00", None),
+        r(4, "2025-01-03T09:00", "d"),
+    ]
+    checks = parse_quality_checks([{"not_null": ["v"]}], model=MODEL, columns=list(COLUMNS))
+    con = database(source)
+    run, session = begin_run(con, APPEND, "2025-01-03T12:00", checks)
+    today = Interval(dt("2025-01-03"), dt("2025-01-03T12:00"))
+    assert run.plan.batches == (day("2025-01-01"), today)
+    assert run.plan.empty_windows == (day("2025-01-02"),)
+    log = CommitLog()
+
+    with pytest.raises(DbtRuntimeError) as info:
+        run_batches(run, session, STAGED_APPEND, "stage", log)
+    session.rollback()
+
+    assert info.value.msg == (
+        f"Model '{MODEL}': 1 quality check of severity 'error' failed, so the load was rolled"
+        " back and the target and sqlflow's state are unchanged. Fix the data or the check,"
+        " or set severity: 'warn' on a check to load despite it.\n"
+        "quality check failed: not_null(v) (1 failing rows)\n"
+        "  1 rows of the batch have a null in v\n"
+        "  - v=NULL, id=3, event_ts=2025-01-03 07:00:00\n"
+        "The rolled-back load was the batch [2025-01-03 00:00:00, 2025-01-03 12:00:00);"
+        " the 1 batch(es) before it were committed and stay loaded."
+    )
+    assert (session.commits, log.windows) == (1, [day("2025-01-01")])
+    assert target_rows(con) == [r(1, "2025-01-01T08:00", "a")]
+    assert loads(con) == [
+        ("append", dt("2025-01-01"), dt("2025-01-02"), 1, 0, 0, "success", "inv-1")
+    ]
+    state = committed_state(con)
+    assert state.loaded_intervals(MODEL) == [day("2025-01-01")]
+    assert [(c.check_name, c.status, c.failing_rows) for c in state.check_results()] == [
+        ("not_null(v)", "pass", 0)
+    ]
+
+
+def test_empty_windows_are_recorded_with_the_batch_after_them() -> None:
+    source = [r(1, "2025-01-01T08:00", "a"), r(3, "2025-01-03T07:00", "c")]
+    con = database(source)
+    run, session = begin_run(con, APPEND, "2025-01-04T12:00")
+    today = Interval(dt("2025-01-04"), dt("2025-01-04T12:00"))
+    assert run.plan.batches == (day("2025-01-01"), day("2025-01-03"))
+    assert run.plan.empty_windows == (day("2025-01-02"), today)
+    log = CommitLog()
+
+    run_batches(run, session, STAGED_APPEND, "stage", log)
+
+    # 2025-01-02 waits for the batch after it (2025-01-03, the last, still open), which
+    # also records the empty windows after it.
+    assert [w.window for w in run.pending_empty] == [day("2025-01-02"), today]
+    assert [row[1] for row in loads(con)] == [dt("2025-01-01")]
+
+    finish_run(run, session, log)
+
+    assert session.commits == 2
+    assert loads(con) == [
+        ("append", dt("2025-01-01"), dt("2025-01-02"), 1, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-02"), dt("2025-01-03"), 0, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-03"), dt("2025-01-04"), 1, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-04"), dt("2025-01-04T12:00"), 0, 0, 0, "success", "inv-1"),
+    ]
+    assert committed_state(con).loaded_intervals(MODEL) == [
+        Interval(dt("2025-01-01"), dt("2025-01-04T12:00"))
+    ]
+    assert [result.window for result in run.results] == [
+        day("2025-01-01"),
+        day("2025-01-03"),
+        day("2025-01-02"),
+        today,
+    ]
+    assert (run.empty_done, run.loaded_batches, run.response().batches) == (2, 2, 4)
+    assert target_rows(con) == source
+
+
+def test_a_run_without_batches_records_its_empty_windows_in_finish_run() -> None:
+    con = database([r(1, "2024-12-31T08:00", "old")])
+    run, session = begin_run(con, APPEND, "2025-01-02T12:00")
+    assert run.plan.batches == ()
+    log = CommitLog()
+
+    finish_run(run, session, log)
+
+    assert (session.commits, log.calls) == (1, [])
+    assert loads(con) == [
+        ("append", dt("2025-01-01"), dt("2025-01-02"), 0, 0, 0, "success", "inv-1"),
+        ("append", dt("2025-01-02"), dt("2025-01-02T12:00"), 0, 0, 0, "success", "inv-1"),
+    ]
+    assert committed_state(con).loaded_intervals(MODEL) == [
+        Interval(dt("2025-01-01"), dt("2025-01-02T12:00"))
+    ]
+    assert (run.empty_done, run.loaded_batches) == (2, 0)
+    assert target_rows(con) == []
+
+
+# -- merge batches and their counts ---------------------------------------------------------
+
+
+def test_merge_counts_replaced_rows_as_updates_and_plain_inserts_new_keys() -> None:
+    target = [r(1, "2025-01-01T01:00", "a"), r(2, "2025-01-01T02:00", "b")]
+    source = [
+        r(2, "2025-01-01T02:00", "B"),
+        r(3, "2025-01-01T03:00", "c"),
+        r(10, "2025-01-02T01:00", "x"),
+        r(11, "2025-01-02T02:00", "y"),
+    ]
+    con = database(source, target)
+    run, session = begin_run(con, {**KEYED, "incremental_strategy": "merge"}, "2025-01-02T12:00")
+    log = CommitLog()
+    run_batches(run, session, MERGE_BY_DELETE_INSERT, "stage", log)
+    finish_run(run, session, log)
+
+    assert target_rows(con) == [target[0], *source]
+    # Day 1: one key matched (its row replaced: 1 updated), one new; day 2: all new, a
+    # plain insert (no keyed delete ran).
+    assert loads(con) == [
+        ("merge", dt("2025-01-01"), dt("2025-01-02"), 1, 1, 0, "success", "inv-1"),
+        ("merge", dt("2025-01-02"), dt("2025-01-03"), 2, 0, 0, "success", "inv-1"),
+    ]
+    deletes = [s for s in session.record.statements if s.startswith("delete from events")]
+    assert len(deletes) == 1
+    assert [(d.matched, d.batch_rows) for d, _ in log.calls] == [(1, 2), (0, 2)]
+
+
+def test_merge_refuses_a_target_whose_key_is_not_unique() -> None:
+    target = [r(1, "2025-01-01T01:00", "a"), r(1, "2025-01-01T05:00", "a2")]
+    con = database([r(1, "2025-01-01T01:00", "A")], target)
+    run, session = begin_run(con, {**KEYED, "incremental_strategy": "merge"}, "2025-01-01T12:00")
+    with pytest.raises(DbtRuntimeError) as info:
+        run_batches(run, session, MERGE_BY_DELETE_INSERT, "stage", CommitLog())
+    session.rollback()
+
+    assert info.value.msg == (
+        f"sqlflow_incremental model '{MODEL}': the merge on unique_key (id) matched 1 key"
+        " value(s) of the batch to 2 rows of events, so the target holds 1 extra row(s) with"
+        " an existing key: unique_key is not unique in the target table. Find them with"
+        " `select id, count(*) from events group by all having count(*) > 1`, then rebuild"
+        " the table (dbt run --full-refresh -s events) or choose a key that is unique."
+        " Nothing was written."
+    )
+    assert target_rows(con) == target
+    assert loads(con) == []
+    assert session.commits == 0
+
+
+def test_a_merge_statement_count_splits_into_inserted_and_updated() -> None:
+    # A key held twice by the target: MERGE updates both rows, and counts them both.
+    target = [r(2, "2025-01-01T02:00", "b"), r(2, "2025-01-01T04:00", "b2")]
+    source = [r(2, "2025-01-01T02:00", "B"), r(3, "2025-01-01T03:00", "c")]
+    con = database(source, target)
+    run, session = begin_run(con, {**KEYED, "incremental_strategy": "merge"}, "2025-01-01T12:00")
+    log = CommitLog()
+    run_batches(run, session, MERGE_STATEMENT, "stage", log)
+    finish_run(run, session, log)
+
+    assert target_rows(con) == [
+        r(2, "2025-01-01T02:00", "B"),
+        r(2, "2025-01-01T04:00", "B"),
+        r(3, "2025-01-01T03:00", "c"),
+    ]
+    assert loads(con) == [
+        ("merge", dt("2025-01-01"), dt("2025-01-02"), 1, 2, 0, "success", "inv-1")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("role", "result", "batch_rows", "matched", "returned", "figures"),
+    [
+        ("inserted", [(3,)], None, 0, 3, (3, 0, 0)),
+        ("updated", [(2,)], None, 0, 2, (0, 2, 0)),
+        ("deleted", [(4,)], None, 0, 4, (0, 0, 4)),
+        # A helper statement: its count is returned, not added.
+        ("none", [(9,)], None, 0, 9, (0, 0, 0)),
+        # MERGE: the batch rows without a match were inserted, the rest of the count updated.
+        ("merged", [(5,)], 5, 2, 5, (3, 2, 0)),
+        ("merged", [(6,)], 5, 2, 6, (3, 3, 0)),
+        ("merged", [(2,)], 5, 0, 2, (2, 0, 0)),
+        ("merged", [(4,)], None, 1, 4, (3, 1, 0)),
+        # A merge's keyed delete (one row per matched key) and the insert after it.
+        ("replaced", [(2,)], 3, 2, 2, (0, 2, 0)),
+        ("upserted", [(3,)], 3, 2, 3, (1, 0, 0)),
+        # Statements without a count row count nothing.
+        ("inserted", [], None, 0, 0, (0, 0, 0)),
+        ("inserted", [("OK",)], None, 0, 0, (0, 0, 0)),
+        ("inserted", [(1, 2)], None, 0, 0, (0, 0, 0)),
+    ],
+)
+def test_count_rows(
+    role: str,
+    result: list[tuple],
+    batch_rows: int | None,
+    matched: int,
+    returned: int,
+    figures: tuple[int, int, int],
+) -> None:
+    load = model_load(unique_key="id", incremental_strategy="merge")
+    batch = load.start_batch("merge", None)
+    batch.batch_rows, batch.matched = batch_rows, matched
+    assert count_rows(load, role, result) == returned
+    assert (batch.rows_inserted, batch.rows_updated, batch.rows_deleted) == figures
+
+
+def test_count_rows_refuses_more_replaced_rows_than_matched_keys() -> None:
+    load = model_load(unique_key="id", incremental_strategy="merge")
+    batch = load.start_batch("merge", None)
+    batch.matched = 2
+    with pytest.raises(DbtRuntimeError, match="matched 2 key value\\(s\\) of the batch to 3 rows"):
+        count_rows(load, "replaced", [(3,)])
+    assert batch.rows_updated == 0
+
+
+def test_count_rows_rejects_an_unknown_role() -> None:
+    load = model_load()
+    load.start_batch("append", None)
+    with pytest.raises(ValueError, match="'counted' is not a valid CountRole"):
+        count_rows(load, "counted", [(1,)])
