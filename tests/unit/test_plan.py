@@ -736,7 +736,6 @@ def test_build_plan_splits_windows_into_batches_and_empty_windows() -> None:
         order_by='"event_ts"',
         variants=(Variant("merge"), Variant("merge", True), Variant("append", True)),
         direct=None,
-        windows=tuple(FOUR_DAYS),
     )
     assert plan.windowed
     assert plan.overlaps_loaded(FOUR_DAYS[0])
@@ -750,7 +749,7 @@ def test_build_plan_every_window_empty() -> None:
 
 def test_build_plan_without_windows() -> None:
     plan = build_plan(config(unique_key="id"), BUILD, None, set())
-    assert (plan.batches, plan.empty_windows, plan.windows) == ((None,), (), ())
+    assert (plan.batches, plan.empty_windows) == ((None,), ())
     assert not plan.windowed
     assert plan.order_by is None
 
@@ -767,10 +766,10 @@ def test_build_plan_without_windows() -> None:
         ({"unique_key": "id"}, BUILD, None, (None,)),
     ],
 )
-def test_build_plan_empty_run(
+def test_build_plan_with_dbts_empty_flag(
     raw: dict[str, Any], mode: str, windows: list[Interval] | None, batches: tuple
 ) -> None:
-    plan = build_plan(config(**raw), mode, windows, {1}, empty_run=True)
+    plan = build_plan(config(**raw), mode, windows, {1}, empty_flag=True)
     assert (plan.batches, plan.empty_windows) == (batches, ())
 
 
@@ -946,7 +945,7 @@ def test_jinja_plan_macro_names_and_direct(
 
 def test_jinja_plan_without_batches_or_windows() -> None:
     cfg = config(unique_key="id")
-    shown = jinja_plan("r", cfg, build_plan(cfg, INCREMENTAL, None, set(), empty_run=True))
+    shown = jinja_plan("r", cfg, build_plan(cfg, INCREMENTAL, None, set(), empty_flag=True))
     assert (shown["windowed"], shown["has_batches"], shown["event_time"]) == (False, False, None)
     assert shown["unique_key"] == ['"id"']
 
