@@ -357,7 +357,10 @@ def test_a_strategy_record_is_frozen() -> None:
         REGISTRY["append"].keyed = True  # type: ignore[misc]
 
 
-KNOWN = "append, merge, delete+insert, insert_overwrite, snapshot, auto"
+KNOWN = (
+    "append, merge, delete+insert, insert_overwrite, snapshot"
+    " ('auto' chooses one of them per batch)"
+)
 
 
 @pytest.mark.parametrize("name", ["upsert", "Merge", "delete_insert", "", "auto"])

@@ -20,7 +20,7 @@ STAT_LABELS = {
 def split_relation(relation: str) -> tuple[str, ...]:
     """The lower-cased, unquoted parts of a rendered relation (``"db"."schema"."table"``)."""
     parts = re.findall(r'"(?:[^"]|"")*"|[^.]+', relation)
-    return tuple(p.strip('"').replace('""', '"').lower() for p in parts)
+    return tuple((p[1:-1].replace('""', '"') if p.startswith('"') else p).lower() for p in parts)
 
 
 def stats_by_relation(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, ...], dict[str, str]]:

@@ -859,10 +859,15 @@ def finish_batch(
     if services.partitions is not None and keys:
         infos = services.partitions.refresh_statistics(target, keys, load_id=batch.load_id)
         if batch.batch_max is None and batch_filter is not None:
-            # Unstaged batch: its newest event time is the newest of the partitions it
-            # replaced (time partitions on event_time, the only ones that go unstaged).
+            # Unstaged batch on time partitions of event_time: its newest event time is the
+            # newest of the partitions it replaced.
             newest = [parse_timestamp(p.max_value) for p in infos if p.max_value]
             batch.batch_max = max(newest) if newest else None
+    elif batch_filter is not None and run.config.event_time is not None:
+        # Unstaged batch without partitions: ask the target's window (pruned by min/max).
+        column = quote_identifier(run.config.event_time)
+        found = services.run(f"select max({column}) from {target} where {batch_filter}")
+        batch.batch_max = as_naive(found[0][0])
     batch.partitions_touched = len(keys)
     batch.keys = keys
     _advance_watermark(run, batch, target)

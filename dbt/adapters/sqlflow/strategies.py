@@ -118,8 +118,8 @@ def get_strategy(name: str) -> Strategy:
         return REGISTRY[name]
     except KeyError:
         raise DbtRuntimeError(
-            f"sqlflow: unknown incremental strategy {name!r}; known:"
-            f" {', '.join(STRATEGY_NAMES)}. Set incremental_strategy to one of them."
+            f"sqlflow: unknown incremental strategy {name!r}; known: {', '.join(REGISTRY)}"
+            f" ('{AUTO}' chooses one of them per batch). Set incremental_strategy to one of them."
         ) from None
 
 
