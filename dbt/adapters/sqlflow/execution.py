@@ -25,11 +25,10 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow import quality
-from dbt.adapters.sqlflow.config import SqlflowConfig, partition_by_mapping
+from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
-    PartitionSpec,
     covering_range,
     partition_key,
     partition_range,
@@ -1046,40 +1045,3 @@ def warn_window_time_zone(run: ModelRun) -> None:
         " timezone('UTC', {{ sqlflow_window_start() }})."
         f" {run.log_context()}"
     )
-
-
-def check_partitions(
-    model_id: str,
-    relation: str,
-    node_config: Mapping[str, Any],
-    columns: Mapping[str, str],
-    execute: Executor,
-    state: Callable[[Executor], StateStore],
-) -> str:
-    """The partition manager's consistency check of a model's table
-    (``dbt run-operation sqlflow_check_partitions``).
-
-    Returns:
-        The report, when the partitions are consistent.
-
-    Raises:
-        DbtRuntimeError: for a model without ``partition_by``, or listing every
-            inconsistency found.
-    """
-    part = partition_by_mapping(node_config.get("partition_by"))
-    if part is None:
-        raise DbtRuntimeError(
-            f"sqlflow_check_partitions: model '{model_id}' has no partition_by."
-            " Set partition_by in its config to give it partitions."
-        )
-    lowered = {name.lower(): dtype for name, dtype in columns.items()}
-    spec = PartitionSpec(
-        part["field"], part.get("granularity"), lowered.get(part["field"].lower(), "TIMESTAMP")
-    )
-    key = node_config.get("unique_key")
-    keys = [key] if isinstance(key, str) else list(key or [])
-    pm = PartitionManager(execute, state(execute), spec, unique_key=keys or None)
-    report = pm.validate_consistency(relation)
-    if not report.ok:
-        raise DbtRuntimeError(f"sqlflow: model '{model_id}': {report.format()}")
-    return f"sqlflow: model '{model_id}': {report.format()}"

@@ -22,7 +22,11 @@ from dbt.adapters.sqlflow.execution import BatchResult, BatchTemplates, ModelRun
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
-from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec
+from dbt.adapters.sqlflow.partitions import (
+    PartitionManager,
+    PartitionSpec,
+    check_model_partitions,
+)
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, parse_now
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.sql import (
@@ -347,7 +351,7 @@ class SqlflowAdapter(DuckDBAdapter):
         """
         session = self._session()
         columns = dict(session.describe(f"select * from {relation}"))
-        report = execution.check_partitions(
+        report = check_model_partitions(
             model_id, str(relation), node_config, columns, session.execute, self._state
         )
         self.commit_if_has_connection()

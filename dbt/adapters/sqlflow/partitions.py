@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from dbt_common.exceptions import DbtRuntimeError
+
+from dbt.adapters.sqlflow.config import partition_by_mapping
 from dbt.adapters.sqlflow.intervals import (
     Interval,
     add_units,
@@ -661,3 +664,40 @@ class PartitionManager:
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else "NULL"
+
+
+def check_model_partitions(
+    model_id: str,
+    relation: str,
+    node_config: Mapping[str, Any],
+    columns: Mapping[str, str],
+    execute: Executor,
+    state: Callable[[Executor], StateStore],
+) -> str:
+    """The partition manager's consistency check of a model's table
+    (``dbt run-operation sqlflow_check_partitions``).
+
+    Returns:
+        The report, when the partitions are consistent.
+
+    Raises:
+        DbtRuntimeError: for a model without ``partition_by``, or listing every
+            inconsistency found.
+    """
+    part = partition_by_mapping(node_config.get("partition_by"))
+    if part is None:
+        raise DbtRuntimeError(
+            f"sqlflow_check_partitions: model '{model_id}' has no partition_by."
+            " Set partition_by in its config to give it partitions."
+        )
+    lowered = {name.lower(): dtype for name, dtype in columns.items()}
+    spec = PartitionSpec(
+        part["field"], part.get("granularity"), lowered.get(part["field"].lower(), "TIMESTAMP")
+    )
+    key = node_config.get("unique_key")
+    keys = [key] if isinstance(key, str) else list(key or [])
+    pm = PartitionManager(execute, state(execute), spec, unique_key=keys or None)
+    report = pm.validate_consistency(relation)
+    if not report.ok:
+        raise DbtRuntimeError(f"sqlflow: model '{model_id}': {report.format()}")
+    return f"sqlflow: model '{model_id}': {report.format()}"
