@@ -168,7 +168,7 @@ def model_run(config: Any, relation: str, plan: Any, invocation_id: str, con: An
     """A ``ModelRun`` whose services run on ``con`` (a new in-memory DuckDB by default)."""
     import duckdb
 
-    from dbt.adapters.sqlflow.execution import ModelRun, RunServices
+    from dbt.adapters.sqlflow.run import ModelRun, RunServices
     from dbt.adapters.sqlflow.sql import utc_now
     from dbt.adapters.sqlflow.state import StateStore
 
@@ -190,7 +190,7 @@ def duck_services(
     State writes go through ``BufferedWrites`` on the session (one transaction with the
     data, as in production); the state tables are created and committed first.
     """
-    from dbt.adapters.sqlflow.execution import RunServices
+    from dbt.adapters.sqlflow.run import RunServices
     from dbt.adapters.sqlflow.sql import BufferedWrites
     from dbt.adapters.sqlflow.state import StateStore
 
@@ -214,3 +214,13 @@ class CommitLog:
     def windows(self) -> list[Any]:
         """The committed batches' windows, in commit order."""
         return [done.window for done, _ in self.calls]
+
+
+def sample_run(**raw: Any) -> Any:
+    """A ``ModelRun`` of ``model.proj.events`` with this raw config, planned incremental with
+    no windows, on an in-memory DuckDB (for tests of its figures and counts)."""
+    from dbt.adapters.sqlflow.config import SqlflowConfig
+    from dbt.adapters.sqlflow.plan import INCREMENTAL, LoadPlan
+
+    config = SqlflowConfig.parse("model.proj.events", raw)
+    return model_run(config, '"db"."main"."events"', LoadPlan(INCREMENTAL), "inv-1")

@@ -1,4 +1,4 @@
-"""execution.py: a model run's figures, its adapter_response and the batch loop on DuckDB."""
+"""execution.py: the batch loop on a real DuckDB (stage, strategy steps, checks, state, commits)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ from typing import Any
 import duckdb
 import pytest
 from dbt_common.exceptions import DbtRuntimeError
-from sqlflow_testing import CommitLog, DuckSession, Recorder, duck_services, model_run
+from sqlflow_testing import CommitLog, DuckSession, Recorder, duck_services, sample_run
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.execution import (
     BatchTemplates,
-    ModelRun,
-    SqlflowAdapterResponse,
     count_rows,
     finish_run,
     run_batches,
     start_run,
 )
 from dbt.adapters.sqlflow.intervals import Interval
-from dbt.adapters.sqlflow.plan import INCREMENTAL, LoadPlan
-from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck, parse_quality_checks
+from dbt.adapters.sqlflow.quality import QualityCheck, parse_quality_checks
+from dbt.adapters.sqlflow.run import ModelRun
 from dbt.adapters.sqlflow.sql import TEMPLATE_TOKENS
 from dbt.adapters.sqlflow.state import StateStore
 
@@ -31,136 +29,6 @@ MODEL = "model.proj.events"
 
 def dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-# -- ModelRun figures --------------------------------------------------------------------
-
-
-def model_load(**raw: object) -> ModelRun:
-    config = SqlflowConfig.parse(MODEL, raw)
-    return model_run(config, '"db"."main"."events"', LoadPlan(INCREMENTAL), "inv-1")
-
-
-def test_response_sums_batches() -> None:
-    load = model_load(unique_key="id", event_time="event_ts")
-    load.watermark_before = dt("2025-01-02T23:00:00")
-    first = load.start_batch("merge", Interval(dt("2025-01-02"), dt("2025-01-03")))
-    load.add_count("updated", 3)
-    load.add_count("inserted", 1)
-    first.partitions_touched = 1
-    first.checks = [
-        CheckOutcome("not_null(id)", "error", "pass", 0, [], "0 rows"),
-        CheckOutcome("row_count", "warn", "fail", 0, [], "the batch has 4 rows"),
-    ]
-    load.commit_batch()
-    second = load.start_batch("merge", Interval(dt("2025-01-03"), dt("2025-01-04")))
-    load.add_count("inserted", 5)
-    load.add_count("deleted", 2)
-    load.add_count("inserted", None)
-    second.partitions_touched = 2
-    second.checks = [CheckOutcome("not_null(id)", "error", "pass", 0, [], "0 rows")]
-    load.commit_batch()
-    load.watermark_after = dt("2025-01-03T08:30:00")
-
-    assert load.response() == SqlflowAdapterResponse(
-        _message="merge: 6 inserted, 3 updated, 2 deleted",
-        rows_affected=11,
-        rows_inserted=6,
-        rows_updated=3,
-        rows_deleted=2,
-        strategy="merge",
-        partitions_touched=3,
-        batches=2,
-        watermark_before="2025-01-02T23:00:00",
-        watermark_after="2025-01-03T08:30:00",
-        load_ids=[first.load_id, second.load_id],
-        quality_checks=[
-            {"check": "not_null(id)", "severity": "error", "status": "pass", "failing_rows": 0},
-            {"check": "row_count", "severity": "warn", "status": "fail", "failing_rows": 0},
-            {"check": "not_null(id)", "severity": "error", "status": "pass", "failing_rows": 0},
-        ],
-    )
-    assert len({first.load_id, second.load_id, load.id}) == 3
-    assert load.in_flight is None
-
-
-def test_response_names_every_strategy_of_the_run() -> None:
-    load = model_load(unique_key="id")
-    load.start_batch("merge", None)
-    load.add_count("updated", 1)
-    load.commit_batch()
-    load.start_batch("append", None)
-    load.add_count("inserted", 2)
-    load.commit_batch()
-    response = load.response()
-    assert (response.strategy, response._message) == (
-        "append,merge",
-        "append,merge: 2 inserted, 1 updated, 0 deleted",
-    )
-    assert (response.rows_affected, response.batches, response.quality_checks) == (3, 2, None)
-
-
-def test_response_of_a_run_without_batches() -> None:
-    response = model_load().response()
-    assert response == SqlflowAdapterResponse(
-        _message="noop: 0 inserted, 0 updated, 0 deleted",
-        rows_affected=0,
-        rows_inserted=0,
-        rows_updated=0,
-        rows_deleted=0,
-        strategy=None,
-        partitions_touched=0,
-        batches=0,
-        watermark_before=None,
-        watermark_after=None,
-        load_ids=[],
-        quality_checks=None,
-    )
-
-
-def test_uncommitted_batch_is_not_counted() -> None:
-    load = model_load()
-    load.start_batch("append", None)
-    load.add_count("inserted", 4)
-    load.commit_batch()
-    load.start_batch("append", None)
-    load.add_count("inserted", 99)
-    response = load.response()
-    assert (response.rows_inserted, response.batches) == (4, 1)
-
-
-def test_add_count_rejects_an_unknown_role_and_ignores_no_batch() -> None:
-    load = model_load()
-    load.add_count("inserted", 5)  # no batch open: nothing to count into
-    load.start_batch("append", None)
-    with pytest.raises(ValueError, match="unknown count role 'merged'"):
-        load.add_count("merged", 1)
-    load.commit_batch()
-    assert load.response().rows_inserted == 0
-
-
-def test_log_context() -> None:
-    load = model_load()
-    assert load.log_context() == f"[invocation_id=inv-1 model={MODEL} load_id=-]"
-    batch = load.start_batch("append", None)
-    assert load.log_context() == f"[invocation_id=inv-1 model={MODEL} load_id={batch.load_id}]"
-    assert load.log_context("x") == f"[invocation_id=inv-1 model={MODEL} load_id=x]"
-
-
-def test_partitions_touched_counts_distinct_partitions() -> None:
-    # Daily batches of one monthly partition touch one partition, not one per batch.
-    load = model_load(partition_by={"field": "event_ts", "granularity": "month"}, batch_size="day")
-    for day in ("2025-01-01", "2025-01-02", "2025-01-03"):
-        batch = load.start_batch("insert_overwrite", (dt(day), dt(day) + timedelta(days=1)))
-        batch.partitions_touched = 1
-        batch.keys = ["2025-01"]
-        load.commit_batch()
-    batch = load.start_batch("insert_overwrite", (dt("2025-02-01"), dt("2025-02-02")))
-    batch.partitions_touched = 1
-    batch.keys = ["2025-02"]
-    load.commit_batch()
-    response = load.response()
-    assert (response.partitions_touched, response.batches) == (2, 4)
 
 
 # -- the batch loop on a real DuckDB ------------------------------------------------------------
@@ -625,7 +493,7 @@ def test_count_rows(
     returned: int,
     figures: tuple[int, int, int],
 ) -> None:
-    load = model_load(unique_key="id", incremental_strategy="merge")
+    load = sample_run(unique_key="id", incremental_strategy="merge")
     batch = load.start_batch("merge", None)
     batch.batch_rows, batch.matched = batch_rows, matched
     assert count_rows(load, role, result) == returned
@@ -633,7 +501,7 @@ def test_count_rows(
 
 
 def test_count_rows_refuses_more_replaced_rows_than_matched_keys() -> None:
-    load = model_load(unique_key="id", incremental_strategy="merge")
+    load = sample_run(unique_key="id", incremental_strategy="merge")
     batch = load.start_batch("merge", None)
     batch.matched = 2
     with pytest.raises(DbtRuntimeError, match="matched 2 key value\\(s\\) of the batch to 3 rows"):
@@ -642,7 +510,7 @@ def test_count_rows_refuses_more_replaced_rows_than_matched_keys() -> None:
 
 
 def test_count_rows_rejects_an_unknown_role() -> None:
-    load = model_load()
+    load = sample_run()
     load.start_batch("append", None)
     with pytest.raises(ValueError, match="'counted' is not a valid CountRole"):
         count_rows(load, "counted", [(1,)])

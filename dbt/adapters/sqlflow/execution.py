@@ -16,11 +16,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from dbt.adapters.contracts.connection import AdapterResponse
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
@@ -28,7 +27,6 @@ from dbt.adapters.sqlflow import quality
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.partitions import (
-    PartitionManager,
     covering_range,
     partition_key,
     partition_range,
@@ -37,7 +35,6 @@ from dbt.adapters.sqlflow.plan import (
     BUILD,
     INCREMENTAL,
     LoadedState,
-    LoadPlan,
     build_plan,
     census_targets,
     direct_strategy,
@@ -47,7 +44,14 @@ from dbt.adapters.sqlflow.plan import (
     plan_model_windows,
     static_strategy,
 )
-from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
+from dbt.adapters.sqlflow.quality import CheckOutcome
+from dbt.adapters.sqlflow.run import (
+    BatchResult,
+    ModelRun,
+    RunServices,
+    SqlflowAdapterResponse,
+    iso_or_none,
+)
 from dbt.adapters.sqlflow.sql import (
     UNBOUNDED_END,
     UNBOUNDED_START,
@@ -114,184 +118,6 @@ class BatchTemplates:
             for key, steps in rendered["variants"].items()
         }
         return cls(stage=str(rendered["stage"]), variants=variants)
-
-
-@dataclass
-class BatchResult:
-    """Figures of one load: a batch (in flight, then committed) or an empty window."""
-
-    load_id: str
-    strategy: str
-    window: Interval | None
-    started: float
-    finished: float = 0.0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_deleted: int = 0
-    partitions_touched: int = 0
-    matched: int = 0
-    batch_rows: int | None = None
-    keys: list[str] | None = None
-    batch_max: datetime | None = None
-    status: str = "success"
-    checks: list[CheckOutcome] = field(default_factory=list)
-    watermark_before: datetime | None = None
-    watermark_after: datetime | None = None
-
-
-@dataclass
-class RunServices:
-    """What one model run reads and writes besides the target's data."""
-
-    run: Executor
-    state: StateStore
-    partitions: PartitionManager | None
-    checks: list[QualityCheck]
-    now: datetime
-    event_time_type: str | None = None
-
-
-@dataclass
-class SqlflowAdapterResponse(AdapterResponse):
-    """dbt's adapter response with sqlflow's per-model figures (all in run_results.json)."""
-
-    rows_inserted: int | None = None
-    rows_updated: int | None = None
-    rows_deleted: int | None = None
-    strategy: str | None = None
-    partitions_touched: int | None = None
-    batches: int | None = None
-    watermark_before: str | None = None
-    watermark_after: str | None = None
-    load_ids: list[str] | None = None
-    quality_checks: list[dict[str, Any]] | None = None
-
-
-@dataclass
-class ModelRun:
-    """One execution of a model: its plan, the batch in flight and the committed figures.
-
-    ``empty_done`` counts the empty windows committed; ``pending_empty`` holds those
-    recorded in the open transaction (they commit or roll back with the batch in flight).
-    """
-
-    id: str
-    config: SqlflowConfig
-    relation: str
-    plan: LoadPlan
-    services: RunServices
-    invocation_id: str
-    compiled_code: str = ""
-    results: list[BatchResult] = field(default_factory=list)
-    in_flight: BatchResult | None = None
-    watermark_before: datetime | None = None
-    watermark_after: datetime | None = None
-    pending_empty: list[BatchResult] = field(default_factory=list)
-    empty_done: int = 0
-    empty_last_commit: int = 0
-
-    @property
-    def mode(self) -> str:
-        """``build`` or ``incremental``."""
-        return self.plan.mode
-
-    @property
-    def loaded_batches(self) -> int:
-        """Batches (not empty windows) committed so far."""
-        return len(self.results) - self.empty_done
-
-    def start_batch(self, strategy: str, window: Interval | None) -> BatchResult:
-        """Open the figures of the next batch."""
-        self.in_flight = self.new_result(strategy, window)
-        return self.in_flight
-
-    def new_result(self, strategy: str, window: Interval | None) -> BatchResult:
-        """The figures of one load (a batch or an empty window), not yet committed."""
-        return BatchResult(
-            load_id=uuid.uuid4().hex,
-            strategy=strategy,
-            window=window,
-            started=time.time(),
-            watermark_before=self.watermark_after,
-            watermark_after=self.watermark_after,
-        )
-
-    def add_count(self, role: str, count: int | None) -> None:
-        """Add a DML statement's row count to the batch in flight."""
-        batch = self.in_flight
-        if batch is None or count is None:
-            return
-        if role == CountRole.INSERTED:
-            batch.rows_inserted += count
-        elif role == CountRole.DELETED:
-            batch.rows_deleted += count
-        elif role == CountRole.UPDATED:
-            batch.rows_updated += count
-        else:
-            raise ValueError(f"unknown count role {role!r}")
-
-    def commit_batch(self) -> BatchResult:
-        """Close the batch in flight after its transaction committed."""
-        assert self.in_flight is not None
-        self.in_flight.finished = time.time()
-        self.results.append(self.in_flight)
-        self.commit_empty(self.in_flight.finished)
-        done, self.in_flight = self.in_flight, None
-        return done
-
-    def commit_empty(self, finished: float) -> None:
-        """Count the empty windows recorded in the transaction that just committed."""
-        for empty in self.pending_empty:
-            empty.finished = finished
-        self.results.extend(self.pending_empty)
-        self.empty_done += len(self.pending_empty)
-        self.empty_last_commit = len(self.pending_empty)
-        self.pending_empty = []
-
-    def log_context(self, load_id: str | None = None) -> str:
-        """The ids every sqlflow log line carries."""
-        load_id = load_id or (self.in_flight.load_id if self.in_flight else "-")
-        return f"[invocation_id={self.invocation_id} model={self.config.model} load_id={load_id}]"
-
-    def response(self) -> SqlflowAdapterResponse:
-        """The run result's ``adapter_response``: the committed loads' figures."""
-        inserted = sum(r.rows_inserted for r in self.results)
-        updated = sum(r.rows_updated for r in self.results)
-        deleted = sum(r.rows_deleted for r in self.results)
-        strategies = sorted({r.strategy for r in self.results})
-        strategy = strategies[0] if len(strategies) == 1 else ",".join(strategies) or None
-        checks = [
-            {
-                "check": c.check_name,
-                "severity": c.severity,
-                "status": c.status,
-                "failing_rows": c.failing_rows,
-            }
-            for r in self.results
-            for c in r.checks
-        ]
-        message = f"{strategy or 'noop'}: {inserted} inserted, {updated} updated, {deleted} deleted"
-        return SqlflowAdapterResponse(
-            _message=message,
-            rows_affected=inserted + updated + deleted,
-            rows_inserted=inserted,
-            rows_updated=updated,
-            rows_deleted=deleted,
-            strategy=strategy,
-            # Distinct partitions: daily batches of one monthly partition touch one.
-            partitions_touched=len({k for r in self.results for k in r.keys or ()})
-            if any(r.keys for r in self.results)
-            else sum(r.partitions_touched for r in self.results),
-            batches=len(self.results),
-            watermark_before=_iso(self.watermark_before),
-            watermark_after=_iso(self.watermark_after),
-            load_ids=[r.load_id for r in self.results],
-            quality_checks=checks or None,
-        )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 # -- planning a run ------------------------------------------------------------------------
@@ -994,8 +820,8 @@ def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
         rows_updated=batch.rows_updated,
         rows_deleted=batch.rows_deleted,
         partitions_touched=batch.partitions_touched,
-        watermark_before=_iso(batch.watermark_before),
-        watermark_after=_iso(batch.watermark_after),
+        watermark_before=iso_or_none(batch.watermark_before),
+        watermark_after=iso_or_none(batch.watermark_after),
     )
 
 

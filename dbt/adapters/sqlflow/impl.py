@@ -18,7 +18,7 @@ from dbt_common.exceptions import DbtRuntimeError
 from dbt.adapters.sqlflow import execution
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
 from dbt.adapters.sqlflow.connections import DbtSession, SqlflowConnectionManager
-from dbt.adapters.sqlflow.execution import BatchResult, BatchTemplates, ModelRun, RunServices
+from dbt.adapters.sqlflow.execution import BatchTemplates
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
@@ -29,6 +29,7 @@ from dbt.adapters.sqlflow.partitions import (
 )
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, parse_now
 from dbt.adapters.sqlflow.quality import QualityCheck
+from dbt.adapters.sqlflow.run import BatchResult, ModelRun, RunServices, SqlflowAdapterResponse
 from dbt.adapters.sqlflow.sql import (
     TEMPLATE_TOKENS,
     UNBOUNDED_END,
@@ -294,7 +295,7 @@ class SqlflowAdapter(DuckDBAdapter):
         execution.finish_run(self._run(run_id), self._session(), self._on_commit)
 
     @available.parse_none
-    def sqlflow_result(self, run_id: str) -> execution.SqlflowAdapterResponse:
+    def sqlflow_result(self, run_id: str) -> SqlflowAdapterResponse:
         """Finish the model run and return its ``adapter_response``."""
         with self._sqlflow_lock:
             run = self._sqlflow_runs.pop(run_id)
