@@ -883,7 +883,13 @@ def test_jinja_plan_of_a_merge() -> None:
         on_schema_change="append_new_columns",
     )
     plan = build_plan(cfg, INCREMENTAL, days("2025-01-01"), set())
-    assert jinja_plan("run-7", cfg, plan) == {
+    columns = {"Order ID": "INTEGER", 'a"b': "VARCHAR", "Event TS": "TIMESTAMP WITH TIME ZONE"}
+    assert jinja_plan("run-7", cfg, plan, columns) == {
+        "batch_columns": [
+            {"name": '"Order ID"', "type": "INTEGER"},
+            {"name": '"a""b"', "type": "VARCHAR"},
+            {"name": '"Event TS"', "type": "TIMESTAMP WITH TIME ZONE"},
+        ],
         "id": "run-7",
         "mode": "incremental",
         "windowed": True,

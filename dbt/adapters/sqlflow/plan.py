@@ -428,13 +428,20 @@ def snapshot_settings(config: SqlflowConfig) -> dict[str, Any] | None:
     }
 
 
-def jinja_plan(run_id: str, config: SqlflowConfig, plan: LoadPlan) -> dict[str, Any]:
+def jinja_plan(
+    run_id: str, config: SqlflowConfig, plan: LoadPlan, columns: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The plan as the materialization and the strategy macros read it (plain data).
 
     ``unique_key`` holds the key columns quoted (for joins and window clauses);
-    ``unique_key_names`` the names as configured.
+    ``unique_key_names`` the names as configured; ``batch_columns`` the model's columns
+    (quoted name and DuckDB type, as DESCRIBE gave them), the shape of a staged batch.
     """
     return {
+        "batch_columns": [
+            {"name": quote_identifier(name), "type": dtype}
+            for name, dtype in (columns or {}).items()
+        ],
         "id": run_id,
         "mode": plan.mode,
         "windowed": config.windowed,

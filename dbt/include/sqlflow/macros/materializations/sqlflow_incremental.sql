@@ -125,7 +125,7 @@
 {% macro sqlflow_batch_templates(plan, target_relation, stage) %}
   {%- set tokens = adapter.sqlflow_template_tokens() -%}
   {%- set window = {'start_literal': tokens.start, 'end_literal': tokens.end} if plan.windowed else none -%}
-  {% do run_query(get_sqlflow_stage_shape_sql(stage, compiled_code)) %}
+  {% do run_query(get_sqlflow_stage_shape_sql(stage, plan.batch_columns)) %}
   {%- set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) -%}
   {%- set dest_columns = dest_columns or adapter.get_columns_in_relation(target_relation) -%}
   {%- set merge_form = none -%}

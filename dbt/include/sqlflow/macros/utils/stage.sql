@@ -43,17 +43,20 @@
 {% endmacro %}
 
 {#
-  get_sqlflow_stage_shape_sql(relation, sql): CREATE TEMPORARY TABLE with the columns of
-  the model's batches and no rows (schema changes and column lists are read from it).
+  get_sqlflow_stage_shape_sql(relation, columns): CREATE TEMPORARY TABLE with the columns
+  of the model's batches and no rows (schema changes and column lists are read from it),
+  from the model's described columns: the model's query does not run.
+  Arguments: columns, plan.batch_columns ([{name (quoted), type}]).
   Returns: SQL (one statement).
 #}
-{% macro get_sqlflow_stage_shape_sql(relation, sql) %}
-  {{ return(adapter.dispatch('get_sqlflow_stage_shape_sql', 'dbt')(relation, sql)) }}
+{% macro get_sqlflow_stage_shape_sql(relation, columns) %}
+  {{ return(adapter.dispatch('get_sqlflow_stage_shape_sql', 'dbt')(relation, columns)) }}
 {% endmacro %}
 
-{% macro sqlflow__get_sqlflow_stage_shape_sql(relation, sql) %}
-  create or replace temporary table {{ relation }} as
-  select * from (
-    {{ sql }}
-  ) as sqlflow_model limit 0
+{% macro sqlflow__get_sqlflow_stage_shape_sql(relation, columns) %}
+  create or replace temporary table {{ relation }} (
+    {%- for column in columns %}
+    {{ column.name }} {{ column.type }}{{ ',' if not loop.last }}
+    {%- endfor %}
+  )
 {% endmacro %}
