@@ -4,12 +4,15 @@ Steps: reset the raw data (a year of history), ``dbt build``, ``generate_data.py
 --advance``, ``dbt build``; then print what each sqlflow model did in both runs (from
 ``target/run_results.json``), the last partitions of ``fct_events`` (``dbt-sqlflow
 partitions``) and the Prometheus text of the second run (``dbt-sqlflow metrics export``).
-Every dbt run is pinned to the simulated clock with ``--vars '{"sqlflow_now": ...}'``.
+Every dbt run is pinned to the simulated clock with the ``SQLFLOW_NOW`` environment variable
+(``--vars '{"sqlflow_now": ...}'`` does the same, but a changed ``--vars`` makes dbt re-parse
+the project on every run).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,10 +25,11 @@ DATABASE = HERE / "demo.duckdb"
 COLUMNS = ("model", "status", "strategy", "batches", "inserted", "updated", "deleted", "seconds")
 
 
-def run(title: str, *cmd: str | Path) -> None:
-    """Run a command in the project; stop the demo if it fails."""
+def run(title: str, *cmd: str | Path, env: dict[str, str] | None = None) -> None:
+    """Run a command in the project (with ``env`` added to the environment); stop the demo
+    if it fails."""
     print(f"\n$ {title}", flush=True)
-    subprocess.run([str(c) for c in cmd], cwd=HERE, check=True)
+    subprocess.run([str(c) for c in cmd], cwd=HERE, check=True, env={**os.environ, **(env or {})})
 
 
 def generate(*args: str) -> None:
@@ -47,19 +51,18 @@ def clock() -> str:
 
 def dbt_build() -> list[dict[str, Any]]:
     """``dbt build`` pinned to the clock; returns the per-model rows of run_results.json."""
-    pinned = json.dumps({"sqlflow_now": clock()})
+    now = clock()
     run(
-        f"dbt build --target dev --vars '{pinned}'",
+        f"SQLFLOW_NOW={now} dbt build --target dev",
         BIN / "dbt",
         "build",
         "--target",
         "dev",
-        "--vars",
-        pinned,
         "--project-dir",
         HERE,
         "--profiles-dir",
         HERE,
+        env={"SQLFLOW_NOW": now},
     )
     results = json.loads((HERE / "target" / "run_results.json").read_text())["results"]
     rows = []

@@ -149,16 +149,26 @@ def test_sqlflow_template_tokens_is_a_copy(adapter: SqlflowAdapter) -> None:
         (date(2025, 3, 1), "TIMESTAMP '2025-03-01 00:00:00'"),
     ],
 )
-def test_sqlflow_timestamp_literal(adapter: SqlflowAdapter, value: Any, expected: str) -> None:
-    assert adapter.sqlflow_timestamp_literal(value) == expected
+def test_sqlflow_pinned_now_literal(adapter: SqlflowAdapter, value: Any, expected: str) -> None:
+    assert adapter.sqlflow_pinned_now_literal(value) == expected
 
 
-def test_sqlflow_timestamp_literal_bad_value(adapter: SqlflowAdapter) -> None:
+def test_sqlflow_pinned_now_literal_from_the_environment(
+    adapter: SqlflowAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SQLFLOW_NOW", raising=False)
+    assert adapter.sqlflow_pinned_now_literal(None) is None
+    monkeypatch.setenv("SQLFLOW_NOW", "2025-03-01T02:30:00+02:00")
+    assert adapter.sqlflow_pinned_now_literal(None) == "TIMESTAMP '2025-03-01 00:30:00'"
+
+
+def test_sqlflow_pinned_now_literal_bad_value(adapter: SqlflowAdapter) -> None:
     with pytest.raises(DbtRuntimeError) as info:
-        adapter.sqlflow_timestamp_literal("next tuesday")
+        adapter.sqlflow_pinned_now_literal("next tuesday")
     assert info.value.msg == (
-        "--vars sqlflow_now 'next tuesday' is not an ISO date or timestamp."
-        ' Pass e.g. --vars \'{"sqlflow_now": "2025-03-01T00:00:00"}\'.'
+        "--vars sqlflow_now 'next tuesday' is not an ISO date or timestamp. Pass e.g."
+        " SQLFLOW_NOW=2025-03-01T00:00:00 (or --vars"
+        ' \'{"sqlflow_now": "2025-03-01T00:00:00"}\').'
     )
 
 

@@ -30,6 +30,7 @@ from dbt.adapters.sqlflow.plan import (
     loaded_part,
     parse_model_config,
     parse_now,
+    pinned_now,
     plan_model_windows,
     snapshot_settings,
     variants,
@@ -319,8 +320,26 @@ def test_parse_now_bad_value(pinned: Any, shown: str) -> None:
     with pytest.raises(DbtRuntimeError) as info:
         parse_now({"sqlflow_now": pinned})
     assert info.value.msg == (
-        f"--vars sqlflow_now {shown} is not an ISO date or timestamp."
-        ' Pass e.g. --vars \'{"sqlflow_now": "2025-03-01T00:00:00"}\'.'
+        f"--vars sqlflow_now {shown} is not an ISO date or timestamp. Pass e.g."
+        " SQLFLOW_NOW=2025-03-01T00:00:00 (or --vars"
+        ' \'{"sqlflow_now": "2025-03-01T00:00:00"}\').'
+    )
+
+
+def test_sqlflow_now_environment_variable_pins_the_clock() -> None:
+    # Read at run time in Python: unlike --vars it leaves dbt's partial parsing alone.
+    env = {"SQLFLOW_NOW": "2025-03-01T05:00:00Z"}
+    assert pinned_now({}, env) == parse_now({}, env) == dt("2025-03-01T05:00")
+    # --vars wins over the environment; neither gives None (parse_now: the clock).
+    assert pinned_now({"sqlflow_now": "2025-01-01"}, env) == dt("2025-01-01")
+    assert pinned_now({}, {}) is None
+
+
+def test_sqlflow_now_environment_variable_bad_value() -> None:
+    with pytest.raises(DbtRuntimeError) as info:
+        parse_now({}, {"SQLFLOW_NOW": "soon"})
+    assert info.value.msg.startswith(
+        "the environment variable SQLFLOW_NOW 'soon' is not an ISO date or timestamp."
     )
 
 

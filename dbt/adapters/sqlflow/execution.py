@@ -134,6 +134,7 @@ def start_run(
     invocation_id: str,
     event_time_range: tuple[Any, Any] = (None, None),
     empty_flag: bool = False,
+    pinned_now: datetime | None = None,
 ) -> ModelRun:
     """Plan a model run: the watermark, the windows, the empty ones (two GROUP BYs).
 
@@ -181,6 +182,7 @@ def start_run(
         compiled_code=compiled_code,
         watermark_before=watermark,
         watermark_after=watermark,
+        pinned_now=pinned_now,
     )
 
 

@@ -27,7 +27,7 @@ from dbt.adapters.sqlflow.partitions import (
     PartitionSpec,
     check_model_partitions,
 )
-from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, parse_now
+from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, pinned_now
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.run import BatchResult, ModelRun, RunServices, SqlflowAdapterResponse
 from dbt.adapters.sqlflow.sql import (
@@ -39,6 +39,7 @@ from dbt.adapters.sqlflow.sql import (
     BufferedWrites,
     Executor,
     time_literal,
+    utc_now,
     window_sql,
 )
 from dbt.adapters.sqlflow.state import StateStore
@@ -208,7 +209,8 @@ class SqlflowAdapter(DuckDBAdapter):
         from dbt_common.invocation import get_invocation_id
 
         run_vars = run_vars or {}
-        now = parse_now(run_vars)
+        pinned = pinned_now(run_vars)
+        now = pinned or utc_now()
         columns = dict(self._session().describe(compiled_code))
         config, checks = parse_model_config(
             model["unique_id"], model.get("config") or {}, columns, now
@@ -228,6 +230,7 @@ class SqlflowAdapter(DuckDBAdapter):
                 getattr(flags, "EVENT_TIME_END", None),
             ),
             empty_flag=empty_flag,
+            pinned_now=pinned,
         )
         execution.warn_window_time_zone(run)
         with self._sqlflow_lock:
@@ -359,13 +362,15 @@ class SqlflowAdapter(DuckDBAdapter):
         return report
 
     @available
-    def sqlflow_timestamp_literal(self, value: Any) -> str:
-        """A TIMESTAMP literal (naive UTC) of an ISO date or timestamp, e.g. ``--vars sqlflow_now``.
+    def sqlflow_pinned_now_literal(self, value: Any = None) -> str | None:
+        """The run's pinned "now" as a TIMESTAMP literal (naive UTC): ``value`` (``--vars
+        sqlflow_now``) or the ``SQLFLOW_NOW`` environment variable; None when not pinned.
 
         Raises:
             DbtRuntimeError: when the value is not an ISO date or timestamp.
         """
-        return time_literal(parse_now({"sqlflow_now": value}))
+        pinned = pinned_now({"sqlflow_now": value})
+        return time_literal(pinned) if pinned is not None else None
 
     @available
     def sqlflow_template_tokens(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ here runs SQL; windows are half-open ``[start, end)`` in naive UTC (see ``interv
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,22 +102,45 @@ class LoadPlan:
 # -- inputs --------------------------------------------------------------------------------
 
 
-def parse_now(run_vars: Mapping[str, Any]) -> datetime:
-    """The run's clock: ``--vars sqlflow_now`` when pinned (replays, tests), else now.
+NOW_VARIABLE = "SQLFLOW_NOW"
+"""The environment variable that pins sqlflow's "now" without changing dbt's vars."""
+
+
+def pinned_now(
+    run_vars: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> datetime | None:
+    """The run's pinned clock: ``--vars sqlflow_now``, else the ``SQLFLOW_NOW`` environment
+    variable (read here, at run time: unlike a changed ``--vars`` it does not make dbt
+    re-parse the project), else None.
 
     Raises:
-        DbtRuntimeError: when ``sqlflow_now`` is not an ISO date or timestamp.
+        DbtRuntimeError: when the value is not an ISO date or timestamp, naming where it
+            came from.
     """
+    environ = os.environ if environ is None else environ
     pinned: Any = run_vars.get("sqlflow_now")
+    source = "--vars sqlflow_now"
     if pinned in (None, ""):
-        return utc_now()
+        pinned, source = environ.get(NOW_VARIABLE), f"the environment variable {NOW_VARIABLE}"
+    if pinned in (None, ""):
+        return None
     try:
         return parse_timestamp(pinned)
     except ValueError as e:
         raise DbtRuntimeError(
-            f"--vars sqlflow_now {pinned!r} is not an ISO date or timestamp."
-            ' Pass e.g. --vars \'{"sqlflow_now": "2025-03-01T00:00:00"}\'.'
+            f"{source} {pinned!r} is not an ISO date or timestamp. Pass e.g."
+            f" {NOW_VARIABLE}=2025-03-01T00:00:00 (or --vars"
+            ' \'{"sqlflow_now": "2025-03-01T00:00:00"}\').'
         ) from e
+
+
+def parse_now(run_vars: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> datetime:
+    """The run's clock: :func:`pinned_now` when pinned (replays, tests), else now (UTC).
+
+    Raises:
+        DbtRuntimeError: when the pinned value is not an ISO date or timestamp.
+    """
+    return pinned_now(run_vars, environ) or utc_now()
 
 
 def parse_model_config(

@@ -73,6 +73,7 @@ class SqlflowAdapterResponse(AdapterResponse):
     watermark_after: str | None = None
     load_ids: list[str] | None = None
     quality_checks: list[dict[str, Any]] | None = None
+    sqlflow_now: str | None = None
 
 
 @dataclass
@@ -97,6 +98,7 @@ class ModelRun:
     pending_empty: list[BatchResult] = field(default_factory=list)
     empty_done: int = 0
     empty_last_commit: int = 0
+    pinned_now: datetime | None = None
 
     @property
     def mode(self) -> str:
@@ -195,6 +197,7 @@ class ModelRun:
             watermark_after=iso_or_none(self.watermark_after),
             load_ids=[r.load_id for r in self.results],
             quality_checks=checks or None,
+            sqlflow_now=iso_or_none(self.pinned_now),
         )
 
 

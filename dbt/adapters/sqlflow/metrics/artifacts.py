@@ -96,7 +96,8 @@ class RunSummary:
         started_at: When the invocation started (UTC), if known.
         finished_at: When the results were written (UTC), if known.
         elapsed_seconds: dbt's elapsed time of the run.
-        pinned_now: The run's ``sqlflow_now`` (``--vars``), when it pinned "now" (a
+        pinned_now: The run's ``sqlflow_now`` (``--vars``, or ``SQLFLOW_NOW`` as the models'
+            ``adapter_response`` records it), when it pinned "now" (a
             replay or a test): watermark lags are measured from it, not from the end.
         models: Models, seeds and snapshots, in result order.
         node_statuses: ``(resource_type, status)`` of every node, tests and hooks included.
@@ -357,6 +358,18 @@ def summary_from_artifacts(
         started = finished - timedelta(seconds=float(elapsed))
     run_vars = args.get("vars")
     pinned = run_vars.get("sqlflow_now") if isinstance(run_vars, Mapping) else None
+    if pinned in (None, ""):
+        # Pinned through SQLFLOW_NOW: each sqlflow model's adapter_response says so.
+        pinned = next(
+            (
+                r["adapter_response"]["sqlflow_now"]
+                for r in results
+                if isinstance(r, Mapping)
+                and isinstance(r.get("adapter_response"), Mapping)
+                and r["adapter_response"].get("sqlflow_now")
+            ),
+            None,
+        )
     return summarize(
         results,
         nodes=nodes,

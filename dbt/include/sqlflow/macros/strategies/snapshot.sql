@@ -358,9 +358,9 @@
   Returns: a SQL expression of type TIMESTAMP.
 #}
 {% macro sqlflow_snapshot_time() %}
-  {%- set pinned = var('sqlflow_now', none) -%}
+  {%- set pinned = adapter.sqlflow_pinned_now_literal(var('sqlflow_now', none)) -%}
   {%- if pinned -%}
-    {{ return(adapter.sqlflow_timestamp_literal(pinned)) }}
+    {{ return(pinned) }}
   {%- endif -%}
   {{ return(snapshot_get_time() | trim) }}
 {% endmacro %}
