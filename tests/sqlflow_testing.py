@@ -68,6 +68,49 @@ def table_hash(project: Any, relation: str) -> tuple[int, int | None]:
     return int(result[0]), result[1]
 
 
+def release(project: Any) -> None:
+    """Close this process's DuckDB database, so another process can open the file.
+
+    dbt-duckdb keeps one database open per process (``DuckDBConnectionManager._ENV``);
+    the next query of the test opens it again.
+    """
+    import gc
+
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    project.adapter.cleanup_connections()
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+    gc.collect()
+
+
+@contextmanager
+def file_locked_by_another_process(path: str) -> Iterator[int]:
+    """A second Python process holding the DuckDB file's write lock; yields its PID."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
+            " print('ready', flush=True); time.sleep(120)",
+            path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     import socket

@@ -12,7 +12,6 @@ a process that holds the same file open for writing (as dbt's adapter here does)
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
@@ -22,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.tests.util import run_dbt
-from sqlflow_testing import now, raw_sources_yml, rows
+from sqlflow_testing import now, raw_sources_yml, release, rows
 
 CLI = [str(Path(sys.executable).parent / "dbt-sqlflow")]
 
@@ -130,20 +128,6 @@ def cli(
         env={**os.environ, **env},
         check=False,
     )
-
-
-def release(project) -> None:
-    """Close this process's DuckDB database, so another process can open the file.
-
-    dbt-duckdb keeps one database open per process (``DuckDBConnectionManager._ENV``);
-    the next query of the test opens it again.
-    """
-    project.adapter.cleanup_connections()
-    env = DuckDBConnectionManager._ENV
-    if env is not None:
-        env.close()
-    DuckDBConnectionManager.close_all_connections()
-    gc.collect()
 
 
 def expected_partitions(project, name: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ without ``fetch`` are executed one at a time and their counts summed into
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from dbt.adapters.contracts.connection import AdapterResponse, Connection
@@ -33,6 +34,33 @@ def split_statements(sql: str) -> list[str]:
     if len(statements) <= 1:
         return [sql]
     return [s.query for s in statements]
+
+
+_LOCK_HELD = re.compile(
+    r'Could not set lock on file "(?P<file>[^"]*)": Conflicting lock is held in'
+    r" (?P<program>.*?) \(PID (?P<pid>\d+)\)"
+)
+
+
+def lock_conflict_message(error: str, path: str) -> str | None:
+    """One line for DuckDB's "Could not set lock on file" error, or None for other errors.
+
+    DuckDB lets one process write a database file; the holder's PID is in its message.
+    """
+    found = _LOCK_HELD.search(error)
+    if found is None:
+        if "Could not set lock on file" not in error:
+            return None
+        holder = "another process"
+        where = path
+    else:
+        holder = f"another process (PID {found['pid']}, {found['program']})"
+        where = found["file"]
+    return (
+        f"sqlflow: the DuckDB file {where} is locked by {holder}: DuckDB lets one process"
+        " write a database file at a time. Fix: wait for that process (another dbt run?)"
+        " to finish, or stop it, then run again."
+    )
 
 
 def count_from_cursor(cursor: Any) -> int | None:
@@ -67,8 +95,21 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
 
     @classmethod
     def open(cls, connection: Connection) -> Connection:
-        """Open the connection on dbt-duckdb's shared environment."""
-        return DuckDBConnectionManager.open(connection)
+        """Open the connection on dbt-duckdb's shared environment.
+
+        Raises:
+            FailedToConnectError: in one line, naming the process that holds the DuckDB
+                file's lock and the fix, instead of DuckDB's error under three tracebacks.
+        """
+        try:
+            return DuckDBConnectionManager.open(connection)
+        except Exception as e:
+            message = lock_conflict_message(str(e), getattr(connection.credentials, "path", ""))
+            if message is None:
+                raise
+            from dbt.adapters.exceptions import FailedToConnectError
+
+            raise FailedToConnectError(message) from None
 
     @classmethod
     def close_all_connections(cls) -> None:

@@ -101,6 +101,8 @@ class RunSummary:
             replay or a test): watermark lags are measured from it, not from the end.
         models: Models, seeds and snapshots, in result order.
         node_statuses: ``(resource_type, status)`` of every node, tests and hooks included.
+        error: Why the run ended before it ran any node (dbt wrote no run_results.json),
+            else None.
     """
 
     invocation_id: str = ""
@@ -110,12 +112,15 @@ class RunSummary:
     finished_at: datetime | None = None
     elapsed_seconds: float | None = None
     pinned_now: datetime | None = None
+    error: str | None = None
     models: list[ModelRun] = field(default_factory=list)
     node_statuses: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
-        """True when no node errored or failed (dbt's exit code would be 0)."""
+        """True when the run ran and no node errored or failed (dbt's exit code 0)."""
+        if self.error is not None:
+            return False
         return not any(status in FAILED_STATUSES for _, status in self.node_statuses)
 
 

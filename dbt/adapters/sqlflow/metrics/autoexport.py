@@ -102,6 +102,9 @@ class RunResultsExporter:
     def __call__(self, msg: Any) -> None:
         """Handle one dbt event message; an exception here would break dbt's logging."""
         try:
+            if msg.info.name == "MainEncounteredError":
+                self.export_failed_run(str(getattr(msg.data, "exc", "") or "dbt failed"))
+                return
             if msg.info.name != "ArtifactWritten":
                 return
             if msg.data.artifact_type != RUN_RESULTS_ARTIFACT:
@@ -119,6 +122,32 @@ class RunResultsExporter:
                 _warn([f"metrics export failed: {type(e).__name__}: {e}"], None)
             except Exception:
                 pass
+
+    def export_failed_run(self, error: str) -> list[str]:
+        """Export a failed run when ``dbt run``/``build`` ended before writing
+        run_results.json (e.g. the database file locked by another process), so
+        ``sqlflow_run_success`` says 0 instead of keeping the previous run's 1."""
+        from dbt.flags import get_flags
+
+        if self.exported or str(getattr(get_flags(), "WHICH", "")) not in EXPORT_COMMANDS:
+            return []
+        from datetime import datetime, timezone
+
+        from dbt.version import __version__ as dbt_version
+        from dbt_common.invocation import get_invocation_id
+
+        from dbt.adapters.sqlflow.metrics.artifacts import RunSummary
+        from dbt.adapters.sqlflow.metrics.export import export_summary
+
+        summary = RunSummary(
+            invocation_id=get_invocation_id(),
+            dbt_version=str(dbt_version),
+            target=self.target,
+            finished_at=datetime.now(timezone.utc),
+            error=error,
+        )
+        self.exported.append("(failed before run_results.json)")
+        return _warn(export_summary(summary, self.settings), None)
 
 
 def install_export_callback(
