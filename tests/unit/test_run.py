@@ -43,7 +43,7 @@ def test_response_sums_batches() -> None:
     load.watermark_after = dt("2025-01-03T08:30:00")
 
     assert load.response() == SqlflowAdapterResponse(
-        _message="merge: 6 inserted, 3 updated, 2 deleted",
+        _message="merge: 6 inserted, 3 updated, 2 deleted; 1 quality check(s) warned",
         rows_affected=11,
         rows_inserted=6,
         rows_updated=3,

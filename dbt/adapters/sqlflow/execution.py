@@ -705,7 +705,6 @@ def finish_batch(
         end = None if is_last or batch.window is None else batch.window.end
         record_empty_until(run, end, target)
     _flush(services)
-    warn_failed_checks(run, outcomes)
     return outcomes
 
 
@@ -756,17 +755,55 @@ def _run_checks(
     batch.checks = outcomes
     if quality.failed_errors(outcomes):
         message = quality.format_failure(run.config.model, outcomes)
-        done = [r for r in run.results if r.window is not None]
-        if batch.window is not None and done:
-            message += (
-                f"\nThe rolled-back load was the batch [{batch.window.start}, {batch.window.end});"
-                f" the {len(done)} batch(es) before it were committed and stay loaded."
-            )
-        raise DbtRuntimeError(message)
-    if quality.failed_warnings(outcomes):
+        raise DbtRuntimeError(message + _rollback_note(run, batch))
+    warned = quality.failed_warnings(outcomes)
+    if warned:
+        _warn_or_error(run, batch, warned)
         batch.status = "warn"
     run.services.state.record_checks(batch.load_id, run.config.model, outcomes)
     return outcomes
+
+
+def _rollback_note(run: ModelRun, batch: BatchResult) -> str:
+    done = [r for r in run.results if r.window is not None]
+    if batch.window is None or not done:
+        return ""
+    return (
+        f"\nThe rolled-back load was the batch [{batch.window.start}, {batch.window.end});"
+        f" the {len(done)} batch(es) before it were committed and stay loaded."
+    )
+
+
+def _warn_or_error(run: ModelRun, batch: BatchResult, warned: list[CheckOutcome]) -> None:
+    """Each failed ``warn`` check as a dbt warning (AdapterEventWarning); under
+    ``--warn-error`` / ``--warn-error-options`` that dbt turns into an error, the batch
+    fails and rolls back like one whose ``error`` check failed.
+
+    Raises:
+        DbtRuntimeError: the escalated checks, in the error checks' words.
+    """
+    from dataclasses import replace
+
+    from dbt.adapters.events.types import AdapterEventWarning
+    from dbt_common.events.contextvars import get_node_info
+    from dbt_common.events.functions import warn_or_error
+    from dbt_common.exceptions import EventCompilationError
+
+    model = run.config.model
+    for outcome in warned:
+        text = f"{quality.format_warning(model, outcome)} {run.log_context()}"
+        event = AdapterEventWarning(
+            name="sqlflow", base_msg=text, args=[], node_info=get_node_info()
+        )
+        try:
+            warn_or_error(event)
+        except EventCompilationError:
+            escalated = [replace(o, severity="error") for o in warned]
+            message = quality.format_failure(model, escalated)
+            raise DbtRuntimeError(
+                f"{message}\n(checks of severity 'warn', failing under dbt's --warn-error)"
+                + _rollback_note(run, batch)
+            ) from None
 
 
 def record_empty_until(run: ModelRun, end: datetime | None, target: str) -> None:
@@ -833,12 +870,6 @@ def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
 def run_log(run: ModelRun, message: str, load_id: str | None = None) -> None:
     """An info line about the run, with the ids that join logs and metrics."""
     logger.info(f"{run.config.model} {message} {run.log_context(load_id)}")
-
-
-def warn_failed_checks(run: ModelRun, outcomes: list[CheckOutcome]) -> None:
-    """A warning per failed check of severity ``warn``."""
-    for outcome in quality.failed_warnings(outcomes):
-        logger.warning(f"{quality.format_warning(run.config.model, outcome)} {run.log_context()}")
 
 
 def warn_window_time_zone(run: ModelRun) -> None:

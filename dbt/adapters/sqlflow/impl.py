@@ -29,7 +29,13 @@ from dbt.adapters.sqlflow.partitions import (
 )
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, pinned_now
 from dbt.adapters.sqlflow.quality import QualityCheck
-from dbt.adapters.sqlflow.run import BatchResult, ModelRun, RunServices, SqlflowAdapterResponse
+from dbt.adapters.sqlflow.run import (
+    BatchResult,
+    ModelRun,
+    RunServices,
+    SqlflowAdapterResponse,
+    warned_checks_summary,
+)
 from dbt.adapters.sqlflow.sql import (
     TEMPLATE_TOKENS,
     UNBOUNDED_END,
@@ -72,6 +78,21 @@ class SqlflowAdapter(DuckDBAdapter):
             target=getattr(config, "target_name", "") or "",
             records=self.sqlflow_metrics.records,
         )
+        from dbt_common.events.event_manager_client import add_callback_to_manager
+
+        add_callback_to_manager(self._warned_checks_at_the_end)
+
+    def _warned_checks_at_the_end(self, msg: Any) -> None:
+        """After dbt's end-of-run summary, one warning listing the checks that warned
+        (dbt counts a model as passed; this is where its users look)."""
+        try:
+            if msg.info.name != "EndOfRunSummary":
+                return
+            text = warned_checks_summary(self.sqlflow_metrics.records())
+            if text:
+                execution.logger.warning(text)
+        except Exception:  # a logging callback must never break dbt's logging
+            pass
 
     def valid_incremental_strategies(self) -> Sequence[str]:
         """dbt-duckdb's strategies for ``materialized='incremental'``.

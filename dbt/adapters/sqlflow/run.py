@@ -181,6 +181,11 @@ class ModelRun:
             for c in r.checks
         ]
         message = f"{strategy or 'noop'}: {inserted} inserted, {updated} updated, {deleted} deleted"
+        warned = sum(1 for r in self.results for c in r.checks if c.failed)
+        if warned:
+            # In the node's result line: the run succeeded, but a check of severity 'warn'
+            # failed (errors roll back, so only warnings reach a committed load).
+            message += f"; {warned} quality check(s) warned"
         return SqlflowAdapterResponse(
             _message=message,
             rows_affected=inserted + updated + deleted,
@@ -204,3 +209,24 @@ class ModelRun:
 def iso_or_none(value: datetime | None) -> str | None:
     """ISO text of a naive UTC time, or None."""
     return value.isoformat() if value is not None else None
+
+
+def warned_checks_summary(records: Any) -> str | None:
+    """One line listing the run's failed checks of severity ``warn`` (model, check, load),
+    for the end of the run's output; None when no check warned.
+
+    Args:
+        records: The invocation's ``metrics.LoadRecord`` s (committed loads and failures).
+    """
+    warned = [
+        f"{r.unique_id}: {c.check_name} ({c.failing_rows} failing rows, load {r.load_id})"
+        for r in records
+        if r.status == "success"
+        for c in r.quality_checks
+        if c.severity == "warn" and c.status == "fail"
+    ]
+    if not warned:
+        return None
+    return f"{len(warned)} quality check(s) of severity 'warn' failed in this run: " + "; ".join(
+        warned
+    )
