@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlflow_testing import Recorder
 
 from dbt.adapters.sqlflow.intervals import Interval
@@ -383,4 +385,47 @@ def test_state_persists_in_the_file(tmp_path: Path) -> None:
     state = StateStore(lambda sql: con.execute(sql).fetchall())
     assert state.ensure() is False
     assert state.loaded_intervals(MODEL) == [iv("2025-03-01", "2025-03-02")]
+    con.close()
+
+
+def test_a_reload_cuts_the_rows_it_overlaps(store: StateStore) -> None:
+    # Stored rows stay disjoint: each instant maps to the load that last covered it.
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-10"), "a")
+    store.add_interval(MODEL, RELATION, iv("2025-03-08", "2025-03-12"), "b")
+    store.add_interval(MODEL, RELATION, iv("2025-03-03", "2025-03-04"), "c")
+    assert [(r.interval, r.load_id) for r in store.interval_rows(MODEL)] == [
+        (iv("2025-03-01", "2025-03-03"), "a"),
+        (iv("2025-03-03", "2025-03-04"), "c"),
+        (iv("2025-03-04", "2025-03-08"), "a"),
+        (iv("2025-03-08", "2025-03-12"), "b"),
+    ]
+    assert store.loaded_intervals(MODEL) == [iv("2025-03-01", "2025-03-12")]
+
+
+DAYS = st.integers(min_value=0, max_value=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(DAYS, st.integers(min_value=1, max_value=10)), min_size=1, max_size=8))
+def test_written_rows_are_disjoint_and_record_the_last_load(spans: list[tuple[int, int]]) -> None:
+    con = duckdb.connect()
+    store = StateStore(Recorder(con))
+    store.ensure()
+    base = d("2025-03-01")
+    last: dict[int, str] = {}  # hour of the range -> the load that covered it last
+    for i, (start, length) in enumerate(spans):
+        lo, hi = base + timedelta(hours=start), base + timedelta(hours=start + length)
+        store.add_interval(MODEL, RELATION, Interval(lo, hi), f"l{i}")
+        last.update({h: f"l{i}" for h in range(start, start + length)})
+    rows = store.interval_rows(MODEL)
+    stored = {}
+    for row in rows:
+        hours = range(
+            int((row.interval.start - base) / timedelta(hours=1)),
+            int((row.interval.end - base) / timedelta(hours=1)),
+        )
+        for h in hours:
+            assert h not in stored, f"hour {h} stored twice: {rows}"
+            stored[h] = row.load_id
+    assert stored == last
     con.close()

@@ -27,6 +27,7 @@ from dbt.adapters.sqlflow import quality
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.partitions import (
+    PartitionManager,
     covering_range,
     partition_key,
     partition_range,
@@ -145,7 +146,7 @@ def start_run(
     explicit = explicit_range(config.model, config, run_vars, *event_time_range)
     mode = INCREMENTAL if incremental else BUILD
     if incremental and services.partitions is not None:
-        services.partitions.remember_keys(relation)
+        _known_partitions(services.partitions, relation)
     watermark: datetime | None = None
     windows: list[Interval] | None = None
     idle: set[int] = set()
@@ -184,6 +185,15 @@ def start_run(
         watermark_after=watermark,
         pinned_now=pinned_now,
     )
+
+
+def _known_partitions(pm: PartitionManager, relation: str) -> None:
+    """Read the table's recorded partitions; a table with rows but none recorded (say,
+    partition_by was just added to the model) has its partitions registered from its
+    data (one GROUP BY, once), so they are not flagged missing until a full refresh."""
+    pm.remember_keys(relation)
+    if not pm.known_keys:
+        pm.known_keys = {p.key for p in pm.detect_partitions(relation)}
 
 
 def _newest(run: Executor, config: SqlflowConfig, relation: str) -> datetime | None:

@@ -334,15 +334,28 @@ class StateStore:
     ) -> None:
         """Record ``[start, end)`` as loaded for ``model`` by ``load_id``.
 
-        Rows of the model that the new interval covers entirely are replaced by it, so the
-        table holds about one row per distinct batch range. ``replace=False`` skips that
-        delete, for a caller that knows the range overlaps nothing recorded.
+        With ``replace`` (the default) the model's stored rows stay disjoint: rows the new
+        interval overlaps are cut to the parts outside it (each keeping its load) and the
+        new row holds the overlap, so each instant maps to the load that last covered it.
+        ``replace=False`` skips that, for a caller that knows the range overlaps nothing
+        recorded. All writes (no read): they go out in one round trip when buffered.
         """
         start, end = sql_literal(interval.start), sql_literal(interval.end)
+        columns = "model, relation, interval_start, interval_end, load_id, loaded_at"
         if replace:
+            mine = f"model = {sql_string(model)}"
             self.executor(
-                f"delete from {self.table('intervals')} where model = {sql_string(model)}"
-                f" and interval_start >= {start} and interval_end <= {end}"
+                f"insert into {self.table('intervals')} ({columns})"
+                f" select model, relation, interval_start, {start}, load_id, loaded_at"
+                f" from {self.table('intervals')}"
+                f" where {mine} and interval_start < {start} and interval_end > {start}"
+                f" union all select model, relation, {end}, interval_end, load_id, loaded_at"
+                f" from {self.table('intervals')}"
+                f" where {mine} and interval_start < {end} and interval_end > {end}"
+            )
+            self.executor(
+                f"delete from {self.table('intervals')} where {mine}"
+                f" and interval_start < {end} and interval_end > {start}"
             )
         self._insert(
             "intervals",
