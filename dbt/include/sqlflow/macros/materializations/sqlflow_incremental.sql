@@ -66,17 +66,23 @@
 
 {#
   sqlflow_create_empty: the first step of a windowed build: an empty table with the
-  model's columns (replacing an existing one) and no recorded intervals or partitions,
-  in one transaction. The batches then fill it, each in its own transaction.
+  model's columns (and a snapshot's meta columns), replacing an existing one, with no
+  recorded intervals or partitions, in one transaction. The batches then fill it, each in
+  its own transaction.
 #}
 {% macro sqlflow_create_empty(plan, target_relation, existing_relation) %}
   {%- set intermediate = make_intermediate_relation(target_relation) -%}
   {%- set backup = make_backup_relation(target_relation, 'table') -%}
   {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
   {% do drop_relation_if_exists(load_cached_relation(backup)) %}
+  {%- set no_rows = 'select * from (' ~ compiled_code ~ '\n) as sqlflow_model limit 0' -%}
+  {#- a history table has the snapshot's meta columns besides the model's #}
   {% call statement('sqlflow_create_empty') %}
-    create table {{ intermediate }} as select * from ({{ compiled_code }}
-    ) as sqlflow_model limit 0
+    {% if plan.snapshot %}
+      {{ get_sqlflow_snapshot_build_sql(intermediate, no_rows, plan) }}
+    {% else %}
+      create table {{ intermediate }} as {{ no_rows }}
+    {% endif %}
   {% endcall %}
   {% if existing_relation is not none %}
     {% do adapter.rename_relation(existing_relation, backup) %}

@@ -4,7 +4,7 @@
   build_snapshot_table and snapshot_merge_sql are the reference). Times and hashes come
   from dbt's own snapshot_get_time() and snapshot_hash_arguments(), so a model and a dbt
   snapshot with the same settings hold the same rows. plan.snapshot holds the settings
-  (see _snapshot_plan in impl.py); plan.snapshot.columns maps dbt's meta column names to
+  (see plan.snapshot_settings); plan.snapshot.columns maps dbt's meta column names to
   the configured ones.
 #}
 
