@@ -148,22 +148,11 @@ def start_run(
     if incremental and services.partitions is not None:
         _known_partitions(services.partitions, relation)
     watermark: datetime | None = None
-    windows: list[Interval] | None = None
-    idle: set[int] = set()
     state = LoadedState()
-    if config.event_time is not None:
-        if incremental:
-            watermark = _newest(services.run, config, relation)
-            state = _loaded_state(services.state, config.model, relation)
-        windows = plan_model_windows(
-            config,
-            mode,
-            state,
-            services.now,
-            explicit,
-            lambda: _data_start(services, config, compiled_code),
-        )
-        idle = _empty_windows(config, services, windows, compiled_code, relation, mode)
+    if config.event_time is not None and incremental:
+        watermark = _newest(services.run, config, relation)
+        state = _loaded_state(services.state, config.model, relation)
+    windows, idle = _windows(config, services, mode, state, explicit, compiled_code, relation)
     plan = build_plan(
         config,
         mode,
@@ -185,6 +174,29 @@ def start_run(
         watermark_after=watermark,
         pinned_now=pinned_now,
     )
+
+
+def _windows(
+    config: SqlflowConfig,
+    services: RunServices,
+    mode: str,
+    state: LoadedState,
+    explicit: tuple[datetime, datetime] | None,
+    compiled_code: str,
+    relation: str,
+) -> tuple[list[Interval] | None, set[int]]:
+    """The planned windows (None for a model without event_time) and the empty ones."""
+    if config.event_time is None:
+        return None, set()
+    windows = plan_model_windows(
+        config,
+        mode,
+        state,
+        services.now,
+        explicit,
+        lambda: _data_start(services, config, compiled_code),
+    )
+    return windows, _empty_windows(config, services, windows, compiled_code, relation, mode)
 
 
 def _known_partitions(pm: PartitionManager, relation: str) -> None:

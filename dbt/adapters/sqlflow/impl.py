@@ -7,7 +7,6 @@ batch loop), ``plan`` or ``state``; the decisions live there.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from dbt.adapters.sqlflow.run import (
     ModelRun,
     RunServices,
     SqlflowAdapterResponse,
+    metrics_fields,
     warned_checks_summary,
 )
 from dbt.adapters.sqlflow.sql import (
@@ -159,22 +159,8 @@ class SqlflowAdapter(DuckDBAdapter):
     def _record_metrics(
         self, run: ModelRun, batch: BatchResult, status: str, error_type: str | None = None
     ) -> None:
-        ok = status == "success"
         self.sqlflow_metrics.record(
-            run.config.model,
-            strategy=batch.strategy,
-            status=status,
-            duration_seconds=(batch.finished or time.time()) - batch.started,
-            rows_inserted=batch.rows_inserted if ok else 0,
-            rows_updated=batch.rows_updated if ok else 0,
-            rows_deleted=batch.rows_deleted if ok else 0,
-            partitions_touched=batch.partitions_touched if ok else 0,
-            watermark_before=run.watermark_before,
-            watermark_after=run.watermark_after if ok else None,
-            quality_checks=batch.checks,
-            error_type=error_type,
-            load_id=batch.load_id,
-            invocation_id=run.invocation_id,
+            run.config.model, **metrics_fields(run, batch, status, error_type)
         )
 
     # -- Jinja bridge ------------------------------------------------------------------

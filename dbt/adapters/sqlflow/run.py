@@ -230,3 +230,26 @@ def warned_checks_summary(records: Any) -> str | None:
     return f"{len(warned)} quality check(s) of severity 'warn' failed in this run: " + "; ".join(
         warned
     )
+
+
+def metrics_fields(
+    run: ModelRun, batch: BatchResult, status: str, error_type: str | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of ``metrics.LoadRecorder.record`` for one load of the run
+    (a failed load counts no rows: its transaction was rolled back)."""
+    ok = status == "success"
+    return {
+        "strategy": batch.strategy,
+        "status": status,
+        "duration_seconds": (batch.finished or time.time()) - batch.started,
+        "rows_inserted": batch.rows_inserted if ok else 0,
+        "rows_updated": batch.rows_updated if ok else 0,
+        "rows_deleted": batch.rows_deleted if ok else 0,
+        "partitions_touched": batch.partitions_touched if ok else 0,
+        "watermark_before": run.watermark_before,
+        "watermark_after": run.watermark_after if ok else None,
+        "quality_checks": batch.checks,
+        "error_type": error_type,
+        "load_id": batch.load_id,
+        "invocation_id": run.invocation_id,
+    }

@@ -361,20 +361,7 @@ def summary_from_artifacts(
     )
     if started is None and finished is not None and elapsed is not None:
         started = finished - timedelta(seconds=float(elapsed))
-    run_vars = args.get("vars")
-    pinned = run_vars.get("sqlflow_now") if isinstance(run_vars, Mapping) else None
-    if pinned in (None, ""):
-        # Pinned through SQLFLOW_NOW: each sqlflow model's adapter_response says so.
-        pinned = next(
-            (
-                r["adapter_response"]["sqlflow_now"]
-                for r in results
-                if isinstance(r, Mapping)
-                and isinstance(r.get("adapter_response"), Mapping)
-                and r["adapter_response"].get("sqlflow_now")
-            ),
-            None,
-        )
+    pinned = _pinned_now(args, results)
     return summarize(
         results,
         nodes=nodes,
@@ -387,6 +374,25 @@ def summary_from_artifacts(
         finished_at=finished,
         elapsed_seconds=float(elapsed) if elapsed is not None else None,
         pinned_now=parse_timestamp(pinned, f"{run_results_source}: args.vars.sqlflow_now"),
+    )
+
+
+def _pinned_now(args: Mapping[str, Any], results: Any) -> Any:
+    """The run's pinned now: ``--vars sqlflow_now``, else (pinned through SQLFLOW_NOW) the
+    ``sqlflow_now`` a sqlflow model's adapter_response records; None when not pinned."""
+    run_vars = args.get("vars")
+    pinned = run_vars.get("sqlflow_now") if isinstance(run_vars, Mapping) else None
+    if pinned not in (None, ""):
+        return pinned
+    return next(
+        (
+            r["adapter_response"]["sqlflow_now"]
+            for r in results
+            if isinstance(r, Mapping)
+            and isinstance(r.get("adapter_response"), Mapping)
+            and r["adapter_response"].get("sqlflow_now")
+        ),
+        None,
     )
 
 
