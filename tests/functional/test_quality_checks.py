@@ -143,7 +143,8 @@ quality check failed: partition_consistency (0 failing rows)
 
 
 BAD_MESSAGE = (
-    "Model 'model.test.q_bad': 4 problems in quality_checks:\n"
+    "sqlflow_incremental model 'model.test.q_bad' has 4 configuration errors (nothing was"
+    " written):\n"
     "  - quality_checks[0] {'not_nul': ['id']}: unknown check 'not_nul'. Allowed checks:"
     " not_null, unique, accepted_values, row_count, expression, freshness,"
     " partition_consistency. Did you mean 'not_null'?\n"

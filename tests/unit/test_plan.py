@@ -373,7 +373,7 @@ def test_parse_model_config_gathers_config_and_quality_problems() -> None:
     with pytest.raises(DbtConfigError) as info:
         parse_model_config(MODEL, raw, COLUMNS, NOW)
     assert info.value.msg == (
-        f"sqlflow_incremental model '{MODEL}' has 3 configuration errors (nothing was written):\n"
+        f"sqlflow_incremental model '{MODEL}' has 5 configuration errors (nothing was written):\n"
         "  - begin '2025-04-01' lies in the future (now is 2025-03-01 12:00:00 UTC)."
         " Fix: set begin to the earliest time the model has data for.\n"
         "  - begin '2025-04-01' needs a time column to window on, and the model has neither"
@@ -381,13 +381,22 @@ def test_parse_model_config_gathers_config_and_quality_problems() -> None:
         " granularity), or remove it.\n"
         "  - unique_key is required by incremental_strategy 'merge'. Fix: set unique_key to"
         " the column (or list of columns) that identifies a row.\n"
-        f"Model '{MODEL}': 2 problems in quality_checks:\n"
         "  - quality_checks[0] {'not_nul': ['id']}: unknown check 'not_nul'. Allowed checks:"
         " not_null, unique, accepted_values, row_count, expression, freshness,"
         " partition_consistency. Did you mean 'not_null'?\n"
         "  - quality_checks[1] {'not_null': ['nope']}: not_null names column 'nope', which the"
         " model does not produce. Model columns: id, event_ts, v. Fix the name, or add the"
         " column to the model."
+    )
+
+
+def test_parse_model_config_says_once_that_quality_checks_is_not_a_list() -> None:
+    with pytest.raises(DbtConfigError) as info:
+        parse_model_config(MODEL, {"quality_checks": "id"}, COLUMNS, NOW)
+    assert info.value.msg == (
+        f"sqlflow_incremental model '{MODEL}' has 1 configuration error (nothing was written):\n"
+        "  - quality_checks 'id' must be a list of checks. Fix: write"
+        " quality_checks=[{'not_null': ['id']}, ...]."
     )
 
 

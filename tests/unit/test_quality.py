@@ -22,6 +22,7 @@ from dbt.adapters.sqlflow.quality import (
     format_warning,
     parse_interval,
     parse_quality_checks,
+    quality_check_problems,
     run_quality_checks,
 )
 
@@ -48,6 +49,15 @@ def config_error(raw: object, **kwargs: Any) -> str:
     with pytest.raises(DbtConfigError) as info:
         parse(raw, **kwargs)
     return str(info.value.msg)
+
+
+def one_error(*problems: str) -> str:
+    """The config error of ``MODEL`` listing ``problems``: the same block as the config's."""
+    noun = "error" if len(problems) == 1 else "errors"
+    return (
+        f"sqlflow_incremental model '{MODEL}' has {len(problems)} configuration {noun}"
+        " (nothing was written):\n" + "\n".join(f"  - {p}" for p in problems)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,12 +467,12 @@ def test_long_expression_names_are_short_stable_and_distinct() -> None:
     ],
 )
 def test_config_error_texts(raw: object, kwargs: dict, message: str) -> None:
-    assert config_error(raw, **kwargs) == f"Model '{MODEL}': {message}"
+    assert config_error(raw, **kwargs) == one_error(message)
 
 
 def test_config_must_be_a_list() -> None:
-    assert config_error({"not_null": ["order_id"]}) == (
-        f"Model '{MODEL}': quality_checks must be a list of checks, got {{'not_null': "
+    assert config_error({"not_null": ["order_id"]}) == one_error(
+        "quality_checks must be a list of checks, got {'not_null': "
         "['order_id']} (a mapping). Write a list of entries, e.g. quality_checks="
         "[{'not_null': ['id']}, {'row_count': {'min': 1}}]."
     )
@@ -476,33 +486,49 @@ def test_every_problem_is_gathered_into_one_error() -> None:
         {"freshness": {"max_lag": "2 days"}},
         {"accepted_values": {"column": "sttus", "values": [None]}},
     ]
-    assert config_error(raw, event_time=None) == (
-        f"Model '{MODEL}': 6 problems in quality_checks:\n"
-        f"  - quality_checks[0] {{'not_nul': ['order_id']}}: unknown check 'not_nul'. {ALLOWED} "
-        "Did you mean 'not_null'?\n"
-        "  - quality_checks[2] {'row_count': {'min': 3, 'max': 1}, 'severity': 'fatal'}: "
+    assert config_error(raw, event_time=None) == one_error(
+        f"quality_checks[0] {{'not_nul': ['order_id']}}: unknown check 'not_nul'. {ALLOWED} "
+        "Did you mean 'not_null'?",
+        "quality_checks[2] {'row_count': {'min': 3, 'max': 1}, 'severity': 'fatal'}: "
         "severity 'fatal' (a string) is not allowed. Allowed severities: error, warn (default "
-        "error).\n"
-        "  - quality_checks[2] {'row_count': {'min': 3, 'max': 1}, 'severity': 'fatal'}: "
+        "error).",
+        "quality_checks[2] {'row_count': {'min': 3, 'max': 1}, 'severity': 'fatal'}: "
         "row_count.min 3 is greater than row_count.max 1; no batch could pass. Make min <= "
-        "max.\n"
-        "  - quality_checks[3] {'freshness': {'max_lag': '2 days'}}: freshness checks the "
+        "max.",
+        "quality_checks[3] {'freshness': {'max_lag': '2 days'}}: freshness checks the "
         "newest event_time of the target, but the model has no event_time. Set "
-        "event_time='<timestamp column>' in the model's config, or remove this check.\n"
-        "  - quality_checks[4] {'accepted_values': {'column': 'sttus', 'values': [None]}}: "
+        "event_time='<timestamp column>' in the model's config, or remove this check.",
+        "quality_checks[4] {'accepted_values': {'column': 'sttus', 'values': [None]}}: "
         "accepted_values.column names column 'sttus', which the model does not produce. Model "
-        "columns: order_id, customer_id, amount, status, event_ts. Did you mean 'status'?\n"
-        "  - quality_checks[4] {'accepted_values': {'column': 'sttus', 'values': [None]}}: "
+        "columns: order_id, customer_id, amount, status, event_ts. Did you mean 'status'?",
+        "quality_checks[4] {'accepted_values': {'column': 'sttus', 'values': [None]}}: "
         "accepted_values.values[0] is null; a null never matches a value list (nulls pass "
-        "accepted_values). Remove it, and to forbid nulls add {'not_null': ['sttus']}."
+        "accepted_values). Remove it, and to forbid nulls add {'not_null': ['sttus']}.",
     )
+
+
+def test_problems_are_returned_as_lines() -> None:
+    raw = [{"not_null": ["order_id"]}, {"not_nul": ["order_id"]}, {"unique": ["order_id"]}]
+    checks, problems = quality_check_problems(raw, columns=COLUMNS)
+    assert [check.name for check in checks] == ["not_null(order_id)", "unique(order_id)"]
+    assert problems == [
+        f"quality_checks[1] {{'not_nul': ['order_id']}}: unknown check 'not_nul'. {ALLOWED} "
+        "Did you mean 'not_null'?"
+    ]
+    assert quality_check_problems(None) == ([], [])
+    assert quality_check_problems("id")[1] == [
+        "quality_checks must be a list of checks, got 'id' (a string). Write a list of"
+        " entries, e.g. quality_checks=[{'not_null': ['id']}, {'row_count': {'min': 1}}]."
+    ]
 
 
 def test_long_entries_are_clipped_in_messages() -> None:
     message = config_error([{"bogus": "x" * 200}])
-    assert message.startswith(f"Model '{MODEL}': quality_checks[0] {{'bogus': 'xxx")
-    assert "xxx...: unknown check 'bogus'." in message
-    assert len(message) < 300
+    header, line = message.split("\n")
+    assert header == one_error("").split("\n")[0]
+    assert line.startswith("  - quality_checks[0] {'bogus': 'xxx")
+    assert "xxx...: unknown check 'bogus'." in line
+    assert len(line) < 300
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 ``SqlflowConfig.parse`` reads the model's config dict, checks it against the columns the
 model produces, gathers every problem and raises one ``DbtConfigError`` that names the
-model, each key, its bad value, what is allowed and the fix. Nothing is written before it
-runs.
+model, each key, its bad value, what is allowed and the fix (``config_error`` words it, for
+the quality checks' problems too). Nothing is written before it runs.
 """
 
 from __future__ import annotations
@@ -42,6 +42,22 @@ SNAPSHOT_META_COLUMNS = (
     "dbt_updated_at",
     "dbt_is_deleted",
 )
+
+
+def config_error(model: str, problems: Sequence[str]) -> DbtConfigError:
+    """The one error of a model's configuration problems: one count, one line each.
+
+    Args:
+        model: The model's unique id.
+        problems: One line per problem, each naming the key, the bad value and the fix.
+    """
+    count = len(problems)
+    noun = "error" if count == 1 else "errors"
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return DbtConfigError(
+        f"sqlflow_incremental model '{model}' has {count} configuration {noun}"
+        f" (nothing was written):\n{lines}"
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,26 @@ class SqlflowConfig:
         Raises:
             DbtConfigError: with every problem found, in one message.
         """
+        config, problems = cls.check(model, raw, columns, now=now)
+        if problems:
+            raise config_error(model, problems)
+        return config
+
+    @classmethod
+    def check(
+        cls,
+        model: str,
+        raw: Mapping[str, Any],
+        columns: Mapping[str, str] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> tuple[SqlflowConfig, list[str]]:
+        """Read a model's config dict as :meth:`parse` does, without raising.
+
+        Returns:
+            The config (with defaults in place of bad values) and every problem found, one
+            line each; the config is valid only when there are none.
+        """
         p = _Parser(model, raw, columns)
         strategy = p.choice("incremental_strategy", STRATEGIES, "auto")
         unique_key, dedupe_by = p.keys()
@@ -140,8 +176,7 @@ class SqlflowConfig:
         p.check_strategy_needs(strategy, unique_key, window.partition_by, snapshot)
         quality = p.quality_checks()
         predicates = p.string_list("incremental_predicates")
-        p.raise_if_errors()
-        return cls(
+        config = cls(
             model=model,
             strategy=strategy or "auto",
             unique_key=unique_key,
@@ -158,6 +193,7 @@ class SqlflowConfig:
             quality_checks=quality,
             incremental_predicates=predicates,
         )
+        return config, p.problems
 
 
 @dataclass(frozen=True)
@@ -211,17 +247,6 @@ class _Parser:
     def error(self, key: str, value: Any, problem: str, fix: str) -> None:
         shown = "" if value is None else f" {value!r}"
         self.problems.append(f"{key}{shown} {problem}. Fix: {fix}.")
-
-    def raise_if_errors(self) -> None:
-        if not self.problems:
-            return
-        count = len(self.problems)
-        noun = "error" if count == 1 else "errors"
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        raise DbtConfigError(
-            f"sqlflow_incremental model '{self.model}' has {count} configuration {noun}"
-            f" (nothing was written):\n{lines}"
-        )
 
     def choice(self, key: str, allowed: Sequence[str], default: str | None) -> str | None:
         value = self.raw.get(key)

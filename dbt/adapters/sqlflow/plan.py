@@ -17,7 +17,7 @@ from typing import Any
 
 from dbt_common.exceptions import DbtConfigError, DbtRuntimeError
 
-from dbt.adapters.sqlflow.config import SNAPSHOT_META_COLUMNS, SqlflowConfig
+from dbt.adapters.sqlflow.config import SNAPSHOT_META_COLUMNS, SqlflowConfig, config_error
 from dbt.adapters.sqlflow.intervals import (
     Interval,
     parse_timestamp,
@@ -26,7 +26,7 @@ from dbt.adapters.sqlflow.intervals import (
     truncate,
 )
 from dbt.adapters.sqlflow.partitions import partition_keys
-from dbt.adapters.sqlflow.quality import QualityCheck, parse_quality_checks
+from dbt.adapters.sqlflow.quality import QualityCheck, quality_check_problems
 from dbt.adapters.sqlflow.sql import quote_identifier, utc_now
 from dbt.adapters.sqlflow.strategies import AUTO, Strategy, get_strategy, resolve_static
 
@@ -149,27 +149,22 @@ def parse_model_config(
     """The model's config and quality checks, every problem of both in one error.
 
     Raises:
-        DbtConfigError: listing every problem.
+        DbtConfigError: listing every problem (``config.config_error``).
     """
-    problems: list[str] = []
-    config = None
+    config, problems = SqlflowConfig.check(model_id, dict(raw), dict(columns), now=now)
+    raw_checks = raw.get("quality_checks")
     checks: list[QualityCheck] = []
-    try:
-        config = SqlflowConfig.parse(model_id, dict(raw), dict(columns), now=now)
-    except DbtConfigError as e:
-        problems.append(str(e.msg))
-    try:
-        checks = parse_quality_checks(
-            raw.get("quality_checks") or [],
-            model=model_id,
+    if raw_checks is None or isinstance(raw_checks, list | tuple):
+        # (Not a list: the config's own problems already say so.)
+        checks, check_problems = quality_check_problems(
+            raw_checks or [],
             columns=list(columns),
-            event_time=config.event_time if config else raw.get("event_time"),
+            event_time=config.event_time,
             has_partitions=bool(raw.get("partition_by")),
         )
-    except DbtConfigError as e:
-        problems.append(str(e.msg))
-    if problems or config is None:
-        raise DbtConfigError("\n".join(problems))
+        problems += check_problems
+    if problems:
+        raise config_error(model_id, problems)
     return config, checks
 
 

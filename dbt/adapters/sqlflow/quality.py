@@ -1,10 +1,11 @@
 """Data quality checks that run inside a load's transaction, after the DML and before commit.
 
 A model's ``quality_checks`` config is parsed here into :class:`QualityCheck` values (every
-problem gathered into one :class:`DbtConfigError`), run through a caller-supplied executor
-into :class:`CheckOutcome` values, and turned into the error or warning text the
-materialization shows. Nothing here touches dbt's adapter or the metrics exporter: the
-materialization passes an ``executor`` that runs SQL on the load's open transaction.
+problem a line of the one :class:`DbtConfigError` that ``config.config_error`` words), run
+through a caller-supplied executor into :class:`CheckOutcome` values, and turned into the
+error or warning text the materialization shows. Nothing here touches dbt's adapter or the
+metrics exporter: the materialization passes an ``executor`` that runs SQL on the load's
+open transaction.
 
 Failing-row counts are row-level: for ``not_null``, ``accepted_values`` and ``expression`` the
 rows of the batch that break the check; for ``unique`` the rows of the target whose key occurs
@@ -23,8 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbt_common.exceptions import DbtConfigError, DbtRuntimeError
+from dbt_common.exceptions import DbtRuntimeError
 
+from dbt.adapters.sqlflow.config import config_error
 from dbt.adapters.sqlflow.sql import Executor, quote_identifier, sql_literal
 
 CHECK_KINDS: tuple[str, ...] = (
@@ -153,16 +155,38 @@ def parse_quality_checks(
         The checks, in config order.
 
     Raises:
-        DbtConfigError: Listing every problem found across all entries.
+        DbtConfigError: Listing every problem found across all entries (``config_error``).
+    """
+    checks, problems = quality_check_problems(
+        raw, columns=columns, event_time=event_time, has_partitions=has_partitions
+    )
+    if problems:
+        raise config_error(model, problems)
+    return checks
+
+
+def quality_check_problems(
+    raw: object,
+    *,
+    columns: list[str] | None = None,
+    event_time: str | None = None,
+    has_partitions: bool = False,
+) -> tuple[list[QualityCheck], list[str]]:
+    """Read a model's ``quality_checks`` config as :func:`parse_quality_checks` does,
+    without raising.
+
+    Returns:
+        The valid checks, in config order, and every problem found, one line each (the
+        caller words the error, with the config's other problems).
     """
     if raw is None:
-        return []
+        return [], []
     if not isinstance(raw, list | tuple):
-        raise DbtConfigError(
-            f"Model '{model}': quality_checks must be a list of checks, got {_describe(raw)}. "
+        return [], [
+            f"quality_checks must be a list of checks, got {_describe(raw)}. "
             "Write a list of entries, e.g. quality_checks=[{'not_null': ['id']}, "
             "{'row_count': {'min': 1}}]."
-        )
+        ]
     column_map = None if columns is None else {c.lower(): c for c in columns}
     ctx = _Context(column_map, event_time, has_partitions)
     problems: list[str] = []
@@ -182,16 +206,7 @@ def parse_quality_checks(
                 seen[check.name] = index
                 checks.append(check)
         problems.extend(f"{where}: {error}" for error in errors)
-    if problems:
-        raise DbtConfigError(_problems_message(model, problems))
-    return checks
-
-
-def _problems_message(model: str, problems: list[str]) -> str:
-    if len(problems) == 1:
-        return f"Model '{model}': {problems[0]}"
-    lines = "\n".join(f"  - {problem}" for problem in problems)
-    return f"Model '{model}': {len(problems)} problems in quality_checks:\n{lines}"
+    return checks, problems
 
 
 def _parse_entry(
