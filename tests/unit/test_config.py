@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dbt_common.exceptions import DbtConfigError
 
 from dbt.adapters.sqlflow.config import (
+    SQLFLOW_KEYS,
     PartitionBy,
     SnapshotSpec,
     SqlflowConfig,
+    _Parser,
     partition_by_mapping,
 )
 
@@ -680,3 +683,96 @@ def test_unique_key_may_be_any_column_name(key: str) -> None:
 def test_partition_by_mapping(value: object, expected: dict | None) -> None:
     # The one normalisation of partition_by (config, the CLI and sqlflow_check_partitions).
     assert partition_by_mapping(value) == expected
+
+
+# -- unknown keys ----------------------------------------------------------------------------
+
+
+def unknown(key: str, value: Any, meant: str) -> str:
+    return (
+        f"unknown config `{key}` — did you mean `{meant}`? {key}={value!r} would be ignored"
+        f" (sqlflow reads {meant}). Fix: rename {key} to {meant}."
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("look_back", "lookback"),
+        ("dedup_by", "dedupe_by"),
+        ("quality_check", "quality_checks"),
+        ("LookBack", "lookback"),
+        ("batch-size", "batch_size"),
+        ("evnet_time", "event_time"),
+        ("uniqe_key", "unique_key"),
+        ("begn", "begin"),
+        ("incremental_stratgey", "incremental_strategy"),
+        ("merge_exclude_column", "merge_exclude_columns"),
+        ("snapshot_meta_columns_name", "snapshot_meta_column_names"),
+    ],
+)
+def test_misspelled_key_is_an_error(key: str, meant: str) -> None:
+    assert problems({key: 5}) == [unknown(key, 5, meant)]
+
+
+def test_misspelled_keys_join_the_other_problems() -> None:
+    raw = {
+        "look_back": 5,
+        "event_time": "event_ts",
+        "lookback": -1,
+        "dedup_by": "updated_at",
+        "quality_check": [],
+    }
+    assert problems(raw) == [
+        unknown("look_back", 5, "lookback"),
+        unknown("dedup_by", "updated_at", "dedupe_by"),
+        unknown("quality_check", [], "quality_checks"),
+        "lookback -1 must be an integer >= 0 (batch_size units re-read before the last loaded"
+        " end). Fix: set lookback=1, or 0 to re-read nothing.",
+    ]
+
+
+def test_long_values_of_misspelled_keys_are_clipped() -> None:
+    (line,) = problems({"quality_check": [{"not_null": [f"c{i}" for i in range(40)]}]})
+    assert (
+        "quality_check=[{'not_null': ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', ... would" in line
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    # (partitions: dbt-bigquery's key, two edits from partition_by.)
+    ["owner_team", "event_type", "lookup", "beginning", "snap", "materialized", "partitions"],
+)
+def test_other_unknown_keys_are_kept_and_listed(key: str) -> None:
+    assert parse({key: "x", "lookback": 1}).unknown_keys == (key,)
+
+
+def test_keys_dbt_knows_are_never_misspellings() -> None:
+    config = SqlflowConfig.parse(MODEL, {"look_back": 5}, COLUMNS, dbt_keys={"look_back"})
+    assert config.lookback == 1
+    assert config.unknown_keys == ()
+
+
+def test_none_of_dbts_own_keys_is_unknown() -> None:
+    from dbt.adapters.sqlflow.impl import SqlflowAdapter, dbt_config_keys
+
+    dbt_keys = dbt_config_keys(SqlflowAdapter.AdapterSpecificConfigs)
+    assert {"materialized", "pre-hook", "post_hook", "lookback", "indexes", "docs"} <= dbt_keys
+    assert "_extra" not in dbt_keys
+    # Not even without dbt's list: none of dbt's keys is close to a sqlflow key.
+    raw = {key: None for key in dbt_keys}
+    assert set(parse(raw).unknown_keys) == dbt_keys - set(SQLFLOW_KEYS)
+    assert SqlflowConfig.parse(MODEL, raw, COLUMNS, dbt_keys=dbt_keys).unknown_keys == ()
+
+
+def test_parse_reads_only_listed_keys() -> None:
+    parser = _Parser(MODEL, {"look_back": 5}, COLUMNS)
+    assert parser.get("lookback") is None
+    with pytest.raises(KeyError, match="not in SQLFLOW_KEYS"):
+        parser.get("look_back")
+
+
+def test_every_sqlflow_key_is_in_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert [key for key in SQLFLOW_KEYS if f"| `{key}` |" not in readme] == []

@@ -400,6 +400,29 @@ def test_parse_model_config_says_once_that_quality_checks_is_not_a_list() -> Non
     )
 
 
+def test_parse_model_config_reports_misspelled_keys_with_the_other_problems() -> None:
+    raw = {"look_back": 5, "quality_check": [{"not_null": ["id"]}], "quality_checks": "id"}
+    with pytest.raises(DbtConfigError) as info:
+        parse_model_config(MODEL, raw, COLUMNS, NOW)
+    assert info.value.msg == (
+        f"sqlflow_incremental model '{MODEL}' has 3 configuration errors (nothing was written):\n"
+        "  - unknown config `look_back` — did you mean `lookback`? look_back=5 would be ignored"
+        " (sqlflow reads lookback). Fix: rename look_back to lookback.\n"
+        "  - unknown config `quality_check` — did you mean `quality_checks`?"
+        " quality_check=[{'not_null': ['id']}] would be ignored (sqlflow reads"
+        " quality_checks). Fix: rename quality_check to quality_checks.\n"
+        # quality_checks that are not a list: said once, by the config.
+        "  - quality_checks 'id' must be a list of checks. Fix: write"
+        " quality_checks=[{'not_null': ['id']}, ...]."
+    )
+
+
+def test_parse_model_config_passes_dbt_keys_on() -> None:
+    raw = {"look_back": 5, "owner": "growth"}
+    config, _ = parse_model_config(MODEL, raw, COLUMNS, NOW, dbt_keys={"look_back"})
+    assert config.unknown_keys == ("owner",)
+
+
 @pytest.mark.parametrize(
     ("raw", "only_config_problem"),
     [

@@ -3,14 +3,16 @@
 ``SqlflowConfig.parse`` reads the model's config dict, checks it against the columns the
 model produces, gathers every problem and raises one ``DbtConfigError`` that names the
 model, each key, its bad value, what is allowed and the fix (``config_error`` words it, for
-the quality checks' problems too). Nothing is written before it runs.
+the quality checks' problems too). A key close to one of :data:`SQLFLOW_KEYS` that neither
+dbt nor sqlflow reads is one of those problems: dbt would ignore it silently. Nothing is
+written before it runs.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +44,28 @@ SNAPSHOT_META_COLUMNS = (
     "dbt_updated_at",
     "dbt_is_deleted",
 )
+
+SQLFLOW_KEYS: tuple[str, ...] = (
+    "incremental_strategy",
+    "unique_key",
+    "dedupe_by",
+    "merge_update_columns",
+    "merge_exclude_columns",
+    "on_schema_change",
+    "partition_by",
+    "event_time",
+    "batch_size",
+    "lookback",
+    "begin",
+    "snapshot",
+    "hard_deletes",
+    "dbt_valid_to_current",
+    "snapshot_meta_column_names",
+    "quality_checks",
+    "incremental_predicates",
+)
+"""Every config key ``SqlflowConfig.parse`` reads (``_Parser.get`` refuses any other): a key
+close to one of these that neither dbt nor sqlflow knows is taken for a misspelling."""
 
 
 def config_error(model: str, problems: Sequence[str]) -> DbtConfigError:
@@ -109,6 +133,9 @@ class SqlflowConfig:
     snapshot: SnapshotSpec | None = None
     quality_checks: tuple[Any, ...] = ()
     incremental_predicates: tuple[str, ...] = ()
+    unknown_keys: tuple[str, ...] = ()
+    """Keys neither dbt nor sqlflow reads and not close to a sqlflow key (a package's own,
+    which dbt allows): kept as dbt keeps them, listed at debug level."""
 
     @property
     def windowed(self) -> bool:
@@ -128,6 +155,7 @@ class SqlflowConfig:
         columns: Mapping[str, str] | None = None,
         *,
         now: datetime | None = None,
+        dbt_keys: Collection[str] = (),
     ) -> SqlflowConfig:
         """Validate a model's config dict.
 
@@ -137,6 +165,7 @@ class SqlflowConfig:
             columns: Column name -> DuckDB type of what the model's SQL returns, when
                 known; keys naming a missing column are then errors.
             now: Current UTC time; ``begin`` may not lie after it.
+            dbt_keys: The config keys dbt and the adapter know (never misspellings).
 
         Returns:
             The validated config.
@@ -144,7 +173,7 @@ class SqlflowConfig:
         Raises:
             DbtConfigError: with every problem found, in one message.
         """
-        config, problems = cls.check(model, raw, columns, now=now)
+        config, problems = cls.check(model, raw, columns, now=now, dbt_keys=dbt_keys)
         if problems:
             raise config_error(model, problems)
         return config
@@ -157,6 +186,7 @@ class SqlflowConfig:
         columns: Mapping[str, str] | None = None,
         *,
         now: datetime | None = None,
+        dbt_keys: Collection[str] = (),
     ) -> tuple[SqlflowConfig, list[str]]:
         """Read a model's config dict as :meth:`parse` does, without raising.
 
@@ -165,6 +195,7 @@ class SqlflowConfig:
             line each; the config is valid only when there are none.
         """
         p = _Parser(model, raw, columns)
+        unknown = p.unknown_keys(dbt_keys)
         strategy = p.choice("incremental_strategy", STRATEGIES, "auto")
         unique_key, dedupe_by = p.keys()
         update_cols, exclude_cols = p.merge_columns(unique_key)
@@ -192,6 +223,7 @@ class SqlflowConfig:
             snapshot=snapshot,
             quality_checks=quality,
             incremental_predicates=predicates,
+            unknown_keys=unknown,
         )
         return config, p.problems
 
@@ -222,6 +254,43 @@ def _plain_column(expression: str) -> str | None:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
+def _normal_key(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            best = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                best = min(best, rows[-2][j - 2] + 1)
+            row.append(best)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def _meant_key(key: str) -> str | None:
+    """The sqlflow key ``key`` misspells, or None when it is close to none.
+
+    Keys are compared without case, ``_`` and ``-``; then one edit is allowed (two for keys
+    of twelve letters or more), so a package's own keys rarely match.
+    """
+    if not isinstance(key, str):
+        return None
+    normal = _normal_key(key)
+    limit = 2 if len(normal) >= 12 else 1
+    found = [(_edit_distance(normal, _normal_key(k)), k) for k in SQLFLOW_KEYS]
+    distance, meant = min(found, key=lambda pair: pair[0])
+    return meant if distance <= limit else None
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def partition_by_mapping(value: Any) -> dict[str, Any] | None:
     """A ``partition_by`` config as a dict with a text ``field`` (a bare name is the
     field), or None when it is not one (the callers say so in their own words)."""
@@ -239,7 +308,7 @@ class _Parser:
         self, model: str, raw: Mapping[str, Any], columns: Mapping[str, str] | None
     ) -> None:
         self.model = model
-        self.raw = raw
+        self._raw = raw
         self.columns = {k.lower(): (k, v) for k, v in (columns or {}).items()}
         self.known_columns = columns is not None
         self.problems: list[str] = []
@@ -248,8 +317,34 @@ class _Parser:
         shown = "" if value is None else f" {value!r}"
         self.problems.append(f"{key}{shown} {problem}. Fix: {fix}.")
 
+    def get(self, key: str) -> Any:
+        """The raw value of ``key``, which must be one of :data:`SQLFLOW_KEYS`."""
+        if key not in SQLFLOW_KEYS:
+            # A programming error: a key read here and missing from the list would be
+            # taken for an unknown key.
+            raise KeyError(f"{key!r} is read by SqlflowConfig.parse but not in SQLFLOW_KEYS")
+        return self._raw.get(key)
+
+    def unknown_keys(self, dbt_keys: Collection[str]) -> tuple[str, ...]:
+        """Report keys that look like a misspelled sqlflow key; return the other unknown
+        keys (packages' own, as dbt allows them)."""
+        ignored = []
+        for key, value in self._raw.items():
+            if key in SQLFLOW_KEYS or key in dbt_keys:
+                continue
+            meant = _meant_key(key)
+            if meant is None:
+                ignored.append(str(key))
+                continue
+            shown = _clip(repr(value))
+            self.problems.append(
+                f"unknown config `{key}` — did you mean `{meant}`? {key}={shown} would be"
+                f" ignored (sqlflow reads {meant}). Fix: rename {key} to {meant}."
+            )
+        return tuple(sorted(ignored))
+
     def choice(self, key: str, allowed: Sequence[str], default: str | None) -> str | None:
-        value = self.raw.get(key)
+        value = self.get(key)
         if value is None:
             return default
         if not isinstance(value, str) or value.lower() not in allowed:
@@ -267,7 +362,7 @@ class _Parser:
         return value.lower()
 
     def string_list(self, key: str) -> tuple[str, ...]:
-        value = self.raw.get(key)
+        value = self.get(key)
         if value is None or value == []:
             return ()
         if isinstance(value, str):
@@ -290,7 +385,7 @@ class _Parser:
             )
 
     def column_list(self, key: str, allow_none: bool = False) -> Any:
-        value = self.raw.get(key)
+        value = self.get(key)
         if value is None and allow_none:
             return None
         names = self.string_list(key)
@@ -301,7 +396,7 @@ class _Parser:
         return names
 
     def optional_column(self, key: str) -> str | None:
-        value = self.raw.get(key)
+        value = self.get(key)
         if value is None:
             return None
         if not isinstance(value, str) or not value:
@@ -350,7 +445,7 @@ class _Parser:
             )
 
     def partition_by(self) -> PartitionBy | None:
-        value = self.raw.get("partition_by")
+        value = self.get("partition_by")
         if value is None:
             return None
         example = "{'field': 'event_ts', 'granularity': 'day'} or {'field': 'region'}"
@@ -388,7 +483,7 @@ class _Parser:
         )
 
     def lookback(self) -> int:
-        value = self.raw.get("lookback")
+        value = self.get("lookback")
         if value is None:
             return 1
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -402,7 +497,7 @@ class _Parser:
         return value
 
     def begin(self, now: datetime | None) -> datetime | None:
-        value = self.raw.get("begin")
+        value = self.get("begin")
         if value is None:
             return None
         try:
@@ -425,7 +520,7 @@ class _Parser:
         return begin
 
     def snapshot(self, strategy: str | None) -> SnapshotSpec | None:
-        value = self.raw.get("snapshot")
+        value = self.get("snapshot")
         if value is None:
             if strategy == "snapshot":
                 self.error(
@@ -452,7 +547,7 @@ class _Parser:
         updated_at = self.snapshot_updated_at(value) if kind == "timestamp" else None
         check_cols = self.snapshot_check_cols(value) if kind == "check" else ()
         hard_deletes = self.choice("hard_deletes", HARD_DELETES, "ignore") or "ignore"
-        current = self.raw.get("dbt_valid_to_current")
+        current = self.get("dbt_valid_to_current")
         names = self.snapshot_column_names()
         return SnapshotSpec(
             strategy=kind,
@@ -501,7 +596,7 @@ class _Parser:
 
     def snapshot_column_names(self) -> dict[str, str]:
         """``snapshot_meta_column_names``: new names for some of the snapshot meta columns."""
-        names = self.raw.get("snapshot_meta_column_names") or {}
+        names = self.get("snapshot_meta_column_names") or {}
         if not isinstance(names, Mapping) or not set(names) <= set(SNAPSHOT_META_COLUMNS):
             self.error(
                 "snapshot_meta_column_names",
@@ -571,12 +666,12 @@ class _Parser:
 
     def check_time_keys(self, partition_by: PartitionBy | None, event_time: str | None) -> None:
         """Time-window keys (batch_size, begin, lookback) need a time column to window on."""
-        time_keys = [k for k in ("batch_size", "begin") if self.raw.get(k) is not None]
+        time_keys = [k for k in ("batch_size", "begin") if self.get(k) is not None]
         # dbt's NodeConfig defaults lookback to 1 (for microbatch): only another value is
         # a sign that the user set it.
-        if self.raw.get("lookback") not in (None, 1):
+        if self.get("lookback") not in (None, 1):
             time_keys.append("lookback")
-        raw_partition = self.raw.get("partition_by")
+        raw_partition = self.get("partition_by")
         bad_granularity = (
             isinstance(raw_partition, Mapping) and raw_partition.get("granularity") is not None
         ) and (partition_by is None or not partition_by.is_time)
@@ -586,7 +681,7 @@ class _Parser:
             for key in time_keys:
                 self.error(
                     key,
-                    self.raw.get(key),
+                    self.get(key),
                     f"is a time-window key, but partition_by {{'field': '{partition_by.field}'}}"
                     " makes value partitions and the model has no event_time",
                     "remove it, or set event_time to the model's time column",
@@ -595,7 +690,7 @@ class _Parser:
             for key in time_keys:
                 self.error(
                     key,
-                    self.raw.get(key),
+                    self.get(key),
                     "needs a time column to window on, and the model has neither event_time"
                     " nor a time partition_by",
                     "set event_time (or partition_by with a granularity), or remove it",
@@ -604,11 +699,11 @@ class _Parser:
     def check_lookback(self, strategy: str | None) -> None:
         """A strategy that does not re-read a window (append) cannot take a lookback."""
         rereads = strategy is None or strategy not in REGISTRY or REGISTRY[strategy].rereads_window
-        if not rereads and self.raw.get("lookback") not in (None, 0, 1):
+        if not rereads and self.get("lookback") not in (None, 0, 1):
             # (1 is dbt's own default for every model: it cannot be told from a choice.)
             self.error(
                 "lookback",
-                self.raw.get("lookback"),
+                self.get("lookback"),
                 f"cannot be used with {strategy}: re-read rows would be appended a second time",
                 "remove lookback (append loads each window once, up to now), or use"
                 " insert_overwrite or merge to re-read late data",
@@ -665,14 +760,14 @@ class _Parser:
         if snapshot is not None and strategy not in ("snapshot", "auto"):
             self.error(
                 "snapshot",
-                self.raw.get("snapshot"),
+                self.get("snapshot"),
                 f"is set, but incremental_strategy is '{strategy}'",
                 "set incremental_strategy='snapshot' (or 'auto'), or remove snapshot",
             )
 
     def quality_checks(self) -> tuple[Any, ...]:
         """The raw ``quality_checks`` entries (``quality.py`` parses each one)."""
-        quality = self.raw.get("quality_checks") or ()
+        quality = self.get("quality_checks") or ()
         if not isinstance(quality, (list, tuple)):
             self.error(
                 "quality_checks",

@@ -143,6 +143,11 @@ def start_run(
         DbtConfigError: for a bad explicit backfill range.
         DbtRuntimeError: for a renamed model whose table holds another name's windows.
     """
+    if config.unknown_keys:
+        logger.debug(
+            f"{config.model} config keys sqlflow and dbt do not read (kept for packages):"
+            f" {', '.join(config.unknown_keys)}"
+        )
     explicit = explicit_range(config.model, config, run_vars, *event_time_range)
     mode = INCREMENTAL if incremental else BUILD
     if incremental and services.partitions is not None:

@@ -6,6 +6,8 @@ batch loop), ``plan`` or ``state``; the decisions live there.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +52,20 @@ from dbt.adapters.sqlflow.sql import (
 )
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import merge_form
+
+
+@functools.cache
+def dbt_config_keys(adapter_configs: type) -> frozenset[str]:
+    """The config keys dbt and the adapter declare: the fields of dbt's ``ModelConfig`` (which
+    holds ``NodeConfig``'s) and of ``adapter_configs`` (dbt-duckdb's ``indexes``), with their
+    aliases (``pre-hook``), as they appear in ``model.config``."""
+    from dbt.artifacts.resources import ModelConfig
+
+    keys: set[str] = set()
+    for config_class in (ModelConfig, adapter_configs):
+        for f in dataclasses.fields(config_class):
+            keys.update(k for k in (f.name, f.metadata.get("alias")) if k and k != "_extra")
+    return frozenset(keys)
 
 
 class SqlflowAdapter(DuckDBAdapter):
@@ -220,7 +236,11 @@ class SqlflowAdapter(DuckDBAdapter):
         now = pinned or utc_now()
         columns = dict(self._session().describe(compiled_code))
         config, checks = parse_model_config(
-            model["unique_id"], model.get("config") or {}, columns, now
+            model["unique_id"],
+            model.get("config") or {},
+            columns,
+            now,
+            dbt_keys=dbt_config_keys(self.AdapterSpecificConfigs),
         )
         services = self._services(config, checks, columns, now)
         flags = get_flags()

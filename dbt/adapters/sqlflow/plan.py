@@ -10,7 +10,7 @@ here runs SQL; windows are half-open ``[start, end)`` in naive UTC (see ``interv
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -144,14 +144,23 @@ def parse_now(run_vars: Mapping[str, Any], environ: Mapping[str, str] | None = N
 
 
 def parse_model_config(
-    model_id: str, raw: Mapping[str, Any], columns: Mapping[str, str], now: datetime
+    model_id: str,
+    raw: Mapping[str, Any],
+    columns: Mapping[str, str],
+    now: datetime,
+    dbt_keys: Collection[str] = (),
 ) -> tuple[SqlflowConfig, list[QualityCheck]]:
     """The model's config and quality checks, every problem of both in one error.
+
+    Args:
+        dbt_keys: The config keys dbt and the adapter know (see ``SqlflowConfig.parse``).
 
     Raises:
         DbtConfigError: listing every problem (``config.config_error``).
     """
-    config, problems = SqlflowConfig.check(model_id, dict(raw), dict(columns), now=now)
+    config, problems = SqlflowConfig.check(
+        model_id, dict(raw), dict(columns), now=now, dbt_keys=dbt_keys
+    )
     raw_checks = raw.get("quality_checks")
     checks: list[QualityCheck] = []
     if raw_checks is None or isinstance(raw_checks, list | tuple):
