@@ -1,5 +1,9 @@
 # dbt-sqlflow: `make demo` and `make test` are the two commands a new machine needs.
 PYTHON ?= python3
+# The oldest Python dbt-sqlflow supports (requires-python in pyproject.toml says the same);
+# when $(PYTHON) is older, .venv is made with the newest of these found on PATH.
+MIN_PYTHON := 3.11
+PYTHON_FALLBACKS := python3.13 python3.12 python3.11
 PYTEST_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,8 +12,20 @@ ROWS ?= 10000000
 
 .PHONY: demo test lint format unit functional bench services clean
 
+# Checks the interpreter before creating .venv, so an old python3 fails here in one line
+# instead of in pip's dependency resolution (import-linter needs 3.11, for one).
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@py=; for c in '$(PYTHON)' $(PYTHON_FALLBACKS); do \
+	  if "$$c" -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' \
+	    >/dev/null 2>&1; then py=$$c; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	  found=$$('$(PYTHON)' -c 'import sys; print(sys.version.split()[0])' 2>/dev/null) \
+	    && found="Python $$found" || found="not a working Python"; \
+	  echo "make: PYTHON=$(PYTHON) is $$found and none of $(PYTHON_FALLBACKS) is on PATH, but dbt-sqlflow needs Python >= $(MIN_PYTHON). Fix: install Python $(MIN_PYTHON)+ or pass PYTHON=/path/to/python$(MIN_PYTHON)" >&2; \
+	  exit 1; \
+	fi; \
+	echo "$$py -m venv $(VENV)"; "$$py" -m venv $(VENV)
 
 SOURCES := $(shell find dbt -type f -not -path '*/__pycache__/*')
 

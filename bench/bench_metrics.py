@@ -11,7 +11,7 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from dbt.adapters.sqlflow.metrics.export import export_artifacts
 def bench_record(n: int) -> tuple[float, float]:
     """Median and p99 seconds of one ``record`` call, over ``n`` calls."""
     collector = LoadRecorder()
-    wm = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    wm = datetime(2026, 1, 1, tzinfo=UTC)
     checks = [("not_null_id", "error", "pass", 0), ("amount_positive", "warn", "fail", 3)]
     timings = []
     clock = time.perf_counter
@@ -50,7 +50,7 @@ def bench_record(n: int) -> tuple[float, float]:
 
 def synthetic_run_results(models: int) -> dict[str, Any]:
     """A run_results.json of ``models`` sqlflow models (every 50th one failed)."""
-    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
     results = []
     for i in range(models):
         failed = i % 50 == 0

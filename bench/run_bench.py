@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -981,7 +981,7 @@ def run_metrics_bench(write: bool) -> str:
     output = (proc.stdout + proc.stderr).strip() or f"exited {proc.returncode} with no output"
     if write:
         RESULTS_DIR.mkdir(exist_ok=True)
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         record = {"when": when, "commit": machine()["commit"], "output": output}
         (RESULTS_DIR / "metrics.json").write_text(json.dumps(record, indent=1))
     return output
@@ -1192,7 +1192,7 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     bench = Bench(args.rows, args.reps, args.work.resolve(), args.timeout)
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     # Which code is measured: taken before the runs (the checkout may change meanwhile).
     measured_code = machine()
     bench.prepare()

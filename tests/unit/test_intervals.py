@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -56,7 +56,7 @@ def test_interval_is_half_open() -> None:
     [
         (d("2025-03-04"), d("2025-03-04"), "is not before its end"),
         (d("2025-03-05"), d("2025-03-04"), "needs start < end"),
-        (datetime(2025, 3, 4, tzinfo=timezone.utc), d("2025-03-05"), "has a time zone"),
+        (datetime(2025, 3, 4, tzinfo=UTC), d("2025-03-05"), "has a time zone"),
         (date(2025, 3, 4), d("2025-03-05"), "must be a datetime"),
     ],
 )

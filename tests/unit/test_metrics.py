@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,9 +27,9 @@ from dbt.adapters.sqlflow.metrics.settings import MetricsSettings
 
 STARTED = "2026-03-01T10:00:00Z"
 FINISHED = "2026-03-01T10:05:00Z"
-T_FINISHED = datetime(2026, 3, 1, 10, 5, tzinfo=timezone.utc).timestamp()
+T_FINISHED = datetime(2026, 3, 1, 10, 5, tzinfo=UTC).timestamp()
 WATERMARK = "2026-03-01T09:00:00+00:00"
-T_WATERMARK = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc).timestamp()
+T_WATERMARK = datetime(2026, 3, 1, 9, 0, tzinfo=UTC).timestamp()
 
 ORDERS = "model.shop.orders"
 CUSTOMERS = "model.shop.customers"
@@ -161,7 +161,7 @@ def text() -> str:
 
 def test_record_keeps_loads_in_order_per_model() -> None:
     collector = LoadRecorder()
-    wm1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    wm1 = datetime(2026, 1, 1, tzinfo=UTC)
     wm2 = datetime(2026, 1, 2)  # naive: taken as UTC
     collector.record(
         ORDERS,
@@ -839,7 +839,7 @@ def test_watermark_lag_from_a_pinned_now() -> None:
     artifact = run_results()
     artifact["args"]["vars"] = {"sqlflow_now": "2026-03-01T12:00:00"}
     got = samples(render(build_registry(summary_from_artifacts(artifact, manifest()))))
-    pinned = datetime(2026, 3, 1, 12, tzinfo=timezone.utc).timestamp()
+    pinned = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
     assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == pinned - T_WATERMARK
     # The run's own timestamps stay those of the run.
     assert got[key("sqlflow_run_finished_timestamp_seconds")] == T_FINISHED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -150,7 +150,7 @@ NOT_WINDOWED = (
             {"sqlflow_start": ""},
             (
                 datetime(2025, 1, 5, 1, tzinfo=timezone(timedelta(hours=1))),
-                datetime(2025, 1, 7, tzinfo=timezone.utc),
+                datetime(2025, 1, 7, tzinfo=UTC),
             ),
             (dt("2025-01-05"), dt("2025-01-07")),
             id="event-time-flags-aware",
@@ -297,7 +297,7 @@ def test_explicit_range_errors(
         ("2025-03-01T02:30:00+02:00", dt("2025-03-01T00:30")),
         ("2025-03-01T00:30:00Z", dt("2025-03-01T00:30")),
         (date(2025, 3, 1), dt("2025-03-01")),
-        (datetime(2025, 3, 1, 9, tzinfo=timezone.utc), dt("2025-03-01T09:00")),
+        (datetime(2025, 3, 1, 9, tzinfo=UTC), dt("2025-03-01T09:00")),
     ],
 )
 def test_parse_now_pinned(pinned: Any, expected: datetime) -> None:
@@ -306,9 +306,9 @@ def test_parse_now_pinned(pinned: Any, expected: datetime) -> None:
 
 @pytest.mark.parametrize("run_vars", [{}, {"sqlflow_now": None}, {"sqlflow_now": ""}])
 def test_parse_now_unpinned_is_the_utc_clock(run_vars: dict[str, Any]) -> None:
-    before = datetime.now(timezone.utc).replace(tzinfo=None)
+    before = datetime.now(UTC).replace(tzinfo=None)
     now = parse_now(run_vars)
-    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    after = datetime.now(UTC).replace(tzinfo=None)
     assert now.tzinfo is None
     assert before <= now <= after
 

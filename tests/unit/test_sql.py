@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import duckdb
 import pytest
@@ -149,7 +149,7 @@ def test_time_literals_mean_the_utc_instant() -> None:
     assert row == (
         date(2025, 7, 1),
         value,
-        value.replace(tzinfo=timezone.utc).timestamp(),
+        value.replace(tzinfo=UTC).timestamp(),
     )
 
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from dbt.adapters.events.logging import AdapterLogger
@@ -879,7 +879,7 @@ def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
         strategy=batch.strategy,
         window_start=batch.window.start if batch.window else None,
         window_end=batch.window.end if batch.window else None,
-        started_at=datetime.fromtimestamp(batch.started, timezone.utc).replace(tzinfo=None),
+        started_at=datetime.fromtimestamp(batch.started, UTC).replace(tzinfo=None),
         finished_at=utc_now(),
         status=batch.status,
         rows_inserted=batch.rows_inserted,

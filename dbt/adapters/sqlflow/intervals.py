@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 GRANULARITIES: tuple[str, ...] = ("hour", "day", "week", "month", "year")
 """Units of time for partitions and batches, finest first."""
@@ -93,7 +93,7 @@ def to_utc_naive(value: datetime | date) -> datetime:
     """
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            return value.astimezone(timezone.utc).replace(tzinfo=None)
+            return value.astimezone(UTC).replace(tzinfo=None)
         return value
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)

@@ -702,7 +702,7 @@ def run_quality_checks(
             column), or ``partition_consistency`` runs without ``partition_check``.
     """
     if now.tzinfo is not None:
-        now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
     outcomes = []
     for check in checks:
         runner = _RUNNERS.get(check.kind)
@@ -904,7 +904,7 @@ def _as_utc_datetime(value: object, check: QualityCheck) -> dt.datetime | None:
         return None
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 Executor = Callable[[str], list[tuple]]
@@ -45,7 +45,7 @@ TEMPLATE_TOKENS = {
 
 def utc_now() -> datetime:
     """Now in UTC, naive (sqlflow's time convention)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def as_naive(value: Any) -> datetime | None:
@@ -53,7 +53,7 @@ def as_naive(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     return None
@@ -75,7 +75,7 @@ def sql_string(value: str) -> str:
 def timestamp_literal(value: datetime) -> str:
     """A DuckDB ``TIMESTAMP '...'`` literal; an aware datetime is converted to UTC first."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 

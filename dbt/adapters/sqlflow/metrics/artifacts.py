@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def parse_timestamp(value: Any, what: str) -> datetime | None:
         parsed = intervals.parse_timestamp(value)
     except ValueError as e:
         raise ArtifactError(f"{what} is {value!r}; expected an ISO-8601 timestamp") from e
-    return parsed.replace(tzinfo=timezone.utc)
+    return parsed.replace(tzinfo=UTC)
 
 
 def read_json(path: str | Path, what: str) -> dict[str, Any]:
@@ -467,7 +467,7 @@ def summary_from_results(
 
     ``finished_at`` defaults to now; ``started_at`` to ``finished_at - elapsed``.
     """
-    finished = finished_at or datetime.now(timezone.utc)
+    finished = finished_at or datetime.now(UTC)
     if started_at is None and elapsed is not None:
         started_at = finished - timedelta(seconds=elapsed)
     entries = []
