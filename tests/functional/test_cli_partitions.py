@@ -99,14 +99,15 @@ def cli(
     *args: str,
     project_dir: str | None = None,
     in_process: bool = False,
+    command: str = "partitions",
 ) -> subprocess.CompletedProcess:
-    """Run ``dbt-sqlflow partitions ARGS`` against the test project.
+    """Run ``dbt-sqlflow COMMAND ARGS`` (``partitions`` by default) against the test project.
 
     In a subprocess by default, as a user runs it; ``in_process`` uses click's runner
     (faster; only after :func:`release`, as the command opens the database file).
     """
     argv = [
-        "partitions",
+        command,
         *args,
         "--project-dir",
         project_dir or str(project.project_root),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import click
 
 from dbt.adapters.sqlflow.__version__ import version
@@ -92,21 +95,36 @@ def push_command(gateway: str, job: str, timeout: float, run_results: str, manif
         raise CliError(str(e)) from e
 
 
+def _state_options(command: Any) -> Any:
+    """The options of the commands that read sqlflow's state: where the project, the
+    profiles and the target are."""
+    for option in reversed(
+        [
+            click.option(
+                "--project-dir",
+                default=None,
+                envvar="DBT_PROJECT_DIR",
+                help="The dbt project (default: as dbt, the nearest folder up with"
+                " dbt_project.yml).",
+            ),
+            click.option(
+                "--profiles-dir",
+                default=None,
+                envvar="DBT_PROFILES_DIR",
+                help="Folder of profiles.yml (default: as dbt, the current folder or ~/.dbt).",
+            ),
+            click.option(
+                "--target", "-t", default=None, envvar="DBT_TARGET", help="Profile target."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command("partitions")
 @click.argument("model")
-@click.option(
-    "--project-dir",
-    default=None,
-    envvar="DBT_PROJECT_DIR",
-    help="The dbt project (default: as dbt, the nearest folder up with dbt_project.yml).",
-)
-@click.option(
-    "--profiles-dir",
-    default=None,
-    envvar="DBT_PROFILES_DIR",
-    help="Folder of profiles.yml (default: as dbt, the current folder or ~/.dbt).",
-)
-@click.option("--target", "-t", default=None, envvar="DBT_TARGET", help="Profile target.")
+@_state_options
 @click.option(
     "--last", type=click.IntRange(min=1), default=None, help="Show only the last N partitions."
 )
@@ -126,19 +144,65 @@ def partitions_command(
     MODEL is a model name or unique_id; its relation comes from target/manifest.json, the
     DuckDB file and state schema from the profile. The database is opened read-only.
     """
-    from dbt.adapters.sqlflow.cli_partitions import (
-        PartitionsError,
-        format_json,
-        format_table,
-        load_report,
-    )
+    from dbt.adapters.sqlflow.cli_partitions import format_json, format_table, load_report
+    from dbt.adapters.sqlflow.cli_state import StateCommandError
 
     try:
         report = load_report(model, project_dir, profiles_dir, target)
-    except PartitionsError as e:
+    except StateCommandError as e:
         raise CliError(str(e)) from e
     render = format_json if as_json else format_table
     click.echo(render(report, last=last, non_empty=non_empty), nl=False)
+
+
+def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    from dbt.adapters.sqlflow.intervals import parse_timestamp
+
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as e:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO date or timestamp. Fix: pass e.g. --now 2025-03-01 or"
+            " --now 2025-03-01T12:00:00 (UTC, or with an offset)"
+        ) from e
+
+
+@cli.command("intervals")
+@click.argument("model")
+@_state_options
+@click.option(
+    "--now",
+    default=None,
+    callback=_parse_now,
+    help="Look for gaps up to this time (ISO, UTC unless it has an offset; default: now),"
+    " e.g. the sqlflow_now a run pinned.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def intervals_command(
+    model: str,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    now: datetime | None,
+    as_json: bool,
+) -> None:
+    """Print the loaded ranges and the gaps of MODEL, a model with event_time.
+
+    Ranges are merged, half-open [start, end), each with its last load; gaps are what is not
+    loaded from the first loaded window (or begin) to now. MODEL is a model name or
+    unique_id, found in target/manifest.json; the DuckDB file and state schema come from
+    the profile. The database is opened read-only.
+    """
+    from dbt.adapters.sqlflow.cli_intervals import format_json, format_table, load_report
+    from dbt.adapters.sqlflow.cli_state import StateCommandError
+
+    try:
+        report = load_report(model, project_dir, profiles_dir, target, now=now)
+    except StateCommandError as e:
+        raise CliError(str(e)) from e
+    click.echo((format_json if as_json else format_table)(report), nl=False)
 
 
 def main() -> None:
