@@ -204,6 +204,14 @@ class TestIntervalsCommand:
         for args, message in cases:
             done = cli(project, profiles, *args, in_process=True)
             assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n"), args
+        # `partitions` of the same model points here.
+        done = _cli(project, profiles, "windowed", in_process=True)
+        assert (done.returncode, done.stderr) == (
+            2,
+            "Error: model 'model.test.windowed': has no partition_by, so it has no partitions;"
+            " its loaded windows: dbt-sqlflow intervals windowed. Fix: set partition_by, e.g."
+            " {'field': 'event_ts', 'granularity': 'day'}, and run it\n",
+        )
         done = cli(project, profiles, "windowed", "--now", "yesterday", in_process=True)
         assert done.returncode == 2
         assert "'yesterday' is not an ISO date or timestamp. Fix: pass e.g. --now" in done.stderr

@@ -112,11 +112,19 @@ def find_model(manifest: Path, model: str) -> ModelTarget:
     """
     node = model_node(manifest, model, PARTITIONED)
     unique_id = node["unique_id"]
-    partition_by = partition_by_mapping((node.get("config") or {}).get("partition_by"))
+    config = node.get("config") or {}
+    partition_by = partition_by_mapping(config.get("partition_by"))
     if partition_by is None or not partition_by["field"]:
+        # A windowed model without partitions still has its loaded windows recorded.
+        windows = (
+            f"; its loaded windows: dbt-sqlflow intervals {node['name']}"
+            if config.get("event_time")
+            else ""
+        )
         raise StateCommandError(
-            f"model '{unique_id}': has no partition_by, so it has no partitions. Fix: set"
-            " partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}, and run it"
+            f"model '{unique_id}': has no partition_by, so it has no partitions{windows}."
+            " Fix: set partition_by, e.g. {'field': 'event_ts', 'granularity': 'day'}, and"
+            " run it"
         )
     return ModelTarget(unique_id, node["name"], node["relation_name"], dict(partition_by))
 
