@@ -37,6 +37,7 @@ from dbt.adapters.sqlflow.cli_state import (
 )
 from dbt.adapters.sqlflow.config import partition_by_mapping
 from dbt.adapters.sqlflow.intervals import Interval, merge, missing, parse_timestamp
+from dbt.adapters.sqlflow.sql import utc_now
 from dbt.adapters.sqlflow.state import IntervalRow
 
 LOAD_ID_CHARS = 12
@@ -232,8 +233,6 @@ def load_report(
     Raises:
         StateCommandError: With a one-line message naming what is wrong and the fix.
     """
-    from dbt.adapters.sqlflow.sql import utc_now
-
     moment = now or utc_now()
     project, profiles = project_dirs(project_dir, profiles_dir)
     found = find_windowed_model(manifest_path(project), model)
