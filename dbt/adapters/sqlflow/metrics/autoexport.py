@@ -17,6 +17,7 @@ This module imports nothing heavy: prometheus_client is loaded on the first expo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ class RunResultsExporter:
 
         if self.exported or str(getattr(get_flags(), "WHICH", "")) not in EXPORT_COMMANDS:
             return []
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from dbt.version import __version__ as dbt_version
         from dbt_common.invocation import get_invocation_id
@@ -143,7 +144,7 @@ class RunResultsExporter:
             invocation_id=get_invocation_id(),
             dbt_version=str(dbt_version),
             target=self.target,
-            finished_at=datetime.now(timezone.utc),
+            finished_at=datetime.now(UTC),
             error=error,
         )
         self.exported.append("(failed before run_results.json)")
