@@ -102,6 +102,15 @@ FIXED = [(4, "c4", "placed", 5, "2025-01-03 03:00:00")]
 STRAY = "(99, 'c99', 'placed', 1, timestamp '2025-01-02 08:00:00')"
 
 
+def traced(load_id: str, start: str, end: str) -> dict[str, str]:
+    """The load and window an adapter_response quality_checks entry names."""
+    return {
+        "window_start": f"{start}T00:00:00",
+        "window_end": f"{end}T00:00:00",
+        "load_id": load_id,
+    }
+
+
 def set_source(project, values: list[tuple]) -> None:
     project.run_sql(
         "create or replace table {schema}.orders"
@@ -184,7 +193,13 @@ class TestQualityChecks:
         assert quality_rows(project, "q_warn") == passing(1, "warn")
         response = run_results(project)["q_error"]["adapter_response"]
         assert response["quality_checks"] == [
-            {"check": name, "severity": "error", "status": "pass", "failing_rows": 0}
+            {
+                "check": name,
+                "severity": "error",
+                "status": "pass",
+                "failing_rows": 0,
+                **traced(response["load_ids"][0], "2025-01-03", "2025-01-04"),
+            }
             for name in CHECK_NAMES
         ]
 
@@ -233,7 +248,13 @@ class TestQualityChecks:
         ) == [("success", 3, 0), ("warn", 2, 3)]
         response = run_results(project)["q_warn"]["adapter_response"]
         assert response["quality_checks"] == [
-            {"check": name, "severity": "warn", "status": "fail", "failing_rows": n}
+            {
+                "check": name,
+                "severity": "warn",
+                "status": "fail",
+                "failing_rows": n,
+                **traced(response["load_ids"][0], "2025-01-03", "2025-01-04"),
+            }
             for name, n in failing.items()
         ]
         samples = rows(
@@ -287,3 +308,53 @@ class TestFreshnessOnBackfill:
         set_source(project, days)
         run_dbt(["run", *now(NOON)])
         assert table(project, "fresh") == days
+
+
+class TestChecksOfEveryBatch:
+    """A build of five daily batches with two checks: ten outcomes, each naming its batch."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": sources_yml,
+            "five.sql": (
+                "{{ config(materialized='sqlflow_incremental', unique_key='id',"
+                " event_time='event_ts', batch_size='day', begin='2025-01-01',"
+                " quality_checks=[{'not_null': ['status']},"
+                " {'expression': 'amount > 2', 'severity': 'warn'}]) }}\n" + body + "\n"
+            ),
+        }
+
+    def test_each_outcome_names_its_window_and_load(self, project) -> None:
+        days = [(d, f"c{d}", "placed", d, f"2025-01-0{d} 10:00:00") for d in range(1, 6)]
+        set_source(project, days)
+        run_dbt(["run", *now("2025-01-05T12:00:00")])
+        assert table(project, "five") == days
+        response = run_results(project)["five"]["adapter_response"]
+        load_ids = response["load_ids"]
+        assert response["batches"] == len(load_ids) == 5
+        loads = rows(
+            project,
+            "select load_id, window_start::varchar from sqlflow_meta.loads order by window_start",
+        )
+        assert [load_id for load_id, _ in loads] == load_ids
+        expected = []
+        for day, load_id in enumerate(load_ids, start=1):
+            window = traced(load_id, f"2025-01-0{day}", f"2025-01-0{day + 1}")
+            expected += [
+                {
+                    "check": "not_null(status)",
+                    "severity": "error",
+                    "status": "pass",
+                    "failing_rows": 0,
+                    **window,
+                },
+                {
+                    "check": "expression(amount > 2)",
+                    "severity": "warn",
+                    "status": "fail" if day <= 2 else "pass",
+                    "failing_rows": 1 if day <= 2 else 0,
+                    **window,
+                },
+            ]
+        assert response["quality_checks"] == expected

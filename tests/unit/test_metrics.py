@@ -78,6 +78,10 @@ def run_results() -> dict[str, Any]:
                             "severity": "warn",
                             "status": "fail",
                             "failing_rows": 7,
+                            # The load's window and id (read past: extra keys are fine).
+                            "window_start": "2026-03-01T00:00:00",
+                            "window_end": "2026-03-02T00:00:00",
+                            "load_id": "l2",
                         },
                     ],
                 },

@@ -55,9 +55,33 @@ def test_response_sums_batches() -> None:
         watermark_after="2025-01-03T08:30:00",
         load_ids=[first.load_id, second.load_id],
         quality_checks=[
-            {"check": "not_null(id)", "severity": "error", "status": "pass", "failing_rows": 0},
-            {"check": "row_count", "severity": "warn", "status": "fail", "failing_rows": 0},
-            {"check": "not_null(id)", "severity": "error", "status": "pass", "failing_rows": 0},
+            {
+                "check": "not_null(id)",
+                "severity": "error",
+                "status": "pass",
+                "failing_rows": 0,
+                "window_start": "2025-01-02T00:00:00",
+                "window_end": "2025-01-03T00:00:00",
+                "load_id": first.load_id,
+            },
+            {
+                "check": "row_count",
+                "severity": "warn",
+                "status": "fail",
+                "failing_rows": 0,
+                "window_start": "2025-01-02T00:00:00",
+                "window_end": "2025-01-03T00:00:00",
+                "load_id": first.load_id,
+            },
+            {
+                "check": "not_null(id)",
+                "severity": "error",
+                "status": "pass",
+                "failing_rows": 0,
+                "window_start": "2025-01-03T00:00:00",
+                "window_end": "2025-01-04T00:00:00",
+                "load_id": second.load_id,
+            },
         ],
     )
     assert len({first.load_id, second.load_id, load.id}) == 3
@@ -78,6 +102,24 @@ def test_response_names_every_strategy_of_the_run() -> None:
         "append,merge: 2 inserted, 1 updated, 0 deleted",
     )
     assert (response.rows_affected, response.batches, response.quality_checks) == (3, 2, None)
+
+
+def test_check_of_a_load_without_window_names_its_load() -> None:
+    load = sample_run(unique_key="id")
+    built = load.start_batch("full_refresh", None)
+    built.checks = [CheckOutcome("unique(id)", "error", "pass", 0, [], "0 rows")]
+    load.commit_batch()
+    assert load.response().quality_checks == [
+        {
+            "check": "unique(id)",
+            "severity": "error",
+            "status": "pass",
+            "failing_rows": 0,
+            "window_start": None,
+            "window_end": None,
+            "load_id": built.load_id,
+        }
+    ]
 
 
 def test_response_of_a_run_without_batches() -> None:

@@ -170,12 +170,16 @@ class ModelRun:
         deleted = sum(r.rows_deleted for r in self.results)
         strategies = sorted({r.strategy for r in self.results})
         strategy = strategies[0] if len(strategies) == 1 else ",".join(strategies) or None
+        # Each outcome names its load and window, so a failure can be traced to a batch.
         checks = [
             {
                 "check": c.check_name,
                 "severity": c.severity,
                 "status": c.status,
                 "failing_rows": c.failing_rows,
+                "window_start": iso_or_none(r.window.start if r.window else None),
+                "window_end": iso_or_none(r.window.end if r.window else None),
+                "load_id": r.load_id,
             }
             for r in self.results
             for c in r.checks
