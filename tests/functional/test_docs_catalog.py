@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,10 @@ class TestCatalogStats:
         assert stats["sqlflow_partitions"]["value"] == "3"
         assert stats["sqlflow_partitions"]["label"] == "Partitions"
         assert stats["sqlflow_rows"]["value"] == "9"
-        assert stats["sqlflow_watermark"]["value"] == "2025-01-03T16:00:00"
-        assert stats["sqlflow_last_load"]["value"].endswith(" UTC")
+        assert stats["sqlflow_watermark"]["value"] == "2025-01-03 16:00:00 UTC"
+        # The last load is the real time of the run: UTC, to the second, as the watermark.
+        last_load = stats["sqlflow_last_load"]["value"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", last_load), last_load
         assert stats["has_stats"]["value"] is True
         plain = catalog["nodes"]["model.test.plain"]["stats"]
         assert set(plain) == {"has_stats"} and plain["has_stats"]["value"] is False

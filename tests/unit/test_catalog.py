@@ -17,6 +17,7 @@ from dbt.adapters.sqlflow.catalog import (
     STAT_LABELS,
     split_relation,
     stats_by_relation,
+    utc_text,
     with_sqlflow_stats,
 )
 from dbt.adapters.sqlflow.sql import quote_identifier
@@ -113,7 +114,7 @@ EXPECTED_STATS = {
         "sqlflow_partitions": "3",
         "sqlflow_rows": "7",
         "sqlflow_last_load": "2025-01-03 12:00:00 UTC",
-        "sqlflow_watermark": "2025-01-03T16:00:00",
+        "sqlflow_watermark": "2025-01-03 16:00:00 UTC",
     },
     ("memory", "main", "plain"): {"sqlflow_last_load": "2025-01-01 08:30:00 UTC"},
 }
@@ -129,6 +130,32 @@ def test_stats_by_relation_keeps_zero_and_drops_none() -> None:
         ("d", "s", "t"): {"sqlflow_partitions": "0", "sqlflow_rows": "0"},
         ("d", "s", "u"): {},
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # A load's finish time as DuckDB returns it, and a watermark as the state keeps it:
+        # one format, to the second (fractions cut, never rounded up).
+        (datetime(2026, 12, 4, 18, 6, 29, 601407), "2026-12-04 18:06:29 UTC"),
+        ("2025-01-15T00:00:00", "2025-01-15 00:00:00 UTC"),
+        ("2025-01-15T00:00:00.999999", "2025-01-15 00:00:00 UTC"),
+        ("2025-01-15T02:00:00+02:00", "2025-01-15 00:00:00 UTC"),
+        (datetime.fromisoformat("2025-01-15T01:00:00+01:00"), "2025-01-15 00:00:00 UTC"),
+        ("2025-01-15", "2025-01-15 00:00:00 UTC"),
+        ("not a time", "not a time"),
+        (None, None),
+    ],
+)
+def test_utc_text(value: Any, expected: str | None) -> None:
+    assert utc_text(value) == expected
+
+
+def test_last_load_and_watermark_share_one_format() -> None:
+    rows = [('"d"."s"."t"', 1, 2, datetime(2026, 12, 4, 18, 6, 29, 601407), "2025-01-15T00:00:00")]
+    figures = stats_by_relation(rows)[("d", "s", "t")]
+    assert figures["sqlflow_last_load"] == "2026-12-04 18:06:29 UTC"
+    assert figures["sqlflow_watermark"] == "2025-01-15 00:00:00 UTC"
 
 
 def test_stats_by_relation_without_state() -> None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
+
+from dbt.adapters.sqlflow.intervals import parse_timestamp
 
 STAT_LABELS = {
     "sqlflow_partitions": ("Partitions", "Partitions recorded by dbt-sqlflow"),
@@ -30,11 +33,28 @@ def stats_by_relation(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, ...], di
         figures = {
             "sqlflow_partitions": partitions,
             "sqlflow_rows": total_rows,
-            "sqlflow_last_load": f"{last_load} UTC" if last_load is not None else None,
-            "sqlflow_watermark": watermark,
+            "sqlflow_last_load": utc_text(last_load),
+            "sqlflow_watermark": utc_text(watermark),
         }
         out[split_relation(relation)] = {k: str(v) for k, v in figures.items() if v is not None}
     return out
+
+
+def utc_text(value: Any) -> str | None:
+    """A time as the catalog shows it: UTC, to the second (``2026-12-04 18:06:29 UTC``).
+
+    ``value`` is a naive UTC or an aware ``datetime`` (a load's finish time) or ISO text
+    (a watermark); text that is no timestamp is shown as it is, None stays None.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, date)):
+        return str(value)
+    try:
+        moment = parse_timestamp(value)
+    except ValueError:
+        return str(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def with_sqlflow_stats(table: Any, rows: Sequence[Sequence[Any]]) -> Any:
