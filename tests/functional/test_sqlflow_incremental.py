@@ -163,6 +163,100 @@ class TestDuplicateAndNullKeys:
         assert table(project, "m_dedupe") == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
 
 
+def tie_message(name: str, keys: str, n: int = 1) -> str:
+    """The refusal of a batch whose rows tied for last by dedupe_by='ts' differ."""
+    return (
+        f"sqlflow_incremental model 'model.test.{name}': the batch cannot be loaded by key"
+        f" (id). {n} key value(s) have different rows tied for last by dedupe_by (ts), e.g."
+        f" {keys}: which of them to keep is undefined. Add a column to dedupe_by that breaks"
+        " the tie (e.g. dedupe_by=['ts', 'seq']), or fix the duplicates upstream (rows equal"
+        " in every column are kept once). Nothing was written."
+    )
+
+
+class TestDedupeTies:
+    """Rows of one key tied for last by dedupe_by: equal ones collapse, different ones are
+    refused (first build, incremental batch, full refresh; merge, snapshot and append)."""
+
+    NAMES = ("t_merge", "t_snapshot", "t_append")
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        body = "select * from {{ source('raw', 'dup_src') }}"
+        return {
+            "sources.yml": sources_yml,
+            "t_merge.sql": model(
+                "incremental_strategy='merge', unique_key='id', dedupe_by='ts'", body
+            ),
+            "t_snapshot.sql": model(
+                "incremental_strategy='snapshot', unique_key='id', dedupe_by='ts',"
+                " snapshot={'strategy': 'check', 'check_cols': 'all'}",
+                body,
+            ),
+            "t_append.sql": model(
+                "incremental_strategy='append', unique_key='id', dedupe_by='ts'", body
+            ),
+        }
+
+    def set_source(self, project, values: str) -> None:
+        project.run_sql(
+            "create or replace table {schema}.dup_src (id integer, v varchar, ts integer)"
+        )
+        project.run_sql(f"insert into {{schema}}.dup_src values {values}")
+
+    def snapshot_rows(self, project) -> list[tuple]:
+        return rows(
+            project,
+            "select id, v, ts, dbt_valid_to is null from {schema}.t_snapshot order by all",
+        )
+
+    def test_ties(self, project) -> None:
+        project.run_sql("create table {schema}.src (id integer)")
+        # First build: id 1's two last rows are equal in every column: kept once.
+        self.set_source(project, "(1, 'old', 0), (1, 'a', 1), (1, 'a', 1), (2, 'b', 1)")
+        run_dbt(["run"])
+        first = [(1, "a", 1), (2, "b", 1)]
+        assert table(project, "t_merge") == first
+        assert table(project, "t_append") == first
+        assert self.snapshot_rows(project) == [(1, "a", 1, True), (2, "b", 1, True)]
+        res = run_results(project)
+        for name in self.NAMES:
+            assert res[name]["adapter_response"]["rows_inserted"] == 2, name
+
+        # An incremental batch: id 1's last rows tie on ts and differ: refused.
+        before = {n: table_hash(project, f"{{schema}}.{n}") for n in self.NAMES}
+        tie = "(1, 'x', 5), (1, 'y', 5), (2, 'c', 3), (3, 'd', 1), (3, 'd', 1)"
+        self.set_source(project, tie)
+        results = run_dbt(["run"], expect_pass=False)
+        assert {r.node.name: r.status for r in results} == dict.fromkeys(self.NAMES, "error")
+        for result in results:
+            name = result.node.name
+            assert result.message == (
+                f"Runtime Error in model {name} (models/{name}.sql)\n  "
+                + tie_message(name, "id=1 (2 rows)")
+            )
+            assert table_hash(project, f"{{schema}}.{name}") == before[name], name
+
+        # A full refresh of the same source is refused too; the old table stays.
+        results = run_dbt(["run", "--full-refresh", "-s", "t_merge"], expect_pass=False)
+        assert tie_message("t_merge", "id=1 (2 rows)") in results[0].message
+        assert table_hash(project, "{schema}.t_merge") == before["t_merge"]
+
+        # Fixed upstream: the tied rows are equal now and load once.
+        self.set_source(project, "(1, 'y', 5), (1, 'y', 5), (2, 'c', 3), (3, 'd', 1), (3, 'd', 1)")
+        run_dbt(["run"])
+        assert table(project, "t_merge") == [(1, "y", 5), (2, "c", 3), (3, "d", 1)]
+        merge = run_results(project)["t_merge"]["adapter_response"]
+        assert (merge["rows_inserted"], merge["rows_updated"]) == (1, 2)
+        assert self.snapshot_rows(project) == [
+            (1, "a", 1, False),
+            (1, "y", 5, True),
+            (2, "b", 1, False),
+            (2, "c", 3, True),
+            (3, "d", 1, True),
+        ]
+
+
 schema_body = "select * from {{ source('raw', 'src') }}"
 
 

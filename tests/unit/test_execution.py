@@ -13,6 +13,7 @@ from sqlflow_testing import CommitLog, DuckSession, Recorder, duck_services, sam
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.execution import (
     BatchTemplates,
+    build_table,
     count_rows,
     finish_run,
     run_batches,
@@ -292,6 +293,131 @@ def test_a_batch_with_a_duplicate_key_rolls_back_alone() -> None:
         Interval(dt("2025-01-01"), dt("2025-01-03"))
     ]
     assert run.response().batches == 2
+
+
+# What stage.sql renders with dedupe_by: every row tied for last by it is kept.
+LAST_BY_EVENT_TS = (
+    "qualify id is null"
+    " or count(*) over (partition by id order by event_ts) = count(*) over (partition by id)"
+)
+DEDUPE_DELETE_INSERT = BatchTemplates(
+    "create or replace temporary table stage as select * from"
+    f" ({T['model_sql']}) as m where event_ts >= {T['start']} and event_ts < {T['end']}"
+    f" {LAST_BY_EVENT_TS} order by event_ts",
+    DELETE_INSERT.variants,
+)
+DEDUPED = {**KEYED, "incremental_strategy": "delete+insert", "dedupe_by": "event_ts"}
+TIE_MESSAGE = (
+    f"sqlflow_incremental model '{MODEL}': the batch cannot be loaded by key (id)."
+    " {n} key value(s) have different rows tied for last by dedupe_by (event_ts), e.g. {keys}:"
+    " which of them to keep is undefined. Add a column to dedupe_by that breaks the tie"
+    " (e.g. dedupe_by=['event_ts', 'seq']), or fix the duplicates upstream (rows equal in"
+    " every column are kept once). Nothing was written."
+)
+
+
+def test_rows_tied_by_dedupe_by_that_differ_are_refused() -> None:
+    source = [
+        r(1, "2025-01-01T08:00", "a"),
+        # 2025-01-02: id 2's last rows tie at 10:00 and differ; id 3's earlier row is
+        # dropped and its two last rows tie and differ; id 4 ties with equal rows.
+        r(2, "2025-01-02T08:00", "old"),
+        r(2, "2025-01-02T10:00", "x"),
+        r(2, "2025-01-02T10:00", "y"),
+        r(3, "2025-01-02T07:00", "old"),
+        r(3, "2025-01-02T09:00", "p"),
+        r(3, "2025-01-02T09:00", "q"),
+        r(3, "2025-01-02T09:00", "q"),
+        r(4, "2025-01-02T11:00", "same"),
+        r(4, "2025-01-02T11:00", "same"),
+    ]
+    con = database(source)
+    run, session = begin_run(con, DEDUPED, "2025-01-02T12:00")
+    log = CommitLog()
+
+    with pytest.raises(DbtRuntimeError) as info:
+        run_batches(run, session, DEDUPE_DELETE_INSERT, "stage", log)
+    session.rollback()
+
+    assert info.value.msg == TIE_MESSAGE.format(n=2, keys="id=3 (3 rows); id=2 (2 rows)")
+    # The first day stays committed; nothing of the second was written.
+    assert log.windows == [day("2025-01-01")]
+    assert target_rows(con) == [r(1, "2025-01-01T08:00", "a")]
+    assert [row[1] for row in loads(con)] == [dt("2025-01-01")]
+
+
+def test_rows_tied_by_dedupe_by_that_are_equal_collapse_to_one() -> None:
+    source = [
+        r(1, "2025-01-01T08:00", "old"),
+        r(1, "2025-01-01T09:00", "a"),
+        r(1, "2025-01-01T09:00", "a"),
+        r(1, "2025-01-01T09:00", "a"),
+        r(2, "2025-01-01T10:00", "b"),
+        r(3, "2025-01-01T11:00", None),
+        r(3, "2025-01-01T11:00", None),
+    ]
+    con = database(source, [r(2, "2024-12-31T08:00", "older")])
+    run, session = begin_run(con, DEDUPED, "2025-01-01T12:00")
+    log = CommitLog()
+    run_batches(run, session, DEDUPE_DELETE_INSERT, "stage", log)
+    finish_run(run, session, log)
+
+    assert target_rows(con) == [
+        r(1, "2025-01-01T09:00", "a"),
+        r(2, "2025-01-01T10:00", "b"),
+        r(3, "2025-01-01T11:00", None),
+    ]
+    assert loads(con) == [
+        ("delete+insert", dt("2025-01-01"), dt("2025-01-02"), 3, 0, 1, "success", "inv-1")
+    ]
+
+
+def build_run(con: duckdb.DuckDBPyConnection) -> tuple[ModelRun, DuckSession]:
+    """A first build (no windows) of ``events`` from ``src``, deduplicated by event_ts."""
+    session = DuckSession(con)
+    services = duck_services(session, dt("2025-01-03T00:00"))
+    raw = {"unique_key": "id", "dedupe_by": "event_ts"}
+    cfg = SqlflowConfig.parse(MODEL, raw, COLUMNS, now=dt("2025-01-03T00:00"))
+    run = start_run(
+        cfg,
+        services,
+        relation="events",
+        incremental=False,
+        compiled_code=SOURCE_SQL,
+        run_vars={},
+        invocation_id="inv-1",
+    )
+    return run, session
+
+
+BUILD = f"create table built as select * from ({SOURCE_SQL}) as m {LAST_BY_EVENT_TS}"
+
+
+def test_a_build_collapses_equal_tied_rows_and_counts_what_it_holds() -> None:
+    source = [
+        r(1, "2025-01-01T08:00", "a"),
+        r(1, "2025-01-01T08:00", "a"),
+        r(2, "2025-01-01T09:00", "b"),
+    ]
+    con = database(source)
+    run, session = build_run(con)
+    build_table(run, session, BUILD, "built")
+    assert session.execute("select id, v from built order by id") == [(1, "a"), (2, "b")]
+    assert run.in_flight is not None
+    assert (run.in_flight.rows_inserted, run.in_flight.batch_rows) == (2, 2)
+
+
+def test_a_build_refuses_different_tied_rows() -> None:
+    source = [
+        r(1, "2025-01-01T08:00", "a"),
+        r(1, "2025-01-01T08:00", "b"),
+        r(2, "2025-01-01T09:00", "b"),
+    ]
+    con = database(source)
+    run, session = build_run(con)
+    with pytest.raises(DbtRuntimeError) as info:
+        build_table(run, session, BUILD, "built")
+    assert info.value.msg == TIE_MESSAGE.format(n=1, keys="id=1 (2 rows)")
 
 
 def test_a_failing_quality_check_rolls_back_its_batch_and_the_empty_window_before_it() -> None:

@@ -865,6 +865,8 @@ def test_build_plan_order_by(
         (APPEND, None, False, "append"),
         (APPEND, None, True, None),
         ({**APPEND, "unique_key": "id"}, None, False, "append"),
+        # dedupe_by: the batch is staged, where rows tied for last are checked.
+        ({**APPEND, "unique_key": "id", "dedupe_by": "v"}, None, False, None),
         ({"event_time": "event_ts"}, None, False, "append"),
         (
             {**APPEND, "partition_by": {"field": "event_ts", "granularity": "day"}},

@@ -210,6 +210,25 @@ DEDUPE_FIX = (
             id="duplicates",
         ),
         pytest.param(
+            ("id", "region"),
+            {
+                "null_key_rows": 3,
+                "duplicate_keys": 0,
+                "samples": [],
+                "tied_keys": 7,
+                "tied_samples": [(1, "eu", 3), (2, "us", 2)],
+                "dedupe_by": ("updated_at", "seq desc"),
+            },
+            f"{HEAD} (id, region). 7 key value(s) have different rows tied for last by"
+            " dedupe_by (updated_at, seq desc), e.g. (id=1, region='eu') (3 rows);"
+            " (id=2, region='us') (2 rows): which of them to keep is undefined. Add a column"
+            " to dedupe_by that breaks the tie (e.g. dedupe_by=['updated_at', 'seq desc',"
+            " 'seq']), or fix the duplicates upstream (rows equal in every column are kept"
+            " once). 3 row(s) have a null in the key column(s) id, region. Filter them out"
+            " in the model or fill the key. Nothing was written.",
+            id="dedupe-ties-and-nulls",
+        ),
+        pytest.param(
             ("code",),
             {"null_key_rows": 0, "duplicate_keys": 1, "samples": [("a'b", 2)]},
             f"{HEAD} (code). 1 key value(s) occur more than once in the batch, e.g."

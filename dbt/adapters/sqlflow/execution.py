@@ -72,6 +72,7 @@ from dbt.adapters.sqlflow.sql import (
 from dbt.adapters.sqlflow.state import LoadRow, StateStore
 from dbt.adapters.sqlflow.strategies import (
     AUTO,
+    MAX_SAMPLES,
     BatchFacts,
     CountRole,
     choose_strategy,
@@ -426,8 +427,11 @@ def build_table(run: ModelRun, session: Session, build_sql: str, intermediate: s
     """A build (first run or full refresh of a model without windows): the table created
     from the model's SQL as ``intermediate``, its rows counted and its keys checked."""
     run.start_batch("full_refresh", None)
-    count_rows(run, CountRole.INSERTED, session.execute(build_sql))
-    inspect_batch(run, intermediate, target_exists=False, window=None)
+    session.execute(build_sql)
+    # The rows the table holds once its keys are checked (equal rows tied by dedupe_by
+    # are collapsed then).
+    facts = inspect_batch(run, intermediate, target_exists=False, window=None)
+    run.add_count(CountRole.INSERTED, facts.rows)
 
 
 def reset_state(run: ModelRun) -> None:
@@ -489,28 +493,32 @@ def inspect_batch(
 ) -> InspectedBatch:
     """Check a staged batch and choose its strategy.
 
-    Refuses null or duplicated keys (unless ``dedupe_by`` made them unique), measures
-    how many of the batch's keys exist in the target, and decides ``auto``.
+    Refuses null or duplicated keys (unless ``dedupe_by`` made them unique) and keys
+    whose rows tied for last by ``dedupe_by`` differ (rows equal in every column are
+    kept once), measures how many of the batch's keys exist in the target, and decides
+    ``auto``.
 
     Raises:
         DbtRuntimeError: naming the model, the key columns and up to five bad keys.
     """
     config, execute = run.config, run.services.run
     rows, null_rows, batch_max = execute(_batch_stats_sql(config, staged))[0]
-    if is_keyed(config):
-        _check_keys(run, staged, int(rows), int(null_rows))
+    rows = int(rows)
+    if is_keyed(config) or config.dedupe_by:
+        # A strategy that does not write by key leaves null keys alone, as without dedupe_by.
+        rows -= _check_keys(run, staged, rows, int(null_rows) if is_keyed(config) else 0)
     current = run.in_flight or run.start_batch(config.strategy, window)
     target_predicate, overwrite_predicate = _predicates(run, staged, window)
     matched: int | None = None
     if target_exists and needs_matched_keys(config) and rows:
         matched = _matched_keys(run, staged, target_predicate)
     choice = choose_strategy(
-        config, BatchFacts(rows=int(rows), matched_keys=matched, target_exists=target_exists)
+        config, BatchFacts(rows=rows, matched_keys=matched, target_exists=target_exists)
     )
     if run.mode == INCREMENTAL or config.windowed:
         current.strategy = choice.strategy
     current.matched = matched or 0
-    current.batch_rows = int(rows)
+    current.batch_rows = rows
     current.batch_max = as_naive(batch_max)
     if config.strategy == AUTO and target_exists:
         run_log(run, f"strategy auto -> {choice.strategy} ({choice.reason})")
@@ -522,10 +530,10 @@ def inspect_batch(
     return InspectedBatch(
         strategy=choice.strategy,
         plain_insert=choice.plain_insert,
-        rows=int(rows),
+        rows=rows,
         target_predicate=target_predicate,
         overwrite_predicate=overwrite_predicate,
-        skip_dml=int(rows) == 0 and not writes,
+        skip_dml=rows == 0 and not writes,
     )
 
 
@@ -540,16 +548,28 @@ def _batch_stats_sql(config: SqlflowConfig, staged: str) -> str:
     return f"select count(*), count(*) filter (where {nulls}), {newest} from {staged}"
 
 
-def _check_keys(run: ModelRun, staged: str, rows: int, null_rows: int) -> None:
-    """Refuse a batch with null or (without dedupe_by) duplicated keys."""
+def _check_keys(run: ModelRun, staged: str, rows: int, null_rows: int) -> int:
+    """Refuse a batch with null or duplicated keys; collapse the rows tied for last by
+    dedupe_by that are equal in every column. Returns the rows removed.
+
+    With dedupe_by the batch's SELECT keeps every row tied for last, so a key found
+    twice here is a tie: collapsed when its rows are equal, refused when they differ.
+    Without ties (the usual case) this costs the one duplicate count a batch without
+    dedupe_by pays too; the tied keys are looked at only when some were found.
+    """
     config, execute = run.config, run.services.run
     keys = [quote_identifier(k) for k in config.unique_key]
     null_filter = _null_filter(config)
-    duplicates = 0
-    if not config.dedupe_by:
-        duplicates = count_duplicate_keys(execute, staged, keys, null_filter, rows)
-    if not (null_rows or duplicates):
-        return
+    duplicates = count_duplicate_keys(execute, staged, keys, null_filter, rows)
+    tied, removed = 0, 0
+    tied_samples: list[tuple[Any, ...]] = []
+    if duplicates and config.dedupe_by:
+        tied, tied_samples = _tied_keys(execute, staged, keys, null_filter)
+        if not (tied or null_rows):
+            removed = _collapse_equal_rows(execute, staged, keys, null_filter, rows)
+        duplicates = 0
+    if not (null_rows or duplicates or tied):
+        return removed
     samples: list[tuple[Any, ...]] = []
     if duplicates:
         key_list = ", ".join(keys)
@@ -564,7 +584,42 @@ def _check_keys(run: ModelRun, staged: str, rows: int, null_rows: int) -> None:
         null_key_rows=null_rows,
         duplicate_keys=duplicates,
         samples=samples,
+        tied_keys=tied,
+        tied_samples=tied_samples,
+        dedupe_by=config.dedupe_by,
     )
+    return removed
+
+
+def _tied_keys(
+    execute: Executor, staged: str, keys: list[str], null_filter: str
+) -> tuple[int, list[tuple[Any, ...]]]:
+    """How many keys of ``staged`` hold different rows, and up to five of them with their
+    row counts (the rows are compared whole, as a struct of the row)."""
+    key_list = ", ".join(keys)
+    found = execute(
+        f"select count(*) over (), {key_list}, count(*) as n from {staged} as sqlflow_row"
+        f" where not ({null_filter}) group by {key_list}"
+        " having count(*) > 1 and count(distinct sqlflow_row) > 1"
+        f" order by n desc, {key_list} limit {MAX_SAMPLES}"
+    )
+    return (int(found[0][0]) if found else 0), [tuple(r[1:]) for r in found]
+
+
+def _collapse_equal_rows(
+    execute: Executor, staged: str, keys: list[str], null_filter: str, rows: int
+) -> int:
+    """Keep one row of each key found more than once (its rows are all equal); returns the
+    rows deleted."""
+    key_list = ", ".join(keys)
+    execute(
+        f"delete from {staged} where rowid in (select rowid from {staged}"
+        f" where not ({null_filter})"
+        f" qualify row_number() over (partition by {key_list} order by rowid) > 1)"
+    )
+    # Counted by a read: a BufferedWrites executor holds the DELETE back until one (so it
+    # runs before the strategy's steps) and returns no count for it.
+    return rows - int(execute(f"select count(*) from {staged}")[0][0])
 
 
 def _matched_keys(run: ModelRun, staged: str, target_predicate: str | None) -> int:

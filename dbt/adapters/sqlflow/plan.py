@@ -379,7 +379,8 @@ def direct_strategy(
 ) -> str | None:
     """The strategy whose windowed batches may skip staging, or None.
 
-    A windowed insert_overwrite or append with no key to check and time partitions (if
+    A windowed insert_overwrite or append with no key to check, no ``dedupe_by`` and time
+    partitions (if
     any, ``partitions_on_event_time`` is None without partitions) on event_time reads
     the model's query straight into the target; its batch checks then run on the
     target's window (insert_overwrite only: after an append the window holds more than
@@ -389,6 +390,9 @@ def direct_strategy(
     if not config.windowed or static is None or not static.may_skip_staging:
         return None
     if static.keyed or (static.replaces_window and config.unique_key):
+        return None
+    if config.dedupe_by:
+        # The rows tied for last by dedupe_by are checked (and collapsed) on the staged batch.
         return None
     if partitions_on_event_time is False:
         return None

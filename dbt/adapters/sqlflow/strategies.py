@@ -268,18 +268,36 @@ def key_problems(
     null_key_rows: int,
     duplicate_keys: int,
     samples: list[tuple[Any, ...]],
+    tied_keys: int = 0,
+    tied_samples: list[tuple[Any, ...]] | None = None,
+    dedupe_by: tuple[str, ...] = (),
 ) -> str | None:
-    """The error message for a batch with null or duplicated keys, or None if it has none."""
-    if not null_key_rows and not duplicate_keys:
+    """The error message for a batch with null or duplicated keys, or None if it has none.
+
+    ``tied_keys`` counts the keys whose last rows by ``dedupe_by`` are several different
+    rows (which one to keep is undefined); ``samples`` and ``tied_samples`` are up to
+    :data:`MAX_SAMPLES` ``(*key values, rows)`` tuples.
+    """
+    if not null_key_rows and not duplicate_keys and not tied_keys:
         return None
     keys = ", ".join(unique_key)
     parts = [f"sqlflow_incremental model '{model}': the batch cannot be loaded by key ({keys})."]
     if duplicate_keys:
-        shown = "; ".join(_format_key(unique_key, s[:-1]) + f" ({s[-1]} rows)" for s in samples)
+        shown = _format_samples(unique_key, samples)
         parts.append(
             f"{duplicate_keys:,} key value(s) occur more than once in the batch, e.g. {shown}."
             " Set dedupe_by (e.g. dedupe_by='updated_at') to keep the last row per key,"
             " or fix the duplicates upstream."
+        )
+    if tied_keys:
+        shown = _format_samples(unique_key, tied_samples or [])
+        order = ", ".join(dedupe_by)
+        parts.append(
+            f"{tied_keys:,} key value(s) have different rows tied for last by dedupe_by"
+            f" ({order}), e.g. {shown}: which of them to keep is undefined. Add a column to"
+            f" dedupe_by that breaks the tie (e.g. dedupe_by=[{', '.join(map(repr, dedupe_by))},"
+            " 'seq']), or fix the duplicates upstream (rows equal in every column are"
+            " kept once)."
         )
     if null_key_rows:
         parts.append(
@@ -318,6 +336,10 @@ def raise_key_problems(model: str, unique_key: tuple[str, ...], **facts: Any) ->
     message = key_problems(model, unique_key, **facts)
     if message:
         raise DbtRuntimeError(message)
+
+
+def _format_samples(unique_key: tuple[str, ...], samples: list[tuple[Any, ...]]) -> str:
+    return "; ".join(_format_key(unique_key, s[:-1]) + f" ({s[-1]} rows)" for s in samples)
 
 
 def _format_key(unique_key: tuple[str, ...], values: tuple[Any, ...]) -> str:

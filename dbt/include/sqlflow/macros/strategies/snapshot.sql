@@ -31,9 +31,10 @@
 
 
 {#
-  get_sqlflow_snapshot_source_sql(sql, plan): the model's rows, the last row per
-  unique_key by dedupe_by when it is set (rows with a null key are all kept, so the key
-  check can count and refuse them), as get_sqlflow_stage_sql does for a batch.
+  get_sqlflow_snapshot_source_sql(sql, plan): the model's rows, the last rows per
+  unique_key by dedupe_by when it is set (rows with a null key and rows tied for last are
+  all kept, so the key check can count and refuse them, or collapse equal tied rows), as
+  get_sqlflow_stage_sql does for a batch.
   Returns: a SELECT.
 #}
 {% macro get_sqlflow_snapshot_source_sql(sql, plan) %}
@@ -47,7 +48,7 @@
   ) as sqlflow_model
   {%- if plan.dedupe_by %}
   qualify ({{ plan.unique_key | join(' is null or ') }} is null)
-       or row_number() over (partition by {{ keys }} order by {{ plan.dedupe_by | join(', ') }})
+       or count(*) over (partition by {{ keys }} order by {{ plan.dedupe_by | join(', ') }})
         = count(*) over (partition by {{ keys }})
   {%- endif %}
 {% endmacro %}

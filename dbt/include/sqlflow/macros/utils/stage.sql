@@ -16,7 +16,8 @@
 {#
   get_sqlflow_batch_select_sql(sql, plan, batch): the SELECT of one batch of the model:
   restricted to the batch's window on event_time, deduplicated by unique_key keeping the
-  last row by dedupe_by, in partition/event_time order.
+  last rows by dedupe_by (all rows tied for last: the key check collapses equal ones and
+  refuses a key whose tied rows differ), in partition/event_time order.
   Returns: SQL (a SELECT).
 #}
 {% macro get_sqlflow_batch_select_sql(sql, plan, batch) %}
@@ -32,9 +33,11 @@
   where {{ plan.event_time }} >= {{ batch.start_literal }} and {{ plan.event_time }} < {{ batch.end_literal }}
   {%- endif %}
   {%- if plan.dedupe_by %}
-  {#- rows with a null key are all kept, so the key check can count and refuse them #}
+  {#- rows with a null key are all kept, so the key check can count and refuse them; so
+      are the rows tied for last by dedupe_by (a running count(*) counts the order's
+      peers), which the key check collapses when they are equal and refuses otherwise #}
   qualify ({{ plan.unique_key | join(' is null or ') }} is null)
-       or row_number() over (partition by {{ keys }} order by {{ plan.dedupe_by | join(', ') }})
+       or count(*) over (partition by {{ keys }} order by {{ plan.dedupe_by | join(', ') }})
         = count(*) over (partition by {{ keys }})
   {%- endif %}
   {%- if plan.order_by %}
