@@ -755,7 +755,8 @@ def test_keys_dbt_knows_are_never_misspellings() -> None:
 
 
 def test_none_of_dbts_own_keys_is_unknown() -> None:
-    from dbt.adapters.sqlflow.impl import SqlflowAdapter, dbt_config_keys
+    from dbt.adapters.sqlflow.dbt_config import dbt_config_keys
+    from dbt.adapters.sqlflow.impl import SqlflowAdapter
 
     dbt_keys = dbt_config_keys(SqlflowAdapter.AdapterSpecificConfigs)
     assert {"materialized", "pre-hook", "post_hook", "lookback", "indexes", "docs"} <= dbt_keys

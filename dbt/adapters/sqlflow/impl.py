@@ -6,8 +6,6 @@ batch loop), ``plan`` or ``state``; the decisions live there.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +17,7 @@ from dbt_common.exceptions import DbtRuntimeError
 from dbt.adapters.sqlflow import execution
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
 from dbt.adapters.sqlflow.connections import DbtSession, SqlflowConnectionManager
+from dbt.adapters.sqlflow.dbt_config import dbt_config_keys, event_time_range
 from dbt.adapters.sqlflow.execution import BatchTemplates
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.metrics import LoadRecorder
@@ -52,20 +51,6 @@ from dbt.adapters.sqlflow.sql import (
 )
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import merge_form
-
-
-@functools.cache
-def dbt_config_keys(adapter_configs: type) -> frozenset[str]:
-    """The config keys dbt and the adapter declare: the fields of dbt's ``ModelConfig`` (which
-    holds ``NodeConfig``'s) and of ``adapter_configs`` (dbt-duckdb's ``indexes``), with their
-    aliases (``pre-hook``), as they appear in ``model.config``."""
-    from dbt.artifacts.resources import ModelConfig
-
-    keys: set[str] = set()
-    for config_class in (ModelConfig, adapter_configs):
-        for f in dataclasses.fields(config_class):
-            keys.update(k for k in (f.name, f.metadata.get("alias")) if k and k != "_extra")
-    return frozenset(keys)
 
 
 class SqlflowAdapter(DuckDBAdapter):
@@ -228,7 +213,6 @@ class SqlflowAdapter(DuckDBAdapter):
         Raises:
             DbtConfigError: listing every configuration problem, before anything runs.
         """
-        from dbt.flags import get_flags
         from dbt_common.invocation import get_invocation_id
 
         run_vars = run_vars or {}
@@ -243,7 +227,6 @@ class SqlflowAdapter(DuckDBAdapter):
             dbt_keys=dbt_config_keys(self.AdapterSpecificConfigs),
         )
         services = self._services(config, checks, columns, now)
-        flags = get_flags()
         run = execution.start_run(
             config,
             services,
@@ -252,10 +235,7 @@ class SqlflowAdapter(DuckDBAdapter):
             compiled_code=compiled_code,
             run_vars=run_vars,
             invocation_id=get_invocation_id(),
-            event_time_range=(
-                getattr(flags, "EVENT_TIME_START", None),
-                getattr(flags, "EVENT_TIME_END", None),
-            ),
+            event_time_range=event_time_range(),
             empty_flag=empty_flag,
             pinned_now=pinned,
         )
