@@ -3,10 +3,47 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+Step = Callable[[Any], Any]
+
+
+class Scenario:
+    """The steps of one scenario on a test class's shared project, each run once, in order.
+
+    dbt-tests-adapter's ``project`` fixture is class-scoped: a class's tests share one
+    database. A step acts (changes the source, runs dbt) and returns what the tests will
+    assert on, read right after it; it asserts nothing itself. A test asks for what one step
+    recorded with :meth:`after`, which first runs every earlier step not yet run: the test
+    passes alone (``pytest file::Class::test_x``), and a class's tests together run each
+    step once.
+    """
+
+    def __init__(self, project: Any, *steps: Step) -> None:
+        self.project = project
+        self.steps = steps
+        self.recorded: dict[Step, Any] = {}
+        self.failed: Step | None = None
+
+    def after(self, step: Step) -> Any:
+        """What ``step`` recorded, running it and the steps before it if they have not run."""
+        for earlier in self.steps[: self.steps.index(step) + 1]:
+            if earlier in self.recorded:
+                continue
+            if self.failed is not None:
+                # The database is somewhere between two steps: running on would mislead.
+                pytest.fail(f"scenario step {self.failed.__name__} failed in an earlier test")
+            try:
+                self.recorded[earlier] = earlier(self.project)
+            except BaseException:
+                self.failed = earlier
+                raise
+        return self.recorded[step]
 
 
 def run_results(project: Any) -> dict[str, dict[str, Any]]:
@@ -130,8 +167,6 @@ def running_pushgateway(store_dir: Path) -> Iterator[str]:
     import subprocess
     import time
     import urllib.request
-
-    import pytest
 
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:

@@ -6,6 +6,7 @@ source over three runs with "now" pinned. The expected windows follow from the c
 too; append never re-reads: it loads the current day up to "now" and the next run loads
 the rest); the expected figures and target contents are
 computed here, in Python, from the source and the target as they were before each run.
+The three runs are one scenario; each test checks one figure after one run, for one model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import raw_sources_yml, rows, run_results
+from sqlflow_testing import Scenario, Step, raw_sources_yml, rows, run_results
 
 sources_yml = raw_sources_yml("src")
 
@@ -195,81 +196,142 @@ RUNS = [
 ]
 
 
+def load_run(number: int) -> Step:
+    """Scenario step: run ``number`` of :data:`RUNS` (its source, its "now"), read back."""
+    source, now, _ = RUNS[number - 1]
+
+    def step(project) -> dict[str, dict]:
+        set_source(project, source)
+        run_dbt(["run", "--vars", json.dumps({"sqlflow_now": now})])
+        results = run_results(project)
+        seen = {}
+        for name in STRATEGIES:
+            response = results[name]["adapter_response"]
+            seen[name] = {
+                "target": target(project, name),
+                "response": response,
+                "loads": loads_of(project, name, response.get("load_ids", [])),
+            }
+        return seen
+
+    step.__name__ = f"run_{number}"
+    return step
+
+
+LOAD_RUNS = [load_run(number) for number in range(1, len(RUNS) + 1)]
+
+
+def expected(name: str, number: int) -> tuple[list[Row], list[Row], list[dict]]:
+    """The target before and after run ``number`` and its windows' figures, simulated."""
+    strategy = STRATEGIES[name][0]
+    after: list[Row] = []
+    for source, _, windows in RUNS[:number]:
+        before = after
+        after, figures = simulate(strategy, before, source, windows[name])
+    return before, after, figures
+
+
+RUN_MODEL = [(number, name) for number in range(1, len(RUNS) + 1) for name in STRATEGIES]
+# The third run's insert_overwrite removes the newest row: its watermarks are in TestWatermarks.
+WATERMARKED = [case for case in RUN_MODEL if case != (3, "f_insert_overwrite")]
+
+
+def each(cases: list[tuple[int, str]]) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize(
+        ("number", "name"), cases, ids=[f"run{number}-{name}" for number, name in cases]
+    )
+
+
 class TestLoadFigures:
     @pytest.fixture(scope="class")
     def models(self) -> dict:
         files = {f"{name}.sql": model(cfg) for name, (_, cfg) in STRATEGIES.items()}
         return {"sources.yml": sources_yml, **files}
 
-    def test_three_runs(self, project) -> None:
-        tables: dict[str, list[Row]] = {name: [] for name in STRATEGIES}
-        for number, (source, now, windows) in enumerate(RUNS, start=1):
-            set_source(project, source)
-            run_dbt(["run", "--vars", json.dumps({"sqlflow_now": now})])
-            results = run_results(project)
-            for name, (strategy, _) in STRATEGIES.items():
-                where = f"run {number}, {name}"
-                before = tables[name]
-                after, figures = simulate(strategy, before, source, windows[name])
-                assert target(project, name) == after, where
-                # Every row counted is a real change of the table.
-                inserted = sum(f["inserted"] for f in figures)
-                updated = sum(f["updated"] for f in figures)
-                deleted = sum(f["deleted"] for f in figures)
-                assert len(after) - len(before) == inserted - deleted, where
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, *LOAD_RUNS)
 
-                response = results[name]["adapter_response"]
-                # The watermark is the newest event_ts: before the run (none on the first
-                # build) and after it.
-                watermark_before = newest(before) if number > 1 else None
-                # (run_results.json leaves out the figures that are None.)
-                assert {
-                    k: response.get(k)
-                    for k in (
-                        "rows_inserted",
-                        "rows_updated",
-                        "rows_deleted",
-                        "rows_affected",
-                        "partitions_touched",
-                        "batches",
-                        "strategy",
-                        "watermark_before",
-                    )
-                } == {
-                    "rows_inserted": inserted,
-                    "rows_updated": updated,
-                    "rows_deleted": deleted,
-                    "rows_affected": inserted + updated + deleted,
-                    "partitions_touched": sum(f["partitions"] for f in figures),
-                    "batches": len(windows[name]),
-                    "strategy": strategy,
-                    "watermark_before": watermark_before,
-                }, where
-                if name != "f_insert_overwrite" or number < 3:
-                    assert response.get("watermark_after") == newest(after), where
+    @each(RUN_MODEL)
+    def test_target_holds_what_the_strategy_defines(self, scenario, number, name) -> None:
+        seen = scenario.after(LOAD_RUNS[number - 1])[name]
+        _, after, _ = expected(name, number)
+        assert seen["target"] == after, f"run {number}, {name}"
 
-                # One loads row per load id, with that load's own figures.
-                assert len(set(response["load_ids"])) == len(windows[name]), where
-                recorded = loads_of(project, name, response["load_ids"])
-                assert [r[:-1] for r in recorded] == [
-                    (
-                        *f["window"],
-                        strategy,
-                        f["inserted"],
-                        f["updated"],
-                        f["deleted"],
-                        f["partitions"],
-                        "success",
-                    )
-                    for f in figures
-                ], where
-                # Each load's watermark after is the newest event_ts once it committed
-                # (a load that removes the newest row: see TestWatermarks).
-                if name != "f_insert_overwrite" or number < 3:
-                    assert [r[-1] for r in recorded] == [f["watermark_after"] for f in figures], (
-                        where
-                    )
-                tables[name] = after
+    @each(RUN_MODEL)
+    def test_run_results_figures_are_the_tables_real_changes(self, scenario, number, name) -> None:
+        where = f"run {number}, {name}"
+        strategy = STRATEGIES[name][0]
+        windows = RUNS[number - 1][2][name]
+        response = scenario.after(LOAD_RUNS[number - 1])[name]["response"]
+        before, after, figures = expected(name, number)
+        # Every row counted is a real change of the table.
+        inserted = sum(f["inserted"] for f in figures)
+        updated = sum(f["updated"] for f in figures)
+        deleted = sum(f["deleted"] for f in figures)
+        assert len(after) - len(before) == inserted - deleted, where
+        # The watermark is the newest event_ts: before the run (none on the first
+        # build) and after it.
+        watermark_before = newest(before) if number > 1 else None
+        # (run_results.json leaves out the figures that are None.)
+        assert {
+            k: response.get(k)
+            for k in (
+                "rows_inserted",
+                "rows_updated",
+                "rows_deleted",
+                "rows_affected",
+                "partitions_touched",
+                "batches",
+                "strategy",
+                "watermark_before",
+            )
+        } == {
+            "rows_inserted": inserted,
+            "rows_updated": updated,
+            "rows_deleted": deleted,
+            "rows_affected": inserted + updated + deleted,
+            "partitions_touched": sum(f["partitions"] for f in figures),
+            "batches": len(windows),
+            "strategy": strategy,
+            "watermark_before": watermark_before,
+        }, where
+
+    @each(WATERMARKED)
+    def test_run_results_watermark_after_is_the_newest_event(self, scenario, number, name) -> None:
+        response = scenario.after(LOAD_RUNS[number - 1])[name]["response"]
+        _, after, _ = expected(name, number)
+        assert response.get("watermark_after") == newest(after), f"run {number}, {name}"
+
+    @each(RUN_MODEL)
+    def test_each_load_has_one_loads_row_with_its_own_figures(self, scenario, number, name) -> None:
+        where = f"run {number}, {name}"
+        strategy = STRATEGIES[name][0]
+        seen = scenario.after(LOAD_RUNS[number - 1])[name]
+        _, _, figures = expected(name, number)
+        assert len(set(seen["response"]["load_ids"])) == len(RUNS[number - 1][2][name]), where
+        assert [r[:-1] for r in seen["loads"]] == [
+            (
+                *f["window"],
+                strategy,
+                f["inserted"],
+                f["updated"],
+                f["deleted"],
+                f["partitions"],
+                "success",
+            )
+            for f in figures
+        ], where
+
+    @each(WATERMARKED)
+    def test_each_load_records_the_newest_event_after_it(self, scenario, number, name) -> None:
+        # Each load's watermark after is the newest event_ts once it committed
+        # (a load that removes the newest row: see TestWatermarks).
+        recorded = scenario.after(LOAD_RUNS[number - 1])[name]["loads"]
+        _, _, figures = expected(name, number)
+        assert [r[-1] for r in recorded] == [f["watermark_after"] for f in figures], (
+            f"run {number}, {name}"
+        )
 
 
 class TestWatermarks:

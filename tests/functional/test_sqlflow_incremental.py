@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from sqlflow_testing import raw_sources_yml, rows, run_results, table_hash
+from sqlflow_testing import Scenario, Step, raw_sources_yml, rows, run_results, table_hash
 
 sources_yml = raw_sources_yml("src", "dup_src")
 
@@ -25,6 +25,43 @@ def reset_src(project, values: str) -> None:
 
 def table(project, name: str) -> list[tuple]:
     return rows(project, f"select id, v, ts from {{schema}}.{name} order by id, ts")
+
+
+def fill_raw_ts_src(project) -> None:
+    """``src`` with 1000 rows whose ``raw_ts`` text casts to an integer."""
+    project.run_sql("create or replace table {schema}.src (id integer, v varchar, raw_ts varchar)")
+    project.run_sql(
+        "insert into {schema}.src select range, 'v' || range, range::varchar from range(1000)"
+    )
+
+
+STRATEGY_MODELS = ("m_append", "m_merge", "m_delete_insert", "m_auto", "m_merge_cols")
+
+
+def strategy_run(values: str) -> Step:
+    """Scenario step: the source holds ``values``; ``dbt run``; every model read back."""
+
+    def step(project) -> dict:
+        reset_src(project, values)
+        _, log = run_dbt_and_capture(["run"])
+        results = run_results(project)
+        return {
+            "tables": {name: table(project, name) for name in STRATEGY_MODELS},
+            "responses": {name: results[name]["adapter_response"] for name in STRATEGY_MODELS},
+            "log": log,
+        }
+
+    return step
+
+
+FIRST_RUN = strategy_run("(1, 'a', 1), (2, 'b', 1), (3, 'c', 1)")
+# id 2 changes, id 4 arrives.
+SECOND_RUN = strategy_run("(1, 'a', 1), (2, 'B', 2), (3, 'c', 1), (4, 'd', 2)")
+# Only new keys.
+THIRD_RUN = strategy_run("(5, 'e', 3), (6, 'f', 3)")
+FIRST = [(1, "a", 1), (2, "b", 1), (3, "c", 1)]
+SECOND = [(1, "a", 1), (2, "B", 2), (3, "c", 1), (4, "d", 2)]
+THIRD = [*SECOND, (5, "e", 3), (6, "f", 3)]
 
 
 class TestStrategies:
@@ -45,66 +82,122 @@ class TestStrategies:
             ),
         }
 
-    def test_three_runs(self, project) -> None:
-        reset_src(project, "(1, 'a', 1), (2, 'b', 1), (3, 'c', 1)")
-        run_dbt(["run"])
-        first = [(1, "a", 1), (2, "b", 1), (3, "c", 1)]
-        for name in ("m_append", "m_merge", "m_delete_insert", "m_auto", "m_merge_cols"):
-            assert table(project, name) == first, name
-        res = run_results(project)
-        assert res["m_merge"]["adapter_response"]["rows_inserted"] == 3
-        assert res["m_merge"]["adapter_response"]["strategy"] == "full_refresh"
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, FIRST_RUN, SECOND_RUN, THIRD_RUN)
 
-        # Run 2: id 2 changes, id 4 arrives.
-        reset_src(project, "(1, 'a', 1), (2, 'B', 2), (3, 'c', 1), (4, 'd', 2)")
-        _, log = run_dbt_and_capture(["run"])
-        second = [(1, "a", 1), (2, "B", 2), (3, "c", 1), (4, "d", 2)]
-        for name in ("m_merge", "m_delete_insert", "m_auto"):
-            assert table(project, name) == second, name
+    def test_first_run_builds_every_model_in_full(self, scenario) -> None:
+        first = scenario.after(FIRST_RUN)
+        for name in STRATEGY_MODELS:
+            assert first["tables"][name] == FIRST, name
+        assert first["responses"]["m_merge"]["rows_inserted"] == 3
+        assert first["responses"]["m_merge"]["strategy"] == "full_refresh"
+
+    def test_merge_updates_matched_keys_and_inserts_new_ones(self, scenario) -> None:
+        second = scenario.after(SECOND_RUN)
+        assert second["tables"]["m_merge"] == SECOND, "m_merge"
+        merge = second["responses"]["m_merge"]
+        assert (merge["rows_inserted"], merge["rows_updated"], merge["rows_deleted"]) == (1, 3, 0)
+        assert merge["strategy"] == "merge"
+        third = scenario.after(THIRD_RUN)
+        assert third["tables"]["m_merge"] == THIRD, "m_merge"
+        assert third["responses"]["m_merge"]["rows_inserted"] == 2
+
+    def test_delete_insert_replaces_the_batch_keys(self, scenario) -> None:
+        second = scenario.after(SECOND_RUN)
+        assert second["tables"]["m_delete_insert"] == SECOND, "m_delete_insert"
+        di = second["responses"]["m_delete_insert"]
+        assert (di["rows_inserted"], di["rows_updated"], di["rows_deleted"]) == (4, 0, 3)
+        third = scenario.after(THIRD_RUN)
+        assert third["tables"]["m_delete_insert"] == THIRD, "m_delete_insert"
+        assert third["responses"]["m_delete_insert"]["rows_deleted"] == 0
+
+    def test_merge_update_columns_leaves_the_other_columns(self, scenario) -> None:
         # merge_update_columns=['v'] leaves ts as it was.
-        assert table(project, "m_merge_cols") == [
+        assert scenario.after(SECOND_RUN)["tables"]["m_merge_cols"] == [
             (1, "a", 1),
             (2, "B", 1),
             (3, "c", 1),
             (4, "d", 2),
         ]
-        # append reads only ts > max(ts) through is_incremental().
-        assert table(project, "m_append") == sorted(
-            [*first, (2, "B", 2), (4, "d", 2)], key=lambda r: (r[0], r[2])
-        )
-        res = run_results(project)
-        merge = res["m_merge"]["adapter_response"]
-        assert (merge["rows_inserted"], merge["rows_updated"], merge["rows_deleted"]) == (1, 3, 0)
-        assert merge["strategy"] == "merge"
-        di = res["m_delete_insert"]["adapter_response"]
-        assert (di["rows_inserted"], di["rows_updated"], di["rows_deleted"]) == (4, 0, 3)
-        auto = res["m_auto"]["adapter_response"]
-        assert auto["strategy"] == "merge"
-        assert (auto["rows_inserted"], auto["rows_updated"]) == (1, 3)
-        assert "m_auto strategy auto -> merge (unique_key set, 3 of 4 batch keys exist)" in log
-        app = res["m_append"]["adapter_response"]
-        assert (app["rows_inserted"], app["strategy"]) == (2, "append")
 
-        # Run 3: only new keys; auto runs a plain insert.
-        reset_src(project, "(5, 'e', 3), (6, 'f', 3)")
-        _, log = run_dbt_and_capture(["run"])
-        third = [*second, (5, "e", 3), (6, "f", 3)]
-        for name in ("m_merge", "m_delete_insert", "m_auto"):
-            assert table(project, name) == third, name
-        assert table(project, "m_append") == sorted(
-            [*first, (2, "B", 2), (4, "d", 2), (5, "e", 3), (6, "f", 3)],
+    def test_append_reads_only_new_rows_through_is_incremental(self, scenario) -> None:
+        second = scenario.after(SECOND_RUN)
+        # append reads only ts > max(ts) through is_incremental().
+        assert second["tables"]["m_append"] == sorted(
+            [*FIRST, (2, "B", 2), (4, "d", 2)], key=lambda r: (r[0], r[2])
+        )
+        app = second["responses"]["m_append"]
+        assert (app["rows_inserted"], app["strategy"]) == (2, "append")
+        assert scenario.after(THIRD_RUN)["tables"]["m_append"] == sorted(
+            [*FIRST, (2, "B", 2), (4, "d", 2), (5, "e", 3), (6, "f", 3)],
             key=lambda r: (r[0], r[2]),
         )
-        res = run_results(project)
-        assert res["m_auto"]["adapter_response"]["strategy"] == "append"
-        assert "m_auto strategy auto -> append (unique_key set, 0 of 2 batch keys exist" in log
-        assert res["m_merge"]["adapter_response"]["rows_inserted"] == 2
-        assert res["m_delete_insert"]["adapter_response"]["rows_deleted"] == 0
 
-    def test_full_refresh_rebuilds(self, project) -> None:
+    def test_auto_merges_when_batch_keys_exist(self, scenario) -> None:
+        second = scenario.after(SECOND_RUN)
+        assert second["tables"]["m_auto"] == SECOND, "m_auto"
+        auto = second["responses"]["m_auto"]
+        assert auto["strategy"] == "merge"
+        assert (auto["rows_inserted"], auto["rows_updated"]) == (1, 3)
+        assert (
+            "m_auto strategy auto -> merge (unique_key set, 3 of 4 batch keys exist)"
+            in second["log"]
+        )
+
+    def test_auto_appends_when_no_batch_key_exists(self, scenario) -> None:
+        # Only new keys: auto runs a plain insert.
+        third = scenario.after(THIRD_RUN)
+        assert third["tables"]["m_auto"] == THIRD, "m_auto"
+        assert third["responses"]["m_auto"]["strategy"] == "append"
+        assert (
+            "m_auto strategy auto -> append (unique_key set, 0 of 2 batch keys exist"
+            in third["log"]
+        )
+
+    def test_full_refresh_rebuilds(self, project, scenario) -> None:
+        scenario.after(THIRD_RUN)  # m_merge exists, with the scenario's rows
         reset_src(project, "(7, 'g', 4)")
         run_dbt(["run", "--full-refresh", "-s", "m_merge"])
         assert table(project, "m_merge") == [(7, "g", 4)]
+
+
+KEY_MODELS = ("m_dedupe", "m_nodedupe", "m_di_dedupe")
+
+
+def keys_first_build(project) -> dict:
+    project.run_sql("create table {schema}.src (id integer)")
+    project.run_sql("create or replace table {schema}.dup_src (id integer, v varchar, ts integer)")
+    project.run_sql("insert into {schema}.dup_src values (1, 'a', 1), (2, 'b', 1)")
+    run_dbt(["run"])
+    return {
+        "tables": {name: table(project, name) for name in KEY_MODELS},
+        "nodedupe_hash": table_hash(project, "{schema}.m_nodedupe"),
+    }
+
+
+def duplicate_keys_run(project) -> dict:
+    # Key 1 three times, key 3 twice: dedupe keeps the last by ts (or first by ts desc).
+    project.run_sql("delete from {schema}.dup_src")
+    project.run_sql(
+        "insert into {schema}.dup_src values (1, 'x', 5), (1, 'y', 7), (1, 'z', 6),"
+        " (3, 'p', 2), (3, 'q', 1)"
+    )
+    results, _ = run_dbt_and_capture(["run"], expect_pass=False)
+    return {
+        "results": results,
+        "tables": {name: table(project, name) for name in KEY_MODELS},
+        "nodedupe_hash": table_hash(project, "{schema}.m_nodedupe"),
+    }
+
+
+def null_keys_run(project) -> dict:
+    project.run_sql("delete from {schema}.dup_src")
+    project.run_sql(
+        "insert into {schema}.dup_src values (null, 'n', 1), (null, 'm', 2), (4, 'd', 1)"
+    )
+    results = run_dbt(["run", "-s", "m_dedupe"], expect_pass=False)
+    return {"results": results, "dedupe": table(project, "m_dedupe")}
 
 
 class TestDuplicateAndNullKeys:
@@ -123,27 +216,27 @@ class TestDuplicateAndNullKeys:
             ),
         }
 
-    def test_dedupe_and_refusal(self, project) -> None:
-        project.run_sql("create table {schema}.src (id integer)")
-        project.run_sql(
-            "create or replace table {schema}.dup_src (id integer, v varchar, ts integer)"
-        )
-        project.run_sql("insert into {schema}.dup_src values (1, 'a', 1), (2, 'b', 1)")
-        run_dbt(["run"])
-        for name in ("m_dedupe", "m_nodedupe", "m_di_dedupe"):
-            assert table(project, name) == [(1, "a", 1), (2, "b", 1)]
-        before = table_hash(project, "{schema}.m_nodedupe")
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, keys_first_build, duplicate_keys_run, null_keys_run)
 
-        # Key 1 three times, key 3 twice: dedupe keeps the last by ts (or first by ts desc).
-        project.run_sql("delete from {schema}.dup_src")
-        project.run_sql(
-            "insert into {schema}.dup_src values (1, 'x', 5), (1, 'y', 7), (1, 'z', 6),"
-            " (3, 'p', 2), (3, 'q', 1)"
-        )
-        results, _ = run_dbt_and_capture(["run"], expect_pass=False)
-        assert table(project, "m_dedupe") == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
-        assert table(project, "m_di_dedupe") == [(1, "x", 5), (2, "b", 1), (3, "q", 1)]
-        failed = [r for r in results if r.status == "error"]
+    def test_first_build_loads_unique_keys(self, scenario) -> None:
+        tables = scenario.after(keys_first_build)["tables"]
+        for name in KEY_MODELS:
+            assert tables[name] == [(1, "a", 1), (2, "b", 1)]
+
+    def test_dedupe_by_keeps_the_last_row_of_each_key(self, scenario) -> None:
+        tables = scenario.after(duplicate_keys_run)["tables"]
+        assert tables["m_dedupe"] == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
+
+    def test_dedupe_by_desc_keeps_the_first_row_of_each_key(self, scenario) -> None:
+        tables = scenario.after(duplicate_keys_run)["tables"]
+        assert tables["m_di_dedupe"] == [(1, "x", 5), (2, "b", 1), (3, "q", 1)]
+
+    def test_duplicate_keys_without_dedupe_by_are_refused(self, scenario) -> None:
+        before = scenario.after(keys_first_build)["nodedupe_hash"]
+        duplicates = scenario.after(duplicate_keys_run)
+        failed = [r for r in duplicates["results"] if r.status == "error"]
         assert [r.node.name for r in failed] == ["m_nodedupe"]
         message = failed[0].message
         assert "model.test.m_nodedupe" in message
@@ -151,16 +244,12 @@ class TestDuplicateAndNullKeys:
         assert "2 key value(s) occur more than once" in message
         assert "id=1 (3 rows); id=3 (2 rows)" in message
         assert "dedupe_by" in message
-        assert table_hash(project, "{schema}.m_nodedupe") == before
+        assert duplicates["nodedupe_hash"] == before
 
-        # Null keys are refused with their count.
-        project.run_sql("delete from {schema}.dup_src")
-        project.run_sql(
-            "insert into {schema}.dup_src values (null, 'n', 1), (null, 'm', 2), (4, 'd', 1)"
-        )
-        results = run_dbt(["run", "-s", "m_dedupe"], expect_pass=False)
-        assert "2 row(s) have a null in the key column(s) id" in results[0].message
-        assert table(project, "m_dedupe") == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
+    def test_null_keys_are_refused_with_their_count(self, scenario) -> None:
+        nulls = scenario.after(null_keys_run)
+        assert "2 row(s) have a null in the key column(s) id" in nulls["results"][0].message
+        assert nulls["dedupe"] == [(1, "y", 7), (2, "b", 1), (3, "p", 2)]
 
 
 def tie_message(name: str, keys: str, n: int = 1) -> str:
@@ -258,6 +347,35 @@ class TestDedupeTies:
 
 
 schema_body = "select * from {{ source('raw', 'src') }}"
+SCHEMA_MODELS = ("m_ignore", "m_fail", "m_append_new", "m_sync")
+
+
+def schema_first_run(project) -> None:
+    reset_src(project, "(1, 'a', 1)")
+    run_dbt(["run"])
+
+
+def new_column_run(project) -> dict:
+    project.run_sql("alter table {schema}.src add column extra varchar")
+    project.run_sql("insert into {schema}.src values (2, 'b', 2, 'x')")
+    results = run_dbt(["run"], expect_pass=False)
+    return {
+        "status": {r.node.name: r.status for r in results},
+        "tables": {
+            name: rows(project, f"select * from {{schema}}.{name} order by id")
+            for name in SCHEMA_MODELS
+        },
+    }
+
+
+def dropped_column_run(project) -> dict:
+    project.run_sql("create or replace table {schema}.src as select id, v, extra from {schema}.src")
+    project.run_sql("insert into {schema}.src values (3, 'c', 'y')")
+    run_dbt(["run", "-s", "m_sync", "m_append_new"])
+    return {
+        name: rows(project, f"select * from {{schema}}.{name} order by id")
+        for name in ("m_sync", "m_append_new")
+    }
 
 
 class TestOnSchemaChange:
@@ -272,44 +390,45 @@ class TestOnSchemaChange:
             "m_sync.sql": model(cfg.format("sync_all_columns"), schema_body),
         }
 
-    def test_new_column(self, project) -> None:
-        reset_src(project, "(1, 'a', 1)")
-        run_dbt(["run"])
-        project.run_sql("alter table {schema}.src add column extra varchar")
-        project.run_sql("insert into {schema}.src values (2, 'b', 2, 'x')")
-        results = run_dbt(["run"], expect_pass=False)
-        status = {r.node.name: r.status for r in results}
-        assert status == {
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, schema_first_run, new_column_run, dropped_column_run)
+
+    def test_only_fail_refuses_a_new_column(self, scenario) -> None:
+        assert scenario.after(new_column_run)["status"] == {
             "m_ignore": "success",
             "m_fail": "error",
             "m_append_new": "success",
             "m_sync": "success",
         }
-        assert rows(project, "select * from {schema}.m_ignore order by id") == [
-            (1, "a", 1),
-            (2, "b", 2),
-        ]
-        assert rows(project, "select * from {schema}.m_fail order by id") == [(1, "a", 1)]
-        assert rows(project, "select * from {schema}.m_append_new order by id") == [
+
+    def test_ignore_loads_the_rows_without_the_new_column(self, scenario) -> None:
+        assert scenario.after(new_column_run)["tables"]["m_ignore"] == [(1, "a", 1), (2, "b", 2)]
+
+    def test_fail_leaves_the_table_as_it_was(self, scenario) -> None:
+        assert scenario.after(new_column_run)["tables"]["m_fail"] == [(1, "a", 1)]
+
+    def test_append_new_columns_adds_the_new_column(self, scenario) -> None:
+        assert scenario.after(new_column_run)["tables"]["m_append_new"] == [
             (1, "a", 1, None),
             (2, "b", 2, "x"),
         ]
-        assert rows(project, "select * from {schema}.m_sync order by id") == [
+
+    def test_sync_all_columns_adds_the_new_column(self, scenario) -> None:
+        assert scenario.after(new_column_run)["tables"]["m_sync"] == [
             (1, "a", 1, None),
             (2, "b", 2, "x"),
         ]
-        # A dropped column: sync_all_columns removes it, append_new_columns keeps it.
-        project.run_sql(
-            "create or replace table {schema}.src as select id, v, extra from {schema}.src"
-        )
-        project.run_sql("insert into {schema}.src values (3, 'c', 'y')")
-        run_dbt(["run", "-s", "m_sync", "m_append_new"])
-        assert rows(project, "select * from {schema}.m_sync order by id") == [
+
+    def test_sync_all_columns_removes_a_dropped_column(self, scenario) -> None:
+        assert scenario.after(dropped_column_run)["m_sync"] == [
             (1, "a", None),
             (2, "b", "x"),
             (3, "c", "y"),
         ]
-        assert rows(project, "select * from {schema}.m_append_new order by id") == [
+
+    def test_append_new_columns_keeps_a_dropped_column(self, scenario) -> None:
+        assert scenario.after(dropped_column_run)["m_append_new"] == [
             (1, "a", 1, None),
             (2, "b", 2, "x"),
             (3, "c", None, "y"),
@@ -327,10 +446,7 @@ class TestAtomicity:
         }
 
     def test_failed_run_leaves_target_untouched(self, project) -> None:
-        project.run_sql("create table {schema}.src (id integer, v varchar, raw_ts varchar)")
-        project.run_sql(
-            "insert into {schema}.src select range, 'v' || range, range::varchar from range(1000)"
-        )
+        fill_raw_ts_src(project)
         run_dbt(["run"])
         before = table_hash(project, "{schema}.m_atomic")
         assert before[0] == 1000
@@ -350,7 +466,7 @@ class TestAtomicity:
         assert leftovers == []
 
     def test_full_refresh_false_protects(self, project) -> None:
-        project.run_sql("delete from {schema}.src where id = 5000")
+        fill_raw_ts_src(project)
         run_dbt(["run", "-s", "m_protected"])
         count = rows(project, "select count(*) from {schema}.m_protected")
         project.run_sql("delete from {schema}.src where id < 10")
@@ -374,7 +490,7 @@ class TestConfigErrors:
             "many.sql": model("incremental_strategy='merge', on_schema_change='drop'"),
         }
 
-    def test_messages(self, project) -> None:
+    def test_every_config_error_is_reported_and_nothing_is_created(self, project) -> None:
         reset_src(project, "(1, 'a', 1)")
         results = run_dbt(["run"], expect_pass=False)
         msg = {r.node.name: r.message for r in results}
