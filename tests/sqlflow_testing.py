@@ -82,6 +82,43 @@ def create_events(project: Any) -> None:
     )
 
 
+def create_daily_events(project: Any, days: tuple[int, ...] = (1, 2, 3)) -> None:
+    """``events`` with two rows on each of these days of January 2025, at 01:00 and 02:00.
+
+    Day ``d``'s rows have ids ``d*10 + 1`` and ``d*10 + 2`` and values ``'d<d>e1'``, ``'d<d>e2'``.
+    """
+    create_events(project)
+    values = ", ".join(
+        f"({d * 10 + i}, timestamp '2025-01-0{d} 0{i}:00:00', 'd{d}e{i}')"
+        for d in days
+        for i in (1, 2)
+    )
+    project.run_sql(f"insert into {{schema}}.events values {values}")
+
+
+def model_state(project: Any, name: str) -> dict[str, list[tuple]]:
+    """Every sqlflow state row of one model (its loads without their timestamps and ids)."""
+    model_id = f"'model.test.{name}'"
+    return {
+        "loads": rows(
+            project,
+            "select window_start::varchar, window_end::varchar, strategy, status, rows_inserted,"
+            f" rows_deleted from sqlflow_meta.loads where model = {model_id}"
+            " order by window_start nulls first, started_at",
+        ),
+        "intervals": rows(
+            project,
+            "select interval_start::varchar, interval_end::varchar from sqlflow_meta.intervals"
+            f" where model = {model_id} order by interval_start",
+        ),
+        "partitions": rows(
+            project,
+            "select partition_key, row_count from sqlflow_meta.partitions"
+            f" where relation like '%\"{name}\"' order by partition_key",
+        ),
+    }
+
+
 def events_target(project: Any, name: str) -> list[tuple]:
     """A model's rows built from raw.events, by id (event_ts as text)."""
     return rows(project, f"select id, event_ts::varchar, v from {{schema}}.{name} order by id")
@@ -146,6 +183,15 @@ def file_locked_by_another_process(path: str) -> Iterator[int]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def ordered_hash(project: Any, relation: str) -> tuple[int, str]:
+    """Row count and a hash of every row in physical order (byte-for-byte sameness)."""
+    found = project.run_sql(
+        f"select count(*), md5(string_agg(t::varchar, chr(10) order by rowid)) from {relation} t",
+        fetch="one",
+    )
+    return int(found[0]), found[1]
 
 
 def free_port() -> int:

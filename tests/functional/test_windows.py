@@ -1,4 +1,4 @@
-"""Time-window loads: interval state, lookback, backfill, invalidation, value partitions.
+"""Time-window loads: interval state, lookback, backfill, invalidation, partition checks.
 
 Every run pins "now" with --vars sqlflow_now, and asserts the whole target (or the rows
 outside a replaced range) against the expected rows.
@@ -12,6 +12,8 @@ import re
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from sqlflow_testing import (
+    Scenario,
+    create_daily_events,
     create_events,
     events_model,
     events_source,
@@ -38,6 +40,91 @@ def loads(project, model_name: str) -> list[tuple]:
     )
 
 
+def first_build(project) -> dict:
+    create_daily_events(project)  # days 1..3 of January, two events a day
+    run_dbt(["run", *now("2025-01-03T12:00:00")])
+    return {
+        "source": events_source(project),
+        "daily": events_target(project, "daily"),
+        "daily_merge": events_target(project, "daily_merge"),
+        "loads": loads(project, "daily"),
+        "response": run_results(project)["daily"]["adapter_response"],
+    }
+
+
+def late_rows_run(project) -> dict:
+    # Day 4 arrives, with late events for day 3 (inside lookback) and day 1 (outside).
+    add_events(
+        project,
+        "(41, timestamp '2025-01-04 01:00:00', 'd4e1'),"
+        " (33, timestamp '2025-01-03 05:00:00', 'late3'),"
+        " (13, timestamp '2025-01-01 05:00:00', 'late1')",
+    )
+    run_dbt(["run", *now("2025-01-04T12:00:00")])
+    return {
+        "source": events_source(project),
+        "source_without_13": events_source(project, "id <> 13"),
+        "daily": events_target(project, "daily"),
+        "daily_merge": events_target(project, "daily_merge"),
+        "loads": loads(project, "daily"),
+        "merge_loads": loads(project, "daily_merge"),
+    }
+
+
+def invalidated_run(project) -> dict:
+    # Invalidate day 1: the next run reloads it, picking up the late row.
+    run_dbt(
+        [
+            "run-operation",
+            "sqlflow_invalidate",
+            "--args",
+            "{model: daily, start: '2025-01-01', end: '2025-01-02'}",
+        ]
+    )
+    run_dbt(["run", "-s", "daily", *now("2025-01-04T12:00:00")])
+    return {
+        "source": events_source(project),
+        "daily": events_target(project, "daily"),
+        "loads": loads(project, "daily"),
+    }
+
+
+OUTSIDE_DAY_2 = (
+    "select id, event_ts, v from {schema}.daily"
+    " where event_ts < '2025-01-02' or event_ts >= '2025-01-03' order by id"
+)
+
+
+def explicit_range_run(project) -> dict:
+    outside = rows(project, OUTSIDE_DAY_2)
+    project.run_sql("update {schema}.events set v = v || '!'")
+    project.run_sql("delete from {schema}.events where id = 21")
+    run_dbt(
+        [
+            "run",
+            "-s",
+            "daily",
+            "--vars",
+            json.dumps({"sqlflow_start": "2025-01-02", "sqlflow_end": "2025-01-03"}),
+        ]
+    )
+    return {
+        "outside_before": outside,
+        "outside_after": rows(project, OUTSIDE_DAY_2),
+        "inside": rows(
+            project,
+            "select id, v from {schema}.daily where event_ts >= '2025-01-02'"
+            " and event_ts < '2025-01-03' order by id",
+        ),
+        "response": run_results(project)["daily"]["adapter_response"],
+        "partitions": rows(
+            project,
+            "select partition_key, row_count from sqlflow_meta.partitions"
+            " where relation like '%\"daily\"' order by partition_key",
+        ),
+    }
+
+
 class TestLookbackBackfillInvalidate:
     @pytest.fixture(scope="class")
     def models(self) -> dict:
@@ -52,111 +139,96 @@ class TestLookbackBackfillInvalidate:
             ),
         }
 
-    def test_windows(self, project) -> None:
-        create_events(project)
-        # Days 1..3 of January, two events a day.
-        add_events(
-            project,
-            ", ".join(
-                f"({d * 10 + i}, timestamp '2025-01-0{d} 0{i}:00:00', 'd{d}e{i}')"
-                for d in (1, 2, 3)
-                for i in (1, 2)
-            ),
-        )
-        run_dbt(["run", *now("2025-01-03T12:00:00")])
-        assert events_target(project, "daily") == events_source(project)
-        assert events_target(project, "daily_merge") == events_source(project)
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, first_build, late_rows_run, invalidated_run, explicit_range_run)
+
+    def test_first_build_runs_one_batch_per_day_from_the_first_day(self, scenario) -> None:
+        first = scenario.after(first_build)
+        assert first["daily"] == first["source"]
+        assert first["daily_merge"] == first["source"]
         # The first build ran one batch per day, from the data's first day.
-        assert [r[:2] for r in loads(project, "daily")] == [
+        assert [r[:2] for r in first["loads"]] == [
             ("2025-01-01 00:00:00", "2025-01-02 00:00:00"),
             ("2025-01-02 00:00:00", "2025-01-03 00:00:00"),
             ("2025-01-03 00:00:00", "2025-01-04 00:00:00"),
         ]
-        res = run_results(project)["daily"]["adapter_response"]
+        res = first["response"]
         assert res["batches"] == 3
         assert res["rows_inserted"] == 6
         assert res["partitions_touched"] == 3
 
-        # Day 4 arrives, with late events for day 3 (inside lookback) and day 1 (outside).
-        add_events(
-            project,
-            "(41, timestamp '2025-01-04 01:00:00', 'd4e1'),"
-            " (33, timestamp '2025-01-03 05:00:00', 'late3'),"
-            " (13, timestamp '2025-01-01 05:00:00', 'late1')",
-        )
-        run_dbt(["run", *now("2025-01-04T12:00:00")])
+    def test_lookback_rereads_the_day_before_the_last_loaded_end(self, scenario) -> None:
+        late = scenario.after(late_rows_run)
         # Loaded up to 2025-01-03 12:00: lookback 1 re-reads the day before the 3rd too
         # (rows up to a day late may be from the 2nd's afternoon), not day 1.
-        assert events_target(project, "daily") == events_source(project, "id <> 13")
-        assert [r[:2] for r in loads(project, "daily")][3:] == [
+        assert late["daily"] == late["source_without_13"]
+        assert [r[:2] for r in late["loads"]][3:] == [
             ("2025-01-02 00:00:00", "2025-01-03 00:00:00"),
             ("2025-01-03 00:00:00", "2025-01-04 00:00:00"),
             ("2025-01-04 00:00:00", "2025-01-05 00:00:00"),
         ]
+
+    def test_longer_lookback_rereads_more_days(self, scenario) -> None:
+        late = scenario.after(late_rows_run)
         # daily_merge has lookback 2: it re-reads days 1 to 3, so it has day 1's late row.
-        assert events_target(project, "daily_merge") == events_source(project)
-        assert [r[0] for r in loads(project, "daily_merge")][3:] == [
+        assert late["daily_merge"] == late["source"]
+        assert [r[0] for r in late["merge_loads"]][3:] == [
             "2025-01-01 00:00:00",
             "2025-01-02 00:00:00",
             "2025-01-03 00:00:00",
             "2025-01-04 00:00:00",
         ]
 
-        # Invalidate day 1: the next run reloads it, picking up the late row.
-        run_dbt(
-            [
-                "run-operation",
-                "sqlflow_invalidate",
-                "--args",
-                "{model: daily, start: '2025-01-01', end: '2025-01-02'}",
-            ]
-        )
-        run_dbt(["run", "-s", "daily", *now("2025-01-04T12:00:00")])
-        assert events_target(project, "daily") == events_source(project)
-        windows = [r[0] for r in loads(project, "daily")][6:]
+    def test_invalidated_range_reloads_next_run(self, scenario) -> None:
+        reloaded = scenario.after(invalidated_run)
+        assert reloaded["daily"] == reloaded["source"]
+        windows = [r[0] for r in reloaded["loads"]][6:]
         # The gap, then lookback from the last loaded end (2025-01-04 12:00): the 3rd, the 4th.
         assert windows == ["2025-01-01 00:00:00", "2025-01-03 00:00:00", "2025-01-04 00:00:00"]
 
+    def test_explicit_range_replaces_exactly_that_range(self, scenario) -> None:
         # An explicit range replaces exactly that range; rows outside stay identical.
-        outside = rows(
-            project,
-            "select id, event_ts, v from {schema}.daily"
-            " where event_ts < '2025-01-02' or event_ts >= '2025-01-03' order by id",
-        )
-        project.run_sql("update {schema}.events set v = v || '!'")
-        project.run_sql("delete from {schema}.events where id = 21")
-        run_dbt(
-            [
-                "run",
-                "-s",
-                "daily",
-                "--vars",
-                json.dumps({"sqlflow_start": "2025-01-02", "sqlflow_end": "2025-01-03"}),
-            ]
-        )
-        assert (
-            rows(
-                project,
-                "select id, event_ts, v from {schema}.daily"
-                " where event_ts < '2025-01-02' or event_ts >= '2025-01-03' order by id",
-            )
-            == outside
-        )
-        assert rows(
-            project,
-            "select id, v from {schema}.daily where event_ts >= '2025-01-02'"
-            " and event_ts < '2025-01-03' order by id",
-        ) == [(22, "d2e2!")]
-        res = run_results(project)["daily"]["adapter_response"]
+        replaced = scenario.after(explicit_range_run)
+        assert replaced["outside_after"] == replaced["outside_before"]
+        assert replaced["inside"] == [(22, "d2e2!")]
+        res = replaced["response"]
         assert (res["rows_deleted"], res["rows_inserted"], res["batches"]) == (2, 1, 1)
 
-        # The partition table mirrors the data.
-        parts = rows(
-            project,
-            "select partition_key, row_count from sqlflow_meta.partitions"
-            " where relation like '%\"daily\"' order by partition_key",
-        )
+    def test_partition_table_mirrors_the_data(self, scenario) -> None:
+        parts = scenario.after(explicit_range_run)["partitions"]
         assert parts == [("2025-01-01", 3), ("2025-01-02", 1), ("2025-01-03", 3), ("2025-01-04", 1)]
+
+
+def weekly_load(project) -> dict:
+    create_events(project)
+    project.run_sql(
+        "insert into {schema}.events select range, timestamp '2025-01-01'"
+        " + to_hours(range * 12), 'v' || range from range(120)"
+    )
+    _, log = run_dbt_and_capture(["--debug", "run", *now("2025-03-01T12:00:00")])
+    return {
+        "log": log,
+        "target": events_target(project, "weekly"),
+        "source": events_source(project),
+        "loads": loads(project, "weekly"),
+    }
+
+
+def check_loaded(project) -> object:
+    return run_dbt(["run-operation", "sqlflow_check_partitions", "--args", "{model: weekly}"])
+
+
+def check_after_hand_insert(project) -> str:
+    # A row inserted by hand breaks the recorded counts.
+    project.run_sql(
+        "insert into {schema}.weekly values (999, timestamp '2025-01-10 10:00:00', 'x')"
+    )
+    _, log = run_dbt_and_capture(
+        ["run-operation", "sqlflow_check_partitions", "--args", "{model: weekly}"],
+        expect_pass=False,
+    )
+    return log
 
 
 class TestWeeklyBackfillAndConsistency:
@@ -170,73 +242,30 @@ class TestWeeklyBackfillAndConsistency:
             ),
         }
 
-    def test_sixty_days_in_nine_weekly_loads(self, project) -> None:
-        create_events(project)
-        project.run_sql(
-            "insert into {schema}.events select range, timestamp '2025-01-01'"
-            " + to_hours(range * 12), 'v' || range from range(120)"
-        )
-        _, log = run_dbt_and_capture(["--debug", "run", *now("2025-03-01T12:00:00")])
-        assert events_target(project, "weekly") == events_source(project)
-        windows = loads(project, "weekly")
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, weekly_load, check_loaded, check_after_hand_insert)
+
+    def test_sixty_days_in_nine_weekly_loads(self, scenario) -> None:
+        loaded = scenario.after(weekly_load)
+        assert loaded["target"] == loaded["source"]
+        windows = loaded["loads"]
         assert len(windows) == 9
         # Every batch is in the log (the eight after the first at debug level, grouped).
         for start, end, *_ in windows:
-            assert f"insert_overwrite [{start}, {end}): " in log, (start, end)
+            assert f"insert_overwrite [{start}, {end}): " in loaded["log"], (start, end)
         assert windows[0][:2] == ("2025-01-01 00:00:00", "2025-01-06 00:00:00")
         assert windows[-1][:2] == ("2025-02-24 00:00:00", "2025-03-03 00:00:00")
         assert sum(w[3] for w in windows) == 120
-        assert run_dbt(["run-operation", "sqlflow_check_partitions", "--args", "{model: weekly}"])
 
-        # A row inserted by hand breaks the recorded counts: the check fails, naming it.
-        project.run_sql(
-            "insert into {schema}.weekly values (999, timestamp '2025-01-10 10:00:00', 'x')"
-        )
-        _, log = run_dbt_and_capture(
-            ["run-operation", "sqlflow_check_partitions", "--args", "{model: weekly}"],
-            expect_pass=False,
-        )
+    def test_check_partitions_passes_on_the_loaded_table(self, scenario) -> None:
+        assert scenario.after(check_loaded)
+
+    def test_check_partitions_names_a_count_mismatch(self, scenario) -> None:
+        # The check fails, naming the partition.
+        log = scenario.after(check_after_hand_insert)
         assert "count_mismatch [2025-01-10]" in log
         assert "recorded 2 rows, found 3" in log
-
-
-class TestValuePartitions:
-    @pytest.fixture(scope="class")
-    def models(self) -> dict:
-        body = "select id, region, v from {{ source('raw', 'events') }}"
-        return {
-            "sources.yml": sources_yml,
-            "by_region.sql": events_model(
-                "incremental_strategy='insert_overwrite', partition_by={'field': 'region'}", body
-            ),
-        }
-
-    def test_replaces_present_partitions(self, project) -> None:
-        project.run_sql("create table {schema}.events (id integer, region varchar, v varchar)")
-        project.run_sql(
-            "insert into {schema}.events values (1, 'eu', 'a'), (2, 'eu', 'b'), (3, 'us', 'c'),"
-            " (4, 'apac', 'd')"
-        )
-        _, log = run_dbt_and_capture(["run"])
-        # dbt-duckdb's own partition_by handling (DuckLake only) never sees our models.
-        assert "only supported for DuckLake" not in log
-        # The next batch holds only 'eu' (one row fewer) and a new region.
-        project.run_sql("delete from {schema}.events")
-        project.run_sql("insert into {schema}.events values (5, 'eu', 'e'), (6, 'latam', 'f')")
-        run_dbt(["run"])
-        assert rows(project, "select id, region, v from {schema}.by_region order by id") == [
-            (3, "us", "c"),
-            (4, "apac", "d"),
-            (5, "eu", "e"),
-            (6, "latam", "f"),
-        ]
-        res = run_results(project)["by_region"]["adapter_response"]
-        assert (res["rows_deleted"], res["rows_inserted"], res["partitions_touched"]) == (2, 2, 2)
-        assert rows(
-            project,
-            "select partition_key, row_count from sqlflow_meta.partitions"
-            " where relation like '%by_region%' order by 1",
-        ) == [("apac", 1), ("eu", 1), ("latam", 1), ("us", 1)]
 
 
 class TestPruning:
