@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
-from sqlflow_testing import now, raw_sources_yml, rows, run_results
+from sqlflow_testing import Scenario, now, ordered_hash, raw_sources_yml, rows, run_results
 
 sources_yml = raw_sources_yml("orders")
 
@@ -55,15 +55,6 @@ def table(project, name: str) -> list[tuple]:
         project,
         f"select id, code, status, amount, event_ts::varchar from {{schema}}.{name} order by id",
     )
-
-
-def ordered_hash(project, relation: str) -> tuple[int, str]:
-    """Row count and a hash of every row in physical order (byte-for-byte sameness)."""
-    found = project.run_sql(
-        f"select count(*), md5(string_agg(t::varchar, chr(10) order by rowid)) from {relation} t",
-        fetch="one",
-    )
-    return int(found[0]), found[1]
 
 
 def meta(project) -> dict[str, list[tuple]]:
@@ -169,6 +160,68 @@ BAD_MESSAGE = (
 )
 
 
+def passing_run(project) -> dict:
+    # Run 1: every check passes; the outcomes are recorded and reported.
+    set_source(project, FIRST)
+    run_dbt(["run", "-s", "q_error", "q_warn", *now(NOON)])
+    return {
+        "tables": {name: table(project, name) for name in ("q_error", "q_warn")},
+        "quality": {name: quality_rows(project, name) for name in ("q_error", "q_warn")},
+        "response": run_results(project)["q_error"]["adapter_response"],
+    }
+
+
+def error_run(project) -> dict:
+    # Run 2 of q_error: every check fails; nothing changes anywhere.
+    set_source(project, FIRST + BAD)
+    for name in ("q_error", "q_warn"):
+        project.run_sql(f"insert into {{schema}}.{name} values {STRAY}")
+    before = ordered_hash(project, "{schema}.q_error")
+    state = meta(project)
+    results = run_dbt(["run", "-s", "q_error", *now(LATE)], expect_pass=False)
+    return {
+        "results": results,
+        "hash_before": before,
+        "hash_after": ordered_hash(project, "{schema}.q_error"),
+        "meta_before": state,
+        "meta_after": meta(project),
+        "table": table(project, "q_error"),
+    }
+
+
+def warn_run(project) -> dict:
+    # Run 2 of q_warn: the same failures are warnings; the load commits.
+    _, log = run_dbt_and_capture(["run", "-s", "q_warn", *now(LATE)])
+    return {
+        "log": log,
+        "table": table(project, "q_warn"),
+        "quality": quality_rows(project, "q_warn"),
+        "loads": rows(
+            project,
+            "select status, rows_inserted, rows_updated from sqlflow_meta.loads"
+            " where model = 'model.test.q_warn' order by started_at",
+        ),
+        "response": run_results(project)["q_warn"]["adapter_response"],
+        "samples": rows(
+            project,
+            "select check_name, sample from sqlflow_meta.quality_results"
+            " where model = 'model.test.q_warn' and status = 'fail' order by check_name",
+        ),
+    }
+
+
+def fixed_run(project) -> dict:
+    # Run 3: the data is fixed and the stray rows removed; every check passes again.
+    set_source(project, FIRST + FIXED)
+    for name in ("q_error", "q_warn"):
+        project.run_sql(f"delete from {{schema}}.{name} where id = 99")
+    run_dbt(["run", "-s", "q_error", "q_warn", *now(NOON)])
+    return {
+        "tables": {name: table(project, name) for name in ("q_error", "q_warn")},
+        "quality": {name: quality_rows(project, name) for name in ("q_error", "q_warn")},
+    }
+
+
 class TestQualityChecks:
     @pytest.fixture(scope="class")
     def models(self) -> dict:
@@ -183,15 +236,17 @@ class TestQualityChecks:
             ),
         }
 
-    def test_checks_over_consecutive_runs(self, project) -> None:
-        # Run 1: every check passes; the outcomes are recorded and reported.
-        set_source(project, FIRST)
-        run_dbt(["run", "-s", "q_error", "q_warn", *now(NOON)])
-        assert table(project, "q_error") == FIRST
-        assert table(project, "q_warn") == FIRST
-        assert quality_rows(project, "q_error") == passing(1, "error")
-        assert quality_rows(project, "q_warn") == passing(1, "warn")
-        response = run_results(project)["q_error"]["adapter_response"]
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, passing_run, error_run, warn_run, fixed_run)
+
+    def test_passing_checks_are_recorded_and_reported(self, scenario) -> None:
+        first = scenario.after(passing_run)
+        assert first["tables"]["q_error"] == FIRST
+        assert first["tables"]["q_warn"] == FIRST
+        assert first["quality"]["q_error"] == passing(1, "error")
+        assert first["quality"]["q_warn"] == passing(1, "warn")
+        response = first["response"]
         assert response["quality_checks"] == [
             {
                 "check": name,
@@ -203,26 +258,24 @@ class TestQualityChecks:
             for name in CHECK_NAMES
         ]
 
-        # Run 2 of q_error: every check fails; nothing changes anywhere.
-        set_source(project, FIRST + BAD)
-        for name in ("q_error", "q_warn"):
-            project.run_sql(f"insert into {{schema}}.{name} values {STRAY}")
-        before = ordered_hash(project, "{schema}.q_error")
-        state = meta(project)
-        results = run_dbt(["run", "-s", "q_error", *now(LATE)], expect_pass=False)
+    def test_failing_error_checks_roll_back_the_load(self, scenario) -> None:
+        failed = scenario.after(error_run)
+        results = failed["results"]
         assert [(r.node.name, r.status) for r in results] == [("q_error", "error")]
         assert results[0].message == (
             "Runtime Error in model q_error (models/q_error.sql)\n"
             + textwrap.indent(ERROR_MESSAGE, "  ")
         )
-        assert ordered_hash(project, "{schema}.q_error") == before
-        assert meta(project) == state
+        assert failed["hash_after"] == failed["hash_before"]
+        assert failed["meta_after"] == failed["meta_before"]
         stray = (99, "c99", "placed", 1, "2025-01-02 08:00:00")
-        assert table(project, "q_error") == [*FIRST, stray]
+        assert failed["table"] == [*FIRST, stray]
 
-        # Run 2 of q_warn: the same failures are warnings; the load commits.
-        _, log = run_dbt_and_capture(["run", "-s", "q_warn", *now(LATE)])
-        assert table(project, "q_warn") == [*FIRST, *BAD, stray]
+    def test_failing_warn_checks_log_warnings_and_commit_the_load(self, scenario) -> None:
+        warned = scenario.after(warn_run)
+        log = warned["log"]
+        stray = (99, "c99", "placed", 1, "2025-01-02 08:00:00")
+        assert warned["table"] == [*FIRST, *BAD, stray]
         for block in ERROR_MESSAGE.split("quality check failed: ")[1:]:
             assert "quality check warned: " + block.strip() in log
         assert log.count(
@@ -238,15 +291,11 @@ class TestQualityChecks:
             "freshness(event_ts)": 0,
             "partition_consistency": 0,
         }
-        assert quality_rows(project, "q_warn") == passing(1, "warn") + sorted(
+        assert warned["quality"] == passing(1, "warn") + sorted(
             (2, name, "warn", "fail", n) for name, n in failing.items()
         )
-        assert rows(
-            project,
-            "select status, rows_inserted, rows_updated from sqlflow_meta.loads"
-            " where model = 'model.test.q_warn' order by started_at",
-        ) == [("success", 3, 0), ("warn", 2, 3)]
-        response = run_results(project)["q_warn"]["adapter_response"]
+        assert warned["loads"] == [("success", 3, 0), ("warn", 2, 3)]
+        response = warned["response"]
         assert response["quality_checks"] == [
             {
                 "check": name,
@@ -257,24 +306,17 @@ class TestQualityChecks:
             }
             for name, n in failing.items()
         ]
-        samples = rows(
-            project,
-            "select check_name, sample from sqlflow_meta.quality_results"
-            " where model = 'model.test.q_warn' and status = 'fail' order by check_name",
-        )
-        assert json.loads(dict(samples)["unique(code)"]) == ["code='c3' (2 rows)"]
+        assert json.loads(dict(warned["samples"])["unique(code)"]) == ["code='c3' (2 rows)"]
 
-        # Run 3: the data is fixed and the stray rows removed; every check passes again.
-        set_source(project, FIRST + FIXED)
-        for name in ("q_error", "q_warn"):
-            project.run_sql(f"delete from {{schema}}.{name} where id = 99")
-        run_dbt(["run", "-s", "q_error", "q_warn", *now(NOON)])
-        assert table(project, "q_error") == FIRST + FIXED
-        assert table(project, "q_warn") == [*FIRST, *FIXED, BAD[1]]
-        assert quality_rows(project, "q_error") == passing(1, "error") + passing(2, "error")
-        assert quality_rows(project, "q_warn")[-len(CHECKS) :] == passing(3, "warn")
+    def test_fixed_data_passes_every_check_again(self, scenario) -> None:
+        fixed = scenario.after(fixed_run)
+        assert fixed["tables"]["q_error"] == FIRST + FIXED
+        assert fixed["tables"]["q_warn"] == [*FIRST, *FIXED, BAD[1]]
+        assert fixed["quality"]["q_error"] == passing(1, "error") + passing(2, "error")
+        assert fixed["quality"]["q_warn"][-len(CHECKS) :] == passing(3, "warn")
 
-    def test_malformed_checks_are_a_config_error(self, project) -> None:
+    def test_malformed_checks_are_a_config_error(self, project, scenario) -> None:
+        scenario.after(passing_run)  # sqlflow's state exists and holds loads
         set_source(project, FIRST)
         state = meta(project)
         results = run_dbt(["run", "-s", "q_bad"], expect_pass=False)

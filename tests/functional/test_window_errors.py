@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from dbt.cli.exceptions import DbtUsageException
 from dbt.tests.util import run_dbt
-from sqlflow_testing import rows, run_results
+from sqlflow_testing import ordered_hash, rows, run_results
 
 sources_yml = """
 version: 2
@@ -92,14 +92,6 @@ def meta(project) -> dict[str, list[tuple]]:
         for t in META_TABLES
         if t in found
     }
-
-
-def ordered_hash(project, relation: str) -> tuple[int, str]:
-    found = project.run_sql(
-        f"select count(*), md5(string_agg(t::varchar, chr(10) order by rowid)) from {relation} t",
-        fetch="one",
-    )
-    return int(found[0]), found[1]
 
 
 GRANULARITIES = "hour, day, week, month, year"
@@ -188,6 +180,38 @@ class TestWindowConfigErrors:
         assert all(not found for found in meta(project).values())
 
 
+BAD_RANGES = {
+    "start_not_iso": (
+        {"sqlflow_start": "Jan 2", "sqlflow_end": "2025-01-03"},
+        ["sqlflow_start 'Jan 2' is not an ISO date or timestamp. " + BACKFILL_FIX],
+    ),
+    "end_not_a_date": (
+        {"sqlflow_start": "2025-01-02", "sqlflow_end": "2025-01-32"},
+        ["sqlflow_end '2025-01-32' is not an ISO date or timestamp. " + BACKFILL_FIX],
+    ),
+    "start_after_end": (
+        {"sqlflow_start": "2025-01-03", "sqlflow_end": "2025-01-02"},
+        [
+            "sqlflow_start 2025-01-03T00:00:00 is not before sqlflow_end"
+            " 2025-01-02T00:00:00 (the range [start, end) includes start, excludes"
+            " end). Fix: swap them."
+        ],
+    ),
+    "empty_range": (
+        {"sqlflow_start": "2025-01-02", "sqlflow_end": "2025-01-02"},
+        [
+            "sqlflow_start 2025-01-02T00:00:00 is not before sqlflow_end"
+            " 2025-01-02T00:00:00 (the range [start, end) includes start, excludes"
+            " end). Fix: swap them."
+        ],
+    ),
+    "end_missing": (
+        {"sqlflow_start": "2025-01-02"},
+        [f"sqlflow_end is missing. {BACKFILL_FIX}"],
+    ),
+}
+
+
 class TestBackfillRanges:
     @pytest.fixture(scope="class")
     def models(self) -> dict:
@@ -197,52 +221,32 @@ class TestBackfillRanges:
             "plain.sql": model("unique_key='id'"),
         }
 
-    def test_bad_ranges_write_nothing(self, project) -> None:
+    @pytest.fixture(scope="class")
+    def loaded(self, project) -> dict:
+        """Both models loaded, then every source row changed (a bad range writes nothing)."""
         create_events(project)
         run_dbt(["run", *run_vars()])
-        before = ordered_hash(project, "{schema}.daily")
-        plain_before = ordered_hash(project, "{schema}.plain")
-        state = meta(project)
-        assert before[0] == 3
-        assert len(state["loads"]) == 4  # three daily batches and the plain build
-
-        cases = [
-            (
-                {"sqlflow_start": "Jan 2", "sqlflow_end": "2025-01-03"},
-                ["sqlflow_start 'Jan 2' is not an ISO date or timestamp. " + BACKFILL_FIX],
-            ),
-            (
-                {"sqlflow_start": "2025-01-02", "sqlflow_end": "2025-01-32"},
-                ["sqlflow_end '2025-01-32' is not an ISO date or timestamp. " + BACKFILL_FIX],
-            ),
-            (
-                {"sqlflow_start": "2025-01-03", "sqlflow_end": "2025-01-02"},
-                [
-                    "sqlflow_start 2025-01-03T00:00:00 is not before sqlflow_end"
-                    " 2025-01-02T00:00:00 (the range [start, end) includes start, excludes"
-                    " end). Fix: swap them."
-                ],
-            ),
-            (
-                {"sqlflow_start": "2025-01-02", "sqlflow_end": "2025-01-02"},
-                [
-                    "sqlflow_start 2025-01-02T00:00:00 is not before sqlflow_end"
-                    " 2025-01-02T00:00:00 (the range [start, end) includes start, excludes"
-                    " end). Fix: swap them."
-                ],
-            ),
-            (
-                {"sqlflow_start": "2025-01-02"},
-                [f"sqlflow_end is missing. {BACKFILL_FIX}"],
-            ),
-        ]
+        loaded = {
+            "daily": ordered_hash(project, "{schema}.daily"),
+            "plain": ordered_hash(project, "{schema}.plain"),
+            "state": meta(project),
+        }
         project.run_sql("update {schema}.events set v = v || '!'")
-        for bounds, problems in cases:
-            results = run_dbt(["run", "-s", "daily", *run_vars(**bounds)], expect_pass=False)
-            assert results[0].message == range_error("daily", *problems), bounds
-            assert ordered_hash(project, "{schema}.daily") == before
-            assert meta(project) == state
+        return loaded
 
+    def test_first_run_loads_three_daily_batches_and_the_plain_model(self, loaded) -> None:
+        assert loaded["daily"][0] == 3
+        assert len(loaded["state"]["loads"]) == 4  # three daily batches and the plain build
+
+    @pytest.mark.parametrize("case", list(BAD_RANGES))
+    def test_bad_range_is_refused_and_writes_nothing(self, project, loaded, case) -> None:
+        bounds, problems = BAD_RANGES[case]
+        results = run_dbt(["run", "-s", "daily", *run_vars(**bounds)], expect_pass=False)
+        assert results[0].message == range_error("daily", *problems), bounds
+        assert ordered_hash(project, "{schema}.daily") == loaded["daily"]
+        assert meta(project) == loaded["state"]
+
+    def test_range_for_a_model_without_event_time_is_refused(self, project, loaded) -> None:
         results = run_dbt(
             ["run", "-s", "plain", *run_vars(sqlflow_start="2025-01-02", sqlflow_end="2025-01-03")],
             expect_pass=False,
@@ -252,8 +256,8 @@ class TestBackfillRanges:
             "an explicit backfill range was given, but the model has no event_time or time"
             " partition_by. Fix: set event_time, or run without sqlflow_start/end.",
         )
-        assert ordered_hash(project, "{schema}.plain") == plain_before
-        assert meta(project) == state
+        assert ordered_hash(project, "{schema}.plain") == loaded["plain"]
+        assert meta(project) == loaded["state"]
 
 
 class TestDbtEventTimeFlags:
