@@ -162,6 +162,101 @@ def table_rows(output: str) -> list[list[str]]:
     return [line.split() for line in lines[dashes + 1 : -1]]
 
 
+def error_cases(project, profiles: dict[str, Any], tmp_path: Path) -> dict[str, tuple]:
+    """Per failure: the CLI arguments, cli()'s keyword arguments and the whole message."""
+    manifest = Path(project.project_root) / "target" / "manifest.json"
+    database = profiles["database"]
+    return {
+        "no_manifest": (
+            ["daily"],
+            {"project_dir": str(tmp_path)},
+            f"Error: {tmp_path / 'target' / 'manifest.json'}: no manifest. Fix: run"
+            " `dbt parse` (or `dbt run`) in the project first, or pass --project-dir",
+        ),
+        "unknown_model": (
+            ["nope"],
+            {},
+            f"Error: model 'nope': not in {manifest}; partitioned sqlflow models: by_region,"
+            " daily, never_run. Fix: pass a model name or unique_id of this project (run"
+            " `dbt parse` if the model is new)",
+        ),
+        "view": (
+            ["plain_view"],
+            {},
+            "Error: model 'model.test.plain_view': materialized 'view', not"
+            " 'sqlflow_incremental', so sqlflow keeps no partitions for it. Fix: choose a"
+            " sqlflow_incremental model with partition_by",
+        ),
+        "unpartitioned": (
+            ["unpartitioned"],
+            {},
+            "Error: model 'model.test.unpartitioned': has no partition_by, so it has no"
+            " partitions. Fix: set partition_by, e.g. {'field': 'event_ts', 'granularity':"
+            " 'day'}, and run it",
+        ),
+        "never_run": (
+            ["never_run"],
+            {},
+            f"Error: model 'model.test.never_run': no partitions of"
+            f' "sqlflow"."{project.test_schema}"."never_run" recorded in {database}'
+            " (sqlflow_meta.partitions). Fix: run it first: dbt run -s never_run",
+        ),
+        "no_state": (
+            ["daily", "--target", "empty"],
+            {},
+            f"Error: {profiles['empty']}: no sqlflow state (no table sqlflow_meta.partitions)."
+            " Fix: run the model first: dbt run -s daily",
+        ),
+        "other_state_schema": (
+            ["daily", "--target", "renamed_state"],
+            {},
+            f"Error: {database}: no sqlflow state (no table elsewhere.partitions). Fix: run"
+            " the model first: dbt run -s daily",
+        ),
+        "missing_file": (
+            ["daily", "--target", "missing"],
+            {},
+            f"Error: {profiles['dir'] / 'nowhere.duckdb'}: database file not found. Fix: run"
+            " `dbt run -s daily` to create it, or check path in profiles.yml and the folder"
+            " you run from",
+        ),
+        "in_memory": (
+            ["daily", "--target", "memory"],
+            {},
+            f"Error: {profiles['dir'] / 'profiles.yml'}: target 'memory' has path ':memory:',"
+            " not a DuckDB file this command can open. Fix: point path at a DuckDB file",
+        ),
+        "not_sqlflow": (
+            ["daily", "--target", "other"],
+            {},
+            f"Error: {profiles['dir'] / 'profiles.yml'}: target 'other' of profile 'test' is"
+            " type 'duckdb', not 'sqlflow'. Fix: pass --target with a sqlflow target",
+        ),
+        "unknown_target": (
+            ["daily", "--target", "prod"],
+            {},
+            f"Error: {profiles['dir'] / 'profiles.yml'}: The profile 'test' does not have a"
+            " target named 'prod'. The valid target names for this profile are: - dev -"
+            " empty - missing - memory - other - renamed_state",
+        ),
+    }
+
+
+ERROR_CASES = [
+    "no_manifest",
+    "unknown_model",
+    "view",
+    "unpartitioned",
+    "never_run",
+    "no_state",
+    "other_state_schema",
+    "missing_file",
+    "in_memory",
+    "not_sqlflow",
+    "unknown_target",
+]
+
+
 class TestPartitionsCommand:
     @pytest.fixture(scope="class")
     def models(self) -> dict[str, str]:
@@ -174,8 +269,9 @@ class TestPartitionsCommand:
             "plain_view.sql": view_sql,
         }
 
-    def test_partitions(self, project, cli_profiles) -> None:
-        profiles = cli_profiles
+    @pytest.fixture(scope="class")
+    def loaded(self, project) -> dict[str, Any]:
+        """Two runs of every model but never_run, and what the CLI must print of them."""
         project.run_sql(
             "create or replace table {schema}.events"
             " (id integer, event_ts timestamp, region varchar)"
@@ -194,7 +290,40 @@ class TestPartitionsCommand:
         )
         run_dbt(["run", "--exclude", "never_run", *now("2025-01-04T12:00:00")])
 
-        expected = expected_partitions(project, "daily")
+        relation = f'"sqlflow"."{project.test_schema}"."daily"'
+        loaded_at = dict(
+            rows(
+                project,
+                "select partition_key, strftime(last_loaded_at, '%Y-%m-%d %H:%M:%S')"
+                f" from sqlflow_meta.partitions where relation = '{relation}'",
+            )
+        )
+        loaded = {
+            "expected": expected_partitions(project, "daily"),
+            "relation": relation,
+            "loaded_at": loaded_at,
+            "newest_load": max(loaded_at.values()),
+            "minmax": {
+                k: (lo, hi)
+                for k, lo, hi in rows(
+                    project,
+                    "select strftime(event_ts, '%Y-%m-%d'), min(event_ts)::varchar,"
+                    " max(event_ts)::varchar from {schema}.daily group by 1",
+                )
+            },
+            "counts": dict(
+                rows(
+                    project,
+                    "select coalesce(region, '__null__'), count(*) from {schema}.by_region"
+                    " group by 1",
+                )
+            ),
+        }
+        release(project)
+        return loaded
+
+    def test_two_runs_leave_four_day_partitions_of_four_loads(self, loaded) -> None:
+        expected = loaded["expected"]
         assert [(p["key"], p["rows"]) for p in expected] == [
             ("2025-01-01", 2),
             ("2025-01-02", 3),
@@ -204,32 +333,10 @@ class TestPartitionsCommand:
         # Days 1-2 keep the first run's loads; days 3-4 were reloaded by the second.
         assert len({p["load_id"] for p in expected}) == 4
 
-        relation = f'"sqlflow"."{project.test_schema}"."daily"'
-        loaded_at = dict(
-            rows(
-                project,
-                "select partition_key, strftime(last_loaded_at, '%Y-%m-%d %H:%M:%S')"
-                f" from sqlflow_meta.partitions where relation = '{relation}'",
-            )
-        )
-        minmax = {
-            k: (lo, hi)
-            for k, lo, hi in rows(
-                project,
-                "select strftime(event_ts, '%Y-%m-%d'), min(event_ts)::varchar,"
-                " max(event_ts)::varchar from {schema}.daily group by 1",
-            )
-        }
-        counts = dict(
-            rows(
-                project,
-                "select coalesce(region, '__null__'), count(*) from {schema}.by_region group by 1",
-            )
-        )
+    def test_table_lists_each_partition_row_by_row(self, project, cli_profiles, loaded) -> None:
+        expected, relation, loaded_at = loaded["expected"], loaded["relation"], loaded["loaded_at"]
         release(project)
-
-        # The table, row by row.
-        done = cli(project, profiles, "daily")
+        done = cli(project, cli_profiles, "daily")
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
         assert lines[0] == (
@@ -260,27 +367,33 @@ class TestPartitionsCommand:
         ]
         assert [r[6] for r in printed] == [p["load_id"][:12] for p in expected]
         assert [" ".join(r[7:9]) for r in printed] == [loaded_at[p["key"]] for p in expected]
-        newest_load = max(loaded_at.values())
         assert lines[-1] == (
             "daily: 4 partitions, 8 rows, 2025-01-01 .. 2025-01-04, newest with rows"
-            f" 2025-01-04, last load {newest_load} UTC"
+            f" 2025-01-04, last load {loaded['newest_load']} UTC"
         )
 
-        # --last and --non-empty select rows; the summary still covers all partitions.
-        done = cli(project, profiles, "model.test.daily", "--last", "2")
+    def test_last_selects_the_newest_rows_and_the_summary_covers_all(
+        self, project, cli_profiles, loaded
+    ) -> None:
+        release(project)
+        lines = cli(project, cli_profiles, "daily").stdout.splitlines()
+        # --last selects rows; the summary still covers all partitions.
+        done = cli(project, cli_profiles, "model.test.daily", "--last", "2")
         assert done.returncode == 0, done.stderr
         assert [r[0] for r in table_rows(done.stdout)] == ["2025-01-03", "2025-01-04"]
         assert "the last 2 of 4 partitions" in done.stdout.splitlines()[0]
         assert done.stdout.splitlines()[-1] == lines[-1]
 
-        # --json, row by row.
-        done = cli(project, profiles, "daily", "--json")
+    def test_json_lists_each_partition_row_by_row(self, project, cli_profiles, loaded) -> None:
+        expected, minmax = loaded["expected"], loaded["minmax"]
+        release(project)
+        done = cli(project, cli_profiles, "daily", "--json")
         assert done.returncode == 0, done.stderr
         data = json.loads(done.stdout)
         assert data["model"] == "model.test.daily"
-        assert data["relation"] == relation
+        assert data["relation"] == loaded["relation"]
         assert data["partition_by"] == {"field": "event_ts", "granularity": "day"}
-        assert data["database"] == str(profiles["database"])
+        assert data["database"] == str(cli_profiles["database"])
         assert data["state_schema"] == "sqlflow_meta"
         assert [
             (
@@ -315,106 +428,37 @@ class TestPartitionsCommand:
             "newest_partition": "2025-01-04",
             "newest_nonempty_partition": "2025-01-04",
         }
-        assert summary["last_loaded_at"].replace("T", " ").startswith(newest_load)
+        assert summary["last_loaded_at"].replace("T", " ").startswith(loaded["newest_load"])
 
+    def test_value_partitions_are_keyed_by_value_without_ranges(
+        self, project, cli_profiles, loaded
+    ) -> None:
         # Value partitions: no ranges; keys are the values (NULL as __null__).
-        done = cli(project, profiles, "by_region", "--json")
+        counts = loaded["counts"]
+        release(project)
+        done = cli(project, cli_profiles, "by_region", "--json")
         assert done.returncode == 0, done.stderr
         got = {
             p["key"]: (p["rows"], p["range_start"], p["range_end"])
             for p in json.loads(done.stdout)["partitions"]
         }
         assert got == {k: (n, None, None) for k, n in counts.items()}
-        done = cli(project, profiles, "by_region")
+        done = cli(project, cli_profiles, "by_region")
         assert "(value partitions on region;" in done.stdout.splitlines()[0]
         assert {r[0]: (r[1], r[2], r[3]) for r in table_rows(done.stdout)} == {
             k: ("-", "-", str(n)) for k, n in counts.items()
         }
 
-    def test_errors(self, project, cli_profiles, tmp_path: Path) -> None:
-        profiles = cli_profiles
-        manifest = Path(project.project_root) / "target" / "manifest.json"
-        database = profiles["database"]
+    @pytest.mark.parametrize("case", ERROR_CASES)
+    def test_error_says_what_failed_and_the_fix(
+        self, project, cli_profiles, loaded, tmp_path: Path, case: str
+    ) -> None:
+        args, kwargs, message = error_cases(project, cli_profiles, tmp_path)[case]
         release(project)
-        cases = [
-            (
-                ["daily"],
-                {"project_dir": str(tmp_path)},
-                f"Error: {tmp_path / 'target' / 'manifest.json'}: no manifest. Fix: run"
-                " `dbt parse` (or `dbt run`) in the project first, or pass --project-dir",
-            ),
-            (
-                ["nope"],
-                {},
-                f"Error: model 'nope': not in {manifest}; partitioned sqlflow models: by_region,"
-                " daily, never_run. Fix: pass a model name or unique_id of this project (run"
-                " `dbt parse` if the model is new)",
-            ),
-            (
-                ["plain_view"],
-                {},
-                "Error: model 'model.test.plain_view': materialized 'view', not"
-                " 'sqlflow_incremental', so sqlflow keeps no partitions for it. Fix: choose a"
-                " sqlflow_incremental model with partition_by",
-            ),
-            (
-                ["unpartitioned"],
-                {},
-                "Error: model 'model.test.unpartitioned': has no partition_by, so it has no"
-                " partitions. Fix: set partition_by, e.g. {'field': 'event_ts', 'granularity':"
-                " 'day'}, and run it",
-            ),
-            (
-                ["never_run"],
-                {},
-                f"Error: model 'model.test.never_run': no partitions of"
-                f' "sqlflow"."{project.test_schema}"."never_run" recorded in {database}'
-                " (sqlflow_meta.partitions). Fix: run it first: dbt run -s never_run",
-            ),
-            (
-                ["daily", "--target", "empty"],
-                {},
-                f"Error: {profiles['empty']}: no sqlflow state (no table sqlflow_meta.partitions)."
-                " Fix: run the model first: dbt run -s daily",
-            ),
-            (
-                ["daily", "--target", "renamed_state"],
-                {},
-                f"Error: {database}: no sqlflow state (no table elsewhere.partitions). Fix: run"
-                " the model first: dbt run -s daily",
-            ),
-            (
-                ["daily", "--target", "missing"],
-                {},
-                f"Error: {profiles['dir'] / 'nowhere.duckdb'}: database file not found. Fix: run"
-                " `dbt run -s daily` to create it, or check path in profiles.yml and the folder"
-                " you run from",
-            ),
-            (
-                ["daily", "--target", "memory"],
-                {},
-                f"Error: {profiles['dir'] / 'profiles.yml'}: target 'memory' has path ':memory:',"
-                " not a DuckDB file this command can open. Fix: point path at a DuckDB file",
-            ),
-            (
-                ["daily", "--target", "other"],
-                {},
-                f"Error: {profiles['dir'] / 'profiles.yml'}: target 'other' of profile 'test' is"
-                " type 'duckdb', not 'sqlflow'. Fix: pass --target with a sqlflow target",
-            ),
-            (
-                ["daily", "--target", "prod"],
-                {},
-                f"Error: {profiles['dir'] / 'profiles.yml'}: The profile 'test' does not have a"
-                " target named 'prod'. The valid target names for this profile are: - dev -"
-                " empty - missing - memory - other - renamed_state",
-            ),
-        ]
-        for args, kwargs, message in cases:
-            done = cli(project, profiles, *args, **kwargs, in_process=True)
-            assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n"), args
+        done = cli(project, cli_profiles, *args, **kwargs, in_process=True)
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n"), args
 
-    def test_locked_database(self, project, cli_profiles) -> None:
+    def test_locked_database(self, project, cli_profiles, loaded) -> None:
         """A dbt process writing to the file: the CLI says so instead of waiting or failing."""
         profiles = cli_profiles
         release(project)
