@@ -6,6 +6,7 @@ hold the same rows. Values from the source (``updated_at`` and the hashes of it)
 as they are; snapshot times, which differ between the two runs, are compared by their rank
 order within each table, and every ``dbt_scd_id`` is checked to be dbt's hash of what it
 must hash (the key and ``dbt_updated_at``, or the closed version's id and the deletion time).
+The source states are one scenario; each test checks one behaviour of one pair in every state.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import raw_sources_yml, rows, run_results, table_hash
+from sqlflow_testing import Scenario, Step, raw_sources_yml, rows, run_results, table_hash
 
 T0, T1, T2, T3, T5 = (datetime(2024, 1, d) for d in (1, 2, 3, 4, 6))
 DATA_TIMES = {T0, T1, T2, T3, T5}
@@ -208,6 +209,47 @@ def current_counts(project, pair: Pair, relation: str) -> dict[tuple, int]:
     return {tuple(r[:-1]): r[-1] for r in found}
 
 
+def source_state(step: int) -> Step:
+    """Scenario step: the sources hold state ``step`` of :data:`STATES`; ``dbt run`` and
+    ``dbt snapshot``; each pair's two tables read back."""
+    _, src = STATES[step]
+
+    def run(project) -> dict[str, dict[str, Any]]:
+        set_sources(project, src)
+        hashes = {p.name: table_hash(project, f"{{schema}}.m_{p.name}") for p in PAIRS if step}
+        run_dbt(["run"])
+        results = run_results(project)
+        run_dbt(["snapshot"])
+        seen = {}
+        for p in PAIRS:
+            model = f"{{schema}}.m_{p.name}"
+            seen[p.name] = {
+                "ours": history(project, p, model),
+                "theirs": history(project, p, f"{{schema}}.s_{p.name}"),
+                "currents": current_counts(project, p, model),
+                "response": results[f"m_{p.name}"]["adapter_response"],
+                "hash_before": hashes.get(p.name),
+                "hash_after": table_hash(project, model),
+            }
+        return seen
+
+    run.__name__ = f"state_{step + 1}"
+    return run
+
+
+SOURCE_STATES = [source_state(step) for step in range(len(STATES))]
+each_pair = pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
+
+
+def where(pair: Pair, step: int) -> str:
+    return f"{pair.name} after state {step + 1} ({STATES[step][0]})"
+
+
+def sizes(seen: dict[str, Any]) -> tuple[int, int]:
+    """(rows, current rows) of one pair's model."""
+    return len(seen["ours"]), sum(seen["currents"].values())
+
+
 class TestSnapshotStrategyMatchesDbtSnapshots:
     @pytest.fixture(scope="class")
     def models(self) -> dict:
@@ -218,44 +260,66 @@ class TestSnapshotStrategyMatchesDbtSnapshots:
     def snapshots(self) -> dict:
         return {f"s_{p.name}.sql": p.snapshot_sql() for p in PAIRS}
 
-    def test_same_rows_as_dbt_snapshots(self, project) -> None:
-        before: dict[str, tuple[int, int]] = {}
-        for step, (label, src) in enumerate(STATES):
-            set_sources(project, src)
-            hashes = {p.name: table_hash(project, f"{{schema}}.m_{p.name}") for p in PAIRS if step}
-            run_dbt(["run"])
-            results = run_results(project)
-            run_dbt(["snapshot"])
-            for p in PAIRS:
-                model = f"{{schema}}.m_{p.name}"
-                ours = history(project, p, model)
-                theirs = history(project, p, f"{{schema}}.s_{p.name}")
-                where = f"{p.name} after state {step + 1} ({label})"
-                assert normalized(p, ours) == normalized(p, theirs), where
-                assert all(not r["dbt_scd_id"].startswith("not") for r in theirs), where
-                currents = current_counts(project, p, model)
-                assert set(currents.values()) <= {1}, where
-                # Counts: inserted rows are new rows; each closed version is an update.
-                response = results[f"m_{p.name}"]["adapter_response"]
-                total, current = len(ours), sum(currents.values())
-                old_total, old_current = before.get(p.name, (0, 0))
-                inserted = total - old_total
-                assert response["rows_inserted"] == inserted, where
-                assert response["rows_updated"] == old_current - current + inserted, where
-                assert response["rows_deleted"] == 0, where
-                assert response["strategy"] == ("snapshot" if step else "full_refresh"), where
-                if label in UNCHANGED:
-                    assert response["rows_affected"] == 0, where
-                    assert table_hash(project, model) == hashes[p.name], where
-                before[p.name] = (total, current)
-            if step == 0:
-                # dedupe_by: 5 rows of 3 keys in dup_src, each key written once.
-                assert before["dedupe"] == (3, 3)
-        assert before["timestamp_ignore"][1] == 4
+    @pytest.fixture(scope="class")
+    def scenario(self, project) -> Scenario:
+        return Scenario(project, *SOURCE_STATES)
+
+    @each_pair
+    def test_same_rows_as_dbt_snapshots(self, scenario, pair: Pair) -> None:
+        for step, state in enumerate(SOURCE_STATES):
+            seen = scenario.after(state)[pair.name]
+            ours, theirs = seen["ours"], seen["theirs"]
+            assert normalized(pair, ours) == normalized(pair, theirs), where(pair, step)
+            assert all(not r["dbt_scd_id"].startswith("not") for r in theirs), where(pair, step)
+
+    @each_pair
+    def test_one_current_version_per_key(self, scenario, pair: Pair) -> None:
+        for step, state in enumerate(SOURCE_STATES):
+            currents = scenario.after(state)[pair.name]["currents"]
+            assert set(currents.values()) <= {1}, where(pair, step)
+
+    @each_pair
+    def test_counts_are_new_rows_and_closed_versions(self, scenario, pair: Pair) -> None:
+        # Counts: inserted rows are new rows; each closed version is an update.
+        old_total, old_current = 0, 0
+        for step, state in enumerate(SOURCE_STATES):
+            seen = scenario.after(state)[pair.name]
+            response = seen["response"]
+            total, current = sizes(seen)
+            inserted = total - old_total
+            assert response["rows_inserted"] == inserted, where(pair, step)
+            assert response["rows_updated"] == old_current - current + inserted, where(pair, step)
+            assert response["rows_deleted"] == 0, where(pair, step)
+            assert response["strategy"] == ("snapshot" if step else "full_refresh"), where(
+                pair, step
+            )
+            old_total, old_current = total, current
+
+    @each_pair
+    def test_unchanged_source_changes_nothing(self, scenario, pair: Pair) -> None:
+        for step, state in enumerate(SOURCE_STATES):
+            if STATES[step][0] not in UNCHANGED:
+                continue
+            seen = scenario.after(state)[pair.name]
+            assert seen["response"]["rows_affected"] == 0, where(pair, step)
+            assert seen["hash_after"] == seen["hash_before"], where(pair, step)
+
+    def test_dedupe_by_writes_each_key_once(self, scenario) -> None:
+        # dedupe_by: 5 rows of 3 keys in dup_src, each key written once.
+        assert sizes(scenario.after(SOURCE_STATES[0])["dedupe"]) == (3, 3)
+
+    def test_ignore_keeps_deleted_keys_current(self, scenario) -> None:
+        assert sizes(scenario.after(SOURCE_STATES[-1])["timestamp_ignore"])[1] == 4
+
+    def test_no_work_tables_are_left(self, project, scenario) -> None:
+        scenario.after(SOURCE_STATES[-1])
         leftovers = rows(
             project, "select table_name from duckdb_tables() where table_name like '%sqlflow%'"
         )
         assert leftovers == []
+
+    def test_named_meta_columns_and_valid_to_current(self, project, scenario) -> None:
+        scenario.after(SOURCE_STATES[-1])
         check_names_and_valid_to_current(project)
 
 
