@@ -130,7 +130,7 @@ class TestProfileSettingsReachLoads:
             " current_setting('threads') as threads, timestamp '2025-01-01 05:00' as ts",
         }
 
-    def test_settings(self, project) -> None:
+    def test_memory_limit_and_threads_hold_inside_a_load(self, project) -> None:
         run_dbt(["run", "--vars", '{"sqlflow_now": "2025-01-01T12:00:00"}'])
         rows = project.run_sql("select memory_limit, threads from {schema}.limits", fetch="all")
         assert [tuple(r) for r in rows] == [("488.2 MiB", 1)]

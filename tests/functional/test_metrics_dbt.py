@@ -66,11 +66,15 @@ class TestExportFromRunResults:
     def models(self) -> dict:
         return {"five.sql": table_sql, "inc.sql": incremental_sql, "broken.sql": broken_sql}
 
-    def test_run_results_to_metrics(self, project: Any, pushgateway: str) -> None:
-        target = Path(project.project_root) / "target"
+    @pytest.fixture(scope="class")
+    def artifacts(self, project: Any) -> Path:
+        """dbt's target folder after two runs (the second is inc's incremental run)."""
         run_dbt(["run"], expect_pass=False)
         run_dbt(["run"], expect_pass=False)  # inc's incremental run: ids 3 and 4 again
-        text = export_artifacts(target / "run_results.json", target / "manifest.json")
+        return Path(project.project_root) / "target"
+
+    def test_export_reads_each_model_run_from_run_results(self, artifacts: Path) -> None:
+        text = export_artifacts(artifacts / "run_results.json", artifacts / "manifest.json")
         got = parse(text)
         runs = {k[1]: v for k, v in got.items() if k[0] == "sqlflow_model_runs_total"}
         by_model = {dict(labels)["model"].split(".")[-1]: dict(labels) for labels in runs}
@@ -92,13 +96,13 @@ class TestExportFromRunResults:
         info = [dict(k[1]) for k in got if k[0] == "sqlflow_run_info"]
         assert len(info) == 1 and info[0]["dbt_version"] == "1.11.16"
 
-        push_artifacts(
-            pushgateway,
-            "dbt_functional",
-            target / "run_results.json",
-            target / "manifest.json",
-            timeout=5,
-        )
+    def test_push_sends_the_export_to_the_pushgateway(
+        self, artifacts: Path, pushgateway: str
+    ) -> None:
+        run_results, manifest = artifacts / "run_results.json", artifacts / "manifest.json"
+        exported = parse(export_artifacts(run_results, manifest))
+        five, inc = model_label(exported, "five"), model_label(exported, "inc")
+        push_artifacts(pushgateway, "dbt_functional", run_results, manifest, timeout=5)
         pushed = gateway(pushgateway, "dbt_functional")
         assert pushed[key("sqlflow_rows_affected_total", model=inc)] == 4
         assert pushed[key("sqlflow_run_success")] == 0
