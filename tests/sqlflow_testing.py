@@ -161,8 +161,9 @@ def release(project: Any) -> None:
 
 
 @contextmanager
-def file_locked_by_another_process(path: str) -> Iterator[int]:
-    """A second Python process holding the DuckDB file's write lock; yields its PID."""
+def file_locked_by_another_process(path: str, hold_seconds: float = 120) -> Iterator[int]:
+    """A second Python process holding the DuckDB file's write lock for ``hold_seconds``
+    (then it exits); yields its PID."""
     import subprocess
     import sys
 
@@ -171,8 +172,9 @@ def file_locked_by_another_process(path: str) -> Iterator[int]:
             sys.executable,
             "-c",
             "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
-            " print('ready', flush=True); time.sleep(120)",
+            " print('ready', flush=True); time.sleep(float(sys.argv[2]))",
             path,
+            str(hold_seconds),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -9,10 +9,13 @@ without ``fetch`` are executed one at a time and their counts summed into
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from dbt.adapters.contracts.connection import AdapterResponse, Connection
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+from dbt.adapters.sqlflow.retry import RetrySettings, is_lock_conflict
 
 if TYPE_CHECKING:
     import agate
@@ -63,6 +66,19 @@ def lock_conflict_message(error: str, path: str) -> str | None:
     )
 
 
+def _log_lock_wait(state: Any, path: str, started: float, attempts: int) -> None:
+    """One line per wait for another process's lock: who holds it, how long so far."""
+    from dbt.adapters.events.logging import AdapterLogger
+
+    found = _LOCK_HELD.search(str(state.outcome.exception()))
+    holder = f"PID {found['pid']} ({found['program']})" if found else "another process"
+    waited = time.monotonic() - started
+    AdapterLogger("sqlflow").info(
+        f"the DuckDB file {path} is locked by {holder}; waited {waited:.1f} s, trying again"
+        f" in {state.next_action.sleep:.1f} s (try {state.attempt_number + 1} of {attempts})"
+    )
+
+
 def count_from_cursor(cursor: Any) -> int | None:
     """The row count of a DML statement's result, or None for anything else.
 
@@ -97,18 +113,39 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
     def open(cls, connection: Connection) -> Connection:
         """Open the connection on dbt-duckdb's shared environment.
 
+        A DuckDB file locked by another process is waited for, with exponential backoff
+        and jitter (the profile's ``sqlflow_retry``), each wait logged with the holder.
+
         Raises:
             FailedToConnectError: in one line, naming the process that holds the DuckDB
-                file's lock and the fix, instead of DuckDB's error under three tracebacks.
+                file's lock and the fix, when the lock is still held after the last try.
         """
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+        from tenacity import wait_exponential_jitter as backoff
+
+        settings = RetrySettings.parse(getattr(connection.credentials, "sqlflow_retry", None))
+        path = str(getattr(connection.credentials, "path", ""))
+        started = time.monotonic()
+        retrying = Retrying(
+            stop=stop_after_attempt(settings.attempts),
+            wait=backoff(
+                settings.initial_seconds, settings.max_seconds, 2, settings.initial_seconds
+            ),
+            retry=retry_if_exception(is_lock_conflict),
+            before_sleep=lambda state: _log_lock_wait(state, path, started, settings.attempts),
+            reraise=True,
+        )
         try:
-            return DuckDBConnectionManager.open(connection)
+            return retrying(DuckDBConnectionManager.open, connection)
         except Exception as e:
-            message = lock_conflict_message(str(e), getattr(connection.credentials, "path", ""))
+            message = lock_conflict_message(str(e), path)
             if message is None:
                 raise
             from dbt.adapters.exceptions import FailedToConnectError
 
+            waited = time.monotonic() - started
+            if settings.attempts > 1:
+                message += f" (gave up after {settings.attempts} tries in {waited:.1f} s)"
             raise FailedToConnectError(message) from None
 
     @classmethod

@@ -22,10 +22,19 @@ class SqlflowCredentials(DuckDBCredentials):
     # {"textfile": DIR} and/or {"pushgateway": URL, "job": NAME}.
     sqlflow_metrics: dict[str, Any] | None = None
 
+    # Retries of transient failures (a DuckDB file locked by another process):
+    # {"attempts": 5, "initial_seconds": 1, "max_seconds": 30}; {"attempts": 1} retries nothing.
+    sqlflow_retry: dict[str, Any] | None = None
+
     @property
     def type(self) -> str:
         """The adapter type named in profiles.yml."""
         return "sqlflow"
 
     def _connection_keys(self) -> tuple[str, ...]:
-        return (*super()._connection_keys(), "sqlflow_state_schema", "sqlflow_metrics")
+        return (
+            *super()._connection_keys(),
+            "sqlflow_state_schema",
+            "sqlflow_metrics",
+            "sqlflow_retry",
+        )
