@@ -216,7 +216,7 @@ def export_from_results(
         settings: The profile's ``sqlflow_metrics`` (parsed or raw).
         elapsed: Seconds since the run started, if known.
         started_at: When the run started, if known.
-        records: The :class:`~.records.MetricsCollector` records of the invocation.
+        records: The :class:`~.records.LoadRecorder` records of the invocation.
         warn: Called with each warning's text; default: dbt's adapter logger.
 
     Returns:
