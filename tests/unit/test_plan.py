@@ -958,9 +958,24 @@ def test_jinja_plan_of_a_merge() -> None:
         "incremental_predicates": ["DBT_INTERNAL_DEST.v > 0"],
         "snapshot": None,
         "variants": [
-            {"strategy": "merge", "plain_insert": False, "macro_name": "get_sqlflow_merge_sql"},
-            {"strategy": "merge", "plain_insert": True, "macro_name": "get_sqlflow_merge_sql"},
-            {"strategy": "append", "plain_insert": True, "macro_name": "get_sqlflow_append_sql"},
+            {
+                "strategy": "merge",
+                "plain_insert": False,
+                "key": "merge:False",
+                "macro_name": "get_sqlflow_merge_sql",
+            },
+            {
+                "strategy": "merge",
+                "plain_insert": True,
+                "key": "merge:True",
+                "macro_name": "get_sqlflow_merge_sql",
+            },
+            {
+                "strategy": "append",
+                "plain_insert": True,
+                "key": "append:True",
+                "macro_name": "get_sqlflow_append_sql",
+            },
         ],
         "direct": None,
     }

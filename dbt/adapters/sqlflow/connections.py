@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dbt.adapters.contracts.connection import AdapterResponse, Connection
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
-from dbt.adapters.sqlflow.retry import RetrySettings, is_lock_conflict
+from dbt.adapters.sqlflow.retry import LOCK_HELD, RetrySettings, is_lock_conflict
 
 if TYPE_CHECKING:
     import agate
@@ -39,8 +39,8 @@ def split_statements(sql: str) -> list[str]:
     return [s.query for s in statements]
 
 
-_LOCK_HELD = re.compile(
-    r'Could not set lock on file "(?P<file>[^"]*)": Conflicting lock is held in'
+_LOCK_HOLDER = re.compile(
+    re.escape(LOCK_HELD) + r' "(?P<file>[^"]*)": Conflicting lock is held in'
     r" (?P<program>.*?) \(PID (?P<pid>\d+)\)"
 )
 
@@ -50,9 +50,9 @@ def lock_conflict_message(error: str, path: str) -> str | None:
 
     DuckDB lets one process write a database file; the holder's PID is in its message.
     """
-    found = _LOCK_HELD.search(error)
+    found = _LOCK_HOLDER.search(error)
     if found is None:
-        if "Could not set lock on file" not in error:
+        if LOCK_HELD not in error:
             return None
         holder = "another process"
         where = path
@@ -70,7 +70,7 @@ def _log_lock_wait(state: Any, path: str, started: float, attempts: int) -> None
     """One line per wait for another process's lock: who holds it, how long so far."""
     from dbt.adapters.events.logging import AdapterLogger
 
-    found = _LOCK_HELD.search(str(state.outcome.exception()))
+    found = _LOCK_HOLDER.search(str(state.outcome.exception()))
     holder = f"PID {found['pid']} ({found['program']})" if found else "another process"
     waited = time.monotonic() - started
     AdapterLogger("sqlflow").info(

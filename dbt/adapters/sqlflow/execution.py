@@ -36,6 +36,7 @@ from dbt.adapters.sqlflow.plan import (
     BUILD,
     INCREMENTAL,
     LoadedState,
+    Variant,
     build_plan,
     census_targets,
     direct_strategy,
@@ -61,6 +62,7 @@ from dbt.adapters.sqlflow.sql import (
     Executor,
     as_naive,
     fill_template,
+    key_join,
     normalize_time_type,
     quote_identifier,
     reads_window,
@@ -344,6 +346,13 @@ def window_literals(window: Interval, data_type: str | None) -> tuple[str, str]:
     return time_literal(window.start, data_type), time_literal(window.end, data_type)
 
 
+def window_filter(run: ModelRun, literals: tuple[str, str]) -> str:
+    """``event_time`` within a window ``[start, end)`` given as literals: the rows a batch
+    replaces, or the rows of an unstaged batch in the target."""
+    column = quote_identifier(run.config.event_time or "")
+    return f"{column} >= {literals[0]} and {column} < {literals[1]}"
+
+
 def load_batch(
     run: ModelRun,
     session: Session,
@@ -392,8 +401,7 @@ def _load_direct(
     model_sql: str,
 ) -> None:
     """One batch written from the model's query without staging."""
-    column = quote_identifier(run.config.event_time or "")
-    where = f"{column} >= {literals[0]} and {column} < {literals[1]}"
+    where = window_filter(run, literals)
     static = static_strategy(run.config)
     run.start_batch(static.name if static else "append", window)
     for step in steps:
@@ -485,7 +493,7 @@ class InspectedBatch:
     @property
     def variant_key(self) -> str:
         """The batch templates' key of the chosen variant."""
-        return f"{self.strategy}:{self.plain_insert}"
+        return Variant(self.strategy, self.plain_insert).key
 
 
 def inspect_batch(
@@ -524,9 +532,8 @@ def inspect_batch(
         run_log(run, f"strategy auto -> {choice.strategy} ({choice.reason})")
     # An empty batch changes nothing, except where absence is the change: the rows of a
     # window that insert_overwrite replaces, the deletions a snapshot records.
-    writes = get_strategy(choice.strategy).writes_when_empty
-    if get_strategy(choice.strategy).replaces_window:
-        writes = writes and bool(overwrite_predicate)
+    chosen = get_strategy(choice.strategy)
+    writes = chosen.writes_when_empty and (bool(overwrite_predicate) or not chosen.replaces_window)
     return InspectedBatch(
         strategy=choice.strategy,
         plain_insert=choice.plain_insert,
@@ -625,7 +632,7 @@ def _collapse_equal_rows(
 def _matched_keys(run: ModelRun, staged: str, target_predicate: str | None) -> int:
     """How many of the batch's keys the MERGE would match in the target."""
     config = run.config
-    on = quote_key_join(config)
+    on = key_join(config.unique_key, "DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
     if target_predicate:
         on += f" and {target_predicate}"
     # The MERGE matches only under its incremental_predicates too.
@@ -636,14 +643,6 @@ def _matched_keys(run: ModelRun, staged: str, target_predicate: str | None) -> i
             f"select count(*) from {staged} as DBT_INTERNAL_SOURCE where exists"
             f" (select 1 from {run.relation} as DBT_INTERNAL_DEST where {on})"
         )[0][0]
-    )
-
-
-def quote_key_join(config: SqlflowConfig) -> str:
-    """The MERGE's key join, each key quoted."""
-    return " and ".join(
-        f"DBT_INTERNAL_DEST.{quote_identifier(k)} = DBT_INTERNAL_SOURCE.{quote_identifier(k)}"
-        for k in config.unique_key
     )
 
 
@@ -661,9 +660,7 @@ def _predicates(
     pm = services.partitions
     overwrite = None
     if window is not None and config.event_time is not None:
-        column = quote_identifier(config.event_time)
-        lo, hi = window_literals(window, services.event_time_type)
-        overwrite = f"{column} >= {lo} and {column} < {hi}"
+        overwrite = window_filter(run, window_literals(window, services.event_time_type))
     if pm is None or run.in_flight is None:
         return None, overwrite
     if window is not None and pm.spec.is_time and pm.spec.field == config.event_time:

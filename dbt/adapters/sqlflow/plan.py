@@ -492,6 +492,7 @@ def jinja_plan(
             {
                 "strategy": v.strategy,
                 "plain_insert": v.plain_insert,
+                "key": v.key,
                 "macro_name": _macro(v.strategy),
             }
             for v in plan.variants

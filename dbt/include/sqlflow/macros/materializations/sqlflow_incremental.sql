@@ -145,7 +145,7 @@
     {%- set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
                     'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
                     'plan': plan, 'batch': window, 'facts': facts} -%}
-    {%- do variants.update({variant.strategy ~ ':' ~ variant.plain_insert: sqlflow_strategy_sql(variant, args)}) -%}
+    {%- do variants.update({variant.key: sqlflow_strategy_sql(variant, args)}) -%}
   {%- endfor -%}
   {%- if plan.direct -%}
     {#- insert_overwrite/append with nothing to check on a staged batch: the batch goes
