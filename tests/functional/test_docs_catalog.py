@@ -39,3 +39,21 @@ class TestCatalogStats:
         assert stats["has_stats"]["value"] is True
         plain = catalog["nodes"]["model.test.plain"]["stats"]
         assert set(plain) == {"has_stats"} and plain["has_stats"]["value"] is False
+
+
+class TestCatalogWritesNothing:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {"plain.sql": plain_sql}
+
+    def test_docs_generate_creates_no_state_tables(self, project) -> None:
+        run_dbt(["run"])
+        run_dbt(["docs", "generate"])
+        schemas = project.run_sql(
+            "select count(*) from information_schema.schemata where schema_name = 'sqlflow_meta'",
+            fetch="one",
+        )
+        assert schemas[0] == 0
+        catalog = json.loads((Path(project.project_root) / "target" / "catalog.json").read_text())
+        node = catalog["nodes"]["model.test.plain"]
+        assert not any(key.startswith("sqlflow_") for key in node["stats"])

@@ -106,13 +106,22 @@ class SqlflowAdapter(DuckDBAdapter):
 
     def _get_one_catalog(self, information_schema: Any, schemas: Any, used_schemas: Any) -> Any:
         table = super()._get_one_catalog(information_schema, schemas, used_schemas)
-        return with_sqlflow_stats(table, self._state(self._session().execute).catalog_stats())
+        return with_sqlflow_stats(table, self._catalog_stats())
 
     def _get_one_catalog_by_relations(
         self, information_schema: Any, relations: Any, used_schemas: Any
     ) -> Any:
         table = super()._get_one_catalog_by_relations(information_schema, relations, used_schemas)
-        return with_sqlflow_stats(table, self._state(self._session().execute).catalog_stats())
+        return with_sqlflow_stats(table, self._catalog_stats())
+
+    def _catalog_stats(self) -> list[tuple[Any, ...]]:
+        """sqlflow's figures per relation, read without creating the state tables (dbt
+        docs generate writes nothing; a project that never loaded has none)."""
+        session = self._session()
+        try:
+            return self._state_store(session.execute).catalog_stats()
+        finally:
+            session.commit()  # the read transaction the queries opened
 
     # -- helpers (not exposed to Jinja) ---------------------------------------------
 
@@ -123,10 +132,13 @@ class SqlflowAdapter(DuckDBAdapter):
         with self._sqlflow_lock:
             return self._sqlflow_runs[run_id]
 
+    def _state_store(self, run: Executor) -> StateStore:
+        creds = self.config.credentials
+        return StateStore(run, schema=creds.sqlflow_state_schema, database=creds.database)
+
     def _state(self, run: Executor) -> StateStore:
         """sqlflow's state tables, created once per invocation in their own transaction."""
-        creds = self.config.credentials
-        store = StateStore(run, schema=creds.sqlflow_state_schema, database=creds.database)
+        store = self._state_store(run)
         with self._sqlflow_lock:
             if not self._sqlflow_state_ready:
                 connection = self.connections.get_thread_connection()
