@@ -287,7 +287,8 @@ def _meant_key(key: str) -> str | None:
     return meant if distance <= limit else None
 
 
-def _clip(text: str, limit: int = 60) -> str:
+def clip_text(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (ending in ``...``) for an error message."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -336,7 +337,7 @@ class _Parser:
             if meant is None:
                 ignored.append(str(key))
                 continue
-            shown = _clip(repr(value))
+            shown = clip_text(repr(value))
             self.problems.append(
                 f"unknown config `{key}` — did you mean `{meant}`? {key}={shown} would be"
                 f" ignored (sqlflow reads {meant}). Fix: rename {key} to {meant}."

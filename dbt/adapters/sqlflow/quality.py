@@ -26,7 +26,7 @@ from typing import Any
 
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow.config import config_error
+from dbt.adapters.sqlflow.config import clip_text, config_error
 from dbt.adapters.sqlflow.sql import Executor, quote_identifier, sql_literal
 
 CHECK_KINDS: tuple[str, ...] = (
@@ -579,15 +579,11 @@ def _describe(value: object) -> str:
         dict: "a mapping",
     }
     kind = kinds.get(type(value), f"a {type(value).__name__}")
-    return f"{_clip(repr(value), _ENTRY_CHARS)} ({kind})"
+    return f"{clip_text(repr(value), _ENTRY_CHARS)} ({kind})"
 
 
 def _entry_text(entry: object) -> str:
-    return _clip(repr(entry), _ENTRY_CHARS)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip_text(repr(entry), _ENTRY_CHARS)
 
 
 def _short_expression(text: str) -> str:
@@ -789,7 +785,7 @@ def _run_accepted_values(run: _Run) -> CheckOutcome:
     column = quote_identifier(run.check.columns[0])
     literals = ", ".join(sql_literal(v) for v in run.check.values)
     count, sample = _failing_rows(run, f"{column} is not null and {column} not in ({literals})")
-    shown = _clip(", ".join(_render_value(v) for v in run.check.values), _SAMPLE_CHARS)
+    shown = clip_text(", ".join(_render_value(v) for v in run.check.values), _SAMPLE_CHARS)
     return run.outcome(
         count,
         sample,
@@ -934,7 +930,7 @@ def _run_partition_consistency(run: _Run) -> CheckOutcome:
         severity=check.severity,
         status="fail" if failed else "pass",
         failing_rows=0,
-        sample=[_clip(p, _SAMPLE_CHARS) for p in problems[:SAMPLE_LIMIT]],
+        sample=[clip_text(p, _SAMPLE_CHARS) for p in problems[:SAMPLE_LIMIT]],
         message=message,
     )
 
@@ -1057,7 +1053,7 @@ def _columns_first(row: Any, first: Sequence[str]) -> dict[str, Any]:
 
 def _render_row(row: dict[str, Any]) -> str:
     text = ", ".join(f"{key}={_render_value(value)}" for key, value in row.items())
-    return _clip(text, _SAMPLE_CHARS)
+    return clip_text(text, _SAMPLE_CHARS)
 
 
 def _render_value(value: object) -> str:
@@ -1066,14 +1062,14 @@ def _render_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return _clip("'" + value.replace("'", "''") + "'", _VALUE_CHARS)
+        return clip_text("'" + value.replace("'", "''") + "'", _VALUE_CHARS)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dict):
         inner = ", ".join(f"{k}: {_render_value(v)}" for k, v in value.items())
-        return _clip("{" + inner + "}", _VALUE_CHARS)
+        return clip_text("{" + inner + "}", _VALUE_CHARS)
     if isinstance(value, list | tuple):
-        return _clip("[" + ", ".join(_render_value(v) for v in value) + "]", _VALUE_CHARS)
-    return _clip(str(value), _VALUE_CHARS)
+        return clip_text("[" + ", ".join(_render_value(v) for v in value) + "]", _VALUE_CHARS)
+    return clip_text(str(value), _VALUE_CHARS)
