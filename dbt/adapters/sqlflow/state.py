@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from dbt.adapters.sqlflow.intervals import Interval, clip, merge, subtract
+from dbt.adapters.sqlflow.intervals import Interval, clip, merge
 from dbt.adapters.sqlflow.sql import (
     Executor,
     quote_identifier,
@@ -340,27 +340,32 @@ class StateStore:
         ``replace=False`` skips that, for a caller that knows the range overlaps nothing
         recorded. All writes (no read): they go out in one round trip when buffered.
         """
-        start, end = sql_literal(interval.start), sql_literal(interval.end)
-        columns = "model, relation, interval_start, interval_end, load_id, loaded_at"
         if replace:
-            mine = f"model = {sql_string(model)}"
-            self.executor(
-                f"insert into {self.table('intervals')} ({columns})"
-                f" select model, relation, interval_start, {start}, load_id, loaded_at"
-                f" from {self.table('intervals')}"
-                f" where {mine} and interval_start < {start} and interval_end > {start}"
-                f" union all select model, relation, {end}, interval_end, load_id, loaded_at"
-                f" from {self.table('intervals')}"
-                f" where {mine} and interval_start < {end} and interval_end > {end}"
-            )
-            self.executor(
-                f"delete from {self.table('intervals')} where {mine}"
-                f" and interval_start < {end} and interval_end > {start}"
-            )
+            self._cut(model, interval)
         self._insert(
             "intervals",
             ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at"),
             [[model, relation, interval.start, interval.end, load_id, loaded_at or utc_now()]],
+        )
+
+    def _cut(self, model: str, interval: Interval) -> None:
+        """Cut the model's rows that overlap ``[start, end)`` to their parts outside it,
+        each part keeping its relation, load and time (two writes, no read)."""
+        start, end = sql_literal(interval.start), sql_literal(interval.end)
+        columns = "model, relation, interval_start, interval_end, load_id, loaded_at"
+        mine = f"model = {sql_string(model)}"
+        self.executor(
+            f"insert into {self.table('intervals')} ({columns})"
+            f" select model, relation, interval_start, {start}, load_id, loaded_at"
+            f" from {self.table('intervals')}"
+            f" where {mine} and interval_start < {start} and interval_end > {start}"
+            f" union all select model, relation, {end}, interval_end, load_id, loaded_at"
+            f" from {self.table('intervals')}"
+            f" where {mine} and interval_start < {end} and interval_end > {end}"
+        )
+        self.executor(
+            f"delete from {self.table('intervals')} where {mine}"
+            f" and interval_start < {end} and interval_end > {start}"
         )
 
     def interval_rows(self, model: str) -> list[IntervalRow]:
@@ -393,27 +398,14 @@ class StateStore:
             The parts of the range that were loaded (merged), i.e. what was unmarked.
         """
         start, end = sql_literal(interval.start), sql_literal(interval.end)
-        where = (
+        rows = self.executor(
+            f"select interval_start, interval_end from {self.table('intervals')}"
             f" where model = {sql_string(model)}"
             f" and interval_start < {end} and interval_end > {start}"
         )
-        rows = self.executor(
-            "select interval_start, interval_end, relation, load_id, loaded_at"
-            f" from {self.table('intervals')}{where}"
-        )
         if not rows:
             return []
-        self.executor(f"delete from {self.table('intervals')}{where}")
-        keep = []
-        for s, e, relation, load_id, loaded_at in rows:
-            for part in subtract([Interval(s, e)], [interval]):
-                keep.append([model, relation, part.start, part.end, load_id, loaded_at])
-        if keep:
-            self._insert(
-                "intervals",
-                ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at"),
-                keep,
-            )
+        self._cut(model, interval)
         return clip([Interval(r[0], r[1]) for r in rows], interval)
 
     # -- partitions ---------------------------------------------------------------------
