@@ -264,19 +264,34 @@ class Recorder:
 
 class DuckSession:
     """The batch loop's ``Session`` on a plain DuckDB connection: BEGIN when no
-    transaction is open (as dbt's connection does), COMMIT on ``commit``."""
+    transaction is open (as dbt's connection does), COMMIT on ``commit``; statements run
+    with :meth:`dbt` are journaled as dbt's connection journals its own (hooks)."""
 
     def __init__(self, con: Any) -> None:
         self.con = con
         self.record = Recorder(con)
         self.open = False
         self.commits = 0
+        self.dbt_journal: list[tuple[str, Any]] = []
 
     def execute(self, sql: str) -> list[tuple]:
         if not self.open:
             self.con.execute("BEGIN")
             self.open = True
+            self.dbt_journal.clear()
         return self.record(sql)
+
+    def dbt(self, sql: str) -> None:
+        """Run a statement as dbt would (a hook): in the transaction, and journaled."""
+        self.execute(sql)
+        self.dbt_journal.append((sql, None))
+
+    def journal(self) -> list[tuple[str, Any]]:
+        return list(self.dbt_journal)
+
+    def replay(self, statements: list[tuple[str, Any]]) -> None:
+        for sql, _ in statements:
+            self.dbt(sql)
 
     def commit(self) -> None:
         if self.open:

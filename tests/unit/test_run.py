@@ -27,6 +27,7 @@ def test_response_sums_batches() -> None:
     first = load.start_batch("merge", Interval(dt("2025-01-02"), dt("2025-01-03")))
     load.add_count("updated", 3)
     load.add_count("inserted", 1)
+    load.retries.append("conflict")  # the first batch was tried twice
     first.partitions_touched = 1
     first.checks = [
         CheckOutcome("not_null(id)", "error", "pass", 0, [], "0 rows"),
@@ -54,6 +55,8 @@ def test_response_sums_batches() -> None:
         watermark_before="2025-01-02T23:00:00",
         watermark_after="2025-01-03T08:30:00",
         load_ids=[first.load_id, second.load_id],
+        retries=1,
+        retry_reasons={"conflict": 1},
         quality_checks=[
             {
                 "check": "not_null(id)",
@@ -130,6 +133,7 @@ def test_response_of_a_run_without_batches() -> None:
         rows_inserted=0,
         rows_updated=0,
         rows_deleted=0,
+        retries=0,
         strategy=None,
         partitions_touched=0,
         batches=0,

@@ -9,13 +9,14 @@ without ``fetch`` are executed one at a time and their counts summed into
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from dbt.adapters.contracts.connection import AdapterResponse, Connection
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
-from dbt.adapters.sqlflow.retry import LOCK_HELD, RetrySettings, is_lock_conflict
+from dbt.adapters.sqlflow.retry import LOCK_HELD, RetrySettings, is_lock_conflict, retrying
 
 if TYPE_CHECKING:
     import agate
@@ -109,6 +110,39 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
 
     TYPE = "sqlflow"
 
+    def __init__(self, config: Any, mp_context: Any) -> None:
+        super().__init__(config, mp_context)
+        # Per thread: what dbt ran in the open transaction (pre-hooks, schema changes,
+        # post-hooks), so a retried batch can run it again after the rollback.
+        self._journals: dict[int, list[tuple[str, Any]]] = {}
+
+    def journal(self) -> list[tuple[str, Any]]:
+        """The ``(sql, bindings)`` dbt ran through this thread's connection in its open
+        transaction, in order (sqlflow's own batch statements are not in it)."""
+        return self._journals.setdefault(threading.get_ident(), [])
+
+    def begin(self) -> None:
+        """BEGIN, and start this thread's journal afresh."""
+        self.journal().clear()
+        super().begin()
+
+    def add_query(
+        self,
+        sql: str,
+        auto_begin: bool = True,
+        bindings: Any | None = None,
+        abridge_sql_log: bool = False,
+        retryable_exceptions: tuple[type[Exception], ...] = (),
+        retry_limit: int = 1,
+    ) -> tuple[Connection, Any]:
+        """dbt's ``add_query``; a statement run in a transaction is kept in the journal."""
+        connection, cursor = super().add_query(
+            sql, auto_begin, bindings, abridge_sql_log, retryable_exceptions, retry_limit
+        )
+        if connection.transaction_open and sql not in ("BEGIN", "COMMIT"):
+            self.journal().append((sql, bindings))
+        return connection, cursor
+
     @classmethod
     def open(cls, connection: Connection) -> Connection:
         """Open the connection on dbt-duckdb's shared environment.
@@ -120,23 +154,16 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
             FailedToConnectError: in one line, naming the process that holds the DuckDB
                 file's lock and the fix, when the lock is still held after the last try.
         """
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt
-        from tenacity import wait_exponential_jitter as backoff
-
         settings = RetrySettings.parse(getattr(connection.credentials, "sqlflow_retry", None))
         path = str(getattr(connection.credentials, "path", ""))
         started = time.monotonic()
-        retrying = Retrying(
-            stop=stop_after_attempt(settings.attempts),
-            wait=backoff(
-                settings.initial_seconds, settings.max_seconds, 2, settings.initial_seconds
-            ),
-            retry=retry_if_exception(is_lock_conflict),
-            before_sleep=lambda state: _log_lock_wait(state, path, started, settings.attempts),
-            reraise=True,
+        waits = retrying(
+            settings,
+            is_lock_conflict,
+            lambda state: _log_lock_wait(state, path, started, settings.attempts),
         )
         try:
-            return retrying(DuckDBConnectionManager.open, connection)
+            return waits(DuckDBConnectionManager.open, connection)
         except Exception as e:
             message = lock_conflict_message(str(e), path)
             if message is None:
@@ -195,6 +222,7 @@ class DbtSession:
             with self._connections.exception_handler("BEGIN"):
                 connection.handle.cursor().execute("BEGIN")
             connection.transaction_open = True
+            self._connections.journal().clear()
         with self._connections.exception_handler(sql):
             cursor = connection.handle.cursor()
             cursor.execute(sql)
@@ -209,6 +237,21 @@ class DbtSession:
             with self._connections.exception_handler("COMMIT"):
                 connection.handle.cursor().execute("COMMIT")
             connection.transaction_open = False
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any (dbt's rollback, with its event)."""
+        self._connections.rollback_if_open()
+
+    def journal(self) -> list[tuple[str, Any]]:
+        """A copy of what dbt ran in the open transaction (pre- and post-hooks, schema
+        changes): ``(sql, bindings)`` pairs to :meth:`replay` after a rollback."""
+        return list(self._connections.journal())
+
+    def replay(self, statements: list[tuple[str, Any]]) -> None:
+        """Run journaled statements again, through dbt, in a transaction (BEGIN if none
+        is open)."""
+        for sql, bindings in statements:
+            self._connections.add_query(sql, auto_begin=True, bindings=bindings)
 
     def describe(self, sql: str) -> list[tuple[str, str]]:
         """The (name, type) of each column a query returns, outside any transaction."""

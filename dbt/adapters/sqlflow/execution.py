@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
@@ -47,6 +47,15 @@ from dbt.adapters.sqlflow.plan import (
     static_strategy,
 )
 from dbt.adapters.sqlflow.quality import CheckOutcome
+from dbt.adapters.sqlflow.recovery import (
+    PROBE,
+    Journal,
+    Session,
+    attempt,
+    inject_fault,
+    interrupted,
+    stopped_note,
+)
 from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
@@ -88,16 +97,6 @@ from dbt.adapters.sqlflow.strategies import (
 
 # AdapterLogger prefixes "sqlflow adapter: "; the ids let JSON logs join metrics.
 logger = AdapterLogger("sqlflow")
-
-
-class Session(Protocol):
-    """The database as the batch loop uses it: dbt's connection in production."""
-
-    def execute(self, sql: str) -> list[tuple]:
-        """Run SQL in the open transaction (opened if none), returning its rows."""
-
-    def commit(self) -> None:
-        """Commit the open transaction, if any."""
 
 
 @dataclass(frozen=True)
@@ -309,21 +308,89 @@ def run_batches(
     templates: BatchTemplates,
     stage: str,
     on_commit: CommitHook,
+    side: Callable[[str], Any] | None = None,
 ) -> None:
     """Load every planned batch, each in its own transaction, in order.
 
     Every batch but the last is committed here; the last one's transaction stays open
-    (the model's post-hooks run in it) until :func:`finish_run`. A failing batch raises
-    and its transaction rolls back; the batches before it stay committed and recorded.
+    (the model's post-hooks run in it) until :func:`finish_run`. A batch that fails with
+    a transient error is rolled back and tried again (``recovery.attempt``); one that
+    fails for good raises, its transaction rolled back, and the batches before it stay
+    committed and recorded.
+
+    Args:
+        side: Runs SQL on a second connection to the database (fault injection only).
     """
     batches = run.plan.batches
+    # What dbt ran in the first batch's transaction before it (pre-hooks, the stage's
+    # shape, schema changes): a retry of the first batch replays it.
+    run.loop = _Loop(templates, stage, session.journal(), side)
     for index, window in enumerate(batches):
-        # The first batch's statements go to dbt's debug log (the others are the same
-        # templates with other bounds; logging each would cost more than the SQL).
-        load_batch(run, _Logged(session, run) if index == 0 else session, templates, stage, window)
-        if index < len(batches) - 1:
-            session.commit()
+        last = index == len(batches) - 1
+        if interrupted():
+            _stop(run, "SIGTERM")
+
+        def body(
+            first: bool, index: int = index, window: Interval | None = window, last: bool = last
+        ) -> None:
+            _batch_body(run, session, index, window, first)
+            if not last:
+                session.commit()
+
+        _attempt_logged(run, session, body, _what(run, index, window))
+        if not last:
             on_commit(run, run.commit_batch(), index > 0)
+
+
+@dataclass
+class _Loop:
+    """What a retry needs to run a batch again: the templates, the stage, the journal
+    of dbt's statements before the first batch, the side connection."""
+
+    templates: BatchTemplates
+    stage: str
+    prefix: Journal
+    side: Callable[[str], Any] | None
+
+
+def _batch_body(
+    run: ModelRun, session: Session, index: int, window: Interval | None, first: bool
+) -> None:
+    loop: _Loop = run.loop
+    if not first and index == 0:
+        session.replay(loop.prefix)
+    if first and loop.side is not None:
+        inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+    # The first batch's statements go to dbt's debug log (the others are the same
+    # templates with other bounds; logging each would cost more than the SQL).
+    logged = _Logged(session, run) if index == 0 and first else session
+    load_batch(run, logged, loop.templates, loop.stage, window)
+
+
+def _attempt_logged(
+    run: ModelRun, session: Session, body: Callable[[bool], None], what: str
+) -> None:
+    """``recovery.attempt``, and on a failure for good, what stayed committed."""
+    try:
+        attempt(run, session, body, what)
+    except KeyboardInterrupt:
+        _stop(run, "interrupted")
+    except DbtRuntimeError as e:
+        if interrupted() or "INTERRUPT" in str(e):
+            _stop(run, "SIGTERM" if interrupted() else "interrupted", e)
+        raise
+
+
+def _stop(run: ModelRun, why: str, cause: BaseException | None = None) -> None:
+    run.interrupted = why
+    note = stopped_note(run, why)
+    logger.warning(f"{note} {run.log_context()}")
+    raise DbtRuntimeError(note) from cause
+
+
+def _what(run: ModelRun, index: int, window: Interval | None) -> str:
+    where = f" [{window.start}, {window.end})" if window is not None else ""
+    return f"batch {index + 1} of {len(run.plan.batches)}{where}"
 
 
 class _Logged:
@@ -339,6 +406,15 @@ class _Logged:
 
     def commit(self) -> None:
         self._session.commit()
+
+    def rollback(self) -> None:
+        self._session.rollback()
+
+    def journal(self) -> Journal:
+        return self._session.journal()
+
+    def replay(self, statements: Journal) -> None:
+        self._session.replay(statements)
 
 
 def window_literals(window: Interval, data_type: str | None) -> tuple[str, str]:
@@ -414,11 +490,30 @@ def _load_direct(
 
 def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
     """Commit the run's open transaction: its last batch, or (a run without batches) the
-    empty windows, recorded here."""
-    if run.in_flight is None:
-        record_empty_until(run, None, run.relation)
-        _flush(run.services)
-    session.commit()
+    empty windows, recorded here. A transient failure (of the commit, say) rolls it back
+    and does it again: the last batch, and what dbt ran around it (hooks)."""
+    batches = run.plan.batches
+    loop: _Loop | None = run.loop
+    journal = session.journal()
+    # dbt's statements in this transaction after the last batch (its post-hooks); with
+    # one batch the journal also holds what came before it.
+    prefix = loop.prefix if loop is not None and len(batches) == 1 else []
+    suffix = journal[len(prefix) :] if loop is not None else journal
+
+    def body(first: bool) -> None:
+        if not first:
+            if batches and loop is not None:
+                _batch_body(run, session, len(batches) - 1, batches[-1], first=False)
+            session.replay(suffix)
+        elif loop is not None and loop.side is not None:
+            inject_fault(run, session, len(batches), loop.side, run.services.state.table(PROBE))
+        if run.in_flight is None:
+            record_empty_until(run, None, run.relation)
+            _flush(run.services)
+        session.commit()
+
+    what = _what(run, len(batches) - 1, batches[-1]) if batches else "the run's last commit"
+    _attempt_logged(run, session, body, f"{what} (commit)")
     if run.in_flight is not None:
         on_commit(run, run.commit_batch(), len(run.plan.batches) > 1)
         return

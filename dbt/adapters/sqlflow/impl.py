@@ -29,6 +29,8 @@ from dbt.adapters.sqlflow.partitions import (
 )
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, pinned_now
 from dbt.adapters.sqlflow.quality import QualityCheck
+from dbt.adapters.sqlflow.recovery import PROBE, armed_faults, handle_sigterm, probe_sql
+from dbt.adapters.sqlflow.retry import RetrySettings
 from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
@@ -82,6 +84,7 @@ class SqlflowAdapter(DuckDBAdapter):
         from dbt_common.events.event_manager_client import add_callback_to_manager
 
         add_callback_to_manager(self._warned_checks_at_the_end)
+        handle_sigterm()
 
     def _warned_checks_at_the_end(self, msg: Any) -> None:
         """After dbt's end-of-run summary, one warning listing the checks that warned
@@ -146,6 +149,8 @@ class SqlflowAdapter(DuckDBAdapter):
                 if opened:
                     self.connections.begin()
                 store.ensure()
+                if armed_faults():
+                    run(probe_sql(store.table(PROBE)))
                 if opened:
                     self.connections.commit()
                 self._sqlflow_state_ready = True
@@ -156,6 +161,7 @@ class SqlflowAdapter(DuckDBAdapter):
     ) -> RunServices:
         run = BufferedWrites(self._session().execute)
         state = self._state(run)
+        retry = RetrySettings.parse(getattr(self.config.credentials, "sqlflow_retry", None))
         pm = None
         if config.partition_by is not None:
             part = config.partition_by
@@ -163,7 +169,16 @@ class SqlflowAdapter(DuckDBAdapter):
             pm = PartitionManager(run, state, spec, unique_key=list(config.unique_key) or None)
         lowered = {k.lower(): v for k, v in columns.items()}
         et_type = lowered.get(config.event_time.lower()) if config.event_time else None
-        return RunServices(run, state, pm, checks, now, et_type)
+        return RunServices(run, state, pm, checks, now, et_type, retry)
+
+    def _side(self, sql: str) -> None:
+        """Run SQL on a second connection to this thread's database, in its own
+        transaction (fault injection: a concurrent writer)."""
+        cursor = self.connections.get_thread_connection().handle.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
 
     def _on_commit(self, run: ModelRun, done: BatchResult, quiet: bool) -> None:
         self._record_metrics(run, done, "success")
@@ -285,7 +300,12 @@ class SqlflowAdapter(DuckDBAdapter):
         """
         run = self._run(run_id)
         execution.run_batches(
-            run, self._session(), BatchTemplates.from_jinja(templates), str(stage), self._on_commit
+            run,
+            self._session(),
+            BatchTemplates.from_jinja(templates),
+            str(stage),
+            self._on_commit,
+            side=self._side if armed_faults() else None,
         )
 
     @available.parse_none
@@ -333,6 +353,8 @@ class SqlflowAdapter(DuckDBAdapter):
                 runs = [self._sqlflow_runs.pop(key) for key in failed]
             for run in runs:
                 batch = run.in_flight or run.start_batch(run.config.strategy, None)
+                # The retries of the failed batch: those after the committed batches'.
+                batch.retries = run.retries[sum(len(r.retries) for r in run.results) :]
                 failing = any(c.failed for c in batch.checks if c.severity == "error")
                 error = "QualityCheckFailed" if failing else "DbtRuntimeError"
                 self._record_metrics(run, batch, "error", error)

@@ -1,17 +1,22 @@
-"""Retries of transient failures: the profile's ``sqlflow_retry`` settings and which errors
-are transient.
+"""Retries of transient failures: the profile's ``sqlflow_retry`` settings, which errors
+are transient (:func:`classify`) and the retry schedule both retry points share.
 
-Today one failure is retried: opening a DuckDB file whose write lock another process holds
-(DuckDB lets one process write a file). Waits grow exponentially with jitter up to a cap
-(tenacity's ``wait_exponential_jitter``); permanent errors (SQL, schema, config, failed
-checks) are never retried.
+Transient, retried: the DuckDB file's lock held by another process (when connecting),
+write-write conflicts between transactions (threads of one run, DuckLake writers),
+DuckLake commit failures, a catalog connection lost or refused while PostgreSQL
+restarts, and out-of-memory (once, in a degraded mode). Permanent, never retried: SQL
+and schema errors, bad config, failed quality checks, a full disk — everything else.
+Waits grow exponentially with jitter up to a cap (tenacity's ``wait_exponential_jitter``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 from dbt_common.exceptions import DbtConfigError
 
@@ -69,4 +74,77 @@ class RetrySettings:
 
 def is_lock_conflict(error: BaseException) -> bool:
     """Whether an error is DuckDB's "another process holds the file's lock" (transient)."""
-    return LOCK_HELD in str(error)
+    return any(LOCK_HELD in str(e) for e in _chain(error))
+
+
+LOCK = "lock"
+CONFLICT = "conflict"
+CONNECTION = "connection"
+OUT_OF_MEMORY = "out_of_memory"
+
+# (reason, words of the error) — the first match wins. The words are the databases' own:
+# DuckDB's transaction manager, DuckLake's commit, libpq through DuckDB's postgres
+# extension (a catalog that restarts), DuckDB's buffer manager.
+_TRANSIENT: tuple[tuple[str, str], ...] = (
+    (LOCK, LOCK_HELD),
+    (CONFLICT, "TransactionContext Error: Conflict on"),
+    (CONFLICT, "write-write conflict"),
+    (CONFLICT, "Transaction conflict"),
+    (CONFLICT, "Failed to commit DuckLake transaction"),
+    (CONFLICT, "set by the ducklake_max_retry_count setting"),
+    (CONNECTION, "server closed the connection unexpectedly"),
+    (CONNECTION, "terminating connection due to administrator command"),
+    (CONNECTION, "the database system is shutting down"),
+    (CONNECTION, "the database system is starting up"),
+    (CONNECTION, "Connection refused"),
+    (CONNECTION, "could not connect to server"),
+    (CONNECTION, "no connection to the server"),
+    (OUT_OF_MEMORY, "Out of Memory Error"),
+)
+
+REASONS = (LOCK, CONFLICT, CONNECTION, OUT_OF_MEMORY)
+"""Every reason :func:`classify` returns (the ``reason`` label of sqlflow_retries_total)."""
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and the errors it was raised from (dbt wraps DuckDB's)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def classify(error: BaseException) -> str | None:
+    """Why an error is transient (one of :data:`REASONS`), or None when it is permanent.
+
+    Reads the error and the errors it was raised from: dbt re-raises DuckDB's errors as
+    ``DbtRuntimeError`` with the same words.
+    """
+    for found in _chain(error):
+        text = str(found)
+        for reason, words in _TRANSIENT:
+            if words in text:
+                return reason
+    return None
+
+
+def retrying(
+    settings: RetrySettings,
+    retry_on: Callable[[BaseException], bool],
+    before_sleep: Callable[[RetryCallState], None],
+) -> Retrying:
+    """tenacity's retry loop with sqlflow's schedule: ``settings.attempts`` tries in all,
+    waits doubling from ``initial_seconds`` plus up to as much jitter, capped at
+    ``max_seconds``; the last error is re-raised as it was."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+    from tenacity import wait_exponential_jitter as backoff
+
+    return Retrying(
+        stop=stop_after_attempt(settings.attempts),
+        wait=backoff(settings.initial_seconds, settings.max_seconds, 2, settings.initial_seconds),
+        retry=retry_if_exception(retry_on),
+        before_sleep=before_sleep,
+        reraise=True,
+    )

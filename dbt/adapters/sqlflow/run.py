@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from dbt.adapters.sqlflow.intervals import Interval
 from dbt.adapters.sqlflow.partitions import PartitionManager
 from dbt.adapters.sqlflow.plan import LoadPlan
 from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
+from dbt.adapters.sqlflow.retry import RetrySettings
 from dbt.adapters.sqlflow.sql import Executor
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import CountRole
@@ -45,6 +47,7 @@ class BatchResult:
     checks: list[CheckOutcome] = field(default_factory=list)
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
+    retries: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class RunServices:
     checks: list[QualityCheck]
     now: datetime
     event_time_type: str | None = None
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
 
 @dataclass
@@ -74,6 +78,19 @@ class SqlflowAdapterResponse(AdapterResponse):
     load_ids: list[str] | None = None
     quality_checks: list[dict[str, Any]] | None = None
     sqlflow_now: str | None = None
+    retries: int | None = None
+    retry_reasons: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Savepoint:
+    """What a run's records held before a batch's transaction began, to rewind a retried
+    batch to (its transaction rolled back): the watermark, the empty windows recorded,
+    the partitions known."""
+
+    watermark_after: datetime | None
+    pending_empty: int
+    known_keys: frozenset[str] | None
 
 
 @dataclass
@@ -99,6 +116,9 @@ class ModelRun:
     empty_done: int = 0
     empty_last_commit: int = 0
     pinned_now: datetime | None = None
+    retries: list[str] = field(default_factory=list)
+    interrupted: str | None = None
+    loop: Any = None
 
     @property
     def mode(self) -> str:
@@ -158,6 +178,30 @@ class ModelRun:
         self.empty_last_commit = len(self.pending_empty)
         self.pending_empty = []
 
+    def savepoint(self) -> Savepoint:
+        """The records as they are before a batch's transaction (see :meth:`rewind`)."""
+        pm = self.services.partitions
+        known = pm.known_keys if pm is not None else None
+        return Savepoint(
+            self.watermark_after,
+            len(self.pending_empty),
+            frozenset(known) if known is not None else None,
+        )
+
+    def rewind(self, point: Savepoint) -> None:
+        """Forget what the rolled-back transaction did to the records: the batch in
+        flight, the watermark it advanced, the empty windows and partitions it recorded
+        and the state writes not yet sent."""
+        self.in_flight = None
+        self.watermark_after = point.watermark_after
+        del self.pending_empty[point.pending_empty :]
+        pm = self.services.partitions
+        if pm is not None:
+            pm.known_keys = set(point.known_keys) if point.known_keys is not None else None
+        discard = getattr(self.services.run, "discard", None)
+        if discard is not None:
+            discard()
+
     def log_context(self, load_id: str | None = None) -> str:
         """The ids every sqlflow log line carries."""
         load_id = load_id or (self.in_flight.load_id if self.in_flight else "-")
@@ -207,6 +251,8 @@ class ModelRun:
             load_ids=[r.load_id for r in self.results],
             quality_checks=checks or None,
             sqlflow_now=iso_or_none(self.pinned_now),
+            retries=len(self.retries),
+            retry_reasons=dict(sorted(Counter(self.retries).items())) or None,
         )
 
 
@@ -256,4 +302,5 @@ def metrics_fields(
         "error_type": error_type,
         "load_id": batch.load_id,
         "invocation_id": run.invocation_id,
+        "retries": tuple(batch.retries),
     }

@@ -214,6 +214,10 @@ class BufferedWrites:
         self.flush()
         return self._run(sql)
 
+    def discard(self) -> None:
+        """Forget the pending writes (their transaction rolled back)."""
+        self.pending = []
+
     def flush(self) -> None:
         """Run the pending writes (one statement script), if any."""
         if self.pending:

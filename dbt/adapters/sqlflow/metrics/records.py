@@ -36,6 +36,7 @@ class LoadRecord:
         error_type: The exception class name of a failed load, else None.
         load_id: sqlflow's id of the load (the key of its row in the load table).
         invocation_id: dbt's invocation id.
+        retries: Why each retry of the load's transaction happened (``retry.REASONS``).
     """
 
     unique_id: str
@@ -53,6 +54,7 @@ class LoadRecord:
     error_type: str | None = None
     load_id: str | None = None
     invocation_id: str | None = None
+    retries: tuple[str, ...] = ()
 
 
 class LoadRecorder:
@@ -90,6 +92,7 @@ class LoadRecorder:
         error_type: str | None = None,
         load_id: str | None = None,
         invocation_id: str | None = None,
+        retries: Sequence[str] = (),
     ) -> LoadRecord:
         """Record one load and return its record.
 
@@ -115,6 +118,7 @@ class LoadRecorder:
             error_type,
             load_id,
             invocation_id,
+            tuple(retries),
         )
         with self._lock:
             self._records.append(load)

@@ -1,0 +1,273 @@
+"""Recovery from transient failures: a batch's transaction retried, a run interrupted.
+
+A transient failure (``retry.classify``) in a batch rolls back that batch's transaction
+only; the batches before it stay committed. The batch is then tried again from scratch
+after a wait (``retry.retrying``): the statements dbt ran in the same transaction before
+the batch (the first batch's pre-hooks and schema changes, the last batch's post-hooks)
+are replayed from the connection's journal, and the run's records are rewound to where
+they were (``ModelRun.rewind``). An out-of-memory error is retried once, in a degraded
+mode (fewer DuckDB threads, insertion order not preserved, so DuckDB can spill to disk).
+
+SIGTERM is turned into the KeyboardInterrupt that dbt already handles for Ctrl-C (it
+cancels the running queries): the batch in flight rolls back and the run's error says
+which windows committed.
+
+``SQLFLOW_FAULTS`` (for fault-injection tests only) makes real failures happen inside a
+batch's transaction: see :func:`inject_fault`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dbt.adapters.events.logging import AdapterLogger
+
+from dbt.adapters.sqlflow.retry import OUT_OF_MEMORY, classify, retrying
+from dbt.adapters.sqlflow.run import ModelRun
+from dbt.adapters.sqlflow.sql import quote_identifier
+
+logger = AdapterLogger("sqlflow")
+
+Journal = list[tuple[str, Any]]
+"""Statements dbt ran in a transaction: ``(sql, bindings)`` pairs."""
+
+
+class Session(Protocol):
+    """The database as the batch loop uses it: dbt's connection in production."""
+
+    def execute(self, sql: str) -> list[tuple]:
+        """Run SQL in the open transaction (opened if none), returning its rows."""
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any."""
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+
+    def journal(self) -> Journal:
+        """What dbt ran in the open transaction (hooks, schema changes), in order."""
+
+    def replay(self, statements: Journal) -> None:
+        """Run journaled statements again in a transaction (BEGIN if none is open)."""
+
+
+# -- retrying a transaction ----------------------------------------------------------------
+
+
+def attempt(run: ModelRun, session: Session, body: Callable[[bool], None], what: str) -> None:
+    """Run one transaction's work (``body``) and retry it after a transient failure.
+
+    ``body(first)`` does the whole transaction's work, replaying what it must when
+    ``first`` is False. Before each retry the transaction is rolled back and the run's
+    records rewound; each retry is logged and counted (``run.retries``, and the batch's
+    ``retries`` once it commits). Permanent errors, an interrupted run and a second
+    out-of-memory error are raised at once.
+
+    Args:
+        what: Names the transaction in the log, e.g. ``batch 3 of 30 [2025-01-03, ...)``.
+    """
+    settings = run.services.retry
+    point = run.savepoint()
+    reasons: list[str] = []
+
+    def transient(error: BaseException) -> bool:
+        if run.interrupted or interrupted():
+            return False
+        reason = classify(error)
+        return reason is not None and not (reason == OUT_OF_MEMORY and OUT_OF_MEMORY in reasons)
+
+    def before_sleep(state: Any) -> None:
+        error = state.outcome.exception()
+        reason = classify(error) or "unknown"
+        session.rollback()
+        run.rewind(point)
+        reasons.append(reason)
+        run.retries.append(reason)
+        degraded = " once, in a degraded mode (fewer threads, spilling to disk)" * (
+            reason == OUT_OF_MEMORY
+        )
+        text = str(error).strip()
+        first_line = text.splitlines()[0].rstrip(".") if text else repr(error)
+        logger.warning(
+            f"{run.config.model}: {what} failed with a transient error ({reason}):"
+            f" {first_line}. Rolled back; retrying{degraded} in"
+            f" {state.next_action.sleep:.1f} s (try {state.attempt_number + 1} of"
+            f" {settings.attempts}). {run.log_context()}"
+        )
+
+    for trial in retrying(settings, transient, before_sleep):
+        with trial:
+            first = trial.retry_state.attempt_number == 1
+            restore = degrade(session) if reasons and reasons[-1] == OUT_OF_MEMORY else None
+            try:
+                body(first)
+            except BaseException:
+                session.rollback()  # before the settings are restored, in a new one
+                raise
+            finally:
+                if restore is not None:
+                    restore()
+    if run.in_flight is not None:
+        run.in_flight.retries = reasons
+
+
+def degrade(session: Session) -> Callable[[], None]:
+    """DuckDB's advice for an out-of-memory error, until the returned function undoes it:
+    half the threads and no insertion order (both let operators spill to disk)."""
+    threads, order = session.execute(
+        "select current_setting('threads'), current_setting('preserve_insertion_order')"
+    )[0]
+    fewer = max(1, int(threads) // 2)
+    session.execute(f"set threads = {fewer}")
+    session.execute("set preserve_insertion_order = false")
+    logger.info(
+        f"degraded mode for one retry: threads {threads} -> {fewer}, preserve_insertion_order false"
+    )
+
+    def restore() -> None:
+        session.execute(f"set threads = {int(threads)}")
+        session.execute(f"set preserve_insertion_order = {'true' if order else 'false'}")
+
+    return restore
+
+
+# -- interrupts ----------------------------------------------------------------------------
+
+_INTERRUPTED = threading.Event()
+
+
+def interrupted() -> bool:
+    """Whether this process received SIGTERM."""
+    return _INTERRUPTED.is_set()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _INTERRUPTED.set()
+    # dbt handles KeyboardInterrupt in its main thread: it cancels the running queries,
+    # each model's open transaction rolls back, and dbt exits.
+    raise KeyboardInterrupt
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM stop the run the way Ctrl-C does (the batches in flight roll back),
+    when this is the main thread and nobody else handles SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def stopped_note(run: ModelRun, why: str) -> str:
+    """What a run stopped by ``why`` leaves: the windows committed, where the next run
+    resumes."""
+    done = [r.window for r in run.results if r.window is not None]
+    flight = run.in_flight.window if run.in_flight is not None else None
+    total = len(run.plan.batches)
+    parts = [f"sqlflow: {run.config.model} was stopped ({why})."]
+    if done:
+        parts.append(
+            f" {len(done)} window(s) committed and stay loaded: [{done[0].start}, {done[-1].end})."
+        )
+    else:
+        parts.append(" No window of this run committed.")
+    if flight is not None:
+        parts.append(
+            f" The batch [{flight.start}, {flight.end}) rolled back; the next run resumes"
+            f" there ({total - run.loaded_batches} of {total} batches left)."
+        )
+    return "".join(parts)
+
+
+# -- fault injection (tests only) ------------------------------------------------------------
+
+FAULT_KINDS = ("conflict", "oom", "kill", "term")
+_FAULT = re.compile(r"^(?:(?P<model>[\w.-]+):)?(?P<kind>\w+)@(?P<index>\d+)$")
+PROBE = "sqlflow_fault_probe"
+"""The state schema's table a ``conflict`` fault makes two transactions update."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault of ``SQLFLOW_FAULTS``: ``[model:]kind@batch_index``; the index one past
+    the last batch's is the run's last commit, after the model's post-hooks."""
+
+    kind: str
+    index: int
+    model: str | None = None
+
+
+def armed_faults() -> list[Fault]:
+    """The faults ``SQLFLOW_FAULTS`` asks for (a comma-separated list), e.g.
+    ``conflict@3,orders:kill@10``.
+
+    Raises:
+        ValueError: for an entry that is not ``[model:]kind@index`` of a known kind.
+    """
+    raw = os.environ.get("SQLFLOW_FAULTS", "").strip()
+    faults = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        found = _FAULT.match(entry)
+        if found is None or found["kind"] not in FAULT_KINDS:
+            raise ValueError(
+                f"SQLFLOW_FAULTS entry {entry!r} is not [model:]kind@batch_index with kind one"
+                f" of {', '.join(FAULT_KINDS)}"
+            )
+        faults.append(Fault(found["kind"], int(found["index"]), found["model"]))
+    return faults
+
+
+def probe_sql(table: str) -> str:
+    """The probe table a ``conflict`` fault needs, created before any batch begins."""
+    return f"create table if not exists {table} (n integer); insert into {table} values (0)"
+
+
+_UNITS = {"": 1, "B": 1, "BYTES": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def size_bytes(text: str) -> int:
+    """DuckDB's size text (``'1.0 GiB'``, ``'512.0 MiB'``, ``'1000 bytes'``) in bytes."""
+    found = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", text)
+    if found is None or found[2].upper() not in _UNITS:
+        raise ValueError(f"not a DuckDB size: {text!r}")
+    return int(float(found[1]) * _UNITS[found[2].upper()])
+
+
+def inject_fault(
+    run: ModelRun, session: Session, index: int, side: Callable[[str], Any], probe: str
+) -> None:
+    """Make the fault ``SQLFLOW_FAULTS`` arms for this batch happen, on its first try, in
+    its open transaction. The errors are the real system's:
+
+    - ``conflict``: another transaction (``side``, a second connection to the same
+      database) updates the probe row and commits, then this one updates it: DuckDB's
+      "Conflict on update" (a write-write conflict).
+    - ``oom``: a statement that needs twice the ``memory_limit``: DuckDB's "Out of
+      Memory Error".
+    - ``kill``: SIGKILL to this process, in the middle of the batch.
+    - ``term``: SIGTERM to this process, in the middle of the batch.
+    """
+    name = run.config.model.rsplit(".", 1)[-1]
+    for fault in armed_faults():
+        if fault.index != index or fault.model not in (None, name):
+            continue
+        if fault.kind == "conflict":
+            # Read first: DuckDB starts a transaction on a database when it first reads it.
+            session.execute(f"select n from {probe}")
+            side(f"update {probe} set n = n + 1")
+            session.execute(f"update {probe} set n = n + 1")
+        elif fault.kind == "oom":
+            limit = size_bytes(str(session.execute("select current_setting('memory_limit')")[0][0]))
+            # BIGINTs in one list: twice the limit's worth.
+            session.execute(
+                f"select len(l) from (select list(i) as l from range({limit // 4})"
+                f" as t(i)) as {quote_identifier('oom')}"
+            )
+        else:
+            os.kill(os.getpid(), signal.SIGKILL if fault.kind == "kill" else signal.SIGTERM)

@@ -1,0 +1,223 @@
+"""recovery.py: a batch's transaction retried after a real transient failure, on a real
+DuckDB (two connections to one database make a real write-write conflict)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import duckdb
+import pytest
+from sqlflow_testing import CommitLog, DuckSession, Recorder
+from test_execution import (
+    APPEND,
+    FOUR_DAYS_SOURCE,
+    STAGED_APPEND,
+    begin_run,
+    committed,
+    committed_state,
+    database,
+    day,
+    dt,
+    loads,
+    target_rows,
+)
+
+from dbt.adapters.sqlflow.execution import finish_run, run_batches
+from dbt.adapters.sqlflow.intervals import Interval
+from dbt.adapters.sqlflow.recovery import (
+    PROBE,
+    Fault,
+    armed_faults,
+    attempt,
+    probe_sql,
+    size_bytes,
+    stopped_note,
+)
+from dbt.adapters.sqlflow.retry import RetrySettings
+from dbt.adapters.sqlflow.run import ModelRun
+from dbt.adapters.sqlflow.state import StateStore
+
+NO_WAIT = RetrySettings(attempts=3, initial_seconds=0, max_seconds=0)
+TODAY = Interval(dt("2025-01-04"), dt("2025-01-04T12:00"))
+EXPECTED_LOADS = [
+    ("append", dt("2025-01-01"), dt("2025-01-02"), 2, 0, 0, "success", "inv-1"),
+    ("append", dt("2025-01-02"), dt("2025-01-03"), 1, 0, 0, "success", "inv-1"),
+    ("append", dt("2025-01-03"), dt("2025-01-04"), 2, 0, 0, "success", "inv-1"),
+    ("append", dt("2025-01-04"), dt("2025-01-04T12:00"), 1, 0, 0, "success", "inv-1"),
+]
+
+
+def faulty_run(
+    monkeypatch: pytest.MonkeyPatch, faults: str, retry: RetrySettings = NO_WAIT
+) -> tuple[ModelRun, DuckSession, duckdb.DuckDBPyConnection, Any]:
+    """Four daily batches of an append model, with ``SQLFLOW_FAULTS`` armed and the
+    probe table a conflict needs."""
+    monkeypatch.setenv("SQLFLOW_FAULTS", faults)
+    con = database(FOUR_DAYS_SOURCE)
+    # Created before the run's first transaction, as the adapter creates it with the
+    # state tables.
+    con.execute("create schema sqlflow_meta")
+    con.execute(probe_sql(StateStore(Recorder(con)).table(PROBE)))
+    con.execute("create table hook_log (n integer)")  # what the hooks of a test write
+    run, session = begin_run(con, APPEND, "2025-01-04T12:00")
+    run.services.retry = retry
+    side_connection = con.cursor()
+
+    def side(sql: str) -> None:
+        side_connection.execute(sql)
+
+    return run, session, con, side
+
+
+def test_faults_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQLFLOW_FAULTS", "conflict@3, orders:kill@10")
+    assert armed_faults() == [Fault("conflict", 3), Fault("kill", 10, "orders")]
+    monkeypatch.setenv("SQLFLOW_FAULTS", "explode@1")
+    with pytest.raises(ValueError, match="'explode@1' is not"):
+        armed_faults()
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("488.2 MiB", int(488.2 * 2**20)), ("1.0 GiB", 2**30), ("1000 bytes", 1000), ("2 GB", 2e9)],
+)
+def test_duckdb_sizes(text: str, size: int) -> None:
+    assert size_bytes(text) == size
+
+
+def test_a_conflicting_batch_is_retried_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    run, session, con, side = faulty_run(monkeypatch, "conflict@1")
+    log = CommitLog()
+
+    run_batches(run, session, STAGED_APPEND, "stage", log, side=side)
+    finish_run(run, session, log)
+
+    # The second batch met a real write-write conflict, rolled back and loaded once.
+    assert run.retries == ["conflict"]
+    assert [done.retries for done, _ in log.calls] == [[], ["conflict"], [], []]
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == EXPECTED_LOADS
+    assert committed_state(con).loaded_intervals(run.config.model) == [
+        Interval(dt("2025-01-01"), dt("2025-01-04T12:00"))
+    ]
+    # The other transaction's update committed; the batch's own was rolled back.
+    assert committed(con, f"select n from {run.services.state.table(PROBE)}") == [(1,)]
+    # Watermarks were rewound with the batch: each load's before is the previous after.
+    marks = [(r.watermark_before, r.watermark_after) for r in run.results]
+    assert [before for before, _ in marks[1:]] == [after for _, after in marks[:-1]]
+    assert run.response().retries == 1 and run.response().retry_reasons == {"conflict": 1}
+
+
+def test_a_retried_first_batch_replays_the_pre_hooks_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run, session, con, side = faulty_run(monkeypatch, "conflict@0")
+    session.dbt("insert into hook_log values (1)")  # a pre-hook, in the first transaction
+    log = CommitLog()
+
+    run_batches(run, session, STAGED_APPEND, "stage", log, side=side)
+    finish_run(run, session, log)
+
+    assert committed(con, "select n from hook_log") == [(1,)]
+    assert run.retries == ["conflict"]
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == EXPECTED_LOADS
+
+
+def test_the_last_commit_is_retried_with_its_batch_and_post_hooks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Index 4, one past the last batch: the run's last commit, after the post-hooks.
+    run, session, con, side = faulty_run(monkeypatch, "conflict@4")
+    log = CommitLog()
+    run_batches(run, session, STAGED_APPEND, "stage", log, side=side)
+    session.dbt("insert into hook_log values (2)")  # a post-hook, in the last transaction
+
+    finish_run(run, session, log)
+
+    assert committed(con, "select n from hook_log") == [(2,)]
+    assert run.retries == ["conflict"]
+    assert [done.window for done, _ in log.calls][-1] == TODAY
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == EXPECTED_LOADS
+
+
+def test_without_retries_the_conflict_fails_the_batch_and_keeps_the_ones_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run, session, con, side = faulty_run(monkeypatch, "conflict@2", replace(NO_WAIT, attempts=1))
+    with pytest.raises(duckdb.TransactionException, match="Conflict on update"):
+        run_batches(run, session, STAGED_APPEND, "stage", CommitLog(), side=side)
+    session.rollback()
+    assert run.retries == []
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:3]
+    assert loads(con) == EXPECTED_LOADS[:2]
+
+
+def test_out_of_memory_is_retried_once_in_a_degraded_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run, session, con, side = faulty_run(monkeypatch, "oom@1")
+    con.execute("set memory_limit = '64MB'")
+    con.execute("set threads = 2")
+    seen: list[tuple] = []
+    log = CommitLog()
+
+    def on_commit(run: ModelRun, done: Any, quiet: bool) -> None:
+        log(run, done, quiet)
+        seen.append(tuple(con.execute("select current_setting('threads')").fetchone() or ()))
+
+    run_batches(run, session, STAGED_APPEND, "stage", on_commit, side=side)
+    finish_run(run, session, log)
+
+    assert run.retries == ["out_of_memory"]
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == EXPECTED_LOADS
+    # The settings are back once the degraded retry is done.
+    assert seen[1:] == [(2,), (2,)]
+    assert con.execute(
+        "select current_setting('threads'), current_setting('preserve_insertion_order')"
+    ).fetchall() == [(2, True)]
+
+
+def test_a_second_out_of_memory_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    run, session, con, _ = faulty_run(monkeypatch, "")
+    con.execute("set memory_limit = '32MB'")
+    tries: list[bool] = []
+
+    def body(first: bool) -> None:
+        tries.append(first)
+        session.execute("select len(l) from (select list(i) as l from range(50000000) as t(i))")
+
+    with pytest.raises(duckdb.OutOfMemoryException):
+        attempt(run, session, body, "batch 1 of 1")
+    assert tries == [True, False]
+    assert run.retries == ["out_of_memory"]
+
+
+def test_permanent_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    run, session, _, _ = faulty_run(monkeypatch, "")
+    tries: list[bool] = []
+
+    def body(first: bool) -> None:
+        tries.append(first)
+        session.execute("select * from no_such_table")
+
+    with pytest.raises(duckdb.CatalogException):
+        attempt(run, session, body, "batch 1 of 1")
+    assert (tries, run.retries) == ([True], [])
+
+
+def test_the_stopped_note_says_what_committed(monkeypatch: pytest.MonkeyPatch) -> None:
+    run, session, con, side = faulty_run(monkeypatch, "")
+    log = CommitLog()
+    run_batches(run, session, STAGED_APPEND, "stage", log, side=side)
+    assert stopped_note(run, "SIGTERM") == (
+        "sqlflow: model.proj.events was stopped (SIGTERM). 3 window(s) committed and stay"
+        " loaded: [2025-01-01 00:00:00, 2025-01-04 00:00:00). The batch"
+        " [2025-01-04 00:00:00, 2025-01-04 12:00:00) rolled back; the next run resumes"
+        " there (1 of 4 batches left)."
+    )
+    session.rollback()
+    assert [w for w in log.windows] == [day("2025-01-01"), day("2025-01-02"), day("2025-01-03")]
