@@ -210,7 +210,7 @@ def test_permanent_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_stopped_note_says_what_committed(monkeypatch: pytest.MonkeyPatch) -> None:
-    run, session, con, side = faulty_run(monkeypatch, "")
+    run, session, _, side = faulty_run(monkeypatch, "")
     log = CommitLog()
     run_batches(run, session, STAGED_APPEND, "stage", log, side=side)
     assert stopped_note(run, "SIGTERM") == (
