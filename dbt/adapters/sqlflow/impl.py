@@ -174,7 +174,8 @@ class SqlflowAdapter(DuckDBAdapter):
     def _side(self, sql: str) -> None:
         """Run SQL on a second connection to this thread's database, in its own
         transaction (fault injection: a concurrent writer)."""
-        cursor = self.connections.get_thread_connection().handle.cursor()
+        # handle.cursor() is the connection's one cursor; its cursor() a new connection.
+        cursor = self.connections.get_thread_connection().handle.cursor().cursor()
         try:
             cursor.execute(sql)
         finally:

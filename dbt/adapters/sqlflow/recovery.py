@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from dbt.adapters.events.logging import AdapterLogger
 
-from dbt.adapters.sqlflow.retry import OUT_OF_MEMORY, classify, retrying
+from dbt.adapters.sqlflow.retry import OUT_OF_MEMORY, classify, first_line, retrying
 from dbt.adapters.sqlflow.run import ModelRun
 from dbt.adapters.sqlflow.sql import quote_identifier
 
@@ -92,11 +92,9 @@ def attempt(run: ModelRun, session: Session, body: Callable[[bool], None], what:
         degraded = " once, in a degraded mode (fewer threads, spilling to disk)" * (
             reason == OUT_OF_MEMORY
         )
-        text = str(error).strip()
-        first_line = text.splitlines()[0].rstrip(".") if text else repr(error)
         logger.warning(
             f"{run.config.model}: {what} failed with a transient error ({reason}):"
-            f" {first_line}. Rolled back; retrying{degraded} in"
+            f" {first_line(error)}. Rolled back; retrying{degraded} in"
             f" {state.next_action.sleep:.1f} s (try {state.attempt_number + 1} of"
             f" {settings.attempts}). {run.log_context()}"
         )

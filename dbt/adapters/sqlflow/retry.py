@@ -130,6 +130,14 @@ def classify(error: BaseException) -> str | None:
     return None
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of the database's own message: the innermost error's (dbt's
+    ``Runtime Error`` wrapper says only that)."""
+    *_, innermost = _chain(error)
+    text = str(innermost).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(innermost).__name__
+
+
 def retrying(
     settings: RetrySettings,
     retry_on: Callable[[BaseException], bool],
