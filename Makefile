@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROWS ?= 10000000
 
-.PHONY: demo test lint format unit functional bench services clean
+.PHONY: demo test lint format unit functional bench faults services clean
 
 # Checks the interpreter before creating .venv, so an old python3 fails here in one line
 # instead of in pip's dependency resolution (import-linter needs 3.11, for one).
@@ -66,6 +66,14 @@ functional: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --rows $(ROWS)
+
+# The fault-injection suite: TRIALS seeded trials (kill -9, SIGTERM, a held lock, a
+# write-write conflict, out of memory), each rerun as a scheduler would; the table goes to
+# tests/faults/results.md. make test runs one trial of each kind.
+TRIALS ?= 100
+SEED ?= 1
+faults: $(STAMP)
+	$(BIN)/python tests/faults/runner.py --trials $(TRIALS) --seed $(SEED) --out tests/faults/results.md
 
 clean:
 	rm -rf $(VENV) integration_project/target integration_project/*.duckdb
