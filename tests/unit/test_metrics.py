@@ -847,3 +847,49 @@ def test_watermark_lag_from_a_pinned_now() -> None:
     assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == pinned - T_WATERMARK
     # The run's own timestamps stay those of the run.
     assert got[key("sqlflow_run_finished_timestamp_seconds")] == T_FINISHED
+
+
+def test_a_failed_windowed_run_counts_its_committed_batches_and_its_retries() -> None:
+    recorder = LoadRecorder()
+    for rows, retries in ((3, ("conflict",)), (4, ())):
+        recorder.record(
+            EVENTS,
+            strategy="append",
+            status="success",
+            duration_seconds=0.1,
+            rows_inserted=rows,
+            retries=retries,
+        )
+    # The third batch failed for good after two retries; its rows were rolled back.
+    recorder.record(
+        EVENTS,
+        strategy="append",
+        status="error",
+        duration_seconds=0.1,
+        rows_inserted=9,
+        retries=("conflict", "conflict"),
+        error_type="DbtRuntimeError",
+    )
+    results = run_results()
+    results["results"] = [
+        {"unique_id": EVENTS, "status": "error", "execution_time": 1, "adapter_response": {}},
+        {
+            "unique_id": ORDERS,
+            "status": "success",
+            "execution_time": 1,
+            "adapter_response": {
+                "rows_inserted": 1,
+                "retries": 2,
+                "retry_reasons": {"lock": 1, "out_of_memory": 1},
+            },
+        },
+    ]
+    summary = summary_from_artifacts(results, manifest(), records=recorder.records())
+    got = samples(render(build_registry(summary)))
+    assert got[key("sqlflow_rows_inserted_total", model=EVENTS)] == 7
+    assert got[key("sqlflow_model_batches", model=EVENTS)] == 2
+    assert {k: v for k, v in got.items() if k[0] == "sqlflow_retries_total"} == {
+        key("sqlflow_retries_total", model=EVENTS, reason="conflict"): 3,
+        key("sqlflow_retries_total", model=ORDERS, reason="lock"): 1,
+        key("sqlflow_retries_total", model=ORDERS, reason="out_of_memory"): 1,
+    }

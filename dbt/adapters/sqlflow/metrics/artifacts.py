@@ -74,6 +74,7 @@ class ModelRun:
     watermark_after: datetime | None = None
     load_ids: list[str] = field(default_factory=list)
     quality_checks: list[CheckOutcome] = field(default_factory=list)
+    retries: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed_checks(self) -> list[CheckOutcome]:
@@ -251,6 +252,12 @@ def model_run(
     if isinstance(duration, bool) or not isinstance(duration, (int, float)):
         raise ArtifactError(f"{what}: execution_time is {duration!r}; expected seconds")
     ints = {key: _as_int(response.get(key), f"{what}: adapter_response.{key}") for key in _INT_KEYS}
+    committed = [load for load in loads if load.status == "success"]
+    if not response and committed:
+        # A windowed run that failed after some batches committed: their rows are in
+        # the target, so they count.
+        ints |= _committed_rows(committed)
+    retries = _retries(response.get("retry_reasons"), loads, f"{what}: adapter_response")
     checks = _checks(response.get("quality_checks"), f"{what}: adapter_response.quality_checks")
     strategy = _strategy(response, node, resource_type)
     if loads and not response.get("strategy"):
@@ -280,8 +287,37 @@ def model_run(
         ),
         load_ids=[str(x) for x in load_ids] if isinstance(load_ids, list) else [],
         quality_checks=checks,
+        retries=retries,
         **ints,
     )
+
+
+def _committed_rows(loads: Sequence[LoadRecord]) -> dict[str, int | None]:
+    """The row figures of the loads that committed before a run failed."""
+    inserted = sum(r.rows_inserted for r in loads)
+    updated = sum(r.rows_updated for r in loads)
+    deleted = sum(r.rows_deleted for r in loads)
+    return {
+        "rows_affected": inserted + updated + deleted,
+        "rows_inserted": inserted,
+        "rows_updated": updated,
+        "rows_deleted": deleted,
+        "batches": len(loads),
+    }
+
+
+def _retries(raw: Any, loads: Sequence[LoadRecord], what: str) -> dict[str, int]:
+    """Retries by reason: the adapter_response's ``retry_reasons``, or (a failed run
+    reports none) the in-memory records'."""
+    if raw is None:
+        counts: dict[str, int] = {}
+        for load in loads:
+            for reason in load.retries:
+                counts[reason] = counts.get(reason, 0) + 1
+        return dict(sorted(counts.items()))
+    if not isinstance(raw, Mapping):
+        raise ArtifactError(f"{what}.retry_reasons is {raw!r}; expected an object")
+    return {str(k): _as_int(v, f"{what}.retry_reasons.{k}") or 0 for k, v in sorted(raw.items())}
 
 
 def summarize(

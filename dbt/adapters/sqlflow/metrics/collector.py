@@ -114,6 +114,14 @@ def _check_failing_rows(summary: RunSummary) -> Samples:
     ]
 
 
+def _retries(summary: RunSummary) -> Samples:
+    return [
+        ([m.unique_id, reason], count)
+        for m in summary.models
+        for reason, count in m.retries.items()
+    ]
+
+
 def _nodes(summary: RunSummary) -> Samples:
     counts = sorted(Counter(summary.node_statuses).items())
     return [([resource_type, status], count) for (resource_type, status), count in counts]
@@ -194,6 +202,14 @@ FAMILIES: tuple[FamilySpec, ...] = (
         "Rows that failed the quality check in the run.",
         [MODEL, "check"],
         _check_failing_rows,
+    ),
+    FamilySpec(
+        "sqlflow_retries",
+        "Transactions of the model retried after a transient failure, by reason"
+        " (lock, conflict, connection, out_of_memory).",
+        [MODEL, "reason"],
+        _retries,
+        counter=True,
     ),
     FamilySpec(
         "sqlflow_run_nodes",
