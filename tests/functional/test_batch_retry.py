@@ -75,6 +75,4 @@ class TestConflictRetried:
         assert (response["retries"], response["retry_reasons"]) == (2, {"conflict": 2})
         assert response["rows_inserted"] == 6
         text = (textfile_dir / "dbt_sqlflow.prom").read_text()
-        assert (
-            'sqlflow_retries_total{model="model.test.hooked",reason="conflict"} 2.0' in text
-        )
+        assert 'sqlflow_retries_total{model="model.test.hooked",reason="conflict"} 2.0' in text
