@@ -87,6 +87,7 @@ class Trial:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     first_seconds: float = 0.0
+    first_errors: list[str] = field(default_factory=list)
 
 
 # -- the project -----------------------------------------------------------------------------
@@ -345,6 +346,9 @@ class Suite:
         else:
             done = dbt(root, f"{trial.model}:{trial.kind}@{trial.batch}")
         trial.first_exit = done.returncode
+        output = (done.stdout + done.stderr).splitlines()
+        # What made the first run fail, to explain a trial not recovered within it.
+        trial.first_errors = [line.strip() for line in output if "Error" in line][-6:]
         trial.first_seconds = round(time.monotonic() - started, 1)
         if trial.kind == "term" and "was stopped (SIGTERM)" not in done.stdout + done.stderr:
             trial.problems.append("no message saying which windows committed after SIGTERM")

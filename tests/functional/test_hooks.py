@@ -44,7 +44,8 @@ class TestInsideTransactionHooks:
                 HOOKS + " event_time='event_ts', batch_size='day', lookback=0,"
                 " incremental_strategy='insert_overwrite',"
                 " partition_by={'field': 'event_ts', 'granularity': 'day'},"
-                " begin='2025-01-01'"
+                # One transaction per batch: where the hooks run is seen batch by batch.
+                " begin='2025-01-01', commit_every=1"
             ),
         }
 

@@ -22,20 +22,19 @@ def run_success(textfile_dir: Path) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("sqlflow_run_success ")]
 
 
+def dbt_command(project) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "dbt"),
+        "run",
+        "--project-dir",
+        project.project_root,
+        "--profiles-dir",
+        project.profiles_dir,
+    ]
+
+
 def dbt_run_in_another_process(project) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"),
-            "run",
-            "--project-dir",
-            project.project_root,
-            "--profiles-dir",
-            project.profiles_dir,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return subprocess.run(dbt_command(project), capture_output=True, text=True, timeout=180)
 
 
 class LockedFile:
@@ -110,11 +109,21 @@ class TestRetriesWaitForTheLock(LockedFile):
     def test_the_run_waits_and_loads_once_the_lock_is_released(self, project) -> None:
         path = project.adapter.config.credentials.path
         release(project)
-        # The holder keeps the lock past dbt's start-up, then exits.
-        with file_locked_by_another_process(path, hold_seconds=6) as pid:
-            done = dbt_run_in_another_process(project)
-        output = done.stdout + done.stderr
-        assert done.returncode == 0, output
+        # The holder keeps the lock until dbt has logged its first wait, then exits
+        # (however long dbt's start-up takes on a busy machine).
+        with file_locked_by_another_process(path) as pid:
+            dbt = subprocess.Popen(
+                dbt_command(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            assert dbt.stdout is not None
+            lines = []
+            for line in dbt.stdout:
+                lines.append(line)
+                if "trying again" in line:
+                    break
+        lines += dbt.stdout.readlines()
+        output = "".join(lines)
+        assert dbt.wait(timeout=180) == 0, output
         assert f"is locked by PID {pid} (" in output and "trying again" in output
         assert [tuple(r) for r in project.run_sql("select id from {schema}.m", fetch="all")] == [
             (1,)

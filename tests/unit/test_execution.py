@@ -96,8 +96,14 @@ MERGE_STATEMENT = BatchTemplates(
         "merge:True": [INSERT],
     },
 )
-APPEND = {"incremental_strategy": "append", "event_time": "event_ts", "begin": "2025-01-01"}
-KEYED = {"event_time": "event_ts", "unique_key": "id", "begin": "2025-01-01"}
+# commit_every=1: these tests follow each batch's own transaction (grouping has its own).
+APPEND = {
+    "incremental_strategy": "append",
+    "event_time": "event_ts",
+    "begin": "2025-01-01",
+    "commit_every": 1,
+}
+KEYED = {"event_time": "event_ts", "unique_key": "id", "begin": "2025-01-01", "commit_every": 1}
 
 
 def database(source: list[Row], target: list[Row] | None = None) -> duckdb.DuckDBPyConnection:
@@ -202,12 +208,13 @@ def test_batches_commit_one_by_one_and_the_last_waits_for_finish_run(
     assert len(loads(con)) == 3
     # ... the last one's transaction is open: its rows and state are not committed yet.
     assert session.open
-    assert run.in_flight is not None and run.in_flight.window == today
+    assert [batch.window for batch in run.uncommitted] == [today]
     assert con.execute("select count(*) from events").fetchall() == [(6,)]
 
     finish_run(run, session, log)
 
-    assert (session.commits, session.open, run.in_flight) == (4, False, None)
+    assert (session.commits, session.open, run.in_flight, run.uncommitted) == (4, False, None, [])
+    assert run.response().commits == 4
     assert log.windows[-1] == today and log.calls[-1][1] is True
     assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
     assert loads(con) == [
@@ -640,3 +647,111 @@ def test_count_rows_rejects_an_unknown_role() -> None:
     load.start_batch("append", None)
     with pytest.raises(ValueError, match="'counted' is not a valid CountRole"):
         count_rows(load, "counted", [(1,)])
+
+
+# -- commit grouping (commit_every) -----------------------------------------------------------
+
+SIX_DAYS_SOURCE = [
+    r(d * 10 + i, f"2025-01-0{d}T0{i}:00", f"d{d}e{i}") for d in range(1, 7) for i in (1, 2)
+]
+
+
+def full_run(raw: dict[str, Any], templates: BatchTemplates, source: list[Row]) -> tuple:
+    """A whole run; what it leaves: target rows, load rows, intervals, commits, the log."""
+    con = database(source)
+    run, session = begin_run(con, raw, "2025-01-07T00:00")
+    log = CommitLog()
+    run_batches(run, session, templates, "stage", log)
+    finish_run(run, session, log)
+    state = committed_state(con)
+    return (
+        target_rows(con),
+        loads(con),
+        state.loaded_intervals(MODEL),
+        session.commits,
+        [(done.window, done.rows_inserted, done.rows_deleted) for done, _ in log.calls],
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "templates"),
+    [
+        (APPEND, STAGED_APPEND),
+        (APPEND, DIRECT_APPEND),
+        ({**KEYED, "incremental_strategy": "delete+insert"}, DELETE_INSERT),
+        ({**KEYED, "incremental_strategy": "merge"}, MERGE_BY_DELETE_INSERT),
+    ],
+    ids=["append", "append-direct", "delete+insert", "merge"],
+)
+@pytest.mark.parametrize("every", [2, 4, {"rows": 3}, "auto"], ids=str)
+def test_grouped_batches_leave_what_one_commit_per_batch_leaves(
+    raw: dict[str, Any], templates: BatchTemplates, every: Any
+) -> None:
+    rows_, loads_, intervals, commits, calls = full_run(
+        {**raw, "commit_every": every}, templates, SIX_DAYS_SOURCE
+    )
+    one = full_run({**raw, "commit_every": 1}, templates, SIX_DAYS_SOURCE)
+    assert (rows_, loads_, intervals, calls) == (one[0], one[1], one[2], one[4])
+    assert len(calls) == 6 and one[3] == 6
+    # 2 batches a group: 3 commits; 4: 2; 3 rows (2 a batch): 3; auto, tiny batches: 1.
+    assert commits == {"2": 3, "4": 2, "{'rows': 3}": 3, "auto": 1}[str(every)]
+
+
+def test_a_failure_in_the_third_group_keeps_the_first_two() -> None:
+    source = [*SIX_DAYS_SOURCE[:9], r(52, "2025-01-05T02:00", None), *SIX_DAYS_SOURCE[10:]]
+    checks = parse_quality_checks([{"not_null": ["v"]}], model=MODEL, columns=list(COLUMNS))
+    con = database(source)
+    run, session = begin_run(con, {**APPEND, "commit_every": 2}, "2025-01-07T00:00", checks)
+    log = CommitLog()
+
+    with pytest.raises(DbtRuntimeError) as info:
+        run_batches(run, session, STAGED_APPEND, "stage", log)
+    session.rollback()
+
+    # The third group's first batch failed: nothing of the group was written.
+    assert info.value.msg.endswith(
+        "The rolled-back load was the batch [2025-01-05 00:00:00, 2025-01-06 00:00:00);"
+        " the 4 batch(es) before it were committed and stay loaded."
+    )
+    assert session.commits == 2
+    assert log.windows == [day(f"2025-01-0{d}") for d in range(1, 5)]
+    assert target_rows(con) == source[:8]
+    assert [row[1] for row in loads(con)] == [dt(f"2025-01-0{d}") for d in range(1, 5)]
+    assert committed_state(con).loaded_intervals(MODEL) == [
+        Interval(dt("2025-01-01"), dt("2025-01-05"))
+    ]
+
+
+def test_a_failure_in_the_second_batch_of_a_group_rolls_back_the_whole_group() -> None:
+    source = [*SIX_DAYS_SOURCE[:11], r(62, "2025-01-06T02:00", None)]
+    checks = parse_quality_checks([{"not_null": ["v"]}], model=MODEL, columns=list(COLUMNS))
+    con = database(source)
+    run, session = begin_run(con, {**APPEND, "commit_every": 2}, "2025-01-07T00:00", checks)
+
+    with pytest.raises(DbtRuntimeError) as info:
+        run_batches(run, session, STAGED_APPEND, "stage", CommitLog())
+    session.rollback()
+
+    assert info.value.msg.endswith(
+        "The rolled-back load was the batches [2025-01-05 00:00:00, 2025-01-07 00:00:00)"
+        " of its transaction (2 batches, commit_every=2); the 4 batch(es) before it were"
+        " committed and stay loaded."
+    )
+    assert target_rows(con) == source[:8]
+
+
+@pytest.mark.parametrize(
+    ("batches", "rows", "seconds", "due"),
+    [
+        (50, 5_000, 0.5, False),  # tiny batches: keep grouping
+        (1, 20_000_000, 0.5, True),  # a huge batch commits alone (rows)
+        (1, 10, 3.0, True),  # a slow batch commits alone (seconds)
+        (400, 400, 2.0, True),  # a few seconds of work
+    ],
+)
+def test_auto_groups_by_seconds_and_rows(
+    batches: int, rows: int, seconds: float, due: bool
+) -> None:
+    from dbt.adapters.sqlflow.config import AUTO_COMMIT
+
+    assert AUTO_COMMIT.due(batches, rows, seconds) is due

@@ -879,6 +879,8 @@ def test_a_failed_windowed_run_counts_its_committed_batches_and_its_retries() ->
             "execution_time": 1,
             "adapter_response": {
                 "rows_inserted": 1,
+                "batches": 30,
+                "commits": 3,
                 "retries": 2,
                 "retry_reasons": {"lock": 1, "out_of_memory": 1},
             },
@@ -888,6 +890,7 @@ def test_a_failed_windowed_run_counts_its_committed_batches_and_its_retries() ->
     got = samples(render(build_registry(summary)))
     assert got[key("sqlflow_rows_inserted_total", model=EVENTS)] == 7
     assert got[key("sqlflow_model_batches", model=EVENTS)] == 2
+    assert got[key("sqlflow_model_commits", model=ORDERS)] == 3
     assert {k: v for k, v in got.items() if k[0] == "sqlflow_retries_total"} == {
         key("sqlflow_retries_total", model=EVENTS, reason="conflict"): 3,
         key("sqlflow_retries_total", model=ORDERS, reason="lock"): 1,

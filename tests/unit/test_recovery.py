@@ -141,6 +141,30 @@ def test_the_last_commit_is_retried_with_its_batch_and_post_hooks(
     assert [done.window for done, _ in log.calls][-1] == TODAY
     assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
     assert loads(con) == EXPECTED_LOADS
+    response = run.response()
+    assert (response.rows_inserted, response.batches, response.commits) == (6, 4, 4)
+
+
+def test_a_retried_group_loads_each_of_its_batches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # commit_every='auto': the four tiny batches are one transaction; its commit conflicts.
+    monkeypatch.setenv("SQLFLOW_FAULTS", "conflict@4")
+    con = database(FOUR_DAYS_SOURCE)
+    con.execute("create schema sqlflow_meta")
+    con.execute(probe_sql(StateStore(Recorder(con)).table(PROBE)))
+    run, session = begin_run(con, {**APPEND, "commit_every": "auto"}, "2025-01-04T12:00")
+    run.services.retry = NO_WAIT
+    side = con.cursor()
+    log = CommitLog()
+
+    run_batches(run, session, STAGED_APPEND, "stage", log, side=side.execute)
+    finish_run(run, session, log)
+
+    assert run.retries == ["conflict"]
+    assert [done.retries for done, _ in log.calls] == [["conflict"], [], [], []]
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == EXPECTED_LOADS
+    response = run.response()
+    assert (response.rows_inserted, response.batches, response.commits) == (6, 4, 1)
 
 
 def test_without_retries_the_conflict_fails_the_batch_and_keeps_the_ones_before(

@@ -33,14 +33,14 @@ def test_response_sums_batches() -> None:
         CheckOutcome("not_null(id)", "error", "pass", 0, [], "0 rows"),
         CheckOutcome("row_count", "warn", "fail", 0, [], "the batch has 4 rows"),
     ]
-    load.commit_batch()
+    load.commit_group()
     second = load.start_batch("merge", Interval(dt("2025-01-03"), dt("2025-01-04")))
     load.add_count("inserted", 5)
     load.add_count("deleted", 2)
     load.add_count("inserted", None)
     second.partitions_touched = 2
     second.checks = [CheckOutcome("not_null(id)", "error", "pass", 0, [], "0 rows")]
-    load.commit_batch()
+    load.commit_group()
     load.watermark_after = dt("2025-01-03T08:30:00")
 
     assert load.response() == SqlflowAdapterResponse(
@@ -57,6 +57,7 @@ def test_response_sums_batches() -> None:
         load_ids=[first.load_id, second.load_id],
         retries=1,
         retry_reasons={"conflict": 1},
+        commits=2,
         quality_checks=[
             {
                 "check": "not_null(id)",
@@ -95,10 +96,10 @@ def test_response_names_every_strategy_of_the_run() -> None:
     load = sample_run(unique_key="id")
     load.start_batch("merge", None)
     load.add_count("updated", 1)
-    load.commit_batch()
+    load.commit_group()
     load.start_batch("append", None)
     load.add_count("inserted", 2)
-    load.commit_batch()
+    load.commit_group()
     response = load.response()
     assert (response.strategy, response._message) == (
         "append,merge",
@@ -111,7 +112,7 @@ def test_check_of_a_load_without_window_names_its_load() -> None:
     load = sample_run(unique_key="id")
     built = load.start_batch("full_refresh", None)
     built.checks = [CheckOutcome("unique(id)", "error", "pass", 0, [], "0 rows")]
-    load.commit_batch()
+    load.commit_group()
     assert load.response().quality_checks == [
         {
             "check": "unique(id)",
@@ -134,6 +135,7 @@ def test_response_of_a_run_without_batches() -> None:
         rows_updated=0,
         rows_deleted=0,
         retries=0,
+        commits=0,
         strategy=None,
         partitions_touched=0,
         batches=0,
@@ -148,7 +150,7 @@ def test_uncommitted_batch_is_not_counted() -> None:
     load = sample_run()
     load.start_batch("append", None)
     load.add_count("inserted", 4)
-    load.commit_batch()
+    load.commit_group()
     load.start_batch("append", None)
     load.add_count("inserted", 99)
     response = load.response()
@@ -161,7 +163,7 @@ def test_add_count_rejects_an_unknown_role_and_ignores_no_batch() -> None:
     load.start_batch("append", None)
     with pytest.raises(ValueError, match="unknown count role 'merged'"):
         load.add_count("merged", 1)
-    load.commit_batch()
+    load.commit_group()
     assert load.response().rows_inserted == 0
 
 
@@ -180,10 +182,10 @@ def test_partitions_touched_counts_distinct_partitions() -> None:
         batch = load.start_batch("insert_overwrite", (dt(day), dt(day) + timedelta(days=1)))
         batch.partitions_touched = 1
         batch.keys = ["2025-01"]
-        load.commit_batch()
+        load.commit_group()
     batch = load.start_batch("insert_overwrite", (dt("2025-02-01"), dt("2025-02-02")))
     batch.partitions_touched = 1
     batch.keys = ["2025-02"]
-    load.commit_batch()
+    load.commit_group()
     response = load.response()
     assert (response.partitions_touched, response.batches) == (2, 4)

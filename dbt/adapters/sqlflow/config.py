@@ -63,6 +63,7 @@ SQLFLOW_KEYS: tuple[str, ...] = (
     "snapshot_meta_column_names",
     "quality_checks",
     "incremental_predicates",
+    "commit_every",
 )
 """Every config key ``SqlflowConfig.parse`` reads (``_Parser.get`` refuses any other): a key
 close to one of these that neither dbt nor sqlflow knows is taken for a misspelling."""
@@ -115,6 +116,48 @@ class SnapshotSpec:
 
 
 @dataclass(frozen=True)
+class CommitEvery:
+    """How many consecutive batches one transaction carries (``commit_every``).
+
+    The group commits after ``batches`` batches, or as soon as it has written ``rows``
+    rows or run ``seconds`` seconds, whichever comes first (the last batch's transaction
+    always stays open for the model's post-hooks). ``batch_size`` stays the unit of
+    state: every batch keeps its own interval, load row and counts.
+    """
+
+    batches: int | None = None
+    rows: int | None = None
+    seconds: float | None = None
+    auto: bool = False
+
+    def due(self, batches: int, rows: int, seconds: float) -> bool:
+        """Whether a group of ``batches`` batches, ``rows`` rows written in ``seconds``
+        should commit now."""
+        return (
+            (self.batches is not None and batches >= self.batches)
+            or (self.rows is not None and rows >= self.rows)
+            or (self.seconds is not None and seconds >= self.seconds)
+        )
+
+    def describe(self) -> str:
+        """The setting in the config's words."""
+        if self.auto:
+            return "auto"
+        if self.batches is not None:
+            return str(self.batches)
+        if self.rows is not None:
+            return f"{{rows: {self.rows}}}"
+        return f"{{seconds: {self.seconds}}}"
+
+
+EVERY_BATCH = CommitEvery(batches=1)
+AUTO_COMMIT = CommitEvery(rows=10_000_000, seconds=2.0, auto=True)
+"""``commit_every='auto'``: a group commits once it has run 2 s (measured on this run's
+batches as they load) or written 10M rows, so a failure costs at most a few seconds of
+work, a tiny batch does not pay a commit of its own, and a huge one commits alone."""
+
+
+@dataclass(frozen=True)
 class SqlflowConfig:
     """The validated config of one sqlflow_incremental model."""
 
@@ -133,6 +176,7 @@ class SqlflowConfig:
     snapshot: SnapshotSpec | None = None
     quality_checks: tuple[Any, ...] = ()
     incremental_predicates: tuple[str, ...] = ()
+    commit_every: CommitEvery = AUTO_COMMIT
     unknown_keys: tuple[str, ...] = ()
     """Keys neither dbt nor sqlflow reads and not close to a sqlflow key (a package's own,
     which dbt allows): kept as dbt keeps them, listed at debug level."""
@@ -207,6 +251,7 @@ class SqlflowConfig:
         p.check_strategy_needs(strategy, unique_key, window.partition_by, snapshot)
         quality = p.quality_checks()
         predicates = p.string_list("incremental_predicates")
+        commit_every = p.commit_every()
         config = cls(
             model=model,
             strategy=strategy or "auto",
@@ -223,6 +268,7 @@ class SqlflowConfig:
             snapshot=snapshot,
             quality_checks=quality,
             incremental_predicates=predicates,
+            commit_every=commit_every,
             unknown_keys=unknown,
         )
         return config, p.problems
@@ -482,6 +528,26 @@ class _Parser:
         return PartitionBy(
             field=name, granularity=granularity, data_type=entry[1] if entry else None
         )
+
+    def commit_every(self) -> CommitEvery:
+        value = self.get("commit_every")
+        fix = (
+            "write commit_every='auto' (the default), a number of batches (1 commits each"
+            " batch), {'rows': N} or {'seconds': S}"
+        )
+        if value is None or value == "auto":
+            return AUTO_COMMIT
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return CommitEvery(batches=value)
+        if isinstance(value, Mapping) and len(value) == 1:
+            ((key, number),) = value.items()
+            is_number = isinstance(number, int | float) and not isinstance(number, bool)
+            if key == "rows" and is_number and isinstance(number, int) and number >= 1:
+                return CommitEvery(rows=number)
+            if key == "seconds" and is_number and number > 0:
+                return CommitEvery(seconds=float(number))
+        self.error("commit_every", value, "is not a batch count, rows or seconds target", fix)
+        return AUTO_COMMIT
 
     def lookback(self) -> int:
         value = self.get("lookback")

@@ -60,6 +60,7 @@ from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
     RunServices,
+    Savepoint,
     SqlflowAdapterResponse,
     iso_or_none,
 )
@@ -310,12 +311,13 @@ def run_batches(
     on_commit: CommitHook,
     side: Callable[[str], Any] | None = None,
 ) -> None:
-    """Load every planned batch, each in its own transaction, in order.
+    """Load every planned batch in order, consecutive batches grouped into transactions
+    (``commit_every``).
 
-    Every batch but the last is committed here; the last one's transaction stays open
-    (the model's post-hooks run in it) until :func:`finish_run`. A batch that fails with
-    a transient error is rolled back and tried again (``recovery.attempt``); one that
-    fails for good raises, its transaction rolled back, and the batches before it stay
+    Every group but the last is committed here; the last one's transaction stays open
+    (the model's post-hooks run in it) until :func:`finish_run`. A group that fails with
+    a transient error is rolled back and loaded again (``recovery.attempt``); one that
+    fails for good raises, its transaction rolled back, and the groups before it stay
     committed and recorded.
 
     Args:
@@ -323,34 +325,71 @@ def run_batches(
     """
     batches = run.plan.batches
     # What dbt ran in the first batch's transaction before it (pre-hooks, the stage's
-    # shape, schema changes): a retry of the first batch replays it.
-    run.loop = _Loop(templates, stage, session.journal(), side)
-    for index, window in enumerate(batches):
-        last = index == len(batches) - 1
+    # shape, schema changes): a retry of the first group replays it.
+    loop = run.loop = _Loop(templates, stage, session.journal(), side)
+    while batches:
         if interrupted():
             _stop(run, "SIGTERM")
+        start = loop.group_start
+        loop.group_point = run.savepoint()
+        _attempt_logged(
+            run,
+            session,
+            lambda first: _group_body(run, session, first),
+            _what(run),
+            loop.group_point,
+        )
+        if loop.group_start == start:
+            return  # the last group's transaction stays open: finish_run commits it
+        _committed(run, on_commit)
 
-        def body(
-            first: bool, index: int = index, window: Interval | None = window, last: bool = last
-        ) -> None:
-            _batch_body(run, session, index, window, first)
-            if not last:
-                session.commit()
 
-        _attempt_logged(run, session, body, _what(run, index, window))
-        if not last:
-            on_commit(run, run.commit_batch(), index > 0)
+def _committed(run: ModelRun, on_commit: CommitHook) -> None:
+    """Close the batches of the transaction that just committed, each reported to
+    ``on_commit`` (quietly but for the run's first)."""
+    first = run.loaded_batches == 0
+    group = run.commit_group()
+    for done in group:
+        on_commit(run, done, not (first and done is group[0]))
+    if len(group) > 1:
+        logger.debug(
+            f"{run.config.model} committed {len(group)} batches in one transaction"
+            f" (commit_every={run.config.commit_every.describe()}) {run.log_context()}"
+        )
 
 
 @dataclass
 class _Loop:
-    """What a retry needs to run a batch again: the templates, the stage, the journal
-    of dbt's statements before the first batch, the side connection."""
+    """What the loop and a retry need: the templates, the stage, the journal of dbt's
+    statements before the first batch, the side connection, where the open group
+    starts."""
 
     templates: BatchTemplates
     stage: str
     prefix: Journal
     side: Callable[[str], Any] | None
+    group_start: int = 0
+    group_point: Savepoint | None = None
+
+
+def _group_body(run: ModelRun, session: Session, first: bool) -> None:
+    """Load the batches of one transaction from ``loop.group_start``, until the group is
+    due to commit (it commits) or the last batch is loaded (its transaction stays open)."""
+    loop: _Loop = run.loop
+    batches = run.plan.batches
+    started = time.monotonic()
+    rows = 0
+    for index in range(loop.group_start, len(batches)):
+        _batch_body(run, session, index, batches[index], first)
+        done = run.close_batch()
+        rows += done.rows_inserted + done.rows_updated + done.rows_deleted
+        if index == len(batches) - 1:
+            return
+        grouped = index - loop.group_start + 1
+        if run.config.commit_every.due(grouped, rows, time.monotonic() - started):
+            session.commit()
+            loop.group_start = index + 1
+            return
 
 
 def _batch_body(
@@ -368,11 +407,15 @@ def _batch_body(
 
 
 def _attempt_logged(
-    run: ModelRun, session: Session, body: Callable[[bool], None], what: str
+    run: ModelRun,
+    session: Session,
+    body: Callable[[bool], None],
+    what: str,
+    point: Savepoint | None = None,
 ) -> None:
     """``recovery.attempt``, and on a failure for good, what stayed committed."""
     try:
-        attempt(run, session, body, what)
+        attempt(run, session, body, what, point)
     except KeyboardInterrupt:
         _stop(run, "interrupted")
     except DbtRuntimeError as e:
@@ -388,9 +431,15 @@ def _stop(run: ModelRun, why: str, cause: BaseException | None = None) -> None:
     raise DbtRuntimeError(note) from cause
 
 
-def _what(run: ModelRun, index: int, window: Interval | None) -> str:
-    where = f" [{window.start}, {window.end})" if window is not None else ""
-    return f"batch {index + 1} of {len(run.plan.batches)}{where}"
+def _what(run: ModelRun) -> str:
+    """The open group in a log line: from its first batch on."""
+    index = run.loop.group_start if run.loop is not None else 0
+    batches = run.plan.batches
+    if not batches:
+        return "the run's last commit"
+    window = batches[index]
+    where = f" [{window.start}, ...)" if window is not None else ""
+    return f"the transaction from batch {index + 1} of {len(batches)}{where}"
 
 
 class _Logged:
@@ -489,34 +538,40 @@ def _load_direct(
 
 
 def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
-    """Commit the run's open transaction: its last batch, or (a run without batches) the
-    empty windows, recorded here. A transient failure (of the commit, say) rolls it back
-    and does it again: the last batch, and what dbt ran around it (hooks)."""
-    batches = run.plan.batches
+    """Commit the run's open transaction: its last group of batches, or (a run without
+    batches) the empty windows, recorded here. A transient failure (of the commit, say)
+    rolls it back and does it again: the group's batches, and what dbt ran around them
+    (hooks)."""
     loop: _Loop | None = run.loop
     journal = session.journal()
-    # dbt's statements in this transaction after the last batch (its post-hooks); with
-    # one batch the journal also holds what came before it.
-    prefix = loop.prefix if loop is not None and len(batches) == 1 else []
+    # dbt's statements in this transaction after the last batch (its post-hooks); when
+    # the open group starts at the first batch, the journal also holds what came before.
+    prefix = loop.prefix if loop is not None and loop.group_start == 0 else []
     suffix = journal[len(prefix) :] if loop is not None else journal
 
     def body(first: bool) -> None:
         if not first:
-            if batches and loop is not None:
-                _batch_body(run, session, len(batches) - 1, batches[-1], first=False)
+            if loop is not None:
+                _group_body(run, session, first=False)
             session.replay(suffix)
         elif loop is not None and loop.side is not None:
-            inject_fault(run, session, len(batches), loop.side, run.services.state.table(PROBE))
-        if run.in_flight is None:
+            faults_at = len(run.plan.batches)
+            inject_fault(run, session, faults_at, loop.side, run.services.state.table(PROBE))
+        if not run.uncommitted and run.in_flight is None:
             record_empty_until(run, None, run.relation)
             _flush(run.services)
         session.commit()
 
-    what = _what(run, len(batches) - 1, batches[-1]) if batches else "the run's last commit"
-    _attempt_logged(run, session, body, f"{what} (commit)")
-    if run.in_flight is not None:
-        on_commit(run, run.commit_batch(), len(run.plan.batches) > 1)
+    if loop is None and run.in_flight is not None:
+        body(True)  # a build: its SQL is not in the journal, so it is not retried
+    else:
+        # A retry loads the open group again: rewind to where it began.
+        point = loop.group_point if loop is not None else None
+        _attempt_logged(run, session, body, f"{_what(run)} (commit)", point)
+    if run.uncommitted or run.in_flight is not None:
+        _committed(run, on_commit)
         return
+    run.commits += 1
     run.commit_empty(time.time())
     if run.empty_last_commit:
         run_log(
@@ -548,7 +603,12 @@ def close_run(run: ModelRun) -> SqlflowAdapterResponse:
     """The run's ``adapter_response``, logged when the run had several loads."""
     response = run.response()
     if len(run.results) > 1:
-        run_log(run, f"{len(run.results)} batches: {response._message}", run.results[-1].load_id)
+        commits = f" in {run.commits} transaction(s)" if run.commits != len(run.results) else ""
+        run_log(
+            run,
+            f"{len(run.results)} batches{commits}: {response._message}",
+            run.results[-1].load_id,
+        )
     return response
 
 
@@ -872,7 +932,7 @@ def finish_batch(
     batch.partitions_touched = len(keys)
     batch.keys = keys
     _advance_watermark(run, batch, target)
-    is_last = run.loaded_batches + 1 >= len(run.plan.batches)
+    is_last = run.batches_done + 1 >= len(run.plan.batches)
     outcomes = _run_checks(run, batch, batch_relation, target, batch_filter, is_last)
     _record_batch(run, batch, target)
     if run.plan.empty_windows:
@@ -940,12 +1000,24 @@ def _run_checks(
 
 def _rollback_note(run: ModelRun, batch: BatchResult) -> str:
     done = [r for r in run.results if r.window is not None]
-    if batch.window is None or not done:
+    if batch.window is None:
         return ""
-    return (
-        f"\nThe rolled-back load was the batch [{batch.window.start}, {batch.window.end});"
-        f" the {len(done)} batch(es) before it were committed and stay loaded."
+    group = [r.window for r in run.uncommitted if r.window is not None]
+    if group:
+        rolled = (
+            f"the batches [{group[0].start}, {batch.window.end}) of its transaction"
+            f" ({len(group) + 1} batches, commit_every={run.config.commit_every.describe()})"
+        )
+    elif done:
+        rolled = f"the batch [{batch.window.start}, {batch.window.end})"
+    else:
+        return ""
+    kept = (
+        f"the {len(done)} batch(es) before it were committed and stay loaded"
+        if done
+        else "no batch of this run was committed"
     )
+    return f"\nThe rolled-back load was {rolled}; {kept}."
 
 
 def _warn_or_error(run: ModelRun, batch: BatchResult, warned: list[CheckOutcome]) -> None:

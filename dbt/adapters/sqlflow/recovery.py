@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from dbt.adapters.events.logging import AdapterLogger
 
 from dbt.adapters.sqlflow.retry import OUT_OF_MEMORY, classify, first_line, retrying
-from dbt.adapters.sqlflow.run import ModelRun
+from dbt.adapters.sqlflow.run import ModelRun, Savepoint
 from dbt.adapters.sqlflow.sql import quote_identifier
 
 logger = AdapterLogger("sqlflow")
@@ -60,7 +60,13 @@ class Session(Protocol):
 # -- retrying a transaction ----------------------------------------------------------------
 
 
-def attempt(run: ModelRun, session: Session, body: Callable[[bool], None], what: str) -> None:
+def attempt(
+    run: ModelRun,
+    session: Session,
+    body: Callable[[bool], None],
+    what: str,
+    point: Savepoint | None = None,
+) -> None:
     """Run one transaction's work (``body``) and retry it after a transient failure.
 
     ``body(first)`` does the whole transaction's work, replaying what it must when
@@ -71,9 +77,11 @@ def attempt(run: ModelRun, session: Session, body: Callable[[bool], None], what:
 
     Args:
         what: Names the transaction in the log, e.g. ``batch 3 of 30 [2025-01-03, ...)``.
+        point: Where the transaction began in the run's records (now, by default): a
+            retry rewinds them to it.
     """
     settings = run.services.retry
-    point = run.savepoint()
+    point = point or run.savepoint()
     reasons: list[str] = []
 
     def transient(error: BaseException) -> bool:
@@ -111,8 +119,10 @@ def attempt(run: ModelRun, session: Session, body: Callable[[bool], None], what:
             finally:
                 if restore is not None:
                     restore()
-    if run.in_flight is not None:
-        run.in_flight.retries = reasons
+    # The retries belong to the first batch of the transaction that was retried.
+    head = next(iter(run.uncommitted[point.uncommitted :]), run.in_flight)
+    if head is not None:
+        head.retries = reasons
 
 
 def degrade(session: Session) -> Callable[[], None]:
@@ -165,7 +175,8 @@ def stopped_note(run: ModelRun, why: str) -> str:
     """What a run stopped by ``why`` leaves: the windows committed, where the next run
     resumes."""
     done = [r.window for r in run.results if r.window is not None]
-    flight = run.in_flight.window if run.in_flight is not None else None
+    open_group = [*run.uncommitted, *([run.in_flight] if run.in_flight else [])]
+    windows = [r.window for r in open_group if r.window is not None]
     total = len(run.plan.batches)
     parts = [f"sqlflow: {run.config.model} was stopped ({why})."]
     if done:
@@ -174,10 +185,11 @@ def stopped_note(run: ModelRun, why: str) -> str:
         )
     else:
         parts.append(" No window of this run committed.")
-    if flight is not None:
+    if windows:
+        what = "The batch" if len(windows) == 1 else f"The {len(windows)} batches"
         parts.append(
-            f" The batch [{flight.start}, {flight.end}) rolled back; the next run resumes"
-            f" there ({total - run.loaded_batches} of {total} batches left)."
+            f" {what} [{windows[0].start}, {windows[-1].end}) rolled back; the next run"
+            f" resumes there ({total - run.loaded_batches} of {total} batches left)."
         )
     return "".join(parts)
 

@@ -80,6 +80,7 @@ class SqlflowAdapterResponse(AdapterResponse):
     sqlflow_now: str | None = None
     retries: int | None = None
     retry_reasons: dict[str, int] | None = None
+    commits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Savepoint:
     watermark_after: datetime | None
     pending_empty: int
     known_keys: frozenset[str] | None
+    uncommitted: int = 0
 
 
 @dataclass
@@ -119,6 +121,8 @@ class ModelRun:
     retries: list[str] = field(default_factory=list)
     interrupted: str | None = None
     loop: Any = None
+    uncommitted: list[BatchResult] = field(default_factory=list)
+    commits: int = 0
 
     @property
     def mode(self) -> str:
@@ -129,6 +133,11 @@ class ModelRun:
     def loaded_batches(self) -> int:
         """Batches (not empty windows) committed so far."""
         return len(self.results) - self.empty_done
+
+    @property
+    def batches_done(self) -> int:
+        """Batches loaded so far, committed or in the open transaction's group."""
+        return self.loaded_batches + len(self.uncommitted)
 
     def start_batch(self, strategy: str, window: Interval | None) -> BatchResult:
         """Open the figures of the next batch."""
@@ -160,13 +169,22 @@ class ModelRun:
         else:
             raise ValueError(f"unknown count role {role!r}")
 
-    def commit_batch(self) -> BatchResult:
-        """Close the batch in flight after its transaction committed."""
+    def close_batch(self) -> BatchResult:
+        """The batch in flight is loaded; it joins the open transaction's group."""
         assert self.in_flight is not None
         self.in_flight.finished = time.time()
-        self.results.append(self.in_flight)
-        self.commit_empty(self.in_flight.finished)
         done, self.in_flight = self.in_flight, None
+        self.uncommitted.append(done)
+        return done
+
+    def commit_group(self) -> list[BatchResult]:
+        """Close the open transaction's batches after it committed; returns them."""
+        if self.in_flight is not None:
+            self.close_batch()
+        done, self.uncommitted = self.uncommitted, []
+        self.results.extend(done)
+        self.commits += 1
+        self.commit_empty(time.time())
         return done
 
     def commit_empty(self, finished: float) -> None:
@@ -186,6 +204,7 @@ class ModelRun:
             self.watermark_after,
             len(self.pending_empty),
             frozenset(known) if known is not None else None,
+            len(self.uncommitted),
         )
 
     def rewind(self, point: Savepoint) -> None:
@@ -195,6 +214,7 @@ class ModelRun:
         self.in_flight = None
         self.watermark_after = point.watermark_after
         del self.pending_empty[point.pending_empty :]
+        del self.uncommitted[point.uncommitted :]
         pm = self.services.partitions
         if pm is not None:
             pm.known_keys = set(point.known_keys) if point.known_keys is not None else None
@@ -253,6 +273,7 @@ class ModelRun:
             sqlflow_now=iso_or_none(self.pinned_now),
             retries=len(self.retries),
             retry_reasons=dict(sorted(Counter(self.retries).items())) or None,
+            commits=self.commits,
         )
 
 

@@ -43,6 +43,7 @@ _INT_KEYS = (
     "rows_deleted",
     "partitions_touched",
     "batches",
+    "commits",
 )
 
 
@@ -70,6 +71,7 @@ class ModelRun:
     rows_deleted: int | None = None
     partitions_touched: int | None = None
     batches: int | None = None
+    commits: int | None = None
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     load_ids: list[str] = field(default_factory=list)

@@ -179,6 +179,12 @@ FAMILIES: tuple[FamilySpec, ...] = (
         _per_model(attrgetter("batches")),
     ),
     FamilySpec(
+        "sqlflow_model_commits",
+        "Transactions the model's run committed (commit_every groups batches).",
+        [MODEL],
+        _per_model(attrgetter("commits")),
+    ),
+    FamilySpec(
         "sqlflow_watermark_timestamp_seconds",
         "The model's watermark after the run (Unix time).",
         [MODEL],
