@@ -245,3 +245,9 @@ def test_the_stopped_note_says_what_committed(monkeypatch: pytest.MonkeyPatch) -
     )
     session.rollback()
     assert [w for w in log.windows] == [day("2025-01-01"), day("2025-01-02"), day("2025-01-03")]
+    # Stopped between transactions: nothing rolled back, the next window is named.
+    run.in_flight, run.uncommitted = None, []
+    assert stopped_note(run, "SIGTERM").endswith(
+        "3 window(s) committed and stay loaded: [2025-01-01 00:00:00, 2025-01-04 00:00:00)."
+        " The next run resumes at 2025-01-04 00:00:00 (1 of 4 batches left)."
+    )

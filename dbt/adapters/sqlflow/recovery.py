@@ -185,12 +185,17 @@ def stopped_note(run: ModelRun, why: str) -> str:
         )
     else:
         parts.append(" No window of this run committed.")
+    left = f"({total - run.loaded_batches} of {total} batches left)"
     if windows:
         what = "The batch" if len(windows) == 1 else f"The {len(windows)} batches"
         parts.append(
             f" {what} [{windows[0].start}, {windows[-1].end}) rolled back; the next run"
-            f" resumes there ({total - run.loaded_batches} of {total} batches left)."
+            f" resumes there {left}."
         )
+    elif run.loaded_batches < total:
+        upcoming = run.plan.batches[run.loaded_batches]
+        if upcoming is not None:
+            parts.append(f" The next run resumes at {upcoming.start} {left}.")
     return "".join(parts)
 
 
