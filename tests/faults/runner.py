@@ -109,7 +109,10 @@ def write_project(root: Path, database: Path) -> None:
                         "dev": {
                             "type": "sqlflow",
                             "path": str(database),
-                            "threads": 2,
+                            # One thread: an injected out-of-memory statement starves
+                            # only its own model (with two, it can hit the other one
+                            # outside its batches, where nothing is retried).
+                            "threads": 1,
                             "settings": {"memory_limit": "512MB"},
                             "sqlflow_retry": {
                                 "attempts": 5,

@@ -66,6 +66,10 @@ DIRECT_APPEND = BatchTemplates(
         ]
     },
 )
+OVERWRITE_DIRECT = [
+    {"sql": f"delete from events where {T['overwrite_predicate']}", "count": "deleted"},
+    *DIRECT_APPEND.variants["direct"],
+]
 DELETE_INSERT = BatchTemplates(
     STAGE, {"delete+insert:False": [{"sql": KEYED_DELETE, "count": "deleted"}, INSERT]}
 )
@@ -695,6 +699,86 @@ def test_grouped_batches_leave_what_one_commit_per_batch_leaves(
     assert len(calls) == 6 and one[3] == 6
     # 2 batches a group: 3 commits; 4: 2; 3 rows (2 a batch): 3; auto, tiny batches: 1.
     assert commits == {"2": 3, "4": 2, "{'rows': 3}": 3, "auto": 1}[str(every)]
+
+
+@pytest.mark.parametrize(
+    ("every", "inserts"), [(1, 6), (2, 3), (4, 2), ("auto", 1), ({"seconds": 60}, 6)], ids=str
+)
+def test_a_direct_group_loads_at_once(every: Any, inserts: int) -> None:
+    """Unstaged batches of a group (the model does not read its window, no check) run as
+    one INSERT over the group's range; a seconds target is measured batch by batch."""
+    con = database(SIX_DAYS_SOURCE)
+    run, session = begin_run(con, {**APPEND, "commit_every": every}, "2025-01-07T00:00")
+    log = CommitLog()
+    run_batches(run, session, DIRECT_APPEND, "stage", log)
+    finish_run(run, session, log)
+    statements = [s for s in session.record.statements if s.startswith("insert into events")]
+    assert len(statements) == inserts
+    assert target_rows(con) == SIX_DAYS_SOURCE
+    assert [(done.window, done.rows_inserted) for done, _ in log.calls] == [
+        (day(f"2025-01-0{d}"), 2) for d in range(1, 7)
+    ]
+
+
+def test_a_group_at_once_replaces_windows_and_counts_each_batch() -> None:
+    """insert_overwrite on day partitions over windows that hold rows: each batch's
+    deleted and inserted rows, partitions and the watermark after it are what one
+    transaction per batch gives."""
+    from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec
+
+    target = [
+        r(1, "2025-01-01T05:00", "old"),
+        r(2, "2025-01-03T23:00", "old"),
+        r(9, "2025-01-09T01:00", "far"),
+    ]
+    raw = {
+        "incremental_strategy": "insert_overwrite",
+        "event_time": "event_ts",
+        "partition_by": {"field": "event_ts", "granularity": "day"},
+        "begin": "2025-01-01",
+    }
+    overwrite = BatchTemplates(STAGE, {"direct": OVERWRITE_DIRECT})
+    outcomes = []
+    for every in (1, "auto"):
+        con = database(SIX_DAYS_SOURCE[:6], target)
+        session = DuckSession(con)
+        services = duck_services(session, dt("2025-01-04T00:00"))
+        spec = PartitionSpec("event_ts", "day", "TIMESTAMP")
+        services.partitions = PartitionManager(services.run, services.state, spec)
+        session.commits = 0
+        cfg = SqlflowConfig.parse(MODEL, {**raw, "commit_every": every}, COLUMNS)
+        run = start_run(
+            cfg,
+            services,
+            relation="events",
+            incremental=True,
+            compiled_code=SOURCE_SQL,
+            run_vars={"sqlflow_start": "2025-01-01", "sqlflow_end": "2025-01-04"},
+            invocation_id="inv-1",
+        )
+        log = CommitLog()
+        run_batches(run, session, overwrite, "stage", log)
+        finish_run(run, session, log)
+        outcomes.append(
+            (
+                target_rows(con),
+                loads(con),
+                [
+                    (d.window, d.rows_inserted, d.rows_deleted, d.watermark_after, d.keys)
+                    for d, _ in log.calls
+                ],
+                [
+                    (p.key, p.row_count, p.min_value, p.max_value)
+                    for p in committed_state(con).partitions("events")
+                ],
+                session.commits,
+            )
+        )
+    assert outcomes[0][:4] == outcomes[1][:4]
+    assert (outcomes[0][4], outcomes[1][4]) == (3, 1)
+    assert [row[3:6] for row in outcomes[0][1]] == [(2, 0, 1), (2, 0, 0), (2, 0, 1)]
+    # The watermark after the first batch is the far row outside the range.
+    assert [d[3] for d in outcomes[1][2]] == [dt("2025-01-09T01:00")] * 3
 
 
 def test_a_failure_in_the_third_group_keeps_the_first_two() -> None:

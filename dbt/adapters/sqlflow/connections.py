@@ -239,8 +239,20 @@ class DbtSession:
             connection.transaction_open = False
 
     def rollback(self) -> None:
-        """Roll back the open transaction, if any (dbt's rollback, with its event)."""
+        """Roll back the open transaction, if any (dbt's rollback, with its event).
+
+        Then a ROLLBACK on the DuckDB connection itself, whatever dbt thinks is open:
+        dbt marks the transaction closed even when its rollback failed (out of memory,
+        say), and DuckDB then refuses every statement with "Current transaction is
+        aborted" until one succeeds.
+        """
         self._connections.rollback_if_open()
+        connection = self._connections.get_thread_connection()
+        try:
+            connection.handle.cursor().execute("ROLLBACK")
+        except Exception:  # "no transaction is active": nothing to undo
+            pass
+        connection.transaction_open = False
 
     def journal(self) -> list[tuple[str, Any]]:
         """A copy of what dbt ran in the open transaction (pre- and post-hooks, schema

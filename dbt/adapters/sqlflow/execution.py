@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,7 +160,8 @@ def start_run(
     if config.event_time is not None and incremental:
         watermark = _newest(services.run, config, relation)
         state = _loaded_state(services.state, config.model, relation)
-    windows, idle = _windows(config, services, mode, state, explicit, compiled_code, relation)
+    windows, counted = _windows(config, services, mode, state, explicit, compiled_code, relation)
+    idle = counted.empty
     plan = build_plan(
         config,
         mode,
@@ -181,6 +182,7 @@ def start_run(
         watermark_before=watermark,
         watermark_after=watermark,
         pinned_now=pinned_now,
+        census=counted,
     )
 
 
@@ -192,10 +194,10 @@ def _windows(
     explicit: tuple[datetime, datetime] | None,
     compiled_code: str,
     relation: str,
-) -> tuple[list[Interval] | None, set[int]]:
-    """The planned windows (None for a model without event_time) and the empty ones."""
+) -> tuple[list[Interval] | None, Census]:
+    """The planned windows (None for a model without event_time) and their census."""
     if config.event_time is None:
-        return None, set()
+        return None, Census()
     windows = plan_model_windows(
         config,
         mode,
@@ -270,6 +272,21 @@ def census(
     return {as_naive(u) or lo: int(n) for u, n in found if u is not None}
 
 
+@dataclass(frozen=True)
+class Census:
+    """Rows per window unit of a run's source and target, counted when it was planned.
+
+    Attributes:
+        empty: Indexes of the windows with nothing to do.
+        source: Source rows per unit start; None when not counted.
+        target: Target rows per unit start; None when not counted.
+    """
+
+    empty: set[int] = field(default_factory=set)
+    source: dict[datetime, int] | None = None
+    target: dict[datetime, int] | None = None
+
+
 def _empty_windows(
     config: SqlflowConfig,
     services: RunServices,
@@ -277,24 +294,24 @@ def _empty_windows(
     compiled_code: str,
     relation: str,
     mode: str,
-) -> set[int]:
-    """Indexes of the windows with nothing to do: no source rows and, for a strategy
-    that replaces what the window held, no target rows either.
+) -> Census:
+    """The windows with nothing to do (no source rows and, for a strategy that replaces
+    what the window held, no target rows either), and the counts that told.
 
     Two GROUP BYs for the whole plan instead of one staged batch per window: a backfill
     of 365 empty days costs two queries, not 365 transactions.
     """
     source, target = census_targets(config, mode, reads_window(compiled_code))
     if not windows or not source:
-        return set()
+        return Census()
     column = quote_identifier(config.event_time or "")
     unit = config.batch_size or "day"
     dtype = services.event_time_type
     hull_sql = substitute_window(compiled_code, windows[0].start, windows[-1].end)
-    busy = set(census(services.run, f"({hull_sql}\n) as m", column, dtype, windows, unit))
-    if target:
-        busy |= set(census(services.run, relation, column, dtype, windows, unit))
-    return empty_indexes(windows, unit, busy)
+    found = census(services.run, f"({hull_sql}\n) as m", column, dtype, windows, unit)
+    held = census(services.run, relation, column, dtype, windows, unit) if target else None
+    busy = set(found) | set(held or ())
+    return Census(empty_indexes(windows, unit, busy), found, held)
 
 
 # -- the batch loop ------------------------------------------------------------------------
@@ -377,6 +394,13 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
     due to commit (it commits) or the last batch is loaded (its transaction stays open)."""
     loop: _Loop = run.loop
     batches = run.plan.batches
+    end = _one_statement_end(run, loop.group_start)
+    if end is not None:
+        _load_group_at_once(run, session, loop.group_start, end, first)
+        if end < len(batches) - 1:
+            session.commit()
+            loop.group_start = end + 1
+        return
     started = time.monotonic()
     rows = 0
     for index in range(loop.group_start, len(batches)):
@@ -390,6 +414,149 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
             session.commit()
             loop.group_start = index + 1
             return
+
+
+STATEMENT_ROWS = 5_000_000
+"""The rows one statement of a group loaded at once may write under ``commit_every``
+``auto`` (about a second of DuckDB's insert work)."""
+
+
+def _one_statement_end(run: ModelRun, start: int) -> int | None:
+    """The last batch of a group that can load as one statement from ``start``, or None
+    when the group loads batch by batch.
+
+    One statement (a DELETE and an INSERT of the group's whole range) leaves exactly
+    what the group's batches leave one by one when they write straight from the model's
+    query (append, insert_overwrite: plan.direct), the model does not read its window
+    (its rows for the range are the union of its rows per window) and no quality check
+    judges a batch. The group is sized from the planning census's source rows.
+    """
+    loop: _Loop = run.loop
+    census: Census | None = run.census
+    every = run.config.commit_every
+    direct = "direct" in loop.templates.variants
+    pm = run.services.partitions
+    # No source census: the model reads its window (or its strategy judges no window
+    # empty), so its rows for a range may differ from the union of its windows' rows.
+    if not direct or census is None or census.source is None or run.services.checks:
+        return None
+    if pm is not None and not pm.spec.is_time:
+        return None
+    if every.seconds is not None and not every.auto:
+        return None  # a time target is measured batch by batch
+    batches = run.plan.batches
+    limit = every.batches or len(batches)
+    cap = every.rows or STATEMENT_ROWS
+    rows, end = 0, start
+    for index in range(start, min(len(batches), start + limit)):
+        window = batches[index]
+        if window is None:
+            return None
+        rows += census.source.get(window.start, 0)
+        if rows > cap and index > start:
+            break
+        end = index
+    return end if end > start else None
+
+
+def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, first: bool) -> None:
+    """The batches ``start`` to ``end`` (one group) written by one run of the direct
+    steps over their whole range; each batch then gets its own figures and state, from
+    two GROUP BYs of the range in the target (before and after)."""
+    loop: _Loop = run.loop
+    windows = [w for w in run.plan.batches[start : end + 1] if w is not None]
+    if start == 0 and not first:
+        session.replay(loop.prefix)
+    if first and loop.side is not None:
+        for index in range(start, end + 1):
+            inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+    hull = Interval(windows[0].start, windows[-1].end)
+    dtype = run.services.event_time_type
+    literals = window_literals(hull, dtype)
+    where = window_filter(run, literals)
+    census_: Census = run.census
+    held = census_.target
+    static = static_strategy(run.config)
+    replaces = static is not None and static.replaces_window
+    before = (
+        _per_unit(run, session, hull)
+        if held is None or any(held.get(w.start) for w in windows)
+        else {}
+    )
+    model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
+    logged = _Logged(session, run) if start == 0 and first else session
+    for step in loop.templates.variants["direct"]:
+        sql = fill_template(
+            step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
+        )
+        logged.execute(sql)
+    after = _per_unit(run, session, hull)
+    logger.debug(
+        f"{run.config.model} batches {start + 1} to {end + 1} loaded at once"
+        f" [{hull.start}, {hull.end}) {run.log_context()}"
+    )
+    outside = _newest_outside(run, session, where) if before else None
+    for offset, window in enumerate(windows):
+        batch = run.start_batch(static.name if static else "append", window)
+        old_rows = before.get(window.start, (0, None))[0]
+        new_rows, new_max = after.get(window.start, (0, None))
+        if replaces:
+            batch.rows_deleted, batch.rows_inserted = old_rows, new_rows
+        else:
+            batch.rows_inserted = new_rows - old_rows
+        batch.batch_max = new_max
+        if before:
+            # What the target's newest row is once this batch, and not yet the later
+            # ones of the group, replaced its window.
+            later = [before.get(w.start, (0, None))[1] for w in windows[offset + 1 :]]
+            done = [after.get(w.start, (0, None))[1] for w in windows[: offset + 1]]
+            run.watermark_after = max(filter(None, (outside, *later, *done)), default=None)
+        _finish_at_once(run, batch)
+        run.close_batch()
+    _flush(run.services)
+
+
+def _per_unit(
+    run: ModelRun, session: Session, hull: Interval
+) -> dict[datetime, tuple[int, datetime | None]]:
+    """Rows and newest event time per batch unit of the target within ``hull``."""
+    column = quote_identifier(run.config.event_time or "")
+    dtype = run.services.event_time_type
+    unit = run.config.batch_size or "day"
+    found = session.execute(
+        f"select date_trunc('{unit}', {utc_expr(column, dtype)}), count(*), max({column})"
+        f" from {run.relation} where {column} >= {time_literal(hull.start, dtype)}"
+        f" and {column} < {time_literal(hull.end, dtype)} group by 1"
+    )
+    return {as_naive(u) or hull.start: (int(n), as_naive(m)) for u, n, m in found}
+
+
+def _newest_outside(run: ModelRun, session: Session, where: str) -> datetime | None:
+    column = quote_identifier(run.config.event_time or "")
+    found = session.execute(f"select max({column}) from {run.relation} where not ({where})")
+    return as_naive(found[0][0])
+
+
+def _finish_at_once(run: ModelRun, batch: BatchResult) -> None:
+    """A batch of a group loaded at once: its partitions' statistics, watermark, state
+    rows and the empty windows before the next batch (what finish_batch does, without
+    asking the target again)."""
+    services = run.services
+    pm = services.partitions
+    window = batch.window
+    assert window is not None
+    keys: list[str] = []
+    if pm is not None and pm.spec.is_time and batch.rows_inserted + batch.rows_deleted:
+        keys = [partition_key(window.start, pm.spec.granularity or "day")]
+        pm.refresh_statistics(run.relation, keys, load_id=batch.load_id)
+    batch.partitions_touched, batch.keys = len(keys), keys
+    if not batch.rows_deleted and batch.batch_max is not None:
+        run.watermark_after = max(filter(None, (run.watermark_after, batch.batch_max)))
+    batch.watermark_after = run.watermark_after
+    _record_batch(run, batch, run.relation)
+    if run.plan.empty_windows:
+        is_last = run.batches_done + 1 >= len(run.plan.batches)
+        record_empty_until(run, None if is_last else window.end, run.relation)
 
 
 def _batch_body(

@@ -123,6 +123,7 @@ class ModelRun:
     loop: Any = None
     uncommitted: list[BatchResult] = field(default_factory=list)
     commits: int = 0
+    census: Any = None
 
     @property
     def mode(self) -> str:
