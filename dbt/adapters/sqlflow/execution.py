@@ -404,6 +404,8 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
     started = time.monotonic()
     rows = 0
     for index in range(loop.group_start, len(batches)):
+        if interrupted():
+            _stop(run, "SIGTERM")  # the group rolls back
         _batch_body(run, session, index, batches[index], first)
         done = run.close_batch()
         rows += done.rows_inserted + done.rows_updated + done.rows_deleted
@@ -583,6 +585,8 @@ def _attempt_logged(
     """``recovery.attempt``, and on a failure for good, what stayed committed."""
     try:
         attempt(run, session, body, what, point)
+    except RunStopped:
+        raise
     except KeyboardInterrupt:
         _stop(run, "interrupted")
     except DbtRuntimeError as e:
@@ -591,11 +595,15 @@ def _attempt_logged(
         raise
 
 
+class RunStopped(DbtRuntimeError):
+    """The run was stopped (SIGTERM, Ctrl-C); the message says what committed."""
+
+
 def _stop(run: ModelRun, why: str, cause: BaseException | None = None) -> None:
     run.interrupted = why
     note = stopped_note(run, why)
     logger.warning(f"{note} {run.log_context()}")
-    raise DbtRuntimeError(note) from cause
+    raise RunStopped(note) from cause
 
 
 def _what(run: ModelRun) -> str:
