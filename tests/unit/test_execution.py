@@ -124,10 +124,19 @@ def begin_run(
     raw: dict[str, Any],
     now: str,
     checks: list[QualityCheck] | None = None,
+    *,
+    day_partitions: bool = False,
+    run_vars: dict[str, Any] | None = None,
 ) -> tuple[ModelRun, DuckSession]:
-    """An incremental run of ``events`` from ``src``, planned by ``start_run``."""
+    """An incremental run of ``events`` from ``src``, planned by ``start_run`` (with a
+    partition manager of day partitions on event_ts if asked)."""
+    from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec
+
     session = DuckSession(con)
     services = duck_services(session, dt(now), checks=checks or [])
+    if day_partitions:
+        spec = PartitionSpec("event_ts", "day", "TIMESTAMP")
+        services.partitions = PartitionManager(services.run, services.state, spec)
     session.commits = 0  # count the run's own commits
     cfg = SqlflowConfig.parse(MODEL, raw, COLUMNS, now=dt(now))
     run = start_run(
@@ -136,7 +145,7 @@ def begin_run(
         relation="events",
         incremental=True,
         compiled_code=SOURCE_SQL,
-        run_vars={},
+        run_vars=run_vars or {},
         invocation_id="inv-1",
     )
     return run, session
@@ -724,8 +733,6 @@ def test_a_group_at_once_replaces_windows_and_counts_each_batch() -> None:
     """insert_overwrite on day partitions over windows that hold rows: each batch's
     deleted and inserted rows, partitions and the watermark after it are what one
     transaction per batch gives."""
-    from dbt.adapters.sqlflow.partitions import PartitionManager, PartitionSpec
-
     target = [
         r(1, "2025-01-01T05:00", "old"),
         r(2, "2025-01-03T23:00", "old"),
@@ -741,20 +748,12 @@ def test_a_group_at_once_replaces_windows_and_counts_each_batch() -> None:
     outcomes = []
     for every in (1, "auto"):
         con = database(SIX_DAYS_SOURCE[:6], target)
-        session = DuckSession(con)
-        services = duck_services(session, dt("2025-01-04T00:00"))
-        spec = PartitionSpec("event_ts", "day", "TIMESTAMP")
-        services.partitions = PartitionManager(services.run, services.state, spec)
-        session.commits = 0
-        cfg = SqlflowConfig.parse(MODEL, {**raw, "commit_every": every}, COLUMNS)
-        run = start_run(
-            cfg,
-            services,
-            relation="events",
-            incremental=True,
-            compiled_code=SOURCE_SQL,
+        run, session = begin_run(
+            con,
+            {**raw, "commit_every": every},
+            "2025-01-04T00:00",
+            day_partitions=True,
             run_vars={"sqlflow_start": "2025-01-01", "sqlflow_end": "2025-01-04"},
-            invocation_id="inv-1",
         )
         log = CommitLog()
         run_batches(run, session, overwrite, "stage", log)
