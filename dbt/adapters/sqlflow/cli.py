@@ -205,6 +205,34 @@ def intervals_command(
     click.echo((format_json if as_json else format_table)(report), nl=False)
 
 
+@cli.command("tune")
+@click.argument("models", nargs=-1)
+@_state_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def tune_command(
+    models: tuple[str, ...],
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+    as_json: bool,
+) -> None:
+    """Recommend batch_size and commit_every for MODELS from their load history.
+
+    Each recommendation comes with its evidence (the figures of the model's recent
+    batches) and the gain to expect. MODELS are names or unique_ids (default: every
+    windowed sqlflow_incremental model of target/manifest.json); the DuckDB file is
+    opened read-only.
+    """
+    from dbt.adapters.sqlflow.cli_state import StateCommandError
+    from dbt.adapters.sqlflow.cli_tune import format_json, format_table, load_advice
+
+    try:
+        advice = load_advice(models, project_dir, profiles_dir, target)
+    except StateCommandError as e:
+        raise CliError(str(e)) from e
+    click.echo((format_json if as_json else format_table)(advice), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()
