@@ -8,6 +8,7 @@ too few batches gets nothing; the JSON has the same figures.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,24 @@ class TestTuneCommand:
             ("batch_size", "year"),
             ("commit_every", "auto"),
         ]
+
+        # --ab: both arms measured on copies; the production file stays byte-identical.
+        import hashlib
+
+        database = Path(cli_profiles["database"])
+        before = hashlib.sha256(database.read_bytes()).hexdigest()
+        done = tune(project, cli_profiles, "hourly", "--ab", "--runs", "2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == (
+            "model.test.hourly: its latest load [2025-01-01T00:00:00, 2025-01-01T12:00:00)"
+            " on a copy of the database"
+        )
+        arms = {line.split()[0]: line for line in lines[3:5]}
+        assert "(as configured)" in arms["current"]
+        assert "batch_size=year, commit_every=auto" in arms["recommended"]
+        assert all(line.split()[-4] == "2" for line in arms.values())  # runs
+        assert lines[5].startswith(
+            ("no real difference", "recommended settings faster", "current settings faster")
+        )
+        assert hashlib.sha256(database.read_bytes()).hexdigest() == before

@@ -209,24 +209,47 @@ def intervals_command(
 @click.argument("models", nargs=-1)
 @_state_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--ab",
+    is_flag=True,
+    help="Measure: run MODEL's latest load on copies of the database with today's settings"
+    " and with the recommended ones, alternating, and compare.",
+)
+@click.option("--runs", type=click.IntRange(min=2), default=3, show_default=True)
 def tune_command(
     models: tuple[str, ...],
     project_dir: str | None,
     profiles_dir: str | None,
     target: str | None,
     as_json: bool,
+    ab: bool,
+    runs: int,
 ) -> None:
     """Recommend batch_size and commit_every for MODELS from their load history.
 
     Each recommendation comes with its evidence (the figures of the model's recent
     batches) and the gain to expect. MODELS are names or unique_ids (default: every
     windowed sqlflow_incremental model of target/manifest.json); the DuckDB file is
-    opened read-only.
+    opened read-only. With --ab (one MODEL), both settings are measured on copies: the
+    medians of node time and peak memory, and whether the gain exceeds the runs' spread.
     """
     from dbt.adapters.sqlflow.cli_state import StateCommandError
-    from dbt.adapters.sqlflow.cli_tune import format_json, format_table, load_advice
+    from dbt.adapters.sqlflow.cli_tune import (
+        ab_test,
+        format_ab,
+        format_json,
+        format_table,
+        load_advice,
+    )
 
     try:
+        if ab:
+            if len(models) != 1:
+                raise CliError("--ab measures one model. Fix: name exactly one MODEL")
+            click.echo(
+                format_ab(ab_test(models[0], project_dir, profiles_dir, target, runs)), nl=False
+            )
+            return
         advice = load_advice(models, project_dir, profiles_dir, target)
     except StateCommandError as e:
         raise CliError(str(e)) from e

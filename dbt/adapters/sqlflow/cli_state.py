@@ -206,7 +206,7 @@ def resolve_state_location(
             f"{profiles_file}: not found. Fix: pass --profiles-dir, the folder holding"
             " profiles.yml (or set DBT_PROFILES_DIR)"
         )
-    profile, profile_name = _load_profile(project_dir, profiles_dir, target)
+    profile, profile_name = load_profile(project_dir, profiles_dir, target)
     credentials = profile.credentials
     if credentials.type != "sqlflow":
         raise StateCommandError(
@@ -228,7 +228,7 @@ def resolve_state_location(
     return StateLocation(path=path, state_schema=schema, target=profile.target_name)
 
 
-def _load_profile(project_dir: Path, profiles_dir: Path, target: str | None) -> tuple[Profile, str]:
+def load_profile(project_dir: Path, profiles_dir: Path, target: str | None) -> tuple[Profile, str]:
     """The project's profile, rendered by dbt's own profile code, and its name.
 
     Raises:

@@ -9,9 +9,12 @@ what to change, with its evidence and expected gain.
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from dbt.adapters.sqlflow.cli_intervals import WINDOWED, find_windowed_model
 from dbt.adapters.sqlflow.cli_state import (
@@ -101,3 +104,232 @@ def format_table(advice: Sequence[ModelAdvice]) -> str:
 def format_json(advice: Sequence[ModelAdvice]) -> str:
     """The recommendations as JSON: one object per model."""
     return json.dumps([asdict(a) for a in advice], indent=2) + "\n"
+
+
+# -- A/B: today's settings against the recommended ones, on copies ---------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of an A/B: its settings and each run's node seconds and peak memory."""
+
+    name: str
+    settings: dict[str, str]
+    node_seconds: list[float]
+    peak_rss_mb: list[float]
+
+    @property
+    def median_seconds(self) -> float:
+        """The median node time."""
+        return statistics.median(self.node_seconds)
+
+    @property
+    def spread(self) -> float:
+        """Slowest minus fastest run."""
+        return max(self.node_seconds) - min(self.node_seconds)
+
+
+@dataclass(frozen=True)
+class ABReport:
+    """``tune MODEL --ab``: what was run, on which range, and each arm's figures."""
+
+    model: str
+    window_start: str
+    window_end: str
+    arms: list[Arm]
+
+    @property
+    def real_gain(self) -> bool:
+        """Whether the arms differ by more than either arm's spread (noise)."""
+        current, recommended = self.arms
+        gap = current.median_seconds - recommended.median_seconds
+        return abs(gap) > max(current.spread, recommended.spread)
+
+    def verdict(self) -> str:
+        """One line: which arm was faster, by how much, and whether that is beyond noise."""
+        current, recommended = self.arms
+        gain = 1 - recommended.median_seconds / current.median_seconds
+        if not self.real_gain:
+            return (
+                f"no real difference: {gain:+.0%} node time, within the runs' spread"
+                f" ({max(current.spread, recommended.spread):.2f} s)"
+            )
+        faster = "recommended" if gain > 0 else "current"
+        return f"{faster} settings faster: node time {gain:+.0%} (beyond the runs' spread)"
+
+
+def ab_test(
+    model: str,
+    project_dir: str | Path | None = None,
+    profiles_dir: str | Path | None = None,
+    target: str | None = None,
+    runs: int = 3,
+) -> ABReport:
+    """Run the model's latest load (its range of windows) on copies of the DuckDB file,
+    ``runs`` times with today's settings and ``runs`` times with the recommended ones,
+    alternating; the production file and project are only read.
+
+    Raises:
+        StateCommandError: With a one-line message naming what is wrong and the fix.
+    """
+    import shutil
+    import tempfile
+
+    project, profiles = project_dirs(project_dir, profiles_dir)
+    manifest = manifest_path(project)
+    found = find_windowed_model(manifest, model)
+    node = model_node(manifest, model, WINDOWED)
+    location = resolve_state_location(project, profiles, target)
+    with open_state(location, found.name, "loads") as store:
+        loads = store.loads(found.unique_id)
+    advice = recommend(found.unique_id, node.get("config") or {}, batches_from_loads(loads))
+    if not advice:
+        raise StateCommandError(
+            f"model '{found.unique_id}': nothing to test, tune recommends no change. Fix:"
+            f" run `dbt-sqlflow tune {found.name}` to see why"
+        )
+    start, end = _latest_range(loads)
+    settings = {r.key: r.recommended for r in advice}
+    with tempfile.TemporaryDirectory(prefix="sqlflow-tune-") as tmp:
+        work = Path(tmp)
+        # The copies keep the file's name: dbt-duckdb names the database after it.
+        for folder in ("pristine", "data"):
+            (work / folder).mkdir()
+        name = location.path.name
+        shutil.copy2(location.path, work / "pristine" / name)
+        wal = location.path.with_name(name + ".wal")
+        if wal.exists():
+            shutil.copy2(wal, work / "pristine" / (name + ".wal"))
+        arms = {
+            "current": _arm_project(work / "current", project, profiles, target, node, {}),
+            "recommended": _arm_project(
+                work / "recommended", project, profiles, target, node, settings
+            ),
+        }
+        figures: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in arms}
+        for run in range(runs):
+            order = list(arms) if run % 2 == 0 else list(reversed(arms))
+            for arm in order:
+                seconds, rss = _timed_run(arms[arm], work, name, found, start, end)
+                figures[arm][0].append(seconds)
+                figures[arm][1].append(rss)
+    return ABReport(
+        found.unique_id,
+        start.isoformat(),
+        end.isoformat(),
+        [
+            Arm("current", {}, *figures["current"]),
+            Arm("recommended", settings, *figures["recommended"]),
+        ],
+    )
+
+
+def _latest_range(loads: Sequence[Any]) -> tuple[datetime, datetime]:
+    """The windows of the model's latest invocation, as one range."""
+    windowed = [x for x in loads if x.window_start is not None and x.window_end is not None]
+    if not windowed:
+        raise StateCommandError("no windowed load recorded. Fix: run the model first")
+    latest = max(windowed, key=lambda x: x.started_at).invocation_id
+    mine = [x for x in windowed if x.invocation_id == latest]
+    return min(x.window_start for x in mine), max(x.window_end for x in mine)
+
+
+def _arm_project(
+    home: Path,
+    project: Path,
+    profiles: Path,
+    target: str | None,
+    node: dict[str, Any],
+    settings: dict[str, str],
+) -> Path:
+    """A copy of the project whose model also sets ``settings`` (a later config() call
+    wins), and a profiles.yml whose target is the work copy of the database."""
+    import shutil
+
+    import yaml  # type: ignore[import-untyped]
+
+    from dbt.adapters.sqlflow.cli_state import load_profile
+
+    shutil.copytree(
+        project,
+        home,
+        ignore=shutil.ignore_patterns("target", "logs", "*.duckdb", "*.duckdb.wal", ".venv*"),
+    )
+    if settings:
+        model_file = home / str(node["original_file_path"])
+        args = ", ".join(f"{k}={_literal(v)}" for k, v in settings.items())
+        model_file.write_text(model_file.read_text() + f"\n{{{{ config({args}) }}}}\n")
+    profile, name = load_profile(project, profiles, target)
+    credentials = profile.to_profile_info(serialize_credentials=True)["credentials"]
+    database = home.parent / "data" / Path(str(credentials["path"])).name
+    output = {**credentials, "type": "sqlflow", "path": str(database)}
+    output["threads"] = profile.threads
+    document = {name: {"target": profile.target_name, "outputs": {profile.target_name: output}}}
+    (home / "profiles.yml").write_text(yaml.safe_dump(document))
+    return home
+
+
+def _literal(value: str) -> str:
+    return value if value.isdigit() else repr(value)
+
+
+def _timed_run(
+    home: Path, work: Path, name: str, model: Any, start: datetime, end: datetime
+) -> tuple[float, float]:
+    """One dbt run of the model's range on a fresh copy of the database file ``name``:
+    node seconds, peak RSS in MB."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    for suffix in ("", ".wal"):
+        (work / "data" / (name + suffix)).unlink(missing_ok=True)
+        if (work / "pristine" / (name + suffix)).exists():
+            shutil.copy2(work / "pristine" / (name + suffix), work / "data" / (name + suffix))
+    run_vars = json.dumps({"sqlflow_start": start.isoformat(), "sqlflow_end": end.isoformat()})
+    argv = [
+        str(Path(sys.executable).parent / "dbt"),
+        "run",
+        "-s",
+        model.name,
+        "--vars",
+        run_vars,
+        "--project-dir",
+        str(home),
+        "--profiles-dir",
+        str(home),
+    ]
+    env = {**os.environ, "SQLFLOW_NOW": end.isoformat()}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    output = proc.stdout.read() if proc.stdout is not None else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = output.decode(errors="replace").strip().splitlines()[-3:]
+        raise StateCommandError(f"the A/B run of {model.name} failed: {' | '.join(tail)}")
+    results = json.loads((home / "target" / "run_results.json").read_text())["results"]
+    seconds = next(r["execution_time"] for r in results if r["unique_id"] == model.unique_id)
+    return float(seconds), usage.ru_maxrss / 1024
+
+
+def format_ab(report: ABReport) -> str:
+    """The A/B as a table and a verdict."""
+    rows = [
+        [
+            arm.name,
+            ", ".join(f"{k}={v}" for k, v in arm.settings.items()) or "(as configured)",
+            str(len(arm.node_seconds)),
+            f"{arm.median_seconds:.3f}",
+            f"{arm.spread:.3f}",
+            f"{statistics.median(arm.peak_rss_mb):.0f}",
+        ]
+        for arm in report.arms
+    ]
+    headers = ["arm", "settings", "runs", "median node s", "spread s", "median peak RSS MB"]
+    lines = [
+        f"{report.model}: its latest load [{report.window_start}, {report.window_end}) on a"
+        " copy of the database",
+        *text_table(headers, rows, right=[2, 3, 4, 5]),
+        report.verdict(),
+    ]
+    return "".join(f"{line}\n" for line in lines)
