@@ -838,3 +838,21 @@ def test_auto_groups_by_seconds_and_rows(
     from dbt.adapters.sqlflow.config import AUTO_COMMIT
 
     assert AUTO_COMMIT.due(batches, rows, seconds) is due
+
+
+def test_census_counts_map_to_the_windows_of_a_group() -> None:
+    from dbt.adapters.sqlflow.execution import _rows_by_window
+
+    counts = {dt("2025-01-02"): 5, dt("2025-01-03"): 2, dt("2025-01-04"): 3, dt("2025-01-05"): 7}
+    # A run's first window starts at the last run's "now"; its last ends at this "now".
+    partial = [
+        Interval(dt("2025-01-03T12:00"), dt("2025-01-04")),
+        Interval(dt("2025-01-04"), dt("2025-01-04T12:00")),
+    ]
+    assert _rows_by_window(counts, partial) == {
+        dt("2025-01-03T12:00"): 2,
+        dt("2025-01-04"): 3,
+    }
+    # A later group of the run: the units before it belong to earlier groups.
+    later = [day("2025-01-04"), day("2025-01-05")]
+    assert _rows_by_window(counts, later) == {dt("2025-01-04"): 3, dt("2025-01-05"): 7}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -447,14 +448,15 @@ def _one_statement_end(run: ModelRun, start: int) -> int | None:
     if every.seconds is not None and not every.auto:
         return None  # a time target is measured batch by batch
     batches = run.plan.batches
+    if any(window is None for window in batches):
+        return None
+    windows = [w for w in batches if w is not None]
+    source = _rows_by_window(census.source, windows)
     limit = every.batches or len(batches)
     cap = every.rows or STATEMENT_ROWS
     rows, end = 0, start
     for index in range(start, min(len(batches), start + limit)):
-        window = batches[index]
-        if window is None:
-            return None
-        rows += census.source.get(window.start, 0)
+        rows += source.get(windows[index].start, 0)
         if rows > cap and index > start:
             break
         end = index
@@ -481,8 +483,8 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
     static = static_strategy(run.config)
     replaces = static is not None and static.replaces_window
     before = (
-        _per_unit(run, session, hull)
-        if held is None or any(held.get(w.start) for w in windows)
+        _per_window(run, session, windows)
+        if held is None or any(_rows_by_window(held, windows).values())
         else {}
     )
     model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
@@ -492,7 +494,7 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
             step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
         )
         logged.execute(sql)
-    after = _per_unit(run, session, hull)
+    after = _per_window(run, session, windows)
     logger.debug(
         f"{run.config.model} batches {start + 1} to {end + 1} loaded at once"
         f" [{hull.start}, {hull.end}) {run.log_context()}"
@@ -518,19 +520,61 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
     _flush(run.services)
 
 
-def _per_unit(
-    run: ModelRun, session: Session, hull: Interval
+def _per_window(
+    run: ModelRun, session: Session, windows: list[Interval]
 ) -> dict[datetime, tuple[int, datetime | None]]:
-    """Rows and newest event time per batch unit of the target within ``hull``."""
+    """Rows and newest event time of the target in each window (by its start), in one
+    GROUP BY of the windows' range by batch unit.
+
+    Windows are whole units but for the first one's start and the last one's end (the
+    previous run's and this run's "now"), so each unit of the range lies in one window.
+    """
     column = quote_identifier(run.config.event_time or "")
     dtype = run.services.event_time_type
     unit = run.config.batch_size or "day"
     found = session.execute(
         f"select date_trunc('{unit}', {utc_expr(column, dtype)}), count(*), max({column})"
-        f" from {run.relation} where {column} >= {time_literal(hull.start, dtype)}"
-        f" and {column} < {time_literal(hull.end, dtype)} group by 1"
+        f" from {run.relation} where {column} >= {time_literal(windows[0].start, dtype)}"
+        f" and {column} < {time_literal(windows[-1].end, dtype)} group by 1"
     )
-    return {as_naive(u) or hull.start: (int(n), as_naive(m)) for u, n, m in found}
+    figures: dict[datetime, tuple[int, datetime | None]] = {}
+    # Rows are of the windows' range: a unit before the first window's start holds it.
+    keys = [as_naive(key) for key, _, _ in found]
+    first_unit = max((k for k in keys if k is not None and k <= windows[0].start), default=None)
+    for key, count, newest in found:
+        start = _window_of(as_naive(key), windows, first_unit)
+        if start is None:
+            continue
+        rows, latest = figures.get(start, (0, None))
+        newest = as_naive(newest)
+        figures[start] = (rows + int(count), max(filter(None, (latest, newest)), default=None))
+    return figures
+
+
+def _window_of(
+    unit_start: datetime | None, windows: list[Interval], first_unit: datetime | None
+) -> datetime | None:
+    """The start of the window (of consecutive ``windows``) that holds the batch unit
+    starting at ``unit_start``; None outside them. Only the first window may start inside
+    a unit (at the last run's "now"): ``first_unit``, the start of that unit."""
+    if unit_start is None or unit_start >= windows[-1].end:
+        return None
+    starts = [w.start for w in windows]
+    index = bisect_right(starts, unit_start) - 1
+    if index < 0:
+        return starts[0] if unit_start == first_unit else None
+    return starts[index]
+
+
+def _rows_by_window(counts: dict[datetime, int], windows: list[Interval]) -> dict[datetime, int]:
+    """Census counts (per unit start) summed per window start."""
+    found: dict[datetime, int] = {}
+    first_unit = max((u for u in counts if u <= windows[0].start), default=None)
+    for unit_start, rows in counts.items():
+        start = _window_of(unit_start, windows, first_unit)
+        if start is not None:
+            found[start] = found.get(start, 0) + rows
+    return found
 
 
 def _newest_outside(run: ModelRun, session: Session, where: str) -> datetime | None:
