@@ -20,6 +20,7 @@ from typing import Any
 from dbt_common.exceptions import DbtConfigError
 
 from dbt.adapters.sqlflow.intervals import parse_timestamp
+from dbt.adapters.sqlflow.redact import RedactSettings
 from dbt.adapters.sqlflow.strategies import KEYED_STRATEGIES, REGISTRY, STRATEGY_NAMES
 
 STRATEGIES = STRATEGY_NAMES
@@ -64,6 +65,7 @@ SQLFLOW_KEYS: tuple[str, ...] = (
     "quality_checks",
     "incremental_predicates",
     "commit_every",
+    "sqlflow_redact",
 )
 """Every config key ``SqlflowConfig.parse`` reads (``_Parser.get`` refuses any other): a key
 close to one of these that neither dbt nor sqlflow knows is taken for a misspelling."""
@@ -177,6 +179,8 @@ class SqlflowConfig:
     quality_checks: tuple[Any, ...] = ()
     incremental_predicates: tuple[str, ...] = ()
     commit_every: CommitEvery = AUTO_COMMIT
+    redact: RedactSettings = field(default_factory=RedactSettings)
+    """The model's ``sqlflow_redact`` (laid over the profile's by the adapter)."""
     unknown_keys: tuple[str, ...] = ()
     """Keys neither dbt nor sqlflow reads and not close to a sqlflow key (a package's own,
     which dbt allows): kept as dbt keeps them, listed at debug level."""
@@ -252,6 +256,7 @@ class SqlflowConfig:
         quality = p.quality_checks()
         predicates = p.string_list("incremental_predicates")
         commit_every = p.commit_every()
+        redact = p.redact()
         config = cls(
             model=model,
             strategy=strategy or "auto",
@@ -269,6 +274,7 @@ class SqlflowConfig:
             quality_checks=quality,
             incremental_predicates=predicates,
             commit_every=commit_every,
+            redact=redact,
             unknown_keys=unknown,
         )
         return config, p.problems
@@ -844,3 +850,12 @@ class _Parser:
             )
             quality = ()
         return tuple(quality)
+
+    def redact(self) -> RedactSettings:
+        """``sqlflow_redact``: what to redact in this model's messages; its columns must be
+        columns of the model."""
+        settings, problems = RedactSettings.check(self.get("sqlflow_redact"))
+        self.problems.extend(problems)
+        for column in settings.columns:
+            self.check_column("sqlflow_redact.columns", column)
+        return settings

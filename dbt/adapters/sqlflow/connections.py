@@ -11,11 +11,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dbt.adapters.contracts.connection import AdapterResponse, Connection
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+from dbt_common.exceptions import DbtRuntimeError
 
+from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
 from dbt.adapters.sqlflow.retry import LOCK_HELD, RetrySettings, is_lock_conflict, retrying
 
 if TYPE_CHECKING:
@@ -99,6 +103,40 @@ def count_from_cursor(cursor: Any) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+@contextmanager
+def redacted_errors(manager: Any, sql: str, redactor: Redactor) -> Iterator[None]:
+    """dbt-duckdb's ``exception_handler`` with DuckDB's error text redacted.
+
+    DuckDB quotes row values in its errors (``Could not convert string 'ann@example.com'
+    to INT32``, ``Duplicate key "email: ..."``); dbt-duckdb's handler logs that text at debug
+    level and re-raises it. Here the log lines and the ``DbtRuntimeError`` carry it
+    redacted, and a redacted error is not chained: its cause would hold the text as it was.
+    """
+    try:
+        yield
+    except DbtRuntimeError:
+        raise
+    except Exception as e:
+        from dbt.adapters.events.logging import AdapterLogger
+
+        logger = AdapterLogger("sqlflow")
+        text = redactor.text(str(e))
+        logger.debug(f"duckdb error: {text}")
+        logger.debug(f"Error running SQL: {redactor.text(sql)}")
+        logger.debug("Rolling back transaction.")
+        manager.rollback_if_open()
+        raise DbtRuntimeError(text) from (e if text == str(e) else None)
+
+
+def profile_redactor(credentials: Any) -> Redactor:
+    """The redactor of the profile's ``sqlflow_redact``.
+
+    Raises:
+        DbtConfigError: for a bad ``sqlflow_redact``.
+    """
+    return RedactSettings.parse(getattr(credentials, "sqlflow_redact", None)).redactor()
+
+
 class SqlflowConnectionManager(DuckDBConnectionManager):
     """dbt-duckdb's connection manager under ``type: sqlflow``, with row counts.
 
@@ -180,6 +218,20 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         """Drop dbt-duckdb's shared environment."""
         DuckDBConnectionManager.close_all_connections()
 
+    @contextmanager
+    def exception_handler(self, sql: str, connection_name: str = "master") -> Iterator[None]:
+        """dbt-duckdb's handler, with the error text redacted by the profile's
+        ``sqlflow_redact``."""
+        with redacted_errors(self, sql, self.redactor()):
+            yield
+
+    def redactor(self) -> Redactor:
+        """The profile's redactor (built once)."""
+        found: Redactor | None = getattr(self, "_sqlflow_redactor", None)
+        if found is None:
+            found = self._sqlflow_redactor = profile_redactor(self.profile.credentials)
+        return found
+
     def execute(
         self,
         sql: str,
@@ -212,18 +264,26 @@ class DbtSession:
     the connection's ``transaction_open`` as dbt keeps it; errors are dbt's, chained.
     """
 
-    def __init__(self, connections: Any) -> None:
+    def __init__(self, connections: Any, redactor: Redactor | None = None) -> None:
         self._connections = connections
+        self._redactor = redactor
+
+    def _errors(self, sql: str) -> Any:
+        """The error handling of one statement: the run's redactor (the profile's and the
+        model's ``sqlflow_redact``), else the connection manager's."""
+        if self._redactor is None:
+            return self._connections.exception_handler(sql)
+        return redacted_errors(self._connections, sql, self._redactor)
 
     def execute(self, sql: str) -> list[tuple]:
         """Run SQL in this thread's open transaction (BEGIN first if none is open)."""
         connection = self._connections.get_thread_connection()
         if not connection.transaction_open:
-            with self._connections.exception_handler("BEGIN"):
+            with self._errors("BEGIN"):
                 connection.handle.cursor().execute("BEGIN")
             connection.transaction_open = True
             self._connections.journal().clear()
-        with self._connections.exception_handler(sql):
+        with self._errors(sql):
             cursor = connection.handle.cursor()
             cursor.execute(sql)
             if cursor.description is None:
@@ -234,7 +294,7 @@ class DbtSession:
         """COMMIT the open transaction, if any, without dbt's per-statement events."""
         connection = self._connections.get_thread_connection()
         if connection.transaction_open:
-            with self._connections.exception_handler("COMMIT"):
+            with self._errors("COMMIT"):
                 connection.handle.cursor().execute("COMMIT")
             connection.transaction_open = False
 

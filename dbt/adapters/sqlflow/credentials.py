@@ -26,6 +26,11 @@ class SqlflowCredentials(DuckDBCredentials):
     # {"attempts": 5, "initial_seconds": 1, "max_seconds": 30}; {"attempts": 1} retries nothing.
     sqlflow_retry: dict[str, Any] | None = None
 
+    # Personal data redacted in the row values sqlflow shows (check samples, key examples,
+    # DuckDB errors): {"columns": [...], "patterns": [...], "kinds": [...]}; built-in kinds
+    # (email, phone, card, iban, ip) are on by default, {"kinds": []} turns them off.
+    sqlflow_redact: dict[str, Any] | None = None
+
     @property
     def type(self) -> str:
         """The adapter type named in profiles.yml."""
@@ -37,4 +42,5 @@ class SqlflowCredentials(DuckDBCredentials):
             "sqlflow_state_schema",
             "sqlflow_metrics",
             "sqlflow_retry",
+            "sqlflow_redact",
         )

@@ -968,6 +968,7 @@ def _check_keys(run: ModelRun, staged: str, rows: int, null_rows: int) -> int:
         tied_keys=tied,
         tied_samples=tied_samples,
         dedupe_by=config.dedupe_by,
+        redactor=run.services.redactor,
     )
     return removed
 
@@ -1204,6 +1205,7 @@ def _run_checks(
         now=run.services.now,
         batch_filter=batch_filter,
         partition_check=partition_check,
+        redactor=run.services.redactor,
     )
     batch.checks = outcomes
     if quality.failed_errors(outcomes):

@@ -16,7 +16,11 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow import execution
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
-from dbt.adapters.sqlflow.connections import DbtSession, SqlflowConnectionManager
+from dbt.adapters.sqlflow.connections import (
+    DbtSession,
+    SqlflowConnectionManager,
+    profile_redactor,
+)
 from dbt.adapters.sqlflow.dbt_config import dbt_config_keys, event_time_range
 from dbt.adapters.sqlflow.execution import BatchTemplates
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
@@ -30,6 +34,7 @@ from dbt.adapters.sqlflow.partitions import (
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, pinned_now
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.recovery import PROBE, armed_faults, handle_sigterm, probe_sql
+from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
 from dbt.adapters.sqlflow.retry import RetrySettings
 from dbt.adapters.sqlflow.run import (
     BatchResult,
@@ -70,6 +75,9 @@ class SqlflowAdapter(DuckDBAdapter):
         self._sqlflow_runs: dict[str, ModelRun] = {}
         self._sqlflow_lock = threading.RLock()
         self._sqlflow_state_ready = False
+        # The profile's sqlflow_redact, checked once here (a bad value is a DbtConfigError
+        # before any model runs); each model lays its own over it.
+        self._sqlflow_redact = profile_redactor(config.credentials).settings
         # dbt builds a new adapter for every invocation: these records are this run's.
         self.sqlflow_metrics = LoadRecorder()
         # Export at the end of `dbt run` / `dbt build` when the profile sets
@@ -128,8 +136,8 @@ class SqlflowAdapter(DuckDBAdapter):
 
     # -- helpers (not exposed to Jinja) ---------------------------------------------
 
-    def _session(self) -> DbtSession:
-        return DbtSession(self.connections)
+    def _session(self, redactor: Redactor | None = None) -> DbtSession:
+        return DbtSession(self.connections, redactor)
 
     def _run(self, run_id: str) -> ModelRun:
         with self._sqlflow_lock:
@@ -159,7 +167,8 @@ class SqlflowAdapter(DuckDBAdapter):
     def _services(
         self, config: Any, checks: list[QualityCheck], columns: dict[str, str], now: Any
     ) -> RunServices:
-        run = BufferedWrites(self._session().execute)
+        redactor = self._redactor(config.redact)
+        run = BufferedWrites(self._session(redactor).execute)
         state = self._state(run)
         retry = RetrySettings.parse(getattr(self.config.credentials, "sqlflow_retry", None))
         pm = None
@@ -169,7 +178,11 @@ class SqlflowAdapter(DuckDBAdapter):
             pm = PartitionManager(run, state, spec, unique_key=list(config.unique_key) or None)
         lowered = {k.lower(): v for k, v in columns.items()}
         et_type = lowered.get(config.event_time.lower()) if config.event_time else None
-        return RunServices(run, state, pm, checks, now, et_type, retry)
+        return RunServices(run, state, pm, checks, now, et_type, retry, redactor=redactor)
+
+    def _redactor(self, model: RedactSettings) -> Redactor:
+        """The profile's ``sqlflow_redact`` with the model's laid over it."""
+        return self._sqlflow_redact.merged(model).redactor()
 
     def _side(self, sql: str) -> None:
         """Run SQL on a second connection to this thread's database, in its own
@@ -300,9 +313,10 @@ class SqlflowAdapter(DuckDBAdapter):
                 stay loaded (and recorded).
         """
         run = self._run(run_id)
+        session = self._session(run.services.redactor)
         execution.run_batches(
             run,
-            self._session(),
+            session,
             BatchTemplates.from_jinja(templates),
             str(stage),
             self._on_commit,
@@ -313,7 +327,9 @@ class SqlflowAdapter(DuckDBAdapter):
     def sqlflow_build(self, run_id: str, build_sql: str, intermediate: Any) -> None:
         """Build the table from the model's SQL as ``intermediate`` and check its keys,
         in the open transaction (the materialization then swaps it in)."""
-        execution.build_table(self._run(run_id), self._session(), build_sql, str(intermediate))
+        run = self._run(run_id)
+        session = self._session(run.services.redactor)
+        execution.build_table(run, session, build_sql, str(intermediate))
 
     @available.parse_none
     def sqlflow_record_build(self, run_id: str, target_relation: Any) -> None:
@@ -335,7 +351,8 @@ class SqlflowAdapter(DuckDBAdapter):
     @available.parse_none
     def sqlflow_commit(self, run_id: str) -> None:
         """Commit the run's open transaction (its last batch, or its empty windows)."""
-        execution.finish_run(self._run(run_id), self._session(), self._on_commit)
+        run = self._run(run_id)
+        execution.finish_run(run, self._session(run.services.redactor), self._on_commit)
 
     @available.parse_none
     def sqlflow_result(self, run_id: str) -> SqlflowAdapterResponse:
@@ -397,11 +414,20 @@ class SqlflowAdapter(DuckDBAdapter):
         """
         session = self._session()
         columns = dict(session.describe(f"select * from {relation}"))
-        report = check_model_partitions(
-            model_id, str(relation), node_config, columns, session.execute, self._state
-        )
+        # Value partitions' keys are row values: the report is redacted as the model's
+        # messages are.
+        redactor = self._redactor(RedactSettings.check(node_config.get("sqlflow_redact"))[0])
+        try:
+            report = check_model_partitions(
+                model_id, str(relation), node_config, columns, session.execute, self._state
+            )
+        except DbtRuntimeError as e:
+            redacted = redactor.text(e.msg)
+            if redacted == e.msg:
+                raise
+            raise DbtRuntimeError(redacted) from None
         self.commit_if_has_connection()
-        return report
+        return redactor.text(report)
 
     @available
     def sqlflow_pinned_now_literal(self, value: Any = None) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow.config import clip_text, config_error
+from dbt.adapters.sqlflow.redact import DEFAULT, NOTHING, Redactor
 from dbt.adapters.sqlflow.sql import Executor, quote_identifier, sql_literal
 
 CHECK_KINDS: tuple[str, ...] = (
@@ -670,6 +671,7 @@ def run_quality_checks(
     now: dt.datetime,
     batch_filter: str | None = None,
     partition_check: Callable[[], list[str]] | None = None,
+    redactor: Redactor = DEFAULT,
 ) -> list[CheckOutcome]:
     """Run checks on the load's open transaction, one query per check.
 
@@ -689,6 +691,7 @@ def run_quality_checks(
             relation that holds more than the batch.
         partition_check: Returns the partition manager's consistency problems for the
             partitions the load touched (an empty list when consistent).
+        redactor: Redacts the row values samples, messages and query errors show.
 
     Returns:
         One outcome per check, in order.
@@ -705,7 +708,9 @@ def run_quality_checks(
         if runner is None:  # pragma: no cover - parse_quality_checks only makes known kinds
             raise ValueError(f"unknown quality check kind {check.kind!r}")
         relation = batch_relation if check.scope == "batch" else target_relation
-        run = _Run(executor, check, relation, batch_filter, event_time, now, partition_check)
+        run = _Run(
+            executor, check, relation, batch_filter, event_time, now, partition_check, redactor
+        )
         outcomes.append(runner(run))
     return outcomes
 
@@ -721,16 +726,29 @@ class _Run:
     event_time: str | None
     now: dt.datetime
     partition_check: Callable[[], list[str]] | None
+    redactor: Redactor = DEFAULT
 
     def query(self, sql: str) -> list[tuple]:
         try:
             return self.executor(sql)
         except Exception as e:
-            raise DbtRuntimeError(
+            # DuckDB's error may quote a row value: redacted, and then not chained (the
+            # cause would carry the text unredacted into tracebacks).
+            text = self.redactor.text(str(e))
+            error = DbtRuntimeError(
                 f"quality check {self.check.name} (quality_checks[{self.check.index}]) could "
-                f"not run against {self.relation}: {e}\nCheck the column names and SQL of "
-                f"this check in the model's quality_checks config.\nSQL: {sql}"
-            ) from e
+                f"not run against {self.relation}: {text}\nCheck the column names and SQL of"
+                f" this check in the model's quality_checks config.\nSQL: {sql}"
+            )
+            raise error from (e if text == str(e) else None)
+
+    def render(self, row: dict[str, Any]) -> str:
+        """A row for a sample line, its values redacted."""
+        return _render_row(row, self.redactor)
+
+    def show(self, column: str, value: object) -> str:
+        """One value of ``column`` for a message, redacted."""
+        return _render_value(value, self.redactor, column)
 
     def where(self, condition: str) -> str:
         if self.batch_filter and self.check.scope == "batch":
@@ -766,7 +784,7 @@ def _failing_rows(run: _Run, condition: str) -> tuple[int, list[str]]:
     if not rows:
         return 0, []
     first = run.check.columns
-    return int(rows[0][0]), [_render_row(_columns_first(row[1], first)) for row in rows]
+    return int(rows[0][0]), [run.render(_columns_first(row[1], first)) for row in rows]
 
 
 def _run_not_null(run: _Run) -> CheckOutcome:
@@ -785,7 +803,9 @@ def _run_accepted_values(run: _Run) -> CheckOutcome:
     column = quote_identifier(run.check.columns[0])
     literals = ", ".join(sql_literal(v) for v in run.check.values)
     count, sample = _failing_rows(run, f"{column} is not null and {column} not in ({literals})")
-    shown = clip_text(", ".join(_render_value(v) for v in run.check.values), _SAMPLE_CHARS)
+    # The accepted values are the model's config, not row values: shown as written.
+    configured = (_render_value(v, NOTHING) for v in run.check.values)
+    shown = clip_text(", ".join(configured), _SAMPLE_CHARS)
     return run.outcome(
         count,
         sample,
@@ -849,7 +869,7 @@ def _run_unique(run: _Run) -> CheckOutcome:
     for row in rows:
         values = dict(row[2])
         times = values.pop(_ROWS_ALIAS)
-        sample.append(f"{_render_row(values)} ({times} rows)")
+        sample.append(f"{run.render(values)} ({times} rows)")
     return run.outcome(
         count,
         sample,
@@ -866,7 +886,7 @@ def _run_freshness(run: _Run) -> CheckOutcome:
             f"quality check {check.name} needs the model's event_time column; none was given."
         )
     rows = run.query(f"select max({quote_identifier(column)}) from {run.relation}")
-    newest = _as_utc_datetime(rows[0][0] if rows else None, check)
+    newest = _as_utc_datetime(rows[0][0] if rows else None, check, run.redactor)
     cutoff = now - check.max_lag
     lag = f"now ({_render_value(now)}) minus max_lag '{check.max_lag_text}'"
     if newest is None:
@@ -877,25 +897,28 @@ def _run_freshness(run: _Run) -> CheckOutcome:
             f"{_render_value(cutoff)} ({lag})",
             failed=True,
         )
-    shown = f"newest {column}={_render_value(rows[0][0])}"
+    newest_text = run.show(column, rows[0][0])
+    shown = f"newest {column}={newest_text}"
     if newest < cutoff:
         return run.outcome(
             0,
             [shown],
-            f"the newest {column} in the target, {_render_value(rows[0][0])}, is older than "
+            f"the newest {column} in the target, {newest_text}, is older than "
             f"{_render_value(cutoff)} ({lag})",
             failed=True,
         )
     return run.outcome(
         0,
         [],
-        f"the newest {column} in the target, {_render_value(rows[0][0])}, is within "
+        f"the newest {column} in the target, {newest_text}, is within "
         f"max_lag '{check.max_lag_text}' of now",
         failed=False,
     )
 
 
-def _as_utc_datetime(value: object, check: QualityCheck) -> dt.datetime | None:
+def _as_utc_datetime(
+    value: object, check: QualityCheck, redactor: Redactor = DEFAULT
+) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -905,7 +928,8 @@ def _as_utc_datetime(value: object, check: QualityCheck) -> dt.datetime | None:
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time())
     raise DbtRuntimeError(
-        f"quality check {check.name}: the newest event_time is {value!r} "
+        f"quality check {check.name}: the newest event_time is"
+        f" {redactor.text(repr(value))} "
         f"({type(value).__name__}); freshness needs a DATE, TIMESTAMP or TIMESTAMPTZ column. "
         "Point event_time at such a column, or remove the check."
     )
@@ -930,7 +954,8 @@ def _run_partition_consistency(run: _Run) -> CheckOutcome:
         severity=check.severity,
         status="fail" if failed else "pass",
         failing_rows=0,
-        sample=[clip_text(p, _SAMPLE_CHARS) for p in problems[:SAMPLE_LIMIT]],
+        # Value partitions' keys are row values.
+        sample=[clip_text(run.redactor.text(p), _SAMPLE_CHARS) for p in problems[:SAMPLE_LIMIT]],
         message=message,
     )
 
@@ -1051,25 +1076,32 @@ def _columns_first(row: Any, first: Sequence[str]) -> dict[str, Any]:
     return ordered
 
 
-def _render_row(row: dict[str, Any]) -> str:
-    text = ", ".join(f"{key}={_render_value(value)}" for key, value in row.items())
+def _render_row(row: dict[str, Any], redactor: Redactor = DEFAULT) -> str:
+    text = ", ".join(f"{key}={_render_value(value, redactor, key)}" for key, value in row.items())
     return clip_text(text, _SAMPLE_CHARS)
 
 
-def _render_value(value: object) -> str:
+def _render_value(value: object, redactor: Redactor = DEFAULT, column: str = "") -> str:
+    """A value as a sample shows it; redacted before it is clipped, so a clip never leaves
+    part of an e-mail address that no longer looks like one."""
+    if column and redactor.listed(column):
+        return redactor.value(column, value)
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return clip_text("'" + value.replace("'", "''") + "'", _VALUE_CHARS)
+        text = redactor.text(value)
+        return clip_text("'" + text.replace("'", "''") + "'", _VALUE_CHARS)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dict):
-        inner = ", ".join(f"{k}: {_render_value(v)}" for k, v in value.items())
+        # A struct's fields are columns too (a listed name is redacted whole).
+        inner = ", ".join(f"{k}: {_render_value(v, redactor, str(k))}" for k, v in value.items())
         return clip_text("{" + inner + "}", _VALUE_CHARS)
     if isinstance(value, list | tuple):
-        return clip_text("[" + ", ".join(_render_value(v) for v in value) + "]", _VALUE_CHARS)
-    return clip_text(str(value), _VALUE_CHARS)
+        items = ", ".join(_render_value(v, redactor) for v in value)
+        return clip_text("[" + items + "]", _VALUE_CHARS)
+    return clip_text(redactor.text(str(value)), _VALUE_CHARS)

@@ -21,6 +21,7 @@ from dbt.adapters.sqlflow.partitions import PartitionManager
 from dbt.adapters.sqlflow.plan import LoadPlan
 from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
 from dbt.adapters.sqlflow.retry import RetrySettings
+from dbt.adapters.sqlflow.redact import DEFAULT, Redactor
 from dbt.adapters.sqlflow.sql import Executor
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import CountRole
@@ -61,6 +62,9 @@ class RunServices:
     now: datetime
     event_time_type: str | None = None
     retry: RetrySettings = field(default_factory=RetrySettings)
+    redactor: Redactor = DEFAULT
+    """Redacts the row values of the run's messages (the profile's and the model's
+    ``sqlflow_redact``)."""
 
 
 @dataclass

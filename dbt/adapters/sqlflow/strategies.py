@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from dbt_common.exceptions import DbtRuntimeError
 
+from dbt.adapters.sqlflow.redact import DEFAULT, Redactor
+
 if TYPE_CHECKING:
     from dbt.adapters.sqlflow.config import SqlflowConfig
 
@@ -271,26 +273,28 @@ def key_problems(
     tied_keys: int = 0,
     tied_samples: list[tuple[Any, ...]] | None = None,
     dedupe_by: tuple[str, ...] = (),
+    redactor: Redactor = DEFAULT,
 ) -> str | None:
     """The error message for a batch with null or duplicated keys, or None if it has none.
 
     ``tied_keys`` counts the keys whose last rows by ``dedupe_by`` are several different
     rows (which one to keep is undefined); ``samples`` and ``tied_samples`` are up to
-    :data:`MAX_SAMPLES` ``(*key values, rows)`` tuples.
+    :data:`MAX_SAMPLES` ``(*key values, rows)`` tuples, their key values shown redacted
+    by ``redactor``.
     """
     if not null_key_rows and not duplicate_keys and not tied_keys:
         return None
     keys = ", ".join(unique_key)
     parts = [f"sqlflow_incremental model '{model}': the batch cannot be loaded by key ({keys})."]
     if duplicate_keys:
-        shown = _format_samples(unique_key, samples)
+        shown = _format_samples(unique_key, samples, redactor)
         parts.append(
             f"{duplicate_keys:,} key value(s) occur more than once in the batch, e.g. {shown}."
             " Set dedupe_by (e.g. dedupe_by='updated_at') to keep the last row per key,"
             " or fix the duplicates upstream."
         )
     if tied_keys:
-        shown = _format_samples(unique_key, tied_samples or [])
+        shown = _format_samples(unique_key, tied_samples or [], redactor)
         order = ", ".join(dedupe_by)
         parts.append(
             f"{tied_keys:,} key value(s) have different rows tied for last by dedupe_by"
@@ -338,11 +342,19 @@ def raise_key_problems(model: str, unique_key: tuple[str, ...], **facts: Any) ->
         raise DbtRuntimeError(message)
 
 
-def _format_samples(unique_key: tuple[str, ...], samples: list[tuple[Any, ...]]) -> str:
-    return "; ".join(_format_key(unique_key, s[:-1]) + f" ({s[-1]} rows)" for s in samples)
+def _format_samples(
+    unique_key: tuple[str, ...], samples: list[tuple[Any, ...]], redactor: Redactor
+) -> str:
+    return "; ".join(
+        _format_key(unique_key, s[:-1], redactor) + f" ({s[-1]} rows)" for s in samples
+    )
 
 
-def _format_key(unique_key: tuple[str, ...], values: tuple[Any, ...]) -> str:
-    if len(unique_key) == 1:
-        return f"{unique_key[0]}={values[0]!r}"
-    return "(" + ", ".join(f"{k}={v!r}" for k, v in zip(unique_key, values, strict=False)) + ")"
+def _format_key(unique_key: tuple[str, ...], values: tuple[Any, ...], redactor: Redactor) -> str:
+    def shown(column: str, value: Any) -> str:
+        if redactor.listed(column):
+            return str(redactor.value(column, value))
+        return repr(redactor.value(column, value))
+
+    pairs = [f"{k}={shown(k, v)}" for k, v in zip(unique_key, values, strict=False)]
+    return pairs[0] if len(unique_key) == 1 else "(" + ", ".join(pairs) + ")"
