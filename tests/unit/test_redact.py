@@ -18,8 +18,8 @@ from dbt.adapters.sqlflow.redact import (
     KINDS,
     NOTHING,
     PATTERN_MARK,
-    RedactSettings,
     Redactor,
+    RedactSettings,
     iban_valid,
     luhn_valid,
 )
@@ -96,8 +96,7 @@ def test_duckdb_errors_keep_their_words() -> None:
     with pytest.raises(duckdb.Error) as cast:
         con.execute("select cast(email || ' 192.168.1.20' as integer) from u")
     assert DEFAULT.text(str(dup.value)) == (
-        'Constraint Error: Duplicate key "email: <redacted:email>" violates primary key'
-        " constraint."
+        'Constraint Error: Duplicate key "email: <redacted:email>" violates primary key constraint.'
     )
     assert DEFAULT.text(str(cast.value)).startswith(
         "Conversion Error: Could not convert string '<redacted:email> <redacted:ip>' to INT32"

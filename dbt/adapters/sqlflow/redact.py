@@ -92,37 +92,69 @@ def iban_valid(text: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
-def _is_card(found: re.Match[str]) -> bool:
-    return luhn_valid(re.sub(r"[ -]", "", found.group(0)))
+def _is_card(candidate: str) -> bool:
+    digits = re.sub(r"[ -]", "", candidate)
+    return 13 <= len(digits) <= 19 and digits.isdigit() and luhn_valid(digits)
 
 
-def _is_phone(found: re.Match[str]) -> bool:
-    digits = sum(c.isdigit() for c in found.group(0))
-    return 7 <= digits <= 15
+def _is_phone(candidate: str) -> bool:
+    return 7 <= sum(c.isdigit() for c in candidate) <= 15 and candidate[-1].isdigit()
 
 
-def _is_ipv6(found: re.Match[str]) -> bool:
-    text = found.group(0)
-    if sum(1 for part in text.split(":") if part) < 2:
+def _is_ipv6(candidate: str) -> bool:
+    if sum(1 for part in candidate.split(":") if part) < 2:
         return False  # "::", "a::": no address anyone owns
     try:
-        ipaddress.IPv6Address(text)
+        ipaddress.IPv6Address(candidate)
     except ValueError:
         return False
     return True
 
 
-Detector = tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool] | None]
+Detector = tuple[str, re.Pattern[str], Callable[[str], bool] | None]
 
 # Order matters: an IBAN or card number holds digit runs a phone pattern would take.
 DETECTORS: tuple[Detector, ...] = (
     ("email", _EMAIL, None),
-    ("iban", _IBAN, lambda m: iban_valid(m.group(0))),
+    ("iban", _IBAN, iban_valid),
     ("card", _CARD, _is_card),
     ("ip", _IPV6, _is_ipv6),
     ("ip", _IPV4, None),
     ("phone", _PHONE, _is_phone),
 )
+
+
+def _valid_end(found: re.Match[str], valid: Callable[[str], bool] | None) -> int | None:
+    """Where the personal data of a candidate ends: the whole match when there is no check,
+    else the longest prefix ending at a word's end that passes it (a phone number followed
+    by another number is one long candidate); None when none does."""
+    text = found.group(0)
+    if valid is None:
+        return found.end()
+    ends = [i + 1 for i, c in enumerate(text) if c.isalnum() and not text[i + 1 : i + 2].isalnum()]
+    for end in reversed(ends):
+        if valid(text[:end]):
+            return found.start() + end
+    return None
+
+
+def _substitute(text: str, detector: Detector) -> str:
+    """``text`` with every valid candidate of one detector replaced by its placeholder.
+
+    Candidates may overlap (``7946 0958 4111 1111`` before the card ``4111 1111 1111
+    1111``): after one that fails its check, the search goes on from its next character.
+    """
+    kind, regex, valid = detector
+    parts: list[str] = []
+    kept = position = 0
+    while (found := regex.search(text, position)) is not None:
+        end = _valid_end(found, valid)
+        if end is None:
+            position = found.start() + 1
+            continue
+        parts += [text[kept : found.start()], mark(kind)]
+        kept = position = end
+    return "".join(parts) + text[kept:] if parts else text
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -244,17 +276,6 @@ def _unique(items: Sequence[str]) -> tuple[str, ...]:
 # -- redacting ---------------------------------------------------------------------------------
 
 
-def _replacer(
-    placeholder: str, valid: Callable[[re.Match[str]], bool] | None
-) -> Callable[[re.Match[str]], str]:
-    """The ``re.sub`` replacement of one detector: the placeholder for a valid match."""
-
-    def replace(found: re.Match[str]) -> str:
-        return placeholder if valid is None or valid(found) else found.group(0)
-
-    return replace
-
-
 class Redactor:
     """Replaces personal data in values and texts, as :class:`RedactSettings` say."""
 
@@ -278,9 +299,8 @@ class Redactor:
         """``text`` with every match of the user's patterns and the built-in kinds replaced."""
         for pattern in self._patterns:
             text = pattern.sub(PATTERN_MARK, text)
-        for kind, regex, valid in self._detectors:
-            if regex.search(text) is not None:
-                text = regex.sub(_replacer(mark(kind), valid), text)
+        for detector in self._detectors:
+            text = _substitute(text, detector)
         return text
 
     def value(self, column: str, value: Any) -> Any:
