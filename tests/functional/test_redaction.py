@@ -168,6 +168,9 @@ def everything_written(project: Any, logs_dir: str, console: str, textfile: Path
         "metrics json": export_artifacts(
             target / "run_results.json", target / "manifest.json", fmt="json"
         ),
+        "metrics cloudwatch-emf": export_artifacts(
+            target / "run_results.json", target / "manifest.json", fmt="cloudwatch-emf"
+        ),
     }
 
 

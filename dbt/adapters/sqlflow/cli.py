@@ -27,7 +27,8 @@ def cli() -> None:
 
 @cli.group()
 def metrics() -> None:
-    """Export a dbt run's metrics (Prometheus, OpenMetrics, JSON, Pushgateway)."""
+    """Export a dbt run's metrics (Prometheus, OpenMetrics, JSON, CloudWatch EMF,
+    Pushgateway)."""
 
 
 _run_results_option = click.option(
@@ -50,10 +51,16 @@ _manifest_option = click.option(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["prometheus", "openmetrics", "json"]),
+    type=click.Choice(["prometheus", "openmetrics", "json", "cloudwatch-emf"]),
     default="prometheus",
     show_default=True,
-    help="Output format.",
+    help="Output format (cloudwatch-emf: CloudWatch Embedded Metric Format, JSON lines).",
+)
+@click.option(
+    "--namespace",
+    default="dbt-sqlflow",
+    show_default=True,
+    help="CloudWatch namespace of --format cloudwatch-emf.",
 )
 @click.option("--output", default=None, help="Write to this file (atomically) instead of stdout.")
 @click.option(
@@ -62,14 +69,21 @@ _manifest_option = click.option(
     help="Also write DIR/dbt_sqlflow.prom atomically (node_exporter's textfile collector).",
 )
 def export_command(
-    run_results: str, manifest: str, fmt: str, output: str | None, textfile: str | None
+    run_results: str,
+    manifest: str,
+    fmt: str,
+    namespace: str,
+    output: str | None,
+    textfile: str | None,
 ) -> None:
     """Print (or write) the metrics of the run in RUN_RESULTS."""
     from dbt.adapters.sqlflow.metrics.artifacts import ArtifactError
     from dbt.adapters.sqlflow.metrics.export import ExportError, export_artifacts
 
     try:
-        text = export_artifacts(run_results, manifest, fmt=fmt, output=output, textfile=textfile)
+        text = export_artifacts(
+            run_results, manifest, fmt=fmt, output=output, textfile=textfile, namespace=namespace
+        )
     except (ArtifactError, ExportError) as e:
         raise CliError(str(e)) from e
     if output is None and textfile is None:

@@ -34,7 +34,8 @@ from dbt.adapters.sqlflow.metrics.settings import (
 )
 
 TEXTFILE_NAME = "dbt_sqlflow.prom"
-FORMATS = ("prometheus", "openmetrics", "json")
+FORMATS = ("prometheus", "openmetrics", "json", "cloudwatch-emf")
+EMF = "cloudwatch-emf"
 
 
 class ExportError(Exception):
@@ -42,7 +43,8 @@ class ExportError(Exception):
 
 
 def render(registry: CollectorRegistry, fmt: str = "prometheus") -> str:
-    """The registry's samples as ``prometheus`` text (0.0.4), ``openmetrics`` or ``json``."""
+    """The registry's samples as ``prometheus`` text (0.0.4), ``openmetrics`` or ``json``
+    (``cloudwatch-emf`` needs the run's summary: :func:`.emf.render_emf`)."""
     if fmt == "prometheus":
         return generate_latest(registry).decode("utf-8")
     if fmt == "openmetrics":
@@ -53,6 +55,8 @@ def render(registry: CollectorRegistry, fmt: str = "prometheus") -> str:
         return generate_openmetrics(registry, escaping=ALLOWUTF8).decode("utf-8")
     if fmt == "json":
         return render_json(registry)
+    if fmt == EMF:
+        raise ValueError("cloudwatch-emf is rendered from a RunSummary: use emf.render_emf")
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -142,27 +146,40 @@ def export_artifacts(
     fmt: str = "prometheus",
     output: str | Path | None = None,
     textfile: str | Path | None = None,
+    namespace: str = "dbt-sqlflow",
 ) -> str:
     """Export a finished run from its artifacts (``dbt-sqlflow metrics export``).
 
     Args:
         run_results: dbt's run_results.json.
         manifest: dbt's manifest.json; skipped when None or absent.
-        fmt: ``prometheus``, ``openmetrics`` or ``json``.
+        fmt: ``prometheus``, ``openmetrics``, ``json`` or ``cloudwatch-emf`` (CloudWatch
+            Embedded Metric Format, one JSON object a line).
         output: File to write the text to (atomically); None: only return it.
         textfile: Folder for ``dbt_sqlflow.prom`` (always Prometheus text).
+        namespace: The CloudWatch namespace of ``cloudwatch-emf``.
 
     Returns:
         The rendered text; "" when only ``textfile`` was asked for (not rendered).
 
     Raises:
         ArtifactError: A missing or malformed artifact.
-        ExportError: An unwritable output file or textfile folder.
+        ExportError: An unwritable output file or textfile folder, a namespace CloudWatch
+            would refuse.
     """
-    registry = build_registry(load_artifacts(run_results, manifest))
+    summary = load_artifacts(run_results, manifest)
+    registry = build_registry(summary)
     text = ""
     if output is not None or textfile is None:
-        text = render(registry, fmt)
+        if fmt == EMF:
+            from dbt.adapters.sqlflow.metrics.emf import render_emf
+
+            try:
+                text = render_emf(summary, namespace)
+            except ValueError as e:
+                raise ExportError(str(e)) from e
+        else:
+            text = render(registry, fmt)
     if output is not None:
         write_output(text, output)
     if textfile is not None:
