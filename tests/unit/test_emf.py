@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dbt.adapters.sqlflow.cli import cli
 from dbt.adapters.sqlflow.metrics.artifacts import summary_from_artifacts
 from dbt.adapters.sqlflow.metrics.collector import build_registry
-from dbt.adapters.sqlflow.metrics.emf import render_emf, unit
+from dbt.adapters.sqlflow.metrics.emf import MAX_METRICS_PER_DIRECTIVE as LIMIT
+from dbt.adapters.sqlflow.metrics.emf import emf_record, render_emf, unit
 from dbt.adapters.sqlflow.metrics.export import export_artifacts, render
 
 # -- the specification's rules -----------------------------------------------------------------
@@ -264,8 +265,8 @@ def test_the_same_figures_as_the_prometheus_export() -> None:
     prometheus = {}
     for family in text_string_to_metric_families(render(build_registry(summary))):
         for s in family.samples:
-            if family.name == "sqlflow_run_info":
-                continue
+            if family.name == "sqlflow_run_info" or "le" in s.labels:
+                continue  # the run's identity, histogram buckets: not EMF metrics
             labels = dict(s.labels)
             if "model" in labels:
                 labels["strategy"] = strategies[labels["model"]]
@@ -357,3 +358,14 @@ def test_cli_refuses_a_namespace_cloudwatch_would_refuse(
     assert result.output.strip() == (
         f"Error: CloudWatch namespace {namespace!r} {problem}; pass e.g. --namespace dbt-sqlflow"
     )
+
+
+def test_more_than_100_metrics_are_split_into_directives() -> None:
+    metrics = {f"sqlflow_figure_{i}_total": float(i) for i in range(250)}
+    record = emf_record(
+        {"model": "m", "strategy": "merge"}, metrics, "dbt-sqlflow", 1772359500000, {}
+    )
+    directives = record["_aws"]["CloudWatchMetrics"]
+    assert [len(d["Metrics"]) for d in directives] == [LIMIT, LIMIT, 50]
+    assert emf_problems(json.dumps(record)) == []
+    assert {m["Name"] for d in directives for m in d["Metrics"]} == set(metrics)

@@ -84,20 +84,32 @@ def render_emf(summary: RunSummary, namespace: str = NAMESPACE) -> str:
             key = tuple(sorted(labels.items(), key=lambda item: _dimension_key(item[0])))
             groups.setdefault(key, {})[sample.name] = float(sample.value)
     lines = [
-        json.dumps(_record(dict(key), metrics, namespace, timestamp, properties))
+        json.dumps(emf_record(dict(key), metrics, namespace, timestamp, properties))
         for key, metrics in groups.items()
     ]
     return "".join(line + "\n" for line in lines)
 
 
-def _record(
+def emf_record(
     dimensions: dict[str, str],
     metrics: dict[str, float],
     namespace: str,
     timestamp: int,
     properties: dict[str, str],
 ) -> dict[str, Any]:
-    """One EMF object: the directive(s), then the dimensions, the values, the properties."""
+    """One EMF log event.
+
+    Args:
+        dimensions: Dimension name -> value (the one dimension set of its directives).
+        metrics: Metric name -> value; more than :data:`MAX_METRICS_PER_DIRECTIVE` are split
+            into several directives with the same dimensions.
+        namespace: The CloudWatch namespace.
+        timestamp: Milliseconds since the epoch.
+        properties: Plain members (not metrics, not dimensions) for joining with logs.
+
+    Returns:
+        ``{"_aws": {...}, <dimensions>, <metrics>, <properties>}``.
+    """
     names = list(dimensions)
     directives = [
         {
