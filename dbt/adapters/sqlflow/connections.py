@@ -153,6 +153,8 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         # Per thread: what dbt ran in the open transaction (pre-hooks, schema changes,
         # post-hooks), so a retried batch can run it again after the rollback.
         self._journals: dict[int, list[tuple[str, Any]]] = {}
+        # The profile's sqlflow_redact, built when a statement first fails.
+        self._sqlflow_redactor: Redactor | None = None
 
     def journal(self) -> list[tuple[str, Any]]:
         """The ``(sql, bindings)`` dbt ran through this thread's connection in its open
@@ -227,10 +229,9 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
 
     def redactor(self) -> Redactor:
         """The profile's redactor (built once)."""
-        found: Redactor | None = getattr(self, "_sqlflow_redactor", None)
-        if found is None:
-            found = self._sqlflow_redactor = profile_redactor(self.profile.credentials)
-        return found
+        if self._sqlflow_redactor is None:
+            self._sqlflow_redactor = profile_redactor(self.profile.credentials)
+        return self._sqlflow_redactor
 
     def execute(
         self,
@@ -261,7 +262,8 @@ class DbtSession:
     sqlflow's own small queries (inspection, state, checks, a batch's steps) go straight
     to the DuckDB cursor of dbt's connection: the same transaction, without dbt's
     per-statement events, which cost ~1 ms each (5x the query). BEGIN and COMMIT keep
-    the connection's ``transaction_open`` as dbt keeps it; errors are dbt's, chained.
+    the connection's ``transaction_open`` as dbt keeps it; errors are dbt's, their
+    DuckDB text redacted (``redacted_errors``).
     """
 
     def __init__(self, connections: Any, redactor: Redactor | None = None) -> None:

@@ -20,8 +20,8 @@ from dbt.adapters.sqlflow.intervals import Interval
 from dbt.adapters.sqlflow.partitions import PartitionManager
 from dbt.adapters.sqlflow.plan import LoadPlan
 from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
-from dbt.adapters.sqlflow.retry import RetrySettings
 from dbt.adapters.sqlflow.redact import DEFAULT, Redactor
+from dbt.adapters.sqlflow.retry import RetrySettings
 from dbt.adapters.sqlflow.sql import Executor
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import CountRole
