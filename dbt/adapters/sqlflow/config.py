@@ -19,6 +19,7 @@ from typing import Any
 
 from dbt_common.exceptions import DbtConfigError
 
+from dbt.adapters.sqlflow.cdc import CdcSpec, parse_cdc
 from dbt.adapters.sqlflow.intervals import parse_timestamp
 from dbt.adapters.sqlflow.redact import RedactSettings
 from dbt.adapters.sqlflow.strategies import KEYED_STRATEGIES, REGISTRY, STRATEGY_NAMES
@@ -66,6 +67,7 @@ SQLFLOW_KEYS: tuple[str, ...] = (
     "incremental_predicates",
     "commit_every",
     "sqlflow_redact",
+    "cdc",
 )
 """Every config key ``SqlflowConfig.parse`` reads (``_Parser.get`` refuses any other): a key
 close to one of these that neither dbt nor sqlflow knows is taken for a misspelling."""
@@ -181,6 +183,7 @@ class SqlflowConfig:
     commit_every: CommitEvery = AUTO_COMMIT
     redact: RedactSettings = field(default_factory=RedactSettings)
     """The model's ``sqlflow_redact`` (laid over the profile's by the adapter)."""
+    cdc: CdcSpec | None = None
     unknown_keys: tuple[str, ...] = ()
     """Keys neither dbt nor sqlflow reads and not close to a sqlflow key (a package's own,
     which dbt allows): kept as dbt keeps them, listed at debug level."""
@@ -257,6 +260,7 @@ class SqlflowConfig:
         predicates = p.string_list("incremental_predicates")
         commit_every = p.commit_every()
         redact = p.redact()
+        cdc = p.cdc(strategy, unique_key, window.event_time)
         config = cls(
             model=model,
             strategy=strategy or "auto",
@@ -275,6 +279,7 @@ class SqlflowConfig:
             incremental_predicates=predicates,
             commit_every=commit_every,
             redact=redact,
+            cdc=cdc,
             unknown_keys=unknown,
         )
         return config, p.problems
@@ -837,6 +842,48 @@ class _Parser:
                 f"is set, but incremental_strategy is '{strategy}'",
                 "set incremental_strategy='snapshot' (or 'auto'), or remove snapshot",
             )
+
+    def cdc(
+        self, strategy: str | None, unique_key: tuple[str, ...], event_time: str | None
+    ) -> CdcSpec | None:
+        """``cdc`` (the change feed of the cdc strategy), and the keys it rules out."""
+        raw = self.get("cdc")
+        if strategy != "cdc":
+            if raw is not None:
+                self.error(
+                    "cdc",
+                    raw,
+                    f"is set, but incremental_strategy is '{strategy}'",
+                    "set incremental_strategy='cdc', or remove cdc",
+                )
+            return None
+        columns = {v[0]: v[1] for v in self.columns.values()} if self.known_columns else None
+        spec = parse_cdc(
+            raw, self.error, unique_key=unique_key, columns=columns, event_time=event_time
+        )
+        # The staged batch is a feed of events, not rows of the target: keys that shape a
+        # row-for-row load do not apply.
+        ruled_out = {
+            "dedupe_by": "cdc applies every change in cdc.sequence_by order; remove dedupe_by",
+            "merge_update_columns": "use cdc.columns or cdc.except_columns",
+            "merge_exclude_columns": "use cdc.except_columns",
+            "incremental_predicates": "remove them (a change may touch any row of its key)",
+        }
+        for key, fix in ruled_out.items():
+            if self.get(key) not in (None, [], ()):
+                self.error(
+                    key, self.get(key), "cannot be used with incremental_strategy 'cdc'", fix
+                )
+        if self.get("on_schema_change") not in (None, "ignore"):
+            self.error(
+                "on_schema_change",
+                self.get("on_schema_change"),
+                "is not supported with incremental_strategy 'cdc' (the target's columns are"
+                " not the feed's)",
+                "set on_schema_change='ignore' and run with --full-refresh after a change of"
+                " the target's columns",
+            )
+        return spec
 
     def quality_checks(self) -> tuple[Any, ...]:
         """The raw ``quality_checks`` entries (``quality.py`` parses each one)."""

@@ -24,7 +24,7 @@ from typing import Any
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow import quality
+from dbt.adapters.sqlflow import cdc, quality
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.partitions import (
@@ -39,6 +39,7 @@ from dbt.adapters.sqlflow.plan import (
     LoadedState,
     Variant,
     build_plan,
+    cdc_tables,
     census_targets,
     direct_strategy,
     empty_indexes,
@@ -172,6 +173,7 @@ def start_run(
         direct=_direct(config, services),
         empty_flag=empty_flag,
     )
+    ledger = _cdc_ledger(config, services, relation, compiled_code, incremental)
     return ModelRun(
         id=uuid.uuid4().hex,
         config=config,
@@ -184,7 +186,49 @@ def start_run(
         watermark_after=watermark,
         pinned_now=pinned_now,
         census=counted,
+        cdc_ledger=ledger,
     )
+
+
+def _cdc_feed_sql(config: SqlflowConfig, compiled_code: str) -> str:
+    """The key and sequence of the model's change events, as the cdc strategy stages
+    them (the ledger takes their types)."""
+    assert config.cdc is not None
+    shape = cdc.layout(config.cdc, config.unique_key, list(config.unique_key))
+    sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
+    return f"select {shape.stage_select} from ({sql}\n) as sqlflow_model"
+
+
+def _cdc_ledger(
+    config: SqlflowConfig,
+    services: RunServices,
+    relation: str,
+    compiled_code: str,
+    incremental: bool,
+) -> str | None:
+    """The cdc ledger of the target (created for an incremental run when missing), or None.
+
+    Raises:
+        DbtRuntimeError: when an existing table has no ledger (it was not loaded by cdc):
+            its rows' applied sequences are unknown.
+    """
+    if config.cdc is None:
+        return None
+    ledger = services.state.table(cdc.ledger_table_name(relation))
+    if incremental:
+        keys = [quote_identifier(k) for k in config.unique_key]
+        created = services.state.create_cdc_ledger(
+            ledger, keys, _cdc_feed_sql(config, compiled_code), replace=False
+        )
+        if created and int(services.run(f"select count(*) from {relation}")[0][0]):
+            raise DbtRuntimeError(
+                f"sqlflow_incremental model '{config.model}': {relation} has rows but no cdc"
+                f" ledger ({ledger}), so the sequence applied to each key is unknown (the"
+                " table was not loaded by incremental_strategy 'cdc', or its ledger was"
+                " dropped). Rebuild it from the change feed: dbt run --full-refresh -s"
+                f" {config.model.split('.')[-1]}. Nothing was written."
+            )
+    return ledger
 
 
 def _windows(
@@ -733,7 +777,28 @@ def load_batch(
                 overwrite_predicate=facts.overwrite_predicate or "false",
             )
             count_rows(run, step["count"], session.execute(sql))
+        if get_strategy(facts.strategy).change_feed:
+            _record_feed(run, stage)
     finish_batch(run, stage, run.relation)
+
+
+def _record_feed(run: ModelRun, stage: str) -> None:
+    """The cdc batch's ledger writes (in its transaction), then its temporary tables go."""
+    config, spec, ledger = run.config, run.config.cdc, run.cdc_ledger
+    assert spec is not None and ledger is not None
+    changes, events = cdc_tables(run.id)
+    state = run.services.state
+    state.record_cdc_batch(
+        ledger,
+        keys=[quote_identifier(k) for k in config.unique_key],
+        stage=stage,
+        changes=changes,
+        stored_as=spec.stored_as,
+        now=run.services.now,
+        retention=spec.tombstone_retention,
+    )
+    run.services.run(f"drop table if exists {changes}")
+    run.services.run(f"drop table if exists {events}")
 
 
 def _load_direct(
@@ -812,8 +877,13 @@ def build_table(run: ModelRun, session: Session, build_sql: str, intermediate: s
 
 
 def reset_state(run: ModelRun) -> None:
-    """Forget the model's intervals and partitions (its table is being rebuilt)."""
+    """Forget the model's intervals and partitions (its table is being rebuilt), and
+    empty its cdc ledger."""
     run.services.state.forget_model(run.config.model, run.relation)
+    if run.cdc_ledger is not None:
+        keys = [quote_identifier(k) for k in run.config.unique_key]
+        feed = _cdc_feed_sql(run.config, run.compiled_code)
+        run.services.state.create_cdc_ledger(run.cdc_ledger, keys, feed, replace=True)
     if run.services.partitions is not None:
         run.services.partitions.known_keys = set()
 
@@ -886,10 +956,15 @@ def inspect_batch(
     config, execute = run.config, run.services.run
     rows, null_rows, batch_max = execute(_batch_stats_sql(config, staged))[0]
     rows = int(rows)
-    if is_keyed(config) or config.dedupe_by:
+    duplicates = 0
+    if config.cdc is not None:
+        duplicates = _check_feed(run, staged, rows)
+        rows -= duplicates
+    elif is_keyed(config) or config.dedupe_by:
         # A strategy that does not write by key leaves null keys alone, as without dedupe_by.
         rows -= _check_keys(run, staged, rows, int(null_rows) if is_keyed(config) else 0)
     current = run.in_flight or run.start_batch(config.strategy, window)
+    current.rows_ignored += duplicates
     target_predicate, overwrite_predicate = _predicates(run, staged, window)
     matched: int | None = None
     if target_exists and needs_matched_keys(config) and rows:
@@ -916,6 +991,78 @@ def inspect_batch(
         overwrite_predicate=overwrite_predicate,
         skip_dml=rows == 0 and not writes,
     )
+
+
+def _check_feed(run: ModelRun, staged: str, rows: int) -> int:
+    """Refuse a batch of change events with null keys, null sequences, operation values
+    the config does not name, or different events of one key at one sequence; keep one of
+    each set of identical events. Returns the events removed (duplicates).
+
+    Raises:
+        DbtRuntimeError: naming the model, the problem, up to five keys and the fix.
+    """
+    config, execute = run.config, run.services.run
+    spec = config.cdc
+    assert spec is not None
+    keys = [quote_identifier(k) for k in config.unique_key]
+    key_list = ", ".join(keys)
+    events = "sqlflow_op is distinct from 'truncate'"
+    null_keys, null_seqs, unknown_ops, twice = execute(
+        f"select count(*) filter (where {events} and ({_null_filter(config)})),"
+        f" count(*) filter (where {cdc.sequence_null_sql(spec)}),"
+        " count(*) filter (where sqlflow_op is null),"
+        f" count(*) - count(distinct ({key_list}, sqlflow_seq, sqlflow_rank))"
+        f" from {staged}"
+    )[0]
+    seq_samples: list[tuple[Any, ...]] = []
+    op_samples: list[tuple[Any, int]] = []
+    conflicts: list[tuple[Any, ...]] = []
+    conflict_keys = 0
+    if null_seqs:
+        seq_samples = [
+            tuple(r)
+            for r in execute(
+                f"select distinct {key_list} from {staged} where {cdc.sequence_null_sql(spec)}"
+                f" order by all limit {MAX_SAMPLES}"
+            )
+        ]
+    if unknown_ops:
+        op_samples = [
+            (r[0], int(r[1]))
+            for r in execute(
+                f"select sqlflow_op_value, count(*) from {staged} where sqlflow_op is null"
+                f" group by 1 order by 2 desc, 1 limit {MAX_SAMPLES}"
+            )
+        ]
+    if twice:
+        found = execute(
+            f"select count(*) over (), {key_list}, sqlflow_seq from {staged} as sqlflow_row"
+            f" where {events} group by {key_list}, sqlflow_seq, sqlflow_rank"
+            f" having count(distinct sqlflow_row) > 1 order by all limit {MAX_SAMPLES}"
+        )
+        conflict_keys = int(found[0][0]) if found else 0
+        conflicts = [tuple(r[1:]) for r in found]
+    message = cdc.feed_problems(
+        config.model,
+        config.unique_key,
+        spec,
+        null_keys=int(null_keys),
+        null_sequences=seq_samples,
+        null_sequence_rows=int(null_seqs),
+        unknown_operations=op_samples,
+        conflicts=conflicts,
+        conflict_keys=conflict_keys,
+    )
+    if message:
+        raise DbtRuntimeError(message)
+    if not twice:
+        return 0
+    execute(
+        f"delete from {staged} where rowid in (select rowid from {staged}"
+        f" qualify row_number() over (partition by {key_list}, sqlflow_seq, sqlflow_rank"
+        " order by rowid) > 1)"
+    )
+    return rows - int(execute(f"select count(*) from {staged}")[0][0])
 
 
 def _null_filter(config: SqlflowConfig) -> str:

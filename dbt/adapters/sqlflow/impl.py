@@ -283,7 +283,7 @@ class SqlflowAdapter(DuckDBAdapter):
         execution.warn_window_time_zone(run)
         with self._sqlflow_lock:
             self._sqlflow_runs[run.id] = run
-        return jinja_plan(run.id, config, run.plan, columns)
+        return jinja_plan(run.id, config, run.plan, columns, cdc_ledger=run.cdc_ledger)
 
     @available.parse_none
     def sqlflow_merge_form(self, run_id: str, dest_columns: list[Any], target_relation: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from dbt_common.exceptions import DbtConfigError, DbtRuntimeError
 
+from dbt.adapters.sqlflow import cdc
 from dbt.adapters.sqlflow.config import SNAPSHOT_META_COLUMNS, SqlflowConfig, config_error
 from dbt.adapters.sqlflow.intervals import (
     Interval,
@@ -460,8 +461,47 @@ def snapshot_settings(config: SqlflowConfig) -> dict[str, Any] | None:
     }
 
 
+def cdc_tables(run_id: str) -> tuple[str, str]:
+    """The temporary tables of a cdc run's batches (quoted): its changes and its events."""
+    return (
+        quote_identifier(f"sqlflow_cdc_changes_{run_id[:12]}"),
+        quote_identifier(f"sqlflow_cdc_events_{run_id[:12]}"),
+    )
+
+
+def cdc_settings(
+    run_id: str, config: SqlflowConfig, columns: Mapping[str, str] | None, ledger: str | None
+) -> dict[str, Any] | None:
+    """The cdc strategy's settings as plain data for its macros (see ``cdc.layout``):
+    the column lists (quoted), the staged batch's select list, the ledger (sqlflow's
+    state table of applied sequences and tombstones) and the run's temporary tables."""
+    spec = config.cdc
+    if spec is None:
+        return None
+    shape = cdc.layout(spec, config.unique_key, list(columns or {}))
+    return {
+        "stored_as": spec.stored_as,
+        "key": list(shape.key),
+        "columns": list(shape.columns),
+        "value_columns": list(shape.values),
+        "ignore_nulls": list(shape.ignore_nulls),
+        "tracked": list(shape.tracked),
+        "stage_select": shape.stage_select,
+        "truncates": spec.has_truncates,
+        "ledger": ledger,
+        "changes": cdc_tables(run_id)[0],
+        "events": cdc_tables(run_id)[1],
+        "valid_from": quote_identifier(cdc.VALID_FROM),
+        "valid_to": quote_identifier(cdc.VALID_TO),
+    }
+
+
 def jinja_plan(
-    run_id: str, config: SqlflowConfig, plan: LoadPlan, columns: Mapping[str, str] | None = None
+    run_id: str,
+    config: SqlflowConfig,
+    plan: LoadPlan,
+    columns: Mapping[str, str] | None = None,
+    cdc_ledger: str | None = None,
 ) -> dict[str, Any]:
     """The plan as the materialization and the strategy macros read it (plain data).
 
@@ -488,6 +528,7 @@ def jinja_plan(
         "merge_exclude_columns": list(config.merge_exclude_columns or []),
         "incremental_predicates": list(config.incremental_predicates),
         "snapshot": snapshot_settings(config),
+        "cdc": cdc_settings(run_id, config, columns, cdc_ledger),
         "variants": [
             {
                 "strategy": v.strategy,

@@ -39,6 +39,7 @@ class BatchResult:
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_deleted: int = 0
+    rows_ignored: int = 0
     partitions_touched: int = 0
     matched: int = 0
     batch_rows: int | None = None
@@ -74,6 +75,8 @@ class SqlflowAdapterResponse(AdapterResponse):
     rows_inserted: int | None = None
     rows_updated: int | None = None
     rows_deleted: int | None = None
+    #: Change events not applied (``cdc``: stale, or a duplicate of an applied one).
+    rows_ignored: int | None = None
     strategy: str | None = None
     partitions_touched: int | None = None
     batches: int | None = None
@@ -128,6 +131,8 @@ class ModelRun:
     uncommitted: list[BatchResult] = field(default_factory=list)
     commits: int = 0
     census: Any = None
+    #: The ``cdc`` strategy's ledger in sqlflow's state (quoted), else None.
+    cdc_ledger: str | None = None
 
     @property
     def mode(self) -> str:
@@ -171,6 +176,8 @@ class ModelRun:
             batch.rows_deleted += count
         elif role == CountRole.UPDATED:
             batch.rows_updated += count
+        elif role == CountRole.IGNORED:
+            batch.rows_ignored += count
         else:
             raise ValueError(f"unknown count role {role!r}")
 
@@ -237,6 +244,7 @@ class ModelRun:
         inserted = sum(r.rows_inserted for r in self.results)
         updated = sum(r.rows_updated for r in self.results)
         deleted = sum(r.rows_deleted for r in self.results)
+        ignored = sum(r.rows_ignored for r in self.results)
         strategies = sorted({r.strategy for r in self.results})
         strategy = strategies[0] if len(strategies) == 1 else ",".join(strategies) or None
         # Each outcome names its load and window, so a failure can be traced to a batch.
@@ -254,6 +262,8 @@ class ModelRun:
             for c in r.checks
         ]
         message = f"{strategy or 'noop'}: {inserted} inserted, {updated} updated, {deleted} deleted"
+        if self.config.cdc is not None:
+            message += f", {ignored} ignored"
         warned = sum(1 for r in self.results for c in r.checks if c.failed)
         if warned:
             # In the node's result line: the run succeeded, but a check of severity 'warn'
@@ -265,6 +275,7 @@ class ModelRun:
             rows_inserted=inserted,
             rows_updated=updated,
             rows_deleted=deleted,
+            rows_ignored=ignored if self.config.cdc is not None else None,
             strategy=strategy,
             # Distinct partitions: daily batches of one monthly partition touch one.
             partitions_touched=len({k for r in self.results for k in r.keys or ()})
@@ -321,6 +332,7 @@ def metrics_fields(
         "rows_inserted": batch.rows_inserted if ok else 0,
         "rows_updated": batch.rows_updated if ok else 0,
         "rows_deleted": batch.rows_deleted if ok else 0,
+        "rows_ignored": batch.rows_ignored if ok else 0,
         "partitions_touched": batch.partitions_touched if ok else 0,
         "watermark_before": run.watermark_before,
         "watermark_after": run.watermark_after if ok else None,

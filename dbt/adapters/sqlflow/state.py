@@ -15,6 +15,10 @@ module never issues BEGIN, COMMIT or ROLLBACK):
     The recorded partitions of each relation, with row counts and min/max.
 ``quality_results``
     One row per quality check outcome of a load.
+``cdc_<table>_<hash>``
+    One per target of the ``cdc`` strategy (its ledger), typed like the target's key and
+    sequence: per key the sequence applied last and whether it was a delete (``scd1``),
+    or the deletes as tombstones (``scd2``); rows with a null key record truncates.
 
 No constraints or indexes: rows are replaced by delete + insert, which keeps DuckDB's
 optimistic concurrency happy when several models write their own rows at once.
@@ -27,7 +31,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dbt.adapters.sqlflow.intervals import Interval, clip, merge
@@ -555,6 +559,111 @@ class StateStore:
                 f" total_rows from {self.table('partitions')} group by 1) p using (relation)"
             )
         ]
+
+    # -- cdc ledgers --------------------------------------------------------------------
+
+    def create_cdc_ledger(
+        self, ledger: str, keys: Sequence[str], feed_sql: str, *, replace: bool
+    ) -> bool:
+        """Create the ledger of a cdc target (``replace``: anew, empty, for a rebuilt table).
+
+        Args:
+            ledger: The ledger's quoted name (:meth:`table` of ``cdc.ledger_table_name``).
+            keys: The quoted key columns.
+            feed_sql: A SELECT of the model's normalised change events (``sqlflow_seq``
+                among its columns): only its types are read.
+            replace: Drop an existing ledger.
+
+        Returns:
+            True when the ledger did not exist before.
+        """
+        found = self.executor(
+            f"select count(*) from duckdb_tables() where {self._names_match(ledger)}"
+        )
+        existed = bool(found and int(found[0][0]))
+        if existed and not replace:
+            return False
+        key_list = ", ".join(keys)
+        self.executor(
+            f"create or replace table {ledger} as select {key_list}, sqlflow_seq,"
+            " cast('upsert' as varchar) as sqlflow_op,"
+            " cast(null as timestamp) as sqlflow_changed_at"
+            f" from ({feed_sql}\n) as sqlflow_feed limit 0"
+        )
+        return not existed
+
+    def _names_match(self, ledger: str) -> str:
+        name = ledger.rsplit(".", 1)[-1].strip('"').replace('""', '"')
+        catalog = sql_string(self.database) if self.database else "current_database()"
+        return (
+            f"database_name = {catalog} and schema_name = {sql_string(self.schema)}"
+            f" and table_name = {sql_string(name)}"
+        )
+
+    def record_cdc_batch(
+        self,
+        ledger: str,
+        *,
+        keys: Sequence[str],
+        stage: str,
+        changes: str,
+        stored_as: str,
+        now: datetime,
+        retention: timedelta,
+    ) -> None:
+        """Update a cdc ledger after a batch was applied, in the batch's transaction.
+
+        ``scd1``: each key of ``changes`` (a row per key with ``sqlflow_last_seq``,
+        ``sqlflow_last_op`` and ``sqlflow_action``) gets its applied sequence. ``scd2``:
+        each delete of the batch (``stage``) becomes a tombstone. Then the batch's
+        truncates are recorded (``scd1``: the latest, forgetting every key applied before
+        it), and tombstones older than ``retention`` are removed.
+        """
+        key_list = ", ".join(keys)
+        join = " and ".join(f"l.{k} = c.{k}" for k in keys)
+        stamp = sql_literal(now)
+        columns = f"{key_list}, sqlflow_seq, sqlflow_op, sqlflow_changed_at"
+        if stored_as == "scd1":
+            self.executor(
+                f"delete from {ledger} as l using {changes} as c where {join}"
+                " and l.sqlflow_op <> 'truncate' and c.sqlflow_action <> 'none'"
+            )
+            self.executor(
+                f"insert into {ledger} ({columns}) select {key_list}, sqlflow_last_seq,"
+                f" sqlflow_last_op, {stamp} from {changes} where sqlflow_action <> 'none'"
+            )
+            self.executor(
+                f"insert into {ledger} (sqlflow_seq, sqlflow_op, sqlflow_changed_at)"
+                f" select max(sqlflow_seq), 'truncate', {stamp} from {stage}"
+                " where sqlflow_op = 'truncate' having count(*) > 0"
+            )
+            self.executor(
+                f"delete from {ledger} where sqlflow_seq < (select max(sqlflow_seq)"
+                f" from {ledger} where sqlflow_op = 'truncate')"
+            )
+        else:
+            self.executor(
+                f"insert into {ledger} ({columns}) select distinct {key_list}, sqlflow_seq,"
+                f" sqlflow_op, {stamp} from {stage} as c where sqlflow_op = 'delete' and not"
+                f" exists (select 1 from {ledger} as l where {join}"
+                " and l.sqlflow_seq = c.sqlflow_seq)"
+            )
+            self.executor(
+                f"insert into {ledger} (sqlflow_seq, sqlflow_op, sqlflow_changed_at)"
+                f" select distinct sqlflow_seq, 'truncate', {stamp} from {stage} as c"
+                " where sqlflow_op = 'truncate' and not exists (select 1 from"
+                f" {ledger} as l where l.sqlflow_op = 'truncate'"
+                " and l.sqlflow_seq = c.sqlflow_seq)"
+            )
+        seconds = int(retention.total_seconds())
+        self.executor(
+            f"delete from {ledger} where sqlflow_op = 'delete'"
+            f" and sqlflow_changed_at < {stamp} - interval '{seconds} seconds'"
+        )
+
+    def drop_cdc_ledger(self, ledger: str) -> None:
+        """Drop a cdc target's ledger, if it exists."""
+        self.executor(f"drop table if exists {ledger}")
 
     # -- full refresh -------------------------------------------------------------------
 

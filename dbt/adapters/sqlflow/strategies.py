@@ -39,6 +39,8 @@ class CountRole(str, Enum):
     REPLACED = "replaced"
     #: A merge's insert after its keyed delete: the rows beyond the matched keys are new.
     UPSERTED = "upserted"
+    #: Change events not applied (``cdc``: older than what is applied for their key).
+    IGNORED = "ignored"
     #: A helper statement whose rows are not changes of the target.
     NONE = "none"
 
@@ -71,6 +73,8 @@ class Strategy:
             the rows that disappeared; insert_overwrite deletes the window's rows).
         may_skip_staging: Windowed batches may go from the model's query straight into
             the target when nothing needs the staged batch.
+        change_feed: The batch is a feed of change events, several per key (``cdc``): its
+            keys are checked per sequence, not for uniqueness.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Strategy:
     replaces_window: bool
     writes_when_empty: bool
     may_skip_staging: bool
+    change_feed: bool = False
 
     @property
     def macro(self) -> str:
@@ -99,6 +104,9 @@ REGISTRY: dict[str, Strategy] = {
         Strategy("delete+insert", True, True, False, False, False),
         Strategy("insert_overwrite", False, True, True, True, True),
         Strategy("snapshot", True, True, False, True, False),
+        # A window re-read with lookback holds events already applied: they are stale
+        # (same sequence) and ignored.
+        Strategy("cdc", True, True, False, False, False, change_feed=True),
     )
 }
 """Every strategy, by name."""

@@ -41,6 +41,7 @@ _INT_KEYS = (
     "rows_inserted",
     "rows_updated",
     "rows_deleted",
+    "rows_ignored",
     "partitions_touched",
     "batches",
     "commits",
@@ -69,6 +70,7 @@ class ModelRun:
     rows_inserted: int | None = None
     rows_updated: int | None = None
     rows_deleted: int | None = None
+    rows_ignored: int | None = None
     partitions_touched: int | None = None
     batches: int | None = None
     commits: int | None = None

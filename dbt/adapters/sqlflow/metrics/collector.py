@@ -140,6 +140,7 @@ _ROWS = (
     ("rows_inserted", "inserted"),
     ("rows_updated", "updated"),
     ("rows_deleted", "deleted"),
+    ("rows_ignored", "ignored (change events of the cdc strategy not applied)"),
 )
 
 FAMILIES: tuple[FamilySpec, ...] = (

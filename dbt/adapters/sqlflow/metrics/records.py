@@ -37,6 +37,7 @@ class LoadRecord:
         load_id: sqlflow's id of the load (the key of its row in the load table).
         invocation_id: dbt's invocation id.
         retries: Why each retry of the load's transaction happened (``retry.REASONS``).
+        rows_ignored: Change events it did not apply (``cdc``: stale or duplicates).
     """
 
     unique_id: str
@@ -55,6 +56,7 @@ class LoadRecord:
     load_id: str | None = None
     invocation_id: str | None = None
     retries: tuple[str, ...] = ()
+    rows_ignored: int = 0
 
 
 class LoadRecorder:
@@ -93,6 +95,7 @@ class LoadRecorder:
         load_id: str | None = None,
         invocation_id: str | None = None,
         retries: Sequence[str] = (),
+        rows_ignored: int = 0,
     ) -> LoadRecord:
         """Record one load and return its record.
 
@@ -119,6 +122,7 @@ class LoadRecorder:
             load_id,
             invocation_id,
             tuple(retries),
+            rows_ignored,
         )
         with self._lock:
             self._records.append(load)

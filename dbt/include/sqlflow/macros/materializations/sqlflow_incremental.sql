@@ -17,7 +17,8 @@
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
 
-  {% if plan.mode == 'build' and not plan.windowed %}
+  {#- a change feed is applied by the batch loop from the first run on #}
+  {% if plan.mode == 'build' and not plan.windowed and not plan.cdc %}
     {% do sqlflow_build(plan, target_relation, existing_relation) %}
   {% else %}
     {% if plan.mode == 'build' %}
@@ -66,7 +67,8 @@
 
 {#
   sqlflow_create_empty: the first step of a windowed build: an empty table with the
-  model's columns (and a snapshot's meta columns), replacing an existing one, with no
+  model's columns (a snapshot's meta columns besides; a change feed's target columns and,
+  for scd2, validity columns), replacing an existing one, with no
   recorded intervals or partitions, in one transaction. The batches then fill it, each in
   its own transaction.
 #}
@@ -80,6 +82,8 @@
   {% call statement('sqlflow_create_empty') %}
     {% if plan.snapshot %}
       {{ get_sqlflow_snapshot_build_sql(intermediate, no_rows, plan) }}
+    {% elif plan.cdc %}
+      {{ get_sqlflow_cdc_create_sql(intermediate, compiled_code, plan) }}
     {% else %}
       create table {{ intermediate }} as {{ no_rows }}
     {% endif %}

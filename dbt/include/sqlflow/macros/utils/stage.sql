@@ -1,6 +1,8 @@
 {#
   get_sqlflow_stage_sql(relation, sql, plan, batch, temporary): CREATE TABLE AS of one
-  batch of the model (get_sqlflow_batch_select_sql).
+  batch of the model (get_sqlflow_batch_select_sql); for the cdc strategy each event as
+  its normalised row (plan.cdc.stage_select: the target's columns, sqlflow_seq,
+  sqlflow_rank, sqlflow_op, sqlflow_op_value).
   Arguments: batch is none or {start_literal, end_literal} (SQL literals).
   Returns: SQL (one statement).
 #}
@@ -10,7 +12,13 @@
 
 {% macro sqlflow__get_sqlflow_stage_sql(relation, sql, plan, batch, temporary) %}
   create or replace {% if temporary %}temporary {% endif %}table {{ relation }} as
+  {%- if plan.cdc %}
+  select {{ plan.cdc.stage_select }} from (
+    {{ get_sqlflow_batch_select_sql(sql, plan, batch) }}
+  ) as sqlflow_feed
+  {%- else %}
   {{ get_sqlflow_batch_select_sql(sql, plan, batch) }}
+  {%- endif %}
 {% endmacro %}
 
 {#

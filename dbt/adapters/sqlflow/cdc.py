@@ -1,0 +1,569 @@
+"""The ``cdc`` strategy's configuration and the shape of a change feed: pure data.
+
+A model with ``incremental_strategy='cdc'`` selects change events: the key, the row's
+columns, a sequence (``cdc.sequence_by``) and an operation (a column, or SQL conditions).
+:func:`parse_cdc` reads the ``cdc`` config dict, gathering every problem; :func:`layout`
+works out, from the model's columns, which columns reach the target and the SQL that turns
+each event into a normalised row of the staged batch:
+
+* the key and target columns, as the model returns them;
+* ``sqlflow_seq``: the sequence (the column, or a STRUCT of the columns, compared field by
+  field in order);
+* ``sqlflow_rank``: 0 for a snapshot read, 1 for any other change (at an equal sequence a
+  streaming change wins over a snapshot read);
+* ``sqlflow_op``: ``upsert``, ``delete`` or ``truncate`` (inserts, updates and snapshot
+  reads are all upserts), NULL for an operation value the config does not name.
+
+Nothing here runs SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from dbt.adapters.sqlflow.sql import quote_identifier, sql_string
+
+STORED_AS = ("scd1", "scd2")
+OPERATIONS = ("insert", "update", "delete", "truncate", "snapshot")
+#: Debezium's op codes, the defaults of ``cdc.operation``.
+DEFAULT_OPERATION_VALUES: Mapping[str, tuple[str, ...]] = {
+    "insert": ("c",),
+    "update": ("u",),
+    "delete": ("d",),
+    "truncate": ("t",),
+    "snapshot": ("r",),
+}
+CDC_KEYS = (
+    "sequence_by",
+    "operation",
+    "apply_as_deletes",
+    "apply_as_truncates",
+    "ignore_null_updates",
+    "columns",
+    "except_columns",
+    "stored_as",
+    "track_history_columns",
+    "tombstone_retention",
+)
+DEFAULT_RETENTION = timedelta(days=7)
+VALID_FROM = "dbt_valid_from"
+VALID_TO = "dbt_valid_to"
+#: Columns of the staged (normalised) batch that sqlflow adds.
+FEED_COLUMNS = ("sqlflow_seq", "sqlflow_rank", "sqlflow_op", "sqlflow_op_value")
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+ErrorSink = Callable[[str, Any, str, str], None]
+"""``(key, value, problem, fix)``: how :func:`parse_cdc` reports a problem."""
+
+
+@dataclass(frozen=True)
+class CdcSpec:
+    """The validated ``cdc`` config of a model.
+
+    Attributes:
+        sequence_by: The columns giving the order of changes, most significant first.
+        operation: The column holding the operation, or None.
+        operation_values: Per operation (:data:`OPERATIONS`), the values meaning it.
+        apply_as_deletes: A SQL condition marking deletes (instead of an operation column).
+        apply_as_truncates: A SQL condition marking truncates.
+        ignore_null_updates: The columns whose NULL in a change keeps the current value;
+            True for every target column but the key.
+        columns: The columns that reach the target (None: every column but the sequence
+            and operation columns).
+        except_columns: Columns kept out of the target.
+        stored_as: ``scd1`` (current state) or ``scd2`` (history).
+        track_history_columns: ``scd2``: the columns whose change makes a new version
+            (None: every target column but the key).
+        tombstone_retention: How long a delete is remembered.
+    """
+
+    sequence_by: tuple[str, ...]
+    operation: str | None = None
+    operation_values: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_OPERATION_VALUES)
+    )
+    apply_as_deletes: str | None = None
+    apply_as_truncates: str | None = None
+    ignore_null_updates: bool | tuple[str, ...] = False
+    columns: tuple[str, ...] | None = None
+    except_columns: tuple[str, ...] = ()
+    stored_as: str = "scd1"
+    track_history_columns: tuple[str, ...] | None = None
+    tombstone_retention: timedelta = DEFAULT_RETENTION
+
+    @property
+    def has_truncates(self) -> bool:
+        """Whether a change may be a truncate."""
+        if self.operation is not None:
+            return bool(self.operation_values.get("truncate"))
+        return self.apply_as_truncates is not None
+
+
+def parse_retention(value: Any) -> timedelta | None:
+    """``'7 days'``, ``'12 hours'``, ``'30 minutes'``, ``'1 week'`` or a number of seconds;
+    None when it is none of them (or not positive)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return timedelta(seconds=value) if value > 0 else None
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(second|minute|hour|day|week)s?\s*", value.lower())
+    if match is None or int(match.group(1)) == 0:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+class _CdcParser:
+    """Reads the keys of one ``cdc`` dict, reporting problems to ``error``."""
+
+    def __init__(
+        self, raw: Mapping[str, Any], error: ErrorSink, columns: Mapping[str, str] | None
+    ) -> None:
+        self.raw = raw
+        self.error = error
+        self.columns = {c.lower(): c for c in columns or {}}
+        self.known = columns is not None
+
+    def names(self, key: str, required: bool = False) -> tuple[str, ...] | None:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                self.error(
+                    f"cdc.{key}",
+                    None,
+                    "is required by incremental_strategy 'cdc'",
+                    f"set cdc.{key} to the column (or list of columns) giving the order of"
+                    " changes, e.g. {'sequence_by': ['commit_lsn', 'lsn']}",
+                )
+            return None
+        if isinstance(value, str) and value:
+            names: tuple[str, ...] = (value,)
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+            names = tuple(value)
+        else:
+            self.error(
+                f"cdc.{key}",
+                value,
+                "must be a column name or a list of them",
+                f"write cdc.{key}=['col']",
+            )
+            return None
+        for name in names:
+            self.column(f"cdc.{key}", name)
+        return names
+
+    def column(self, key: str, name: str) -> None:
+        if self.known and name.lower() not in self.columns:
+            self.error(
+                key,
+                name,
+                "names a column the model does not produce; its columns are: "
+                + ", ".join(self.columns.values()),
+                f"select {name} in the model or change {key}",
+            )
+
+    def condition(self, key: str) -> str | None:
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.error(
+                f"cdc.{key}",
+                value,
+                "must be a SQL condition",
+                f"write cdc.{key}=\"op = 'D'\"",
+            )
+            return None
+        return value
+
+    def operation(self) -> tuple[str | None, dict[str, tuple[str, ...]]]:
+        value = self.raw.get("operation")
+        values = dict(DEFAULT_OPERATION_VALUES)
+        if value is None:
+            return None, values
+        if isinstance(value, str):
+            self.column("cdc.operation", value)
+            return value, values
+        example = "{'column': 'op', 'insert': 'I', 'update': 'U', 'delete': 'D'}"
+        if not isinstance(value, Mapping) or not isinstance(value.get("column"), str):
+            self.error(
+                "cdc.operation",
+                value,
+                "must be a column name or a dict with a 'column'",
+                f"write {example}",
+            )
+            return None, values
+        unknown = sorted(set(value) - {"column", *OPERATIONS})
+        if unknown:
+            self.error(
+                "cdc.operation",
+                dict(value),
+                f"has unknown key(s) {unknown}",
+                f"use only 'column' and {', '.join(map(repr, OPERATIONS))}, as in {example}",
+            )
+        for op in OPERATIONS:
+            given = value.get(op, values[op])
+            if isinstance(given, str):
+                given = (given,)
+            if not isinstance(given, (list, tuple)) or not all(isinstance(v, str) for v in given):
+                self.error(
+                    f"cdc.operation.{op}",
+                    given,
+                    "must be a value or a list of values",
+                    f"write {op}: ['x']",
+                )
+                continue
+            values[op] = tuple(given)
+        seen: dict[str, str] = {}
+        for op in OPERATIONS:
+            for v in values[op]:
+                if v in seen and seen[v] != op:
+                    self.error(
+                        f"cdc.operation.{op}",
+                        v,
+                        f"also means {seen[v]}",
+                        "give each operation its own values",
+                    )
+                seen.setdefault(v, op)
+        self.column("cdc.operation", value["column"])
+        return value["column"], values
+
+    def ignore_null_updates(self) -> bool | tuple[str, ...]:
+        value = self.raw.get("ignore_null_updates")
+        if value is None or value is False:
+            return False
+        if value is True:
+            return True
+        names = self.names("ignore_null_updates")
+        return names or False
+
+    def retention(self) -> timedelta:
+        value = self.raw.get("tombstone_retention")
+        if value is None:
+            return DEFAULT_RETENTION
+        parsed = parse_retention(value)
+        if parsed is None:
+            self.error(
+                "cdc.tombstone_retention",
+                value,
+                "is not a positive duration",
+                "write e.g. '7 days', '12 hours', '30 minutes' or a number of seconds",
+            )
+            return DEFAULT_RETENTION
+        return parsed
+
+
+def parse_cdc(
+    raw: Any,
+    error: ErrorSink,
+    *,
+    unique_key: Sequence[str],
+    columns: Mapping[str, str] | None,
+    event_time: str | None,
+) -> CdcSpec | None:
+    """Read ``cdc``: every problem goes to ``error`` (``key, value, problem, fix``).
+
+    Returns:
+        The spec, or None when ``cdc`` is missing or not a dict.
+    """
+    example = "{'sequence_by': 'lsn', 'operation': 'op'}"
+    if raw is None:
+        error("cdc", None, "is required by incremental_strategy 'cdc'", f"set cdc={example}")
+        return None
+    if not isinstance(raw, Mapping):
+        error("cdc", raw, "must be a dict", f"write cdc={example}")
+        return None
+    unknown = sorted(str(k) for k in set(raw) - set(CDC_KEYS))
+    if unknown:
+        error(
+            "cdc",
+            unknown,
+            f"has unknown key(s); sqlflow reads {', '.join(CDC_KEYS)}",
+            "remove or rename them",
+        )
+    p = _CdcParser(raw, error, columns)
+    sequence_by = p.names("sequence_by", required=True) or ()
+    operation, values = p.operation()
+    deletes = p.condition("apply_as_deletes")
+    truncates = p.condition("apply_as_truncates")
+    if operation is not None and (deletes or truncates):
+        error(
+            "cdc.operation",
+            operation,
+            "cannot be combined with cdc.apply_as_deletes / cdc.apply_as_truncates",
+            "use the operation column, or the conditions, not both",
+        )
+    stored_as = raw.get("stored_as", "scd1")
+    if stored_as not in STORED_AS:
+        error(
+            "cdc.stored_as",
+            stored_as,
+            "is not one of: scd1, scd2",
+            "set cdc.stored_as='scd1' or 'scd2'",
+        )
+        stored_as = "scd1"
+    cols = p.names("columns")
+    excepted = p.names("except_columns") or ()
+    if cols is not None and excepted:
+        error(
+            "cdc.columns",
+            list(cols),
+            "conflicts with cdc.except_columns",
+            "set only one of cdc.columns and cdc.except_columns",
+        )
+    keys = {k.lower() for k in unique_key}
+    dropped = [k for k in unique_key if k.lower() in {c.lower() for c in excepted}]
+    if dropped:
+        error(
+            "cdc.except_columns",
+            list(excepted),
+            f"drops the unique_key column(s) {dropped}",
+            "keep the key in the target",
+        )
+    track = p.names("track_history_columns")
+    if track is not None and stored_as != "scd2":
+        error(
+            "cdc.track_history_columns",
+            list(track),
+            "only applies to cdc.stored_as='scd2'",
+            "set cdc.stored_as='scd2' or remove cdc.track_history_columns",
+        )
+    seq_keys = [c for c in sequence_by if c.lower() in keys]
+    if seq_keys:
+        error(
+            "cdc.sequence_by",
+            list(sequence_by),
+            f"names the unique_key column(s) {seq_keys}",
+            "order changes by a log position or a change time",
+        )
+    spec = CdcSpec(
+        sequence_by=tuple(sequence_by),
+        operation=operation,
+        operation_values=values,
+        apply_as_deletes=deletes,
+        apply_as_truncates=truncates,
+        ignore_null_updates=p.ignore_null_updates(),
+        columns=cols,
+        except_columns=tuple(excepted),
+        stored_as=stored_as,
+        track_history_columns=track,
+        tombstone_retention=p.retention(),
+    )
+    if columns is not None and event_time is not None:
+        target = target_columns(spec, unique_key, list(columns))
+        if event_time.lower() not in {c.lower() for c in target}:
+            error(
+                "event_time",
+                event_time,
+                "does not reach the cdc target (it is a sequence or operation column, or left"
+                " out by cdc.columns / cdc.except_columns)",
+                "window on a column the target keeps, or list it in cdc.columns",
+            )
+    return spec
+
+
+def target_columns(spec: CdcSpec, unique_key: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The model's columns that reach the target, in the model's order: the key, then
+    ``cdc.columns`` (or every column but the sequence and operation columns and
+    ``cdc.except_columns``)."""
+    keys = {k.lower() for k in unique_key}
+    if spec.columns is not None:
+        chosen = {c.lower() for c in spec.columns} | keys
+        return [c for c in columns if c.lower() in chosen]
+    dropped = {c.lower() for c in (*spec.sequence_by, *spec.except_columns)}
+    if spec.operation is not None:
+        dropped.add(spec.operation.lower())
+    return [c for c in columns if c.lower() in keys or c.lower() not in dropped]
+
+
+def _in_list(values: Sequence[str]) -> str:
+    return ", ".join(sql_string(v) for v in values)
+
+
+def operation_sql(spec: CdcSpec) -> str:
+    """The SQL of ``sqlflow_op`` for one model row (alias-free)."""
+    if spec.operation is not None:
+        column = f"cast({quote_identifier(spec.operation)} as varchar)"
+        values = spec.operation_values
+        branches = [
+            (("insert", "update", "snapshot"), "upsert"),
+            (("delete",), "delete"),
+            (("truncate",), "truncate"),
+        ]
+        parts = []
+        for ops, result in branches:
+            listed = [v for op in ops for v in values[op]]
+            if listed:
+                parts.append(f"when {column} in ({_in_list(listed)}) then '{result}'")
+        return "case " + " ".join(parts) + " end" if parts else "null"
+    parts = []
+    if spec.apply_as_truncates:
+        parts.append(f"when coalesce(({spec.apply_as_truncates}), false) then 'truncate'")
+    if spec.apply_as_deletes:
+        parts.append(f"when coalesce(({spec.apply_as_deletes}), false) then 'delete'")
+    if not parts:
+        return "'upsert'"
+    return "case " + " ".join(parts) + " else 'upsert' end"
+
+
+def sequence_sql(spec: CdcSpec) -> str:
+    """The SQL of ``sqlflow_seq``: the column, or a STRUCT of the columns (DuckDB compares
+    structs field by field, in order)."""
+    quoted = [quote_identifier(c) for c in spec.sequence_by]
+    if len(quoted) == 1:
+        return quoted[0]
+    fields = ", ".join(f"{q} := {q}" for q in quoted)
+    return f"struct_pack({fields})"
+
+
+def sequence_null_sql(spec: CdcSpec) -> str:
+    """A condition on a staged row: its sequence, or a part of it, is NULL."""
+    if len(spec.sequence_by) == 1:
+        return "sqlflow_seq is null"
+    return " or ".join(
+        f"struct_extract(sqlflow_seq, {sql_string(c)}) is null" for c in spec.sequence_by
+    )
+
+
+def rank_sql(spec: CdcSpec) -> str:
+    """The SQL of ``sqlflow_rank``: 0 for a snapshot read, else 1."""
+    snapshot = spec.operation_values.get("snapshot") if spec.operation else None
+    if not snapshot:
+        return "1"
+    column = f"cast({quote_identifier(spec.operation or '')} as varchar)"
+    return f"case when {column} in ({_in_list(snapshot)}) then 0 else 1 end"
+
+
+@dataclass(frozen=True)
+class CdcLayout:
+    """Where a model's change events go: the columns and SQL the cdc macros render.
+
+    Attributes:
+        key: The unique_key columns, quoted.
+        columns: The target's columns from the model (key included), quoted, in order.
+        values: ``columns`` without the key.
+        ignore_nulls: The quoted value columns whose NULL in a change keeps the value.
+        tracked: ``scd2``: the quoted value columns whose change makes a new version.
+        stage_select: The select list turning a model row into a staged batch row.
+    """
+
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    values: tuple[str, ...]
+    ignore_nulls: tuple[str, ...]
+    tracked: tuple[str, ...]
+    stage_select: str
+
+
+def layout(spec: CdcSpec, unique_key: Sequence[str], columns: Sequence[str]) -> CdcLayout:
+    """The layout of a model's change feed (``columns``: the model's, in order)."""
+    target = target_columns(spec, unique_key, columns)
+    keys = {k.lower() for k in unique_key}
+    values = [c for c in target if c.lower() not in keys]
+
+    def pick(names: bool | tuple[str, ...] | None, default: list[str]) -> list[str]:
+        if names is None or names is True:
+            return default
+        if names is False:
+            return []
+        chosen = {n.lower() for n in names}
+        return [c for c in values if c.lower() in chosen]
+
+    op_value = f"cast({quote_identifier(spec.operation)} as varchar)" if spec.operation else "null"
+    select = [quote_identifier(c) for c in target] + [
+        f"{sequence_sql(spec)} as sqlflow_seq",
+        f"{rank_sql(spec)} as sqlflow_rank",
+        f"{operation_sql(spec)} as sqlflow_op",
+        f"{op_value} as sqlflow_op_value",
+    ]
+    return CdcLayout(
+        key=tuple(quote_identifier(k) for k in unique_key),
+        columns=tuple(quote_identifier(c) for c in target),
+        values=tuple(quote_identifier(c) for c in values),
+        ignore_nulls=tuple(quote_identifier(c) for c in pick(spec.ignore_null_updates, values)),
+        tracked=tuple(quote_identifier(c) for c in pick(spec.track_history_columns, values)),
+        stage_select=", ".join(select),
+    )
+
+
+def feed_problems(
+    model: str,
+    unique_key: Sequence[str],
+    spec: CdcSpec,
+    *,
+    null_keys: int,
+    null_sequences: list[tuple[Any, ...]],
+    null_sequence_rows: int,
+    unknown_operations: list[tuple[Any, int]],
+    conflicts: list[tuple[Any, ...]],
+    conflict_keys: int,
+) -> str | None:
+    """The error message for a batch of change events that cannot be applied, or None.
+
+    ``null_sequences`` and ``conflicts`` hold up to five key tuples (a conflict's last item
+    is its sequence); ``unknown_operations`` up to five ``(value, rows)``.
+    """
+    if not (null_keys or null_sequence_rows or unknown_operations or conflict_keys):
+        return None
+    keys = ", ".join(unique_key)
+    sequence = ", ".join(spec.sequence_by)
+    parts = [f"sqlflow_incremental model '{model}': the change events cannot be applied."]
+    if null_keys:
+        parts.append(
+            f"{null_keys:,} event(s) have a null in the key column(s) {keys}. Filter them out"
+            " in the model or fill the key."
+        )
+    if null_sequence_rows:
+        parts.append(
+            f"{null_sequence_rows:,} event(s) have a NULL in cdc.sequence_by ({sequence}),"
+            f" e.g. of the key(s) {_keys_text(unique_key, null_sequences)}: their order is"
+            " unknown. Fill the sequence in the model (e.g. coalesce with a log position)"
+            " or filter those events out."
+        )
+    if unknown_operations:
+        shown = ", ".join(f"{v!r} ({n} rows)" for v, n in unknown_operations)
+        named = ", ".join(f"{op}={list(spec.operation_values[op])}" for op in OPERATIONS)
+        parts.append(
+            f"cdc.operation column {spec.operation} holds value(s) the config does not name:"
+            f" {shown} (named: {named}). Map them in cdc.operation, e.g."
+            " {'column': ..., 'update': ['u', 'U']}, or filter them out in the model."
+        )
+    if conflict_keys:
+        shown = "; ".join(
+            f"{_key_text(unique_key, c[:-1])} at sequence {c[-1]!r}" for c in conflicts
+        )
+        parts.append(
+            f"{conflict_keys:,} key(s) have different changes with the same sequence"
+            f" ({sequence}), e.g. {shown}: which one applies last is undefined. Add a column"
+            " to cdc.sequence_by that orders them (e.g. a serial within the transaction), or"
+            " fix the duplicates upstream (identical events are applied once)."
+        )
+    parts.append("Nothing was written.")
+    return " ".join(parts)
+
+
+def _key_text(unique_key: Sequence[str], values: Sequence[Any]) -> str:
+    if len(unique_key) == 1:
+        return f"{unique_key[0]}={values[0]!r}"
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in zip(unique_key, values, strict=False)) + ")"
+
+
+def _keys_text(unique_key: Sequence[str], samples: list[tuple[Any, ...]]) -> str:
+    return "; ".join(_key_text(unique_key, s) for s in samples) or "-"
+
+
+def ledger_table_name(relation: str) -> str:
+    """The name (unquoted) of the ledger of a cdc target in sqlflow's state schema: the
+    target's table name and a hash of the whole relation (two schemas may hold tables of
+    one name)."""
+    import hashlib
+
+    table = relation.rsplit(".", 1)[-1].strip('"').replace('""', '"')
+    digest = hashlib.sha1(relation.encode()).hexdigest()[:10]
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", table)[:40]
+    return f"cdc_{safe}_{digest}"
