@@ -132,10 +132,13 @@
            {%- endfor %}
     from fresh group by all
   )
-  select k.*, (k.sqlflow_last)[1] as sqlflow_last_seq,
-    {%- for col in c.ignore_nulls %}
-         coalesce(k.{{ col }}, case when {{ live }} and not k.sqlflow_was_reset then t.{{ col }} end) as {{ col }},
-    {%- endfor %}
+  select k.*
+    {%- if c.ignore_nulls %} replace (
+      {%- for col in c.ignore_nulls %}
+         coalesce(k.{{ col }}, case when {{ live }} and not k.sqlflow_was_reset then t.{{ col }} end) as {{ col }}{{ ',' if not loop.last }}
+      {%- endfor %})
+    {%- endif %},
+         (k.sqlflow_last)[1] as sqlflow_last_seq,
          case when k.sqlflow_last_op is null then 'none'
               when k.sqlflow_last_op = 'delete' then case when {{ live }} then 'delete' else 'forget' end
               when {{ live }} then 'update' else 'insert' end as sqlflow_action
