@@ -796,6 +796,7 @@ def _record_feed(run: ModelRun, stage: str) -> None:
         stored_as=spec.stored_as,
         now=run.services.now,
         retention=spec.tombstone_retention,
+        valid_from=quote_identifier(cdc.VALID_FROM),
     )
     run.services.run(f"drop table if exists {changes}")
     run.services.run(f"drop table if exists {events}")

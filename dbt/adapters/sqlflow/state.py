@@ -610,12 +610,15 @@ class StateStore:
         stored_as: str,
         now: datetime,
         retention: timedelta,
+        valid_from: str = '"dbt_valid_from"',
     ) -> None:
         """Update a cdc ledger after a batch was applied, in the batch's transaction.
 
         ``scd1``: each key of ``changes`` (a row per key with ``sqlflow_last_seq``,
         ``sqlflow_last_op`` and ``sqlflow_action``) gets its applied sequence. ``scd2``:
-        each delete of the batch (``stage``) becomes a tombstone. Then the batch's
+        each delete of the batch (``stage``) becomes a tombstone, and each upsert a
+        version took in place (``changes`` holds the versions, starting at the quoted
+        column ``valid_from``) is remembered. Then the batch's
         truncates are recorded (``scd1``: the latest, forgetting every key applied before
         it), and tombstones older than ``retention`` are removed.
         """
@@ -648,6 +651,17 @@ class StateStore:
                 f" exists (select 1 from {ledger} as l where {join}"
                 " and l.sqlflow_seq = c.sqlflow_seq)"
             )
+            # The upserts a version took in place: without them a late delete or truncate
+            # between two of them could not split the version where it must.
+            self.executor(
+                f"insert into {ledger} ({columns}) select distinct {key_list}, sqlflow_seq,"
+                f" sqlflow_op, {stamp} from {stage} as c where sqlflow_op = 'upsert'"
+                f" and not exists (select 1 from {changes} as l where {join}"
+                f" and l.{valid_from} = c.sqlflow_seq"
+                " and l.sqlflow_action <> 'delete')"
+                f" and not exists (select 1 from {ledger} as l where {join}"
+                " and l.sqlflow_seq = c.sqlflow_seq)"
+            )
             self.executor(
                 f"insert into {ledger} (sqlflow_seq, sqlflow_op, sqlflow_changed_at)"
                 f" select distinct sqlflow_seq, 'truncate', {stamp} from {stage} as c"
@@ -656,8 +670,10 @@ class StateStore:
                 " and l.sqlflow_seq = c.sqlflow_seq)"
             )
         seconds = int(retention.total_seconds())
+        # scd1's upserts are the applied sequences of live keys: kept while the key lives.
+        expiring = "'delete'" if stored_as == "scd1" else "'delete', 'upsert'"
         self.executor(
-            f"delete from {ledger} where sqlflow_op = 'delete'"
+            f"delete from {ledger} where sqlflow_op in ({expiring})"
             f" and sqlflow_changed_at < {stamp} - interval '{seconds} seconds'"
         )
 

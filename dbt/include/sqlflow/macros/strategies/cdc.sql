@@ -174,7 +174,8 @@
   change of the keys the batch touches (its events' keys, and the keys whose version
   spans a truncate of the batch), as events: the known ones rebuilt from the target's
   versions (an upsert at each dbt_valid_from, a delete at a dbt_valid_to no version
-  starts at), the ledger's tombstones and truncates (sqlflow_full: rows of whole values),
+  starts at), the ledger's tombstones, truncates and upserts taken in place (with their
+  version's values; sqlflow_full: rows of whole values),
   and the batch's. A batch event whose key and sequence are known is ignored.
   Returns: SQL (one statement).
 #}
@@ -187,6 +188,7 @@
   {%- set keys = c.key | join(', ') -%}
   {%- set vf, vt = c.valid_from, c.valid_to -%}
   {%- set kcols = [] -%}{%- for k in c.key -%}{%- do kcols.append('k.' ~ k) -%}{%- endfor -%}
+  {%- set hcols = [] -%}{%- for col in c.columns -%}{%- do hcols.append('h.' ~ col) -%}{%- endfor -%}
   {%- set flags = "1 as sqlflow_rank, 'delete' as sqlflow_op, true as sqlflow_full" -%}
   create or replace temporary table {{ c.events }} as
   with truncates as (
@@ -214,6 +216,12 @@
     union all by name
     select {{ kcols | join(', ') }}, m.sqlflow_seq, {{ flags }}
     from touched as k cross join (select sqlflow_seq from {{ c.ledger }} where sqlflow_op = 'truncate') as m
+    union all by name
+    {#- the upserts a version took in place, with the version's values #}
+    select {{ hcols | join(', ') }}, l.sqlflow_seq, 1 as sqlflow_rank, 'upsert' as sqlflow_op, true as sqlflow_full
+    from {{ c.ledger }} as l join hist as h on {{ sqlflow_cdc_key_join(args.plan, 'l', 'h') }}
+      and h.{{ vf }} < l.sqlflow_seq and (h.{{ vt }} is null or l.sqlflow_seq < h.{{ vt }})
+    where l.sqlflow_op = 'upsert'
   ),
   new as (
     select {{ c.columns | join(', ') }}, sqlflow_seq, sqlflow_rank, sqlflow_op, false as sqlflow_full
