@@ -11,6 +11,7 @@ exactly the reference's table.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +46,10 @@ def model(cdc: str) -> str:
 
 @pytest.fixture(scope="class")
 def models() -> dict:
-    return {"sources.yml": raw_sources_yml("feed"), **{f"{n}.sql": model(c) for n, c in CONFIGS.items()}}
+    return {
+        "sources.yml": raw_sources_yml("feed"),
+        **{f"{n}.sql": model(c) for n, c in CONFIGS.items()},
+    }
 
 
 @pytest.fixture(scope="class")
@@ -142,7 +146,7 @@ def feeds(draw: Any, truncates: bool = True) -> list[list[Event]]:
     shuffled = draw(st.permutations(events + dupes))
     cuts = sorted(draw(st.lists(st.integers(0, len(shuffled)), max_size=3)))
     bounds = [0, *cuts, len(shuffled)]
-    return [list(shuffled[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [list(shuffled[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 PROPERTY = settings(
@@ -162,7 +166,9 @@ class TestCdcAgainstTheReference:
 
     @PROPERTY
     @given(batches=feeds())
-    def test_scd1_with_ignore_null_updates(self, captured: dict, batches: list[list[Event]]) -> None:
+    def test_scd1_with_ignore_null_updates(
+        self, captured: dict, batches: list[list[Event]]
+    ) -> None:
         expected = scd1_batches(batches, ignore_nulls=(0, 1))
         found = replay(captured["scd1_nulls"], batches)
         assert found == [(k, *v) for k, v in sorted(expected.items())]

@@ -1,0 +1,368 @@
+"""The cdc strategy's config (``cdc.*``), its feed layout and its error texts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import duckdb
+import pytest
+from dbt_common.exceptions import DbtConfigError
+
+from dbt.adapters.sqlflow import cdc
+from dbt.adapters.sqlflow.config import SqlflowConfig
+from dbt.adapters.sqlflow.plan import LoadPlan, Variant, jinja_plan, variants
+from dbt.adapters.sqlflow.strategies import REGISTRY
+
+MODEL = "model.proj.customers"
+COLUMNS = {
+    "id": "INTEGER",
+    "name": "VARCHAR",
+    "email": "VARCHAR",
+    "lsn": "BIGINT",
+    "serial": "INTEGER",
+    "op": "VARCHAR",
+    "changed_at": "TIMESTAMP",
+}
+BASE = {"incremental_strategy": "cdc", "unique_key": "id"}
+
+
+def parse(cdc_config: Any, columns: dict[str, str] | None = COLUMNS, **raw: Any) -> SqlflowConfig:
+    return SqlflowConfig.parse(MODEL, {**BASE, "cdc": cdc_config, **raw}, columns)
+
+
+def problems(cdc_config: Any, **raw: Any) -> list[str]:
+    with pytest.raises(DbtConfigError) as info:
+        parse(cdc_config, **raw)
+    text = str(info.value.msg)
+    assert text.startswith(f"sqlflow_incremental model '{MODEL}' has ")
+    assert "(nothing was written)" in text
+    return [line[4:] for line in text.split("\n")[1:]]
+
+
+def test_defaults_fit_debezium_op_codes() -> None:
+    config = parse({"sequence_by": "lsn", "operation": "op"})
+    spec = config.cdc
+    assert spec is not None
+    assert spec.operation == "op"
+    assert spec.operation_values == {
+        "insert": ("c",),
+        "update": ("u",),
+        "delete": ("d",),
+        "truncate": ("t",),
+        "snapshot": ("r",),
+    }
+    assert spec.stored_as == "scd1"
+    assert spec.tombstone_retention == timedelta(days=7)
+    assert spec.has_truncates
+    assert REGISTRY["cdc"].change_feed and REGISTRY["cdc"].keyed
+
+
+def test_every_key_parsed() -> None:
+    spec = parse(
+        {
+            "sequence_by": ["lsn", "serial"],
+            "operation": {"column": "op", "insert": "I", "update": ["U", "u"], "delete": "D"},
+            "ignore_null_updates": ["email"],
+            "except_columns": ["changed_at"],
+            "stored_as": "scd2",
+            "track_history_columns": ["name"],
+            "tombstone_retention": "36 hours",
+        }
+    ).cdc
+    assert spec == cdc.CdcSpec(
+        sequence_by=("lsn", "serial"),
+        operation="op",
+        operation_values={
+            "insert": ("I",),
+            "update": ("U", "u"),
+            "delete": ("D",),
+            "truncate": ("t",),
+            "snapshot": ("r",),
+        },
+        ignore_null_updates=("email",),
+        except_columns=("changed_at",),
+        stored_as="scd2",
+        track_history_columns=("name",),
+        tombstone_retention=timedelta(hours=36),
+    )
+
+
+@pytest.mark.parametrize(
+    ("cdc_config", "raw", "expected"),
+    [
+        (
+            None,
+            {},
+            "cdc is required by incremental_strategy 'cdc'. Fix: set"
+            " cdc={'sequence_by': 'lsn', 'operation': 'op'}.",
+        ),
+        (
+            "lsn",
+            {},
+            "cdc 'lsn' must be a dict. Fix: write cdc={'sequence_by': 'lsn', 'operation': 'op'}.",
+        ),
+        (
+            {"operation": "op"},
+            {},
+            "cdc.sequence_by is required by incremental_strategy 'cdc'. Fix: set"
+            " cdc.sequence_by to the column (or list of columns) giving the order of changes,"
+            " e.g. {'sequence_by': ['commit_lsn', 'lsn']}.",
+        ),
+        (
+            {"sequence_by": "lsm"},
+            {},
+            "cdc.sequence_by 'lsm' names a column the model does not produce; its columns are:"
+            " id, name, email, lsn, serial, op, changed_at. Fix: select lsm in the model or"
+            " change cdc.sequence_by.",
+        ),
+        (
+            {"sequence_by": "lsn", "stored_as": "scd3"},
+            {},
+            "cdc.stored_as 'scd3' is not one of: scd1, scd2. Fix: set cdc.stored_as='scd1' or"
+            " 'scd2'.",
+        ),
+        (
+            {"sequence_by": "lsn", "operation": "op", "apply_as_deletes": "op = 'D'"},
+            {},
+            "cdc.operation 'op' cannot be combined with cdc.apply_as_deletes /"
+            " cdc.apply_as_truncates. Fix: use the operation column, or the conditions, not"
+            " both.",
+        ),
+        (
+            {"sequence_by": "lsn", "operation": {"column": "op", "delete": "u"}},
+            {},
+            "cdc.operation.delete 'u' also means update. Fix: give each operation its own values.",
+        ),
+        (
+            {"sequence_by": "lsn", "tombstone_retention": "a while"},
+            {},
+            "cdc.tombstone_retention 'a while' is not a positive duration. Fix: write e.g."
+            " '7 days', '12 hours', '30 minutes' or a number of seconds.",
+        ),
+        (
+            {"sequence_by": "lsn", "track_history_columns": ["name"]},
+            {},
+            "cdc.track_history_columns ['name'] only applies to cdc.stored_as='scd2'. Fix: set"
+            " cdc.stored_as='scd2' or remove cdc.track_history_columns.",
+        ),
+        (
+            {"sequence_by": "lsn", "columns": ["name"], "except_columns": ["email"]},
+            {},
+            "cdc.columns ['name'] conflicts with cdc.except_columns. Fix: set only one of"
+            " cdc.columns and cdc.except_columns.",
+        ),
+        (
+            {"sequence_by": "lsn", "except_columns": ["id"]},
+            {},
+            "cdc.except_columns ['id'] drops the unique_key column(s) ['id']. Fix: keep the key"
+            " in the target.",
+        ),
+        (
+            {"sequence_by": ["id", "lsn"]},
+            {},
+            "cdc.sequence_by ['id', 'lsn'] names the unique_key column(s) ['id']. Fix: order"
+            " changes by a log position or a change time.",
+        ),
+        (
+            {"sequence_by": "lsn", "debezium": True},
+            {},
+            "cdc ['debezium'] has unknown key(s); sqlflow reads sequence_by, operation,"
+            " apply_as_deletes, apply_as_truncates, ignore_null_updates, columns,"
+            " except_columns, stored_as, track_history_columns, tombstone_retention. Fix:"
+            " remove or rename them.",
+        ),
+        (
+            {"sequence_by": "lsn"},
+            {"dedupe_by": "lsn"},
+            "dedupe_by 'lsn' cannot be used with incremental_strategy 'cdc'. Fix: cdc applies"
+            " every change in cdc.sequence_by order; remove dedupe_by.",
+        ),
+        (
+            {"sequence_by": "lsn"},
+            {"on_schema_change": "append_new_columns"},
+            "on_schema_change 'append_new_columns' is not supported with incremental_strategy"
+            " 'cdc' (the target's columns are not the feed's). Fix: set"
+            " on_schema_change='ignore' and run with --full-refresh after a change of the"
+            " target's columns.",
+        ),
+    ],
+)
+def test_error_texts(cdc_config: Any, raw: dict[str, Any], expected: str) -> None:
+    assert problems(cdc_config, **raw) == [expected]
+
+
+def test_event_time_must_reach_the_target() -> None:
+    found = problems({"sequence_by": "changed_at"}, event_time="changed_at")
+    assert found == [
+        "event_time 'changed_at' does not reach the cdc target (it is a sequence or operation"
+        " column, or left out by cdc.columns / cdc.except_columns). Fix: window on a column"
+        " the target keeps, or list it in cdc.columns."
+    ]
+
+
+def test_cdc_on_another_strategy_and_unique_key_missing_gathered() -> None:
+    with pytest.raises(DbtConfigError) as info:
+        SqlflowConfig.parse(
+            MODEL, {"incremental_strategy": "merge", "unique_key": "id", "cdc": {}}, COLUMNS
+        )
+    assert "cdc {} is set, but incremental_strategy is 'merge'" in str(info.value.msg)
+    with pytest.raises(DbtConfigError) as info:
+        SqlflowConfig.parse(
+            MODEL, {"incremental_strategy": "cdc", "cdc": {"sequence_by": "x"}}, COLUMNS
+        )
+    text = str(info.value.msg)
+    assert "has 2 configuration errors" in text
+    assert "unique_key is required by incremental_strategy 'cdc'" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7 days", timedelta(days=7)),
+        ("1 week", timedelta(weeks=1)),
+        (" 30 minutes ", timedelta(minutes=30)),
+        ("12 hour", timedelta(hours=12)),
+        (3600, timedelta(hours=1)),
+        (0, None),
+        ("0 days", None),
+        (True, None),
+        ("soon", None),
+        (1.5, None),
+    ],
+)
+def test_parse_retention(value: Any, expected: timedelta | None) -> None:
+    assert cdc.parse_retention(value) == expected
+
+
+def test_target_columns_drop_the_sequence_and_operation() -> None:
+    spec = parse({"sequence_by": ["lsn", "serial"], "operation": "op"}).cdc
+    assert cdc.target_columns(spec, ("id",), list(COLUMNS)) == [
+        "id",
+        "name",
+        "email",
+        "changed_at",
+    ]
+    chosen = parse({"sequence_by": "lsn", "columns": ["email", "lsn"]}).cdc
+    assert cdc.target_columns(chosen, ("id",), list(COLUMNS)) == ["id", "email", "lsn"]
+    excepted = parse({"sequence_by": "lsn", "except_columns": ["email"]}).cdc
+    assert cdc.target_columns(excepted, ("id",), list(COLUMNS)) == [
+        "id",
+        "name",
+        "serial",
+        "op",
+        "changed_at",
+    ]
+
+
+FEED = (
+    "select * from (values (1, 'x', 'a', 5, 1, 'u', null::timestamp),"
+    " (2, 'y', 'b', 5, 2, 'r', null), (3, 'z', 'c', 6, 1, 'd', null),"
+    " (null, null, null, 7, 1, 't', null), (4, 'w', 'd', 8, 1, '?', null))"
+    " as f(id, name, email, lsn, serial, op, changed_at)"
+)
+
+
+def test_layout_normalises_each_event_in_duckdb() -> None:
+    spec = parse({"sequence_by": ["lsn", "serial"], "operation": "op"}).cdc
+    shape = cdc.layout(spec, ("id",), list(COLUMNS))
+    assert shape.columns == ('"id"', '"name"', '"email"', '"changed_at"')
+    assert shape.values == ('"name"', '"email"', '"changed_at"')
+    found = duckdb.sql(
+        f"select id, sqlflow_seq, sqlflow_rank, sqlflow_op, sqlflow_op_value,"
+        f" ({cdc.sequence_null_sql(spec)}) from (select {shape.stage_select} from ({FEED}))"
+    ).fetchall()
+    assert found == [
+        (1, {"lsn": 5, "serial": 1}, 1, "upsert", "u", False),
+        (2, {"lsn": 5, "serial": 2}, 0, "upsert", "r", False),
+        (3, {"lsn": 6, "serial": 1}, 1, "delete", "d", False),
+        (None, {"lsn": 7, "serial": 1}, 1, "truncate", "t", False),
+        (4, {"lsn": 8, "serial": 1}, 1, None, "?", False),
+    ]
+
+
+def test_conditions_instead_of_an_operation_column() -> None:
+    spec = parse(
+        {
+            "sequence_by": "lsn",
+            "apply_as_deletes": "op = 'd'",
+            "apply_as_truncates": "op = 't'",
+            "ignore_null_updates": True,
+        }
+    ).cdc
+    shape = cdc.layout(spec, ("id",), list(COLUMNS))
+    assert spec.has_truncates
+    assert shape.ignore_nulls == shape.values
+    found = duckdb.sql(
+        f"select sqlflow_op, sqlflow_rank, sqlflow_seq from (select {shape.stage_select}"
+        f" from ({FEED}))"
+    ).fetchall()
+    assert [r[0] for r in found] == ["upsert", "upsert", "delete", "truncate", "upsert"]
+    assert {r[1] for r in found} == {1}
+    assert cdc.operation_sql(parse({"sequence_by": "lsn"}).cdc) == "'upsert'"
+    assert not parse({"sequence_by": "lsn"}).cdc.has_truncates
+
+
+def test_jinja_plan_carries_the_layout() -> None:
+    config = parse({"sequence_by": "lsn", "operation": "op", "stored_as": "scd2"})
+    plan = jinja_plan("abcdef0123456789", config, LoadPlan("incremental"), COLUMNS, '"l"')
+    settings = plan["cdc"]
+    assert settings["ledger"] == '"l"'
+    assert settings["stored_as"] == "scd2"
+    assert settings["tracked"] == ['"name"', '"email"', '"serial"', '"changed_at"']
+    assert settings["changes"] == '"sqlflow_cdc_changes_abcdef012345"'
+    assert variants(config) == (Variant("cdc"),)
+    assert jinja_plan("x", parse({"sequence_by": "lsn"}), LoadPlan("build"))["cdc"]["columns"] == []
+
+
+def test_feed_problems_name_keys_values_and_fixes() -> None:
+    spec = parse({"sequence_by": "lsn", "operation": "op"}).cdc
+    assert (
+        cdc.feed_problems(
+            MODEL,
+            ("id",),
+            spec,
+            null_keys=0,
+            null_sequences=[],
+            null_sequence_rows=0,
+            unknown_operations=[],
+            conflicts=[],
+            conflict_keys=0,
+        )
+        is None
+    )
+    text = cdc.feed_problems(
+        MODEL,
+        ("id",),
+        spec,
+        null_keys=2,
+        null_sequences=[(7,)],
+        null_sequence_rows=3,
+        unknown_operations=[("x", 4)],
+        conflicts=[(5, 100)],
+        conflict_keys=1,
+    )
+    assert text == (
+        f"sqlflow_incremental model '{MODEL}': the change events cannot be applied."
+        " 2 event(s) have a null in the key column(s) id. Filter them out in the model or"
+        " fill the key."
+        " 3 event(s) have a NULL in cdc.sequence_by (lsn), e.g. of the key(s) id=7: their"
+        " order is unknown. Fill the sequence in the model (e.g. coalesce with a log"
+        " position) or filter those events out."
+        " cdc.operation column op holds value(s) the config does not name: 'x' (4 rows)"
+        " (named: insert=['c'], update=['u'], delete=['d'], truncate=['t'], snapshot=['r'])."
+        " Map them in cdc.operation, e.g. {'column': ..., 'update': ['u', 'U']}, or filter"
+        " them out in the model."
+        " 1 key(s) have different changes with the same sequence (lsn), e.g. id=5 at"
+        " sequence 100: which one applies last is undefined. Add a column to"
+        " cdc.sequence_by that orders them (e.g. a serial within the transaction), or fix"
+        " the duplicates upstream (identical events are applied once)."
+        " Nothing was written."
+    )
+
+
+def test_ledger_names_are_per_relation() -> None:
+    a = cdc.ledger_table_name('"db"."main"."customers"')
+    b = cdc.ledger_table_name('"db"."other"."customers"')
+    assert a.startswith("cdc_customers_") and b.startswith("cdc_customers_") and a != b
+    assert cdc.ledger_table_name('"db"."main"."a-b c"').startswith("cdc_a_b_c_")
