@@ -90,21 +90,21 @@ WRONG_TIME_TYPE = "not DATE, TIMESTAMP or TIMESTAMPTZ"
         pytest.param(
             {"incremental_strategy": "merg"},
             "incremental_strategy 'merg' is not one of: append, merge, delete+insert,"
-            " insert_overwrite, snapshot, auto (did you mean 'merge'?)."
+            " insert_overwrite, snapshot, cdc, auto (did you mean 'merge'?)."
             " Fix: set incremental_strategy to one of them.",
             id="strategy-did-you-mean",
         ),
         pytest.param(
             {"incremental_strategy": "delete_insert", "unique_key": "id"},
             "incremental_strategy 'delete_insert' is not one of: append, merge, delete+insert,"
-            " insert_overwrite, snapshot, auto (did you mean 'delete+insert'?)."
+            " insert_overwrite, snapshot, cdc, auto (did you mean 'delete+insert'?)."
             " Fix: set incremental_strategy to one of them.",
             id="strategy-did-you-mean-delete-insert",
         ),
         pytest.param(
             {"incremental_strategy": "upsert"},
             "incremental_strategy 'upsert' is not one of: append, merge, delete+insert,"
-            " insert_overwrite, snapshot, auto. Fix: set incremental_strategy to one of them.",
+            " insert_overwrite, snapshot, cdc, auto. Fix: set incremental_strategy to one of them.",
             id="strategy-no-close-match",
         ),
         pytest.param(

@@ -957,6 +957,7 @@ def test_jinja_plan_of_a_merge() -> None:
         "merge_exclude_columns": ["note"],
         "incremental_predicates": ["DBT_INTERNAL_DEST.v > 0"],
         "snapshot": None,
+        "cdc": None,
         "variants": [
             {
                 "strategy": "merge",

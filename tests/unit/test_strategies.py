@@ -329,13 +329,14 @@ REGISTRY_TABLE = {
     "delete+insert": (True, True, False, False, False, True, "get_sqlflow_delete_insert_sql"),
     "insert_overwrite": (False, True, True, True, True, True, "get_sqlflow_insert_overwrite_sql"),
     "snapshot": (True, True, False, True, False, False, "get_sqlflow_snapshot_sql"),
+    "cdc": (True, True, False, False, False, True, "get_sqlflow_cdc_sql"),
 }
 
 
 def test_registry_holds_exactly_the_listed_strategies() -> None:
     assert list(REGISTRY) == list(REGISTRY_TABLE)
     assert STRATEGY_NAMES == (*REGISTRY_TABLE, "auto")
-    assert KEYED_STRATEGIES == ("merge", "delete+insert", "snapshot")
+    assert KEYED_STRATEGIES == ("merge", "delete+insert", "snapshot", "cdc")
 
 
 @pytest.mark.parametrize(("name", "expected"), REGISTRY_TABLE.items())
@@ -352,6 +353,7 @@ def test_registry_record(name: str, expected: tuple[Any, ...]) -> None:
         s.judges_empty_windows,
         s.macro,
     ) == expected
+    assert s.change_feed is (name == "cdc")
 
 
 def installed_macros() -> set[str]:
@@ -377,7 +379,7 @@ def test_a_strategy_record_is_frozen() -> None:
 
 
 KNOWN = (
-    "append, merge, delete+insert, insert_overwrite, snapshot"
+    "append, merge, delete+insert, insert_overwrite, snapshot, cdc"
     " ('auto' chooses one of them per batch)"
 )
 
@@ -457,6 +459,7 @@ def test_count_role_and_merge_form_values() -> None:
         "MERGED": "merged",
         "REPLACED": "replaced",
         "UPSERTED": "upserted",
+        "IGNORED": "ignored",
         "NONE": "none",
     }
     assert CountRole("upserted") is CountRole.UPSERTED
