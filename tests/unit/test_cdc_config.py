@@ -165,12 +165,12 @@ def test_every_key_parsed() -> None:
             " changes by a log position or a change time.",
         ),
         (
-            {"sequence_by": "lsn", "debezium": True},
+            {"sequence_by": "lsn", "keys": ["id"]},
             {},
-            "cdc ['debezium'] has unknown key(s); sqlflow reads sequence_by, operation,"
+            "cdc ['keys'] has unknown key(s); sqlflow reads sequence_by, operation,"
             " apply_as_deletes, apply_as_truncates, ignore_null_updates, columns,"
-            " except_columns, stored_as, track_history_columns, tombstone_retention. Fix:"
-            " remove or rename them.",
+            " except_columns, stored_as, track_history_columns, tombstone_retention,"
+            " debezium. Fix: remove or rename them.",
         ),
         (
             {"sequence_by": "lsn"},
@@ -190,6 +190,17 @@ def test_every_key_parsed() -> None:
 )
 def test_error_texts(cdc_config: Any, raw: dict[str, Any], expected: str) -> None:
     assert problems(cdc_config, **raw) == [expected]
+
+
+def test_a_bad_debezium_value() -> None:
+    assert problems({"debezium": 1}) == [
+        "cdc.debezium 1 must be true (the model selects before, after, op, source) or the"
+        " name of the column holding the envelope. Fix: write cdc.debezium=true or"
+        " cdc.debezium='value'.",
+        "cdc.sequence_by is required by incremental_strategy 'cdc'. Fix: set"
+        " cdc.sequence_by to the column (or list of columns) giving the order of changes,"
+        " e.g. {'sequence_by': ['commit_lsn', 'lsn']}.",
+    ]
 
 
 def test_event_time_must_reach_the_target() -> None:
@@ -366,3 +377,90 @@ def test_ledger_names_are_per_relation() -> None:
     b = cdc.ledger_table_name('"db"."other"."customers"')
     assert a.startswith("cdc_customers_") and b.startswith("cdc_customers_") and a != b
     assert cdc.ledger_table_name('"db"."main"."a-b c"').startswith("cdc_a_b_c_")
+
+
+FLAT = {
+    "id": "INTEGER",
+    "name": "VARCHAR",
+    cdc.DBZ_OP: "VARCHAR",
+    cdc.DBZ_COMMIT: "UBIGINT",
+    cdc.DBZ_LSN: "UBIGINT",
+}
+
+
+def test_debezium_derives_sequence_and_operation() -> None:
+    config = SqlflowConfig.parse(
+        MODEL, {**BASE, "cdc": {"debezium": True, "stored_as": "scd2"}}, FLAT
+    )
+    spec = config.cdc
+    assert spec.debezium == ""
+    assert spec.sequence_by == (cdc.DBZ_COMMIT, cdc.DBZ_LSN)
+    assert spec.operation == cdc.DBZ_OP
+    assert cdc.target_columns(spec, ("id",), list(FLAT)) == ["id", "name"]
+    assert cdc.envelope_of({"debezium": "value"}) == "value"
+    assert cdc.envelope_of({"debezium": False}) is None
+    assert cdc.envelope_of("x") is None
+    with pytest.raises(DbtConfigError) as info:
+        SqlflowConfig.parse(MODEL, {**BASE, "cdc": {"debezium": True, "sequence_by": "lsn"}}, FLAT)
+    assert (
+        "cdc.sequence_by 'lsn' cannot be combined with cdc.debezium (the envelope's op and"
+        " source position give them). Fix: remove cdc.sequence_by."
+    ) in str(info.value.msg)
+
+
+ENVELOPES = (
+    "select * from (values"
+    " ({'id': 1, 'name': 'a'}, null::STRUCT(id INTEGER, name VARCHAR), 'c',"
+    "  {'lsn': 10, 'sequence': '[\"5\",\"10\"]'}),"
+    " (null, {'id': 1, 'name': 'a'}, 'd', {'lsn': 12, 'sequence': '[null,\"12\"]'}),"
+    " (null, null, 't', {'lsn': 14, 'sequence': null}))"
+    " as e(after, before, op, source)"
+)
+
+
+def test_struct_envelopes_flatten_in_duckdb() -> None:
+    con = duckdb.connect()
+    columns = dict((r[0], r[1]) for r in con.sql(f"describe {ENVELOPES}").fetchall())
+    flat = cdc.debezium_feed_sql(ENVELOPES, columns, "")
+    assert con.sql(flat).fetchall() == [
+        (1, "a", "c", 5, 10),
+        (1, "a", "d", 12, 12),
+        (None, None, "t", 14, 14),
+    ]
+    assert not cdc.envelope_is_json(columns, "")
+    one = (
+        "select struct_pack(after := after, before := before, op := op, source := source)"
+        f" as v from ({ENVELOPES})"
+    )
+    columns = dict((r[0], r[1]) for r in con.sql(f"describe {one}").fetchall())
+    assert con.sql(cdc.debezium_feed_sql(one, columns, "v")).fetchall() == [
+        (1, "a", "c", 5, 10),
+        (1, "a", "d", 12, 12),
+        (None, None, "t", 14, 14),
+    ]
+
+
+def test_json_envelopes_flatten_in_duckdb() -> None:
+    con = duckdb.connect()
+    wrapped = (
+        'select * from (values (\'{"payload": {"after": {"id": 2, "name": "b"},'
+        ' "before": null, "op": "u", "source": {"lsn": 30,'
+        ' "sequence": "[\\"20\\",\\"30\\"]"}}}\'::json)) as e(value)'
+    )
+    structure = con.sql(cdc.debezium_image_sql(wrapped, "value")).fetchall()[0][0]
+    assert json_loads(structure) == {"id": "UBIGINT", "name": "VARCHAR"}
+    columns = {"value": "JSON"}
+    assert cdc.envelope_is_json(columns, "value")
+    flat = cdc.debezium_feed_sql(
+        wrapped,
+        columns,
+        "value",
+        cdc.json_image_structure([("id", "INTEGER"), ("name", "VARCHAR")]),
+    )
+    assert con.sql(flat).fetchall() == [(2, "b", "u", 20, 30)]
+
+
+def json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)

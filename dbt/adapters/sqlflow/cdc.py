@@ -48,10 +48,15 @@ CDC_KEYS = (
     "stored_as",
     "track_history_columns",
     "tombstone_retention",
+    "debezium",
 )
 DEFAULT_RETENTION = timedelta(days=7)
 VALID_FROM = "dbt_valid_from"
 VALID_TO = "dbt_valid_to"
+#: The columns a Debezium envelope is flattened into besides the row image: the op code,
+#: the commit position and the change's own position (PostgreSQL: ``source.sequence``'s
+#: last commit LSN and LSN, else ``source.lsn`` for both).
+DBZ_OP, DBZ_COMMIT, DBZ_LSN = "sqlflow_dbz_op", "sqlflow_dbz_commit", "sqlflow_dbz_lsn"
 #: Columns of the staged (normalised) batch that sqlflow adds.
 FEED_COLUMNS = ("sqlflow_seq", "sqlflow_rank", "sqlflow_op", "sqlflow_op_value")
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
@@ -79,6 +84,8 @@ class CdcSpec:
         track_history_columns: ``scd2``: the columns whose change makes a new version
             (None: every target column but the key).
         tombstone_retention: How long a delete is remembered.
+        debezium: None, or where the model's Debezium envelope is: ``""`` for the columns
+            ``before``, ``after``, ``op``, ``source``, or a column's name.
     """
 
     sequence_by: tuple[str, ...]
@@ -94,6 +101,7 @@ class CdcSpec:
     stored_as: str = "scd1"
     track_history_columns: tuple[str, ...] | None = None
     tombstone_retention: timedelta = DEFAULT_RETENTION
+    debezium: str | None = None
 
     @property
     def has_truncates(self) -> bool:
@@ -287,6 +295,28 @@ def parse_cdc(
             "remove or rename them",
         )
     p = _CdcParser(raw, error, columns)
+    debezium = envelope_of(raw)
+    if raw.get("debezium") not in (None, False) and debezium is None:
+        error(
+            "cdc.debezium",
+            raw.get("debezium"),
+            "must be true (the model selects before, after, op, source) or the name of the"
+            " column holding the envelope",
+            "write cdc.debezium=true or cdc.debezium='value'",
+        )
+    if debezium is not None:
+        for key in ("sequence_by", "operation", "apply_as_deletes", "apply_as_truncates"):
+            if raw.get(key) is not None:
+                error(
+                    f"cdc.{key}",
+                    raw.get(key),
+                    "cannot be combined with cdc.debezium (the envelope's op and source"
+                    " position give them)",
+                    f"remove cdc.{key}",
+                )
+        raw = {**raw, "sequence_by": [DBZ_COMMIT, DBZ_LSN], "operation": DBZ_OP}
+        raw = {k: v for k, v in raw.items() if k not in ("apply_as_deletes", "apply_as_truncates")}
+        p = _CdcParser(raw, error, columns)
     sequence_by = p.names("sequence_by", required=True) or ()
     operation, values = p.operation()
     deletes = p.condition("apply_as_deletes")
@@ -353,6 +383,7 @@ def parse_cdc(
         stored_as=stored_as,
         track_history_columns=track,
         tombstone_retention=p.retention(),
+        debezium=debezium,
     )
     if columns is not None and event_time is not None:
         target = target_columns(spec, unique_key, list(columns))
@@ -567,3 +598,110 @@ def ledger_table_name(relation: str) -> str:
     digest = hashlib.sha1(relation.encode()).hexdigest()[:10]
     safe = re.sub(r"[^A-Za-z0-9_]", "_", table)[:40]
     return f"cdc_{safe}_{digest}"
+
+
+def envelope_of(raw_cdc: Any) -> str | None:
+    """Where a ``cdc`` config says the Debezium envelope is (see ``CdcSpec.debezium``), or
+    None (no envelope, or a value :func:`parse_cdc` refuses)."""
+    if not isinstance(raw_cdc, Mapping):
+        return None
+    value = raw_cdc.get("debezium")
+    if value is True:
+        return ""
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _is_json(dtype: str | None) -> bool:
+    return (dtype or "").upper() == "JSON"
+
+
+def debezium_feed_sql(
+    compiled_code: str,
+    columns: Mapping[str, str],
+    envelope: str,
+    image_structure: str | None = None,
+) -> str:
+    """The model's Debezium change events flattened: the row image (``after``, or
+    ``before`` for a delete; NULLs for a truncate) as columns, then :data:`DBZ_OP`,
+    :data:`DBZ_COMMIT` and :data:`DBZ_LSN`, so the rest of the strategy reads a plain
+    change feed.
+
+    Args:
+        compiled_code: The model's SELECT of envelopes (PostgreSQL connector shape:
+            ``source.lsn`` and, where present, ``source.sequence`` =
+            ``'["<last commit lsn>", "<lsn>"]'``).
+        columns: The model's columns and types (STRUCT or JSON envelopes).
+        envelope: ``""`` when the model selects ``before``, ``after``, ``op``, ``source``;
+            else the column holding the envelope (a JSON one may wrap it in
+            ``{"schema": ..., "payload": ...}``).
+        image_structure: For JSON envelopes, the row's ``json_transform`` structure
+            (``'{"id": "INTEGER", ...}'``).
+    """
+    lowered = {k.lower(): v for k, v in columns.items()}
+    alias = "sqlflow_envelope"
+
+    def part(name: str) -> tuple[str, str]:
+        """The SQL of one envelope member and its type (``JSON``, or a STRUCT's text)."""
+        if not envelope:
+            return f"{alias}.{quote_identifier(name)}", lowered.get(name, "")
+        base = f"{alias}.{quote_identifier(envelope)}"
+        dtype = lowered.get(envelope.lower(), "")
+        if _is_json(dtype):
+            return (
+                f"coalesce(json_extract({base}, '$.payload.{name}'),"
+                f" json_extract({base}, '$.{name}'))",
+                "JSON",
+            )
+        return f"{base}.{quote_identifier(name)}", dtype
+
+    op_sql, op_type = part("op")
+    op = (
+        f"json_extract_string({op_sql}, '$')" if _is_json(op_type) else f"cast({op_sql} as varchar)"
+    )
+    (after, image_type), (before, _) = part("after"), part("before")
+    image = f"case when {op} = 'd' then {before} else {after} end"
+    if _is_json(image_type):
+        image = f"json_transform({image}, {sql_string(image_structure or '{}')})"
+    source, source_type = part("source")
+    if _is_json(source_type):
+        lsn = f"try_cast(json_extract_string({source}, '$.lsn') as ubigint)"
+        sequence = f"json_extract_string({source}, '$.sequence')"
+    else:
+        lsn = f"try_cast({source}.lsn as ubigint)"
+        has_sequence = re.search(r"\bsequence\b", source_type, re.IGNORECASE)
+        sequence = f"cast({source}.sequence as varchar)" if has_sequence else "null"
+    commit = f"coalesce(try_cast(json_extract_string({sequence}, '$[0]') as ubigint), {lsn})"
+    position = f"coalesce(try_cast(json_extract_string({sequence}, '$[1]') as ubigint), {lsn})"
+    return (
+        f"select unnest({image}), {op} as {DBZ_OP}, {commit} as {DBZ_COMMIT},"
+        f" {position} as {DBZ_LSN} from (\n{compiled_code}\n) as {alias}"
+    )
+
+
+def json_image_structure(columns: Sequence[tuple[str, str]]) -> str:
+    """A ``json_transform`` structure giving each column its type."""
+    import json
+
+    return json.dumps({name: dtype for name, dtype in columns})
+
+
+def debezium_image_sql(compiled_code: str, envelope: str) -> str:
+    """A query of the ``json_transform`` structure of a JSON envelope's row images, as
+    DuckDB infers it from the whole feed (``json_group_structure``)."""
+    if envelope:
+        base = f"sqlflow_envelope.{quote_identifier(envelope)}"
+        image = (
+            f"coalesce(json_extract({base}, '$.payload.after'), json_extract({base}, '$.after'),"
+            f" json_extract({base}, '$.payload.before'), json_extract({base}, '$.before'))"
+        )
+    else:
+        image = "coalesce(sqlflow_envelope.after, sqlflow_envelope.before)"
+    return f"select json_group_structure({image}) from (\n{compiled_code}\n) as sqlflow_envelope"
+
+
+def envelope_is_json(columns: Mapping[str, str], envelope: str) -> bool:
+    """Whether the model's envelope is JSON (else STRUCT)."""
+    lowered = {k.lower(): v for k, v in columns.items()}
+    return _is_json(lowered.get((envelope or "after").lower()))

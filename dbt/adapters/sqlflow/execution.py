@@ -190,6 +190,55 @@ def start_run(
     )
 
 
+class Describer(Protocol):
+    """What :func:`model_source` needs of the connection."""
+
+    def describe(self, sql: str) -> list[tuple[str, str]]:
+        """The (name, type) of each column ``sql`` returns."""
+
+    def execute(self, sql: str) -> list[tuple]:
+        """Run SQL, returning its rows."""
+
+
+def model_source(
+    session: Describer,
+    compiled_code: str,
+    raw_cdc: Any,
+    existing: Callable[[], list[tuple[str, str]]] | None,
+) -> tuple[str, dict[str, str]]:
+    """The SQL a run loads from and its columns: the model's, or for a cdc model reading
+    Debezium envelopes (``cdc.debezium``) the events flattened (``cdc.debezium_feed_sql``).
+
+    A JSON envelope's row takes the types of the existing target's columns (``existing``
+    reads them; None on a first build), or on a first build those DuckDB infers from the
+    whole feed.
+
+    Raises:
+        DbtRuntimeError: a JSON feed without rows on a first build (no types to infer).
+    """
+    columns = dict(session.describe(compiled_code))
+    envelope = cdc.envelope_of(raw_cdc)
+    if envelope is None:
+        return compiled_code, columns
+    structure = None
+    if cdc.envelope_is_json(columns, envelope):
+        skip = {cdc.VALID_FROM, cdc.VALID_TO}
+        if existing is not None:
+            structure = cdc.json_image_structure([c for c in existing() if c[0] not in skip])
+        else:
+            sql = substitute_window(compiled_code, UNBOUNDED_START, UNBOUNDED_END)
+            found = session.execute(cdc.debezium_image_sql(sql, envelope))
+            structure = found[0][0] if found else None
+            if structure is None:
+                raise DbtRuntimeError(
+                    "sqlflow: the Debezium feed (JSON) has no row image yet, so the target's"
+                    " columns are unknown. Run the model once the feed holds an event, or"
+                    " select the envelope as STRUCTs. Nothing was written."
+                )
+    flat = cdc.debezium_feed_sql(compiled_code, columns, envelope, structure)
+    return flat, dict(session.describe(flat))
+
+
 def _cdc_feed_sql(config: SqlflowConfig, compiled_code: str) -> str:
     """The key and sequence of the model's change events, as the cdc strategy stages
     them (the ledger takes their types)."""

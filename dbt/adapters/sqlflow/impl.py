@@ -259,7 +259,16 @@ class SqlflowAdapter(DuckDBAdapter):
         run_vars = run_vars or {}
         pinned = pinned_now(run_vars)
         now = pinned or utc_now()
-        columns = dict(self._session().describe(compiled_code))
+
+        def existing() -> list[tuple[str, str]]:
+            return [(c.name, c.dtype) for c in self.get_columns_in_relation(target_relation)]
+
+        compiled_code, columns = execution.model_source(
+            self._session(),
+            compiled_code,
+            (model.get("config") or {}).get("cdc"),
+            existing if incremental else None,
+        )
         config, checks = parse_model_config(
             model["unique_id"],
             model.get("config") or {},
@@ -283,7 +292,9 @@ class SqlflowAdapter(DuckDBAdapter):
         execution.warn_window_time_zone(run)
         with self._sqlflow_lock:
             self._sqlflow_runs[run.id] = run
-        return jinja_plan(run.id, config, run.plan, columns, cdc_ledger=run.cdc_ledger)
+        return jinja_plan(
+            run.id, config, run.plan, columns, cdc_ledger=run.cdc_ledger, source=compiled_code
+        )
 
     @available.parse_none
     def sqlflow_merge_form(self, run_id: str, dest_columns: list[Any], target_relation: Any) -> str:

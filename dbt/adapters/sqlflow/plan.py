@@ -470,11 +470,16 @@ def cdc_tables(run_id: str) -> tuple[str, str]:
 
 
 def cdc_settings(
-    run_id: str, config: SqlflowConfig, columns: Mapping[str, str] | None, ledger: str | None
+    run_id: str,
+    config: SqlflowConfig,
+    columns: Mapping[str, str] | None,
+    ledger: str | None,
+    source: str | None = None,
 ) -> dict[str, Any] | None:
     """The cdc strategy's settings as plain data for its macros (see ``cdc.layout``):
     the column lists (quoted), the staged batch's select list, the ledger (sqlflow's
-    state table of applied sequences and tombstones) and the run's temporary tables."""
+    state table of applied sequences and tombstones), the run's temporary tables and the
+    SQL the events come from (``source``: the model's, Debezium envelopes flattened)."""
     spec = config.cdc
     if spec is None:
         return None
@@ -493,6 +498,7 @@ def cdc_settings(
         "events": cdc_tables(run_id)[1],
         "valid_from": quote_identifier(cdc.VALID_FROM),
         "valid_to": quote_identifier(cdc.VALID_TO),
+        "source_sql": source,
     }
 
 
@@ -502,6 +508,7 @@ def jinja_plan(
     plan: LoadPlan,
     columns: Mapping[str, str] | None = None,
     cdc_ledger: str | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """The plan as the materialization and the strategy macros read it (plain data).
 
@@ -528,7 +535,7 @@ def jinja_plan(
         "merge_exclude_columns": list(config.merge_exclude_columns or []),
         "incremental_predicates": list(config.incremental_predicates),
         "snapshot": snapshot_settings(config),
-        "cdc": cdc_settings(run_id, config, columns, cdc_ledger),
+        "cdc": cdc_settings(run_id, config, columns, cdc_ledger, source),
         "variants": [
             {
                 "strategy": v.strategy,

@@ -83,7 +83,7 @@
     {% if plan.snapshot %}
       {{ get_sqlflow_snapshot_build_sql(intermediate, no_rows, plan) }}
     {% elif plan.cdc %}
-      {{ get_sqlflow_cdc_create_sql(intermediate, compiled_code, plan) }}
+      {{ get_sqlflow_cdc_create_sql(intermediate, plan.cdc.source_sql or compiled_code, plan) }}
     {% else %}
       create table {{ intermediate }} as {{ no_rows }}
     {% endif %}
