@@ -150,7 +150,7 @@ def feeds(draw: Any, truncates: bool = True) -> list[list[Event]]:
 
 
 PROPERTY = settings(
-    max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+    max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
 
 

@@ -60,6 +60,8 @@ def run_results() -> dict[str, Any]:
                     "rows_inserted": 100,
                     "rows_updated": 50,
                     "rows_deleted": 25,
+                    # (a cdc model's figure; the other strategies report none)
+                    "rows_ignored": 4,
                     "strategy": "merge",
                     "partitions_touched": 3,
                     "batches": 2,
@@ -260,6 +262,7 @@ def test_prometheus_text_values(text: str) -> None:
         key("sqlflow_rows_inserted_total", model=ORDERS): 100,
         key("sqlflow_rows_updated_total", model=ORDERS): 50,
         key("sqlflow_rows_deleted_total", model=ORDERS): 25,
+        key("sqlflow_rows_ignored_total", model=ORDERS): 4,
         key("sqlflow_partitions_touched", model=ORDERS): 3,
         key("sqlflow_model_batches", model=ORDERS): 2,
         key("sqlflow_watermark_timestamp_seconds", model=ORDERS): T_WATERMARK,

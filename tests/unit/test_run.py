@@ -189,3 +189,19 @@ def test_partitions_touched_counts_distinct_partitions() -> None:
     load.commit_group()
     response = load.response()
     assert (response.partitions_touched, response.batches) == (2, 4)
+
+
+def test_a_cdc_run_counts_ignored_events() -> None:
+    from dbt.adapters.sqlflow.run import metrics_fields
+
+    load = sample_run(incremental_strategy="cdc", unique_key="id", cdc={"sequence_by": "lsn"})
+    batch = load.start_batch("cdc", None)
+    load.add_count("inserted", 2)
+    load.add_count("ignored", 7)
+    assert metrics_fields(load, batch, "success")["rows_ignored"] == 7
+    assert metrics_fields(load, batch, "error")["rows_ignored"] == 0
+    load.commit_batch()
+    response = load.response()
+    assert response._message == "cdc: 2 inserted, 0 updated, 0 deleted, 7 ignored"
+    assert (response.rows_ignored, response.rows_affected) == (7, 2)
+    assert sample_run(unique_key="id").response().rows_ignored is None

@@ -1107,12 +1107,9 @@ def _check_feed(run: ModelRun, staged: str, rows: int) -> int:
         raise DbtRuntimeError(message)
     if not twice:
         return 0
-    execute(
-        f"delete from {staged} where rowid in (select rowid from {staged}"
-        f" qualify row_number() over (partition by {key_list}, sqlflow_seq, sqlflow_rank"
-        " order by rowid) > 1)"
+    return _collapse_equal_rows(
+        execute, staged, [*keys, "sqlflow_seq", "sqlflow_rank"], "false", rows
     )
-    return rows - int(execute(f"select count(*) from {staged}")[0][0])
 
 
 def _null_filter(config: SqlflowConfig) -> str:
