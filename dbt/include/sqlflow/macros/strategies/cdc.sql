@@ -112,7 +112,12 @@
   ),
   fresh as (
     select *, not sqlflow_stale and coalesce(sqlflow_seq > {{ batch_mark }}, true) as sqlflow_fresh,
+    {%- if c.ignore_nulls %}
            max(case when sqlflow_op = 'delete' and not sqlflow_stale then sqlflow_order end) over (partition by {{ keys }}) as sqlflow_reset
+    {%- else %}
+           {#- only ignore_null_updates needs the last delete per key (a window: a sort) #}
+           null as sqlflow_reset
+    {%- endif %}
     from ev
   ),
   keyed as (
