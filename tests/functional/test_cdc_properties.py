@@ -61,9 +61,11 @@ def captured(project: Any) -> dict[str, tuple]:
     found: dict[str, tuple] = {}
     original = execution.run_batches
 
-    def keep(run: ModelRun, session: Any, templates: Any, stage: str, on_commit: Any) -> None:
+    def keep(
+        run: ModelRun, session: Any, templates: Any, stage: str, *args: Any, **kw: Any
+    ) -> None:
         found[run.config.model.split(".")[-1]] = (run, templates, stage)
-        original(run, session, templates, stage, on_commit)
+        original(run, session, templates, stage, *args, **kw)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(execution, "run_batches", keep)
