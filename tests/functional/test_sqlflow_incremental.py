@@ -497,7 +497,7 @@ class TestConfigErrors:
         assert all(r.status == "error" for r in results)
         assert (
             "incremental_strategy 'upsert' is not one of: append, merge, delete+insert,"
-            " insert_overwrite, snapshot, auto" in msg["bad_strategy"]
+            " insert_overwrite, snapshot, cdc, auto" in msg["bad_strategy"]
         )
         assert "model.test.bad_strategy" in msg["bad_strategy"]
         assert "unique_key is required by incremental_strategy 'delete+insert'" in msg["no_key"]
