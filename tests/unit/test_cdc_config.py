@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -448,7 +449,7 @@ def test_json_envelopes_flatten_in_duckdb() -> None:
         ' "sequence": "[\\"20\\",\\"30\\"]"}}}\'::json)) as e(value)'
     )
     structure = con.sql(cdc.debezium_image_sql(wrapped, "value")).fetchall()[0][0]
-    assert json_loads(structure) == {"id": "UBIGINT", "name": "VARCHAR"}
+    assert json.loads(structure) == {"id": "UBIGINT", "name": "VARCHAR"}
     columns = {"value": "JSON"}
     assert cdc.envelope_is_json(columns, "value")
     flat = cdc.debezium_feed_sql(
@@ -458,9 +459,3 @@ def test_json_envelopes_flatten_in_duckdb() -> None:
         cdc.json_image_structure([("id", "INTEGER"), ("name", "VARCHAR")]),
     )
     assert con.sql(flat).fetchall() == [(2, "b", "u", 20, 30)]
-
-
-def json_loads(text: str) -> Any:
-    import json
-
-    return json.loads(text)

@@ -19,6 +19,8 @@ Nothing here runs SQL.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -592,8 +594,6 @@ def ledger_table_name(relation: str) -> str:
     """The name (unquoted) of the ledger of a cdc target in sqlflow's state schema: the
     target's table name and a hash of the whole relation (two schemas may hold tables of
     one name)."""
-    import hashlib
-
     table = relation.rsplit(".", 1)[-1].strip('"').replace('""', '"')
     digest = hashlib.sha1(relation.encode()).hexdigest()[:10]
     safe = re.sub(r"[^A-Za-z0-9_]", "_", table)[:40]
@@ -682,8 +682,6 @@ def debezium_feed_sql(
 
 def json_image_structure(columns: Sequence[tuple[str, str]]) -> str:
     """A ``json_transform`` structure giving each column its type."""
-    import json
-
     return json.dumps({name: dtype for name, dtype in columns})
 
 
