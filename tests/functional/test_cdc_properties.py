@@ -110,7 +110,7 @@ def replay(captured: tuple, batches: list[list[Event]]) -> list[tuple]:
         execution.load_batch(run, session, templates, stage, None)
         services.run.flush()
         session.commit()
-        run.commit_batch()
+        run.commit_group()
     order = "id, dbt_valid_from" if scd2 else "id"
     found = con.execute(f"select * from {first.relation} order by {order}").fetchall()
     con.close()

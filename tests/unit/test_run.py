@@ -200,7 +200,7 @@ def test_a_cdc_run_counts_ignored_events() -> None:
     load.add_count("ignored", 7)
     assert metrics_fields(load, batch, "success")["rows_ignored"] == 7
     assert metrics_fields(load, batch, "error")["rows_ignored"] == 0
-    load.commit_batch()
+    load.commit_group()
     response = load.response()
     assert response._message == "cdc: 2 inserted, 0 updated, 0 deleted, 7 ignored"
     assert (response.rows_ignored, response.rows_affected) == (7, 2)
