@@ -33,7 +33,7 @@ SOURCES := $(shell find dbt -type f -not -path '*/__pycache__/*')
 # only under site-packages/dbt/adapters. Any change to the package reinstalls it.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt $(SOURCES)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt '.[dev,otel]'
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 	touch $(STAMP)
 

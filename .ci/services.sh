@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real tools the metrics tests use (promtool, prometheus-pushgateway) from
+# Installs the real tools the metrics tests use (promtool, prometheus-pushgateway, jq) from
 # Debian's packages when they are missing. The tests start the Pushgateway themselves,
 # on 127.0.0.1 only. Without root or apt the tools stay missing and those tests are skipped
 # with the reason.
@@ -7,6 +7,8 @@ set -uo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
+# jq: the README's join of sqlflow's JSON log events to metrics and loads is run as written.
+command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -48,6 +48,10 @@ def bench_record(n: int) -> tuple[float, float]:
     return statistics.median(timings), timings[int(len(timings) * 0.99)]
 
 
+PHASES = ("plan", "stage", "dml", "checks", "state", "commit")
+PHASE_TIMES = (0.004, 0.2, 0.9, 0.03, 0.002, 0.001)
+
+
 def synthetic_run_results(models: int) -> dict[str, Any]:
     """A run_results.json of ``models`` sqlflow models (every 50th one failed)."""
     now = datetime(2026, 3, 1, tzinfo=UTC)
@@ -68,6 +72,10 @@ def synthetic_run_results(models: int) -> dict[str, Any]:
                 "watermark_before": (now - timedelta(hours=2)).isoformat(),
                 "watermark_after": (now - timedelta(hours=1)).isoformat(),
                 "load_ids": [f"load-{i}"],
+                # One batch's phase timings, as sqlflow writes them (issue 17): the
+                # sqlflow_batch_phase_seconds histogram's samples.
+                "phase_seconds": dict(zip(PHASES, PHASE_TIMES, strict=True)),
+                "batch_phase_seconds": {p: [t] for p, t in zip(PHASES, PHASE_TIMES, strict=True)},
                 "quality_checks": [
                     {
                         "check": "not_null_id",

@@ -226,8 +226,15 @@ def test_batches_commit_one_by_one_and_the_last_waits_for_finish_run(
 
     finish_run(run, session, log)
 
-    assert (session.commits, session.open, run.in_flight, run.uncommitted) == (4, False, None, [])
+    # The last batch's commit, then the one that writes the batches' state and commit
+    # seconds into their loads rows (known only once they committed).
+    assert (session.commits, session.open, run.in_flight, run.uncommitted) == (5, False, None, [])
     assert run.response().commits == 4
+    timed = con.execute(
+        "select count(*) from sqlflow_meta.loads where state_seconds > 0"
+        " and commit_seconds > 0 and dml_seconds > 0"
+    ).fetchall()
+    assert timed == [(4,)]
     assert log.windows[-1] == today and log.calls[-1][1] is True
     assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
     assert loads(con) == [
@@ -499,7 +506,8 @@ def test_empty_windows_are_recorded_with_the_batch_after_them() -> None:
 
     finish_run(run, session, log)
 
-    assert session.commits == 2
+    # The last batch's commit, then the one of its state and commit seconds.
+    assert session.commits == 3
     assert loads(con) == [
         ("append", dt("2025-01-01"), dt("2025-01-02"), 1, 0, 0, "success", "inv-1"),
         ("append", dt("2025-01-02"), dt("2025-01-03"), 0, 0, 0, "success", "inv-1"),

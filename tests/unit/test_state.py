@@ -100,6 +100,54 @@ def test_ensure_with_database(con: duckdb.DuckDBPyConnection, tmp_path: Path) ->
     assert con.execute("select count(*) from other.sqlflow_meta.loads").fetchone() == (1,)
 
 
+# The loads table as dbt-sqlflow created it before the phase columns (issue 17).
+OLD_LOADS = """create table sqlflow_meta.loads (
+    load_id varchar not null, invocation_id varchar, model varchar not null,
+    relation varchar not null, strategy varchar not null, window_start timestamp,
+    window_end timestamp, started_at timestamp not null, finished_at timestamp not null,
+    status varchar not null, rows_inserted bigint, rows_updated bigint, rows_deleted bigint,
+    partitions_touched integer, watermark_before varchar, watermark_after varchar)"""
+
+
+def test_an_older_loads_table_reads_and_gains_the_phase_columns(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    con.execute("create schema sqlflow_meta")
+    con.execute(OLD_LOADS)
+    con.execute(
+        "insert into sqlflow_meta.loads values ('old', 'inv-1', 'model.proj.fct_events', 'rel',"
+        " 'merge', '2025-03-01', '2025-03-02', '2025-03-10 10:00', '2025-03-10 10:01',"
+        " 'success', 4, 0, 0, 1, null, '2025-03-01 23:00:00')"
+    )
+    con.execute("checkpoint")
+    old = load_row("old", rows_inserted=4, partitions_touched=1, relation="rel")
+    old = LoadRow(**{**old.__dict__, "watermark_after": "2025-03-01 23:00:00"})
+    # Read-only, as `dbt-sqlflow intervals` opens it: the missing columns read as None.
+    con.close()
+    readonly = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    assert StateStore(Recorder(readonly)).loads() == [old]
+    readonly.close()
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    recorder = Recorder(con)
+    store = StateStore(recorder)
+    # The next run adds the columns (the old row keeps nulls) and the tables that miss.
+    assert store.ensure() is True
+    added = [s for s in recorder.statements if s.startswith("alter table")]
+    assert added == [
+        f'alter table "sqlflow_meta"."loads" add column if not exists "{c}_seconds" double'
+        for c in ("plan", "stage", "dml", "checks", "state", "commit")
+    ]
+    recorder.statements.clear()
+    assert store.ensure() is False and len(recorder.statements) == 1
+    new = load_row("new", started_at=d("2025-03-11 10:00"), plan_seconds=0.5, dml_seconds=2.0)
+    store.record_load(new)
+    store.record_phase_times({"new": (0.25, 0.125)}, since=d("2025-03-11 10:00"))
+    timed = LoadRow(**{**new.__dict__, "state_seconds": 0.25, "commit_seconds": 0.125})
+    assert store.loads() == [old, timed]
+    store.record_phase_times({}, since=d("2025-03-11"))  # nothing to write
+    con.close()
+
+
 def test_new_load_id() -> None:
     ids = {StateStore.new_load_id() for _ in range(100)}
     assert len(ids) == 100

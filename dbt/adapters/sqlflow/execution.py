@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,9 +25,10 @@ from typing import Any, Protocol
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow import cdc, quality
+from dbt.adapters.sqlflow import cdc, events, quality
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
+from dbt.adapters.sqlflow.observe import BatchClock
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
     covering_range,
@@ -148,6 +150,61 @@ def start_run(
         DbtConfigError: for a bad explicit backfill range.
         DbtRuntimeError: for a renamed model whose table holds another name's windows.
     """
+    tracing, span = services.tracing, None
+    if tracing is not None:
+        span = tracing.start(
+            f"sqlflow.model {config.model}",
+            None,
+            {"dbt.invocation_id": invocation_id, "dbt.unique_id": config.model},
+        )
+    clock = BatchClock({}, tracing, span)
+    try:
+        with clock.phase("plan"):
+            run = _plan_run(
+                config,
+                services,
+                relation=relation,
+                incremental=incremental,
+                compiled_code=compiled_code,
+                run_vars=run_vars,
+                invocation_id=invocation_id,
+                event_time_range=event_time_range,
+                empty_flag=empty_flag,
+                pinned_now=pinned_now,
+            )
+    except BaseException as e:
+        if tracing is not None and span is not None:
+            tracing.fail(span, e)
+            span.end()
+        raise
+    run.plan_seconds = clock.seconds["plan"]
+    run.span = span
+    if span is not None:
+        span.set_attribute("sqlflow.execution_id", run.id)
+    plan = run.plan
+    events.fire(
+        "debug",
+        f"{config.model} planned {len(plan.batches)} batch(es) ({plan.mode},"
+        f" {len(plan.empty_windows)} empty window(s)) {run.log_context()}",
+        run.event_fields(event="plan", mode=plan.mode, empty_windows=len(plan.empty_windows)),
+    )
+    return run
+
+
+def _plan_run(
+    config: SqlflowConfig,
+    services: RunServices,
+    *,
+    relation: str,
+    incremental: bool,
+    compiled_code: str,
+    run_vars: Mapping[str, Any],
+    invocation_id: str,
+    event_time_range: tuple[Any, Any],
+    empty_flag: bool,
+    pinned_now: datetime | None,
+) -> ModelRun:
+    """:func:`start_run`'s planning (timed as the run's ``plan`` phase)."""
     if config.unknown_keys:
         logger.debug(
             f"{config.model} config keys sqlflow and dbt do not read (kept for packages):"
@@ -469,6 +526,42 @@ def _committed(run: ModelRun, on_commit: CommitHook) -> None:
         )
 
 
+@contextmanager
+def batch_scope(run: ModelRun, index: int, window: Interval | None) -> Iterator[BatchClock]:
+    """One batch's timing, span and start/error events around its loading.
+
+    Its span ends when the next batch begins or, for the last batch of a transaction, when
+    that commits (``ModelRun.commit_group``: the run's last after the model's post-hooks);
+    when it raises, at once, with the error recorded.
+    """
+    clock = run.begin_batch(index, window)
+    bounds = f" [{window.start}, {window.end})" if window else ""
+    events.fire(
+        "debug",
+        f"{run.config.model} batch {index + 1} of {len(run.plan.batches)}{bounds}"
+        f" {run.log_context('-')}",
+        run.event_fields(
+            event="batch_start",
+            batch_index=index,
+            window_start=iso_or_none(window.start if window else None),
+            window_end=iso_or_none(window.end if window else None),
+        ),
+    )
+    try:
+        yield clock
+    except BaseException as e:
+        batch = run.in_flight
+        fields = run.event_fields(batch, event="batch_error", error_type=type(e).__name__)
+        fields.setdefault("batch_index", index)
+        events.fire(
+            "debug",
+            f"{run.config.model} batch {index + 1} failed: {type(e).__name__} {run.log_context()}",
+            fields,
+        )
+        clock.end(run.span_attributes(batch) if batch else {}, error=e)
+        raise
+
+
 @dataclass
 class _Loop:
     """What the loop and a retry need: the templates, the stage, the journal of dbt's
@@ -507,7 +600,9 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
             return
         grouped = index - loop.group_start + 1
         if run.config.commit_every.due(grouped, rows, time.monotonic() - started):
-            session.commit()
+            # A group's COMMIT counts in its last batch's phases.
+            with run.phase("commit"):
+                session.commit()
             loop.group_start = index + 1
             return
 
@@ -709,7 +804,8 @@ def _batch_body(
     # The first batch's statements go to dbt's debug log (the others are the same
     # templates with other bounds; logging each would cost more than the SQL).
     logged = _Logged(session, run) if index == 0 and first else session
-    load_batch(run, logged, loop.templates, loop.stage, window)
+    with batch_scope(run, index, window):
+        load_batch(run, logged, loop.templates, loop.stage, window)
 
 
 def _attempt_logged(
@@ -739,7 +835,11 @@ class RunStopped(DbtRuntimeError):
 def _stop(run: ModelRun, why: str, cause: BaseException | None = None) -> None:
     run.interrupted = why
     note = stopped_note(run, why)
-    logger.warning(f"{note} {run.log_context()}")
+    events.fire(
+        "warning",
+        f"{note} {run.log_context()}",
+        run.event_fields(run.in_flight, event="stopped", why=why),
+    )
     raise RunStopped(note) from cause
 
 
@@ -808,8 +908,10 @@ def load_batch(
         assert window is not None and literals is not None
         _load_direct(run, session, templates.variants["direct"], window, literals, model_sql)
         return
-    session.execute(fill_template(templates.stage, literals, model_sql=model_sql))
-    facts = inspect_batch(run, stage, target_exists=True, window=window)
+    with run.phase("stage"):
+        session.execute(fill_template(templates.stage, literals, model_sql=model_sql))
+    with run.phase("plan"):
+        facts = inspect_batch(run, stage, target_exists=True, window=window)
     if not facts.skip_dml:
         steps = templates.variants.get(facts.variant_key)
         if steps is None:
@@ -818,14 +920,15 @@ def load_batch(
                 f" '{run.config.model}' (rendered: {sorted(templates.variants)})."
                 " This is a bug in dbt-sqlflow; please report it."
             )
-        for step in steps:
-            sql = fill_template(
-                step["sql"],
-                literals,
-                target_predicate=facts.target_predicate or "true",
-                overwrite_predicate=facts.overwrite_predicate or "false",
-            )
-            count_rows(run, step["count"], session.execute(sql))
+        with run.phase("dml"):
+            for step in steps:
+                sql = fill_template(
+                    step["sql"],
+                    literals,
+                    target_predicate=facts.target_predicate or "true",
+                    overwrite_predicate=facts.overwrite_predicate or "false",
+                )
+                count_rows(run, step["count"], session.execute(sql))
         if get_strategy(facts.strategy).change_feed:
             _record_feed(run, stage)
     finish_batch(run, stage, run.relation)
@@ -863,11 +966,12 @@ def _load_direct(
     where = window_filter(run, literals)
     static = static_strategy(run.config)
     run.start_batch(static.name if static else "append", window)
-    for step in steps:
-        sql = fill_template(
-            step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
-        )
-        count_rows(run, step["count"], session.execute(sql))
+    with run.phase("dml"):
+        for step in steps:
+            sql = fill_template(
+                step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
+            )
+            count_rows(run, step["count"], session.execute(sql))
     finish_batch(run, run.relation, run.relation, batch_filter=where)
 
 
@@ -894,7 +998,8 @@ def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
         if not run.uncommitted and run.in_flight is None:
             record_empty_until(run, None, run.relation)
             _flush(run.services)
-        session.commit()
+        with run.phase("commit"):
+            session.commit()
 
     if loop is None and run.in_flight is not None:
         body(True)  # a build: its SQL is not in the journal, so it is not retried
@@ -904,6 +1009,7 @@ def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
         _attempt_logged(run, session, body, f"{_what(run)} (commit)", point)
     if run.uncommitted or run.in_flight is not None:
         _committed(run, on_commit)
+        record_phase_times(run, session)
         return
     run.commits += 1
     run.commit_empty(time.time())
@@ -912,17 +1018,22 @@ def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
             run,
             f"{run.empty_last_commit} empty window(s) recorded as loaded",
             run.results[-1].load_id,
+            event="empty_windows",
+            empty_windows=run.empty_last_commit,
         )
 
 
 def build_table(run: ModelRun, session: Session, build_sql: str, intermediate: str) -> None:
     """A build (first run or full refresh of a model without windows): the table created
     from the model's SQL as ``intermediate``, its rows counted and its keys checked."""
+    run.begin_batch(0, None)
     run.start_batch("full_refresh", None)
-    session.execute(build_sql)
+    with run.phase("dml"):
+        session.execute(build_sql)
     # The rows the table holds once its keys are checked (equal rows tied by dedupe_by
     # are collapsed then).
-    facts = inspect_batch(run, intermediate, target_exists=False, window=None)
+    with run.phase("plan"):
+        facts = inspect_batch(run, intermediate, target_exists=False, window=None)
     run.add_count(CountRole.INSERTED, facts.rows)
 
 
@@ -938,16 +1049,48 @@ def reset_state(run: ModelRun) -> None:
         run.services.partitions.known_keys = set()
 
 
+def record_phase_times(run: ModelRun, session: Session) -> None:
+    """Write the ``state`` and ``commit`` seconds of the run's committed batches into their
+    ``loads`` rows, in one UPDATE and its own transaction after the last commit (a load row
+    is written before its batch's state phase ends and before its commit)."""
+    timed = [r for r in run.results if r.phases]
+    if not timed:
+        return
+    times = {r.load_id: (_phase(r, "state"), _phase(r, "commit")) for r in timed}
+    since = datetime.fromtimestamp(timed[0].started, UTC).replace(tzinfo=None)
+
+    def body(first: bool) -> None:
+        run.services.state.record_phase_times(times, since=since)
+        _flush(run.services)
+        session.commit()
+
+    _attempt_logged(run, session, body, "the phase times of its loads")
+
+
 def close_run(run: ModelRun) -> SqlflowAdapterResponse:
-    """The run's ``adapter_response``, logged when the run had several loads."""
+    """The run's ``adapter_response``; the ``summary`` event (an info line when the run had
+    several loads)."""
     response = run.response()
-    if len(run.results) > 1:
-        commits = f" in {run.commits} transaction(s)" if run.commits != len(run.results) else ""
-        run_log(
-            run,
-            f"{len(run.results)} batches{commits}: {response._message}",
-            run.results[-1].load_id,
-        )
+    last = run.results[-1] if run.results else None
+    commits = f" in {run.commits} transaction(s)" if run.commits != len(run.results) else ""
+    events.fire(
+        "info" if len(run.results) > 1 else "debug",
+        f"{run.config.model} {len(run.results)} batches{commits}: {response._message}"
+        f" {run.log_context(last.load_id if last else None)}",
+        run.event_fields(
+            event="summary",
+            load_id=last.load_id if last else None,
+            loads=len(run.results),
+            commits=run.commits,
+            strategy=response.strategy,
+            rows_inserted=response.rows_inserted,
+            rows_updated=response.rows_updated,
+            rows_deleted=response.rows_deleted,
+            seconds=round(sum(r.seconds for r in run.results if r.phases), 6),
+            phase_seconds=response.phase_seconds or {},
+        ),
+    )
+    run.end_span(response)
     return response
 
 
@@ -955,19 +1098,22 @@ def log_commit(run: ModelRun, done: BatchResult, quiet: bool) -> None:
     """Log a committed batch (at debug level when ``quiet``: one info line per batch
     would flood a 365-day backfill's output)."""
     if run.empty_last_commit:
-        logger.debug(
+        events.fire(
+            "debug",
             f"{run.config.model} {run.empty_last_commit} empty window(s) recorded as loaded"
-            f" {run.log_context(done.load_id)}"
+            f" {run.log_context(done.load_id)}",
+            run.event_fields(done, event="empty_windows", empty_windows=run.empty_last_commit),
         )
     window = f" [{done.window.start}, {done.window.end})" if done.window else ""
     message = (
         f"{done.strategy}{window}: {done.rows_inserted:,} inserted,"
         f" {done.rows_updated:,} updated, {done.rows_deleted:,} deleted"
     )
-    if quiet:
-        logger.debug(f"{run.config.model} {message} {run.log_context(done.load_id)}")
-    else:
-        run_log(run, message, done.load_id)
+    events.fire(
+        "debug" if quiet else "info",
+        f"{run.config.model} {message} {run.log_context(done.load_id)}",
+        run.event_fields(done, event="batch_end", status=done.status),
+    )
 
 
 # -- inspecting a staged batch -------------------------------------------------------------
@@ -1028,7 +1174,12 @@ def inspect_batch(
     current.batch_rows = rows
     current.batch_max = as_naive(batch_max)
     if config.strategy == AUTO and target_exists:
-        run_log(run, f"strategy auto -> {choice.strategy} ({choice.reason})")
+        run_log(
+            run,
+            f"strategy auto -> {choice.strategy} ({choice.reason})",
+            event="strategy",
+            strategy=choice.strategy,
+        )
     # An empty batch changes nothing, except where absence is the change: the rows of a
     # window that insert_overwrite replaces, the deletions a snapshot records.
     chosen = get_strategy(choice.strategy)
@@ -1329,6 +1480,28 @@ def finish_batch(
     """
     batch = run.in_flight
     assert batch is not None
+    with run.phase("state"):
+        _partition_state(run, batch, batch_relation, target, batch_filter)
+    is_last = run.batches_done + 1 >= len(run.plan.batches)
+    with run.phase("checks"):
+        outcomes = _run_checks(run, batch, batch_relation, target, batch_filter, is_last)
+    with run.phase("state"):
+        _record_batch(run, batch, target)
+        if run.plan.empty_windows:
+            end = None if is_last or batch.window is None else batch.window.end
+            record_empty_until(run, end, target)
+        _flush(run.services)
+    return outcomes
+
+
+def _partition_state(
+    run: ModelRun,
+    batch: BatchResult,
+    batch_relation: str,
+    target: str,
+    batch_filter: str | None,
+) -> None:
+    """The batch's partitions (statistics refreshed), newest event time and watermark."""
     services = run.services
     keys = touched_partitions(run, batch_relation, target)
     if services.partitions is not None and keys:
@@ -1346,14 +1519,6 @@ def finish_batch(
     batch.partitions_touched = len(keys)
     batch.keys = keys
     _advance_watermark(run, batch, target)
-    is_last = run.batches_done + 1 >= len(run.plan.batches)
-    outcomes = _run_checks(run, batch, batch_relation, target, batch_filter, is_last)
-    _record_batch(run, batch, target)
-    if run.plan.empty_windows:
-        end = None if is_last or batch.window is None else batch.window.end
-        record_empty_until(run, end, target)
-    _flush(services)
-    return outcomes
 
 
 def _advance_watermark(run: ModelRun, batch: BatchResult, target: str) -> None:
@@ -1402,10 +1567,11 @@ def _run_checks(
         redactor=run.services.redactor,
     )
     batch.checks = outcomes
+    warned = quality.failed_warnings(outcomes)
+    _check_events(run, batch, outcomes, warned)
     if quality.failed_errors(outcomes):
         message = quality.format_failure(run.config.model, outcomes)
         raise DbtRuntimeError(message + _rollback_note(run, batch))
-    warned = quality.failed_warnings(outcomes)
     if warned:
         _warn_or_error(run, batch, warned)
         batch.status = "warn"
@@ -1445,17 +1611,13 @@ def _warn_or_error(run: ModelRun, batch: BatchResult, warned: list[CheckOutcome]
     """
     from dataclasses import replace
 
-    from dbt.adapters.events.types import AdapterEventWarning
-    from dbt_common.events.contextvars import get_node_info
     from dbt_common.events.functions import warn_or_error
     from dbt_common.exceptions import EventCompilationError
 
     model = run.config.model
     for outcome in warned:
         text = f"{quality.format_warning(model, outcome)} {run.log_context()}"
-        event = AdapterEventWarning(
-            name="sqlflow", base_msg=text, args=[], node_info=get_node_info()
-        )
+        event = events.adapter_event("warning", text, _check_fields(run, batch, outcome))
         try:
             warn_or_error(event)
         except EventCompilationError:
@@ -1465,6 +1627,52 @@ def _warn_or_error(run: ModelRun, batch: BatchResult, warned: list[CheckOutcome]
                 f"{message}\n(checks of severity 'warn', failing under dbt's --warn-error)"
                 + _rollback_note(run, batch)
             ) from None
+
+
+def _check_fields(run: ModelRun, batch: BatchResult, outcome: CheckOutcome) -> dict[str, Any]:
+    return run.event_fields(
+        batch,
+        event="check",
+        check=outcome.check_name,
+        severity=outcome.severity,
+        check_status=outcome.status,
+        failing_rows=outcome.failing_rows,
+    )
+
+
+def _check_events(
+    run: ModelRun, batch: BatchResult, outcomes: list[CheckOutcome], warned: list[CheckOutcome]
+) -> None:
+    """Debug events of a batch's checks: a ``check`` event per failed check of severity
+    error (dbt's error output reports it too) and one ``checks`` event with every outcome
+    (an event costs dbt ~0.1 ms: one per passing check and batch would add up in a long
+    backfill). A failed ``warn`` check is a warning of its own (:func:`_warn_or_error`)."""
+    for outcome in outcomes:
+        if outcome.failed and outcome not in warned:
+            events.fire(
+                "debug",
+                f"{run.config.model} check {outcome.check_name} ({outcome.severity}) failed:"
+                f" {outcome.failing_rows} failing row(s) {run.log_context()}",
+                _check_fields(run, batch, outcome),
+            )
+    passed = sum(1 for o in outcomes if not o.failed)
+    events.fire(
+        "debug",
+        f"{run.config.model} {len(outcomes)} check(s), {passed} passed {run.log_context()}",
+        run.event_fields(
+            batch,
+            event="checks",
+            checks=[
+                {
+                    "check": o.check_name,
+                    "severity": o.severity,
+                    "check_status": o.status,
+                    "failing_rows": o.failing_rows,
+                }
+                for o in outcomes
+            ],
+        ),
+    )
 
 
 def record_empty_until(run: ModelRun, end: datetime | None, target: str) -> None:
@@ -1522,15 +1730,29 @@ def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
         partitions_touched=batch.partitions_touched,
         watermark_before=iso_or_none(batch.watermark_before),
         watermark_after=iso_or_none(batch.watermark_after),
+        # state and commit are not over yet: record_phase_times writes them.
+        **{f"{p}_seconds": _phase(batch, p) for p in ("plan", "stage", "dml", "checks")},
     )
+
+
+def _phase(batch: BatchResult, name: str) -> float | None:
+    """A phase's seconds: 0 for a phase the batch skipped, None for a load without
+    timings (an empty window)."""
+    return batch.phases.get(name, 0.0) if batch.phases else None
 
 
 # -- logging -------------------------------------------------------------------------------
 
 
-def run_log(run: ModelRun, message: str, load_id: str | None = None) -> None:
-    """An info line about the run, with the ids that join logs and metrics."""
-    logger.info(f"{run.config.model} {message} {run.log_context(load_id)}")
+def run_log(run: ModelRun, message: str, load_id: str | None = None, **fields: Any) -> None:
+    """An info event about the run: the text with the ids that join logs and metrics, and
+    the run's fields (:meth:`ModelRun.event_fields`) plus ``fields``."""
+    load_id = load_id or (run.in_flight.load_id if run.in_flight else None)
+    events.fire(
+        "info",
+        f"{run.config.model} {message} {run.log_context(load_id)}",
+        run.event_fields(load_id=load_id, **fields),
+    )
 
 
 def warn_window_time_zone(run: ModelRun) -> None:
@@ -1556,12 +1778,14 @@ def warn_window_time_zone(run: ModelRun) -> None:
     zone = str(run.services.run("select current_setting('TimeZone')")[0][0])
     if zone.upper() in ("UTC", "ETC/UTC", "GMT", "ETC/GMT", "Z"):
         return
-    logger.warning(
+    events.fire(
+        "warning",
         f"{run.config.model}: reads its window with sqlflow_window_start()/"
         f"sqlflow_window_end() and has a TIMESTAMPTZ event_time, while DuckDB's TimeZone"
         f" is {zone}: compared with a TIMESTAMPTZ column, the window's TIMESTAMP literals"
         f" are read in {zone} and the window shifts (rows at its edges are missed). Set"
         " settings: {TimeZone: UTC} in the profile, or compare with"
         " timezone('UTC', {{ sqlflow_window_start() }})."
-        f" {run.log_context()}"
+        f" {run.log_context()}",
+        run.event_fields(event="warning", time_zone=zone),
     )

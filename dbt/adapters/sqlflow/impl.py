@@ -26,6 +26,7 @@ from dbt.adapters.sqlflow.execution import BatchTemplates
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
+from dbt.adapters.sqlflow.observe import Tracing, start_tracing, tracing_requested
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
     PartitionSpec,
@@ -93,6 +94,40 @@ class SqlflowAdapter(DuckDBAdapter):
 
         add_callback_to_manager(self._warned_checks_at_the_end)
         handle_sigterm()
+        # OpenTelemetry traces when its environment variables ask for them: started with
+        # the first sqlflow model, flushed when dbt's command completes.
+        self._sqlflow_tracing: Tracing | None = None
+        self._sqlflow_trace_wanted = tracing_requested()
+        if self._sqlflow_trace_wanted:
+            add_callback_to_manager(self._end_tracing)
+
+    def _tracing(self) -> Tracing | None:
+        """The invocation's tracing (started on first use), or None when off."""
+        if not self._sqlflow_trace_wanted:
+            return None
+        with self._sqlflow_lock:
+            if self._sqlflow_tracing is None:
+                from dbt.flags import get_flags
+                from dbt_common.invocation import get_invocation_id
+
+                command = str(getattr(get_flags(), "WHICH", "") or "")
+                self._sqlflow_tracing = start_tracing(get_invocation_id(), command)
+                # Not requested again when the SDK is missing.
+                self._sqlflow_trace_wanted = self._sqlflow_tracing is not None
+            return self._sqlflow_tracing
+
+    def _end_tracing(self, msg: Any) -> None:
+        """At dbt's CommandCompleted: end the invocation's span, flush the exporter."""
+        try:
+            if msg.info.name != "CommandCompleted":
+                return
+            with self._sqlflow_lock:
+                tracing, self._sqlflow_tracing = self._sqlflow_tracing, None
+                self._sqlflow_trace_wanted = False
+            if tracing is not None:
+                tracing.shutdown(bool(getattr(msg.data, "success", True)))
+        except Exception:  # a logging callback must never break dbt's logging
+            pass
 
     def _warned_checks_at_the_end(self, msg: Any) -> None:
         """After dbt's end-of-run summary, one warning listing the checks that warned
@@ -178,7 +213,9 @@ class SqlflowAdapter(DuckDBAdapter):
             pm = PartitionManager(run, state, spec, unique_key=list(config.unique_key) or None)
         lowered = {k.lower(): v for k, v in columns.items()}
         et_type = lowered.get(config.event_time.lower()) if config.event_time else None
-        return RunServices(run, state, pm, checks, now, et_type, retry, redactor=redactor)
+        return RunServices(
+            run, state, pm, checks, now, et_type, retry, redactor=redactor, tracing=self._tracing()
+        )
 
     def _redactor(self, model: RedactSettings) -> Redactor:
         """The profile's ``sqlflow_redact`` with the model's laid over it."""
@@ -387,6 +424,7 @@ class SqlflowAdapter(DuckDBAdapter):
                 failing = any(c.failed for c in batch.checks if c.severity == "error")
                 error = "QualityCheckFailed" if failing else "DbtRuntimeError"
                 self._record_metrics(run, batch, "error", error)
+                run.fail(error)
         finally:
             super().post_model_hook(config, context)
 

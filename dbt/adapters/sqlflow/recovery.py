@@ -28,8 +28,9 @@ from typing import Any, Protocol
 
 from dbt.adapters.events.logging import AdapterLogger
 
+from dbt.adapters.sqlflow import events
 from dbt.adapters.sqlflow.retry import OUT_OF_MEMORY, classify, first_line, retrying
-from dbt.adapters.sqlflow.run import ModelRun, Savepoint
+from dbt.adapters.sqlflow.run import BatchResult, ModelRun, Savepoint
 from dbt.adapters.sqlflow.sql import quote_identifier
 
 logger = AdapterLogger("sqlflow")
@@ -93,6 +94,8 @@ def attempt(
     def before_sleep(state: Any) -> None:
         error = state.outcome.exception()
         reason = classify(error) or "unknown"
+        batch = run.in_flight
+        context = run.log_context()
         session.rollback()
         run.rewind(point)
         reasons.append(reason)
@@ -100,11 +103,18 @@ def attempt(
         degraded = " once, in a degraded mode (fewer threads, spilling to disk)" * (
             reason == OUT_OF_MEMORY
         )
-        logger.warning(
+        retry_event(
+            run,
+            batch,
             f"{run.config.model}: {what} failed with a transient error ({reason}):"
             f" {first_line(error)}. Rolled back; retrying{degraded} in"
             f" {state.next_action.sleep:.1f} s (try {state.attempt_number + 1} of"
-            f" {settings.attempts}). {run.log_context()}"
+            f" {settings.attempts}). {context}",
+            attempt=state.attempt_number + 1,
+            attempts=settings.attempts,
+            reason=reason,
+            error_type=type(error).__name__,
+            wait_seconds=round(state.next_action.sleep, 3),
         )
 
     for trial in retrying(settings, transient, before_sleep):
@@ -123,6 +133,13 @@ def attempt(
     head = next(iter(run.uncommitted[point.uncommitted :]), run.in_flight)
     if head is not None:
         head.retries = reasons
+
+
+def retry_event(run: ModelRun, batch: BatchResult | None, text: str, **fields: Any) -> None:
+    """The ``retry`` event (a warning): the batch (``batch``, the one rolled back, None
+    for a transaction without one) failed with a transient error and is tried again;
+    ``fields`` say which try comes next, why and after how long."""
+    events.fire("warning", text, run.event_fields(batch, event="retry", **fields))
 
 
 def degrade(session: Session) -> Callable[[], None]:

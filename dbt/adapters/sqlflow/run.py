@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from dbt.adapters.contracts.connection import AdapterResponse
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval
+from dbt.adapters.sqlflow.observe import PHASES, BatchClock, Tracing, rounded
 from dbt.adapters.sqlflow.partitions import PartitionManager
 from dbt.adapters.sqlflow.plan import LoadPlan
 from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
@@ -50,6 +52,13 @@ class BatchResult:
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     retries: list[str] = field(default_factory=list)
+    index: int | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """The load's wall time so far (to its commit once committed)."""
+        return (self.finished or time.time()) - self.started
 
 
 @dataclass
@@ -66,6 +75,7 @@ class RunServices:
     redactor: Redactor = DEFAULT
     """Redacts the row values of the run's messages (the profile's and the model's
     ``sqlflow_redact``)."""
+    tracing: Tracing | None = None
 
 
 @dataclass
@@ -88,6 +98,8 @@ class SqlflowAdapterResponse(AdapterResponse):
     retries: int | None = None
     retry_reasons: dict[str, int] | None = None
     commits: int | None = None
+    phase_seconds: dict[str, float] | None = None
+    batch_phase_seconds: dict[str, list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,12 @@ class ModelRun:
     census: Any = None
     #: The ``cdc`` strategy's ledger in sqlflow's state (quoted), else None.
     cdc_ledger: str | None = None
+    plan_seconds: float = 0.0
+    clock: BatchClock | None = None
+    span: Any = None
+    batch_index: int | None = None
+    batch_window: Interval | None = None
+    clock_batch: BatchResult | None = None
 
     @property
     def mode(self) -> str:
@@ -149,9 +167,43 @@ class ModelRun:
         """Batches loaded so far, committed or in the open transaction's group."""
         return self.loaded_batches + len(self.uncommitted)
 
+    def begin_batch(self, index: int, window: Interval | None) -> BatchClock:
+        """Start timing the batch ``index`` (its span too, when tracing); the previous
+        batch's clock ends here if it is still open (no commit after it)."""
+        self.end_clock()
+        # The plan counts in the first batch (in each of its tries).
+        seconds = {"plan": self.plan_seconds} if index == 0 and self.plan_seconds else {}
+        self.batch_index, self.batch_window = index, window
+        tracing, span = self.services.tracing, None
+        if tracing is not None:
+            span = tracing.start(
+                f"sqlflow.batch {index}",
+                self.span,
+                self.span_attributes(window=window, batch_index=index),
+            )
+        self.clock = BatchClock(seconds, tracing, span)
+        return self.clock
+
+    def phase(self, name: str) -> AbstractContextManager[Any]:
+        """Time one phase (:data:`observe.PHASES`) of the batch being loaded."""
+        return self.clock.phase(name) if self.clock is not None else nullcontext()
+
+    def end_clock(self) -> None:
+        """End the open batch clock and its span (with the batch's figures), if any."""
+        clock, self.clock = self.clock, None
+        if clock is not None:
+            batch = self.clock_batch
+            clock.end(self.span_attributes(batch) if batch is not None else {})
+
     def start_batch(self, strategy: str, window: Interval | None) -> BatchResult:
-        """Open the figures of the next batch."""
+        """Open the figures of the next batch (its phase timings are the batch clock's)."""
         self.in_flight = self.new_result(strategy, window)
+        if self.clock is not None:
+            # The batch started with its clock, before its rows were staged.
+            self.in_flight.started = self.clock.started
+            self.in_flight.phases = self.clock.seconds
+            self.clock_batch = self.in_flight
+        self.in_flight.index = self.batches_done
         return self.in_flight
 
     def new_result(self, strategy: str, window: Interval | None) -> BatchResult:
@@ -197,7 +249,103 @@ class ModelRun:
         self.results.extend(done)
         self.commits += 1
         self.commit_empty(time.time())
+        self.end_clock()  # the group's last batch, its commit timed
         return done
+
+    def fail(self, error: BaseException | str) -> None:
+        """End the open spans (batch, model) with ``error`` recorded on them."""
+        if self.clock is not None:
+            self.clock.end(error=error if isinstance(error, BaseException) else None)
+            self.clock = None
+        tracing, span, self.span = self.services.tracing, self.span, None
+        if tracing is not None and span is not None:
+            tracing.fail(span, error)
+            span.end()
+
+    def end_span(self, response: SqlflowAdapterResponse) -> None:
+        """End the model execution's span with the run's figures."""
+        span, self.span = self.span, None
+        if span is None:
+            return
+        phases = response.phase_seconds or {}
+        span.set_attributes(
+            {
+                "sqlflow.batches": len(self.results),
+                "sqlflow.rows_inserted": response.rows_inserted or 0,
+                "sqlflow.rows_updated": response.rows_updated or 0,
+                "sqlflow.rows_deleted": response.rows_deleted or 0,
+                **{f"sqlflow.phase_seconds.{k}": v for k, v in phases.items()},
+            }
+        )
+        if response.strategy:
+            span.set_attribute("sqlflow.strategy", response.strategy)
+        span.end()
+
+    def event_fields(self, batch: BatchResult | None = None, **extra: Any) -> dict[str, Any]:
+        """The fields of a log event about this run (and one of its loads): the ids that
+        join logs, metrics, the loads table and traces, the window, strategy and figures."""
+        fields: dict[str, Any] = {
+            "invocation_id": self.invocation_id,
+            "unique_id": self.config.model,
+            "execution_id": self.id,
+            "batches": len(self.plan.batches),
+        }
+        if batch is None and self.clock is not None:
+            # Between batches' figures (a batch that failed before it was inspected).
+            window = self.batch_window
+            fields.update(
+                batch_index=self.batch_index,
+                window_start=iso_or_none(window.start if window else None),
+                window_end=iso_or_none(window.end if window else None),
+            )
+        if batch is not None:
+            fields.update(
+                load_id=batch.load_id,
+                batch_index=batch.index,
+                window_start=iso_or_none(batch.window.start if batch.window else None),
+                window_end=iso_or_none(batch.window.end if batch.window else None),
+                strategy=batch.strategy,
+                rows_inserted=batch.rows_inserted,
+                rows_updated=batch.rows_updated,
+                rows_deleted=batch.rows_deleted,
+                seconds=round(batch.seconds, 6),
+                phase_seconds=rounded(batch.phases),
+                retries=len(batch.retries),
+            )
+        fields.update(extra)
+        return fields
+
+    def span_attributes(
+        self,
+        batch: BatchResult | None = None,
+        *,
+        window: Interval | None = None,
+        batch_index: int | None = None,
+    ) -> dict[str, Any]:
+        """A span's attributes: :meth:`event_fields` as ``dbt.*``/``sqlflow.*`` names."""
+        window = batch.window if batch is not None else window
+        attributes: dict[str, Any] = {
+            "dbt.invocation_id": self.invocation_id,
+            "dbt.unique_id": self.config.model,
+            "sqlflow.execution_id": self.id,
+            "sqlflow.batch_index": batch.index if batch is not None else batch_index,
+            "sqlflow.window_start": iso_or_none(window.start) if window else None,
+            "sqlflow.window_end": iso_or_none(window.end) if window else None,
+        }
+        if batch is not None:
+            attributes.update(
+                {
+                    "sqlflow.load_id": batch.load_id,
+                    "sqlflow.strategy": batch.strategy,
+                    "sqlflow.status": batch.status,
+                    "sqlflow.rows_inserted": batch.rows_inserted,
+                    "sqlflow.rows_updated": batch.rows_updated,
+                    "sqlflow.rows_deleted": batch.rows_deleted,
+                    "sqlflow.seconds": batch.seconds,
+                    "sqlflow.retries": len(batch.retries),
+                }
+            )
+        return attributes
 
     def commit_empty(self, finished: float) -> None:
         """Count the empty windows recorded in the transaction that just committed."""
@@ -269,6 +417,7 @@ class ModelRun:
             # In the node's result line: the run succeeded, but a check of severity 'warn'
             # failed (errors roll back, so only warnings reach a committed load).
             message += f"; {warned} quality check(s) warned"
+        timed = [r.phases for r in self.results if r.phases]
         return SqlflowAdapterResponse(
             _message=message,
             rows_affected=inserted + updated + deleted,
@@ -290,6 +439,14 @@ class ModelRun:
             retries=len(self.retries),
             retry_reasons=dict(sorted(Counter(self.retries).items())) or None,
             commits=self.commits,
+            phase_seconds=rounded({p: sum(t.get(p, 0.0) for t in timed) for p in PHASES})
+            if timed
+            else None,
+            # Per batch, in load order: what the sqlflow_batch_phase_seconds histogram
+            # observes (an exporter reading run_results.json has nothing else).
+            batch_phase_seconds={p: [round(t.get(p, 0.0), 6) for t in timed] for p in PHASES}
+            if timed
+            else None,
         )
 
 
@@ -341,4 +498,5 @@ def metrics_fields(
         "load_id": batch.load_id,
         "invocation_id": run.invocation_id,
         "retries": tuple(batch.retries),
+        "phase_seconds": batch.phases or None,
     }

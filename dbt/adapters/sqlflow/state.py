@@ -6,7 +6,9 @@ module never issues BEGIN, COMMIT or ROLLBACK):
 
 ``loads``
     One row per committed load (batch): ids, model, strategy, window ``[start, end)``,
-    times, status, row counts, partitions touched, watermarks.
+    times, status, row counts, partitions touched, watermarks, and the seconds of each
+    phase of the batch (``<phase>_seconds``, see ``observe.PHASES``; NULL for empty
+    windows and for loads recorded before these columns existed).
 ``intervals``
     The time ranges ``[interval_start, interval_end)`` loaded per model (start
     inclusive, end exclusive), one row per load that last covered each range;
@@ -22,6 +24,9 @@ module never issues BEGIN, COMMIT or ROLLBACK):
 
 No constraints or indexes: rows are replaced by delete + insert, which keeps DuckDB's
 optimistic concurrency happy when several models write their own rows at once.
+Columns added in later versions (:data:`_ADDED`) are added to existing tables by
+:meth:`StateStore.ensure`; readers select rows as structs, so a table without them
+(a read-only copy of an older state) still reads, with None for the missing columns.
 All timestamps are naive UTC.
 """
 
@@ -64,7 +69,13 @@ _DDL: dict[str, str] = {
         rows_deleted bigint,
         partitions_touched integer,
         watermark_before varchar,
-        watermark_after varchar""",
+        watermark_after varchar,
+        plan_seconds double,
+        stage_seconds double,
+        dml_seconds double,
+        checks_seconds double,
+        state_seconds double,
+        commit_seconds double""",
     "intervals": """
         model varchar not null,
         relation varchar,
@@ -92,6 +103,20 @@ _DDL: dict[str, str] = {
         sample varchar,
         checked_at timestamp not null""",
 }
+
+_PHASE_COLUMNS = (
+    "plan_seconds",
+    "stage_seconds",
+    "dml_seconds",
+    "checks_seconds",
+    "state_seconds",
+    "commit_seconds",
+)
+
+_ADDED: dict[str, tuple[tuple[str, str], ...]] = {
+    "loads": tuple((c, "double") for c in _PHASE_COLUMNS),
+}
+"""Columns added after a table's first version: ``ensure`` adds them where missing."""
 
 _PARTITION_COLUMNS = (
     "partition_key",
@@ -154,6 +179,14 @@ class LoadRow:
         partitions_touched: Number of partitions written.
         watermark_before: Largest event time before the load, as text; None if unknown.
         watermark_after: Largest event time after the load, as text.
+        plan_seconds: Seconds the batch spent choosing what to do (the run's plan counts
+            in its first batch); None for an empty window or an older row.
+        stage_seconds: Seconds writing the staged batch.
+        dml_seconds: Seconds in the strategy's statements.
+        checks_seconds: Seconds in quality checks.
+        state_seconds: Seconds in sqlflow's state writes (written after the run's last
+            commit: None when the run failed before its end).
+        commit_seconds: Seconds in the batch's COMMIT (written as ``state_seconds``).
     """
 
     load_id: str
@@ -172,6 +205,12 @@ class LoadRow:
     partitions_touched: int = 0
     watermark_before: str | None = None
     watermark_after: str | None = None
+    plan_seconds: float | None = None
+    stage_seconds: float | None = None
+    dml_seconds: float | None = None
+    checks_seconds: float | None = None
+    state_seconds: float | None = None
+    commit_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,29 +288,44 @@ class StateStore:
             self.executor(f"insert into {self.table(table)} ({names}) values\n{values}")
 
     def ensure(self) -> bool:
-        """Create the schema and tables that do not exist yet.
+        """Create the schema and tables that do not exist yet, and add the columns of
+        :data:`_ADDED` that an existing table (from an older version) lacks.
 
-        One catalog query when they all exist. Run it once before models run in
+        One catalog query when everything exists. Run it once before models run in
         parallel: two transactions creating the same table conflict in DuckDB.
 
         Returns:
-            True when something was created.
+            True when something was created or added.
         """
         catalog = sql_string(self.database) if self.database else "current_database()"
         names = ", ".join(sql_string(t) for t in self.TABLES)
         rows = self.executor(
-            "select table_name from information_schema.tables"
+            "select table_name, column_name from information_schema.columns"
             f" where table_catalog = {catalog} and table_schema = {sql_string(self.schema)}"
             f" and table_name in ({names})"
         )
-        present = {r[0] for r in rows}
-        if present >= set(self.TABLES):
+        present: dict[str, set[str]] = {}
+        for table, column in rows:
+            present.setdefault(table, set()).add(column)
+        missing = [
+            (table, column, kind)
+            for table, added in _ADDED.items()
+            if table in present
+            for column, kind in added
+            if column not in present[table]
+        ]
+        if set(present) >= set(self.TABLES) and not missing:
             return False
         prefix = f"{quote_identifier(self.database)}." if self.database else ""
         self.executor(f"create schema if not exists {prefix}{quote_identifier(self.schema)}")
         for name, columns in _DDL.items():
             if name not in present:
                 self.executor(f"create table if not exists {self.table(name)} ({columns}\n)")
+        for table, column, kind in missing:
+            self.executor(
+                f"alter table {self.table(table)} add column if not exists"
+                f" {quote_identifier(column)} {kind}"
+            )
         return True
 
     @staticmethod
@@ -303,19 +357,41 @@ class StateStore:
             where.append(f"invocation_id = {sql_string(invocation_id)}")
         clause = f" where {' and '.join(where)}" if where else ""
         rows = self.executor(
-            f"select {', '.join(_LOAD_COLUMNS)} from {self.table('loads')}{clause}"
+            f"select load_row from {self.table('loads')} as load_row{clause}"
             " order by started_at, window_start nulls first, finished_at, load_id"
         )
-        return [LoadRow(**dict(zip(_LOAD_COLUMNS, r, strict=True))) for r in rows]
+        return [_load_row(r[0]) for r in rows]
 
     def last_load(self, model: str) -> LoadRow | None:
         """The model's most recently finished load, or None."""
         rows = self.executor(
-            f"select {', '.join(_LOAD_COLUMNS)} from {self.table('loads')}"
+            f"select load_row from {self.table('loads')} as load_row"
             f" where model = {sql_string(model)}"
             " order by finished_at desc, started_at desc, window_end desc nulls last limit 1"
         )
-        return LoadRow(**dict(zip(_LOAD_COLUMNS, rows[0], strict=True))) if rows else None
+        return _load_row(rows[0][0]) if rows else None
+
+    def record_phase_times(
+        self, times: Mapping[str, tuple[float | None, float | None]], *, since: datetime
+    ) -> None:
+        """Set ``state_seconds`` and ``commit_seconds`` of recorded loads.
+
+        Args:
+            times: ``(state, commit)`` seconds by load id.
+            since: The earliest ``started_at`` of those loads (prunes the scan).
+        """
+        if not times:
+            return
+        values = ", ".join(
+            f"({sql_string(load_id)}, {sql_literal(state)}::double, {sql_literal(commit)}::double)"
+            for load_id, (state, commit) in times.items()
+        )
+        self.executor(
+            f"update {self.table('loads')} as l set state_seconds = t.state_seconds,"
+            " commit_seconds = t.commit_seconds"
+            f" from (values {values}) as t(load_id, state_seconds, commit_seconds)"
+            f" where l.started_at >= {sql_literal(since)} and l.load_id = t.load_id"
+        )
 
     def first_window_start(self, model: str) -> datetime | None:
         """The earliest window start (inclusive) of any recorded load of the model."""
@@ -697,6 +773,12 @@ class StateStore:
         self.executor(
             f"delete from {self.table('partitions')} where relation = {sql_string(relation)}"
         )
+
+
+def _load_row(row: Mapping[str, Any]) -> LoadRow:
+    """A ``loads`` row read as a struct; columns the table lacks (older state) are None."""
+    values: dict[str, Any] = {c: row.get(c) for c in _LOAD_COLUMNS}
+    return LoadRow(**values)
 
 
 def _attr(column: str) -> str:

@@ -79,6 +79,7 @@ class ModelRun:
     load_ids: list[str] = field(default_factory=list)
     quality_checks: list[CheckOutcome] = field(default_factory=list)
     retries: dict[str, int] = field(default_factory=dict)
+    batch_phase_seconds: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def failed_checks(self) -> list[CheckOutcome]:
@@ -214,6 +215,19 @@ def _checks(value: Any, what: str) -> list[CheckOutcome]:
     return checks
 
 
+def _phases(value: Any, what: str) -> dict[str, list[float]]:
+    """``batch_phase_seconds``: seconds per batch, by phase (``{}`` when absent)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(v, list)
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        for v in value.values()
+    ):
+        raise ArtifactError(f"{what} is {value!r}; expected lists of seconds by phase")
+    return {str(k): [float(x) for x in v] for k, v in value.items()}
+
+
 def _strategy(response: Mapping[str, Any], node: Mapping[str, Any], resource_type: str) -> str:
     strategy = response.get("strategy")
     if isinstance(strategy, str) and strategy:
@@ -277,6 +291,9 @@ def model_run(
             checks.append(CheckOutcome(name, "error", "fail", failing_rows))
     load_ids = response.get("load_ids") or []
     return ModelRun(
+        batch_phase_seconds=_phases(
+            response.get("batch_phase_seconds"), f"{what}: adapter_response.batch_phase_seconds"
+        ),
         unique_id=unique_id,
         name=str(node.get("name") or unique_id.split(".", 2)[-1]),
         resource_type=resource_type,

@@ -10,13 +10,21 @@ reads the samples off the summary.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from operator import attrgetter
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 from dbt.adapters.sqlflow.metrics.artifacts import ModelRun, RunSummary
 
@@ -253,6 +261,42 @@ FAMILIES: tuple[FamilySpec, ...] = (
 """sqlflow's metric families, in output order."""
 
 
+PHASE_BUCKETS = (0.01, 0.1, 1.0, 10.0, 60.0)
+"""Upper bounds (seconds) of ``sqlflow_batch_phase_seconds``: from a state write of a few
+milliseconds to a DML of minutes. Few buckets: with 6 phases each model gets 48 samples
+(5,000 models: 240,000, most of a large run's export)."""
+
+
+def phase_histogram(summary: RunSummary) -> HistogramMetricFamily:
+    """``sqlflow_batch_phase_seconds{model, phase}``: each batch's seconds in each phase
+    (``observe.PHASES``), observed once per batch of the run.
+
+    Samples are appended directly (``add_metric`` copies the labels three ways per
+    bucket): the histogram holds most of a large run's samples.
+    """
+    name = "sqlflow_batch_phase_seconds"
+    family = HistogramMetricFamily(
+        name,
+        "Seconds each batch of the model spent in each phase (plan, stage, dml, checks,"
+        " state, commit) in the run.",
+        labels=[MODEL, "phase"],
+    )
+    bounds = [*(repr(b) for b in PHASE_BUCKETS), "+Inf"]
+    bucket, count, total = f"{name}_bucket", f"{name}_count", f"{name}_sum"
+    append = family.samples.append
+    for model in summary.models:
+        for phase, values in model.batch_phase_seconds.items():
+            counts = [0] * len(bounds)
+            for value in values:
+                counts[bisect_left(PHASE_BUCKETS, value)] += 1
+            labels = {MODEL: model.unique_id, "phase": phase}
+            for le, seen in zip(bounds, accumulate(counts), strict=True):
+                append(Sample(bucket, {**labels, "le": le}, seen))
+            append(Sample(count, labels, len(values)))
+            append(Sample(total, labels, sum(values)))
+    return family
+
+
 class RunCollector(Collector):
     """Yields sqlflow's metric families for one dbt run.
 
@@ -269,6 +313,7 @@ class RunCollector(Collector):
         # Every family is built before the first is yielded: a summary that cannot be
         # read fails the whole collection, not half of it.
         families = [spec.build(self.summary) for spec in FAMILIES]
+        families.append(phase_histogram(self.summary))
         for metric in families:
             if metric.samples:
                 yield metric

@@ -8,7 +8,7 @@ under an uncontended lock (dbt runs models on several threads).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,7 @@ class LoadRecord:
         invocation_id: dbt's invocation id.
         retries: Why each retry of the load's transaction happened (``retry.REASONS``).
         rows_ignored: Change events it did not apply (``cdc``: stale or duplicates).
+        phase_seconds: Seconds of each phase of the batch (``observe.PHASES``), if timed.
     """
 
     unique_id: str
@@ -57,6 +58,7 @@ class LoadRecord:
     invocation_id: str | None = None
     retries: tuple[str, ...] = ()
     rows_ignored: int = 0
+    phase_seconds: Mapping[str, float] | None = None
 
 
 class LoadRecorder:
@@ -96,11 +98,13 @@ class LoadRecorder:
         invocation_id: str | None = None,
         retries: Sequence[str] = (),
         rows_ignored: int = 0,
+        phase_seconds: Mapping[str, float] | None = None,
     ) -> LoadRecord:
         """Record one load and return its record.
 
         ``quality_checks`` items may be :class:`CheckOutcome` or plain
-        ``(check_name, severity, status, failing_rows)`` sequences.
+        ``(check_name, severity, status, failing_rows)`` sequences. ``phase_seconds``
+        is kept as given (not copied).
         """
         checks = tuple(
             c if isinstance(c, CheckOutcome) else CheckOutcome(*c[:4]) for c in quality_checks
@@ -123,6 +127,7 @@ class LoadRecorder:
             invocation_id,
             tuple(retries),
             rows_ignored,
+            phase_seconds,
         )
         with self._lock:
             self._records.append(load)
