@@ -116,7 +116,11 @@ class TestObservability:
         assert len({e["execution_id"] for e in mine}) == 1
         kinds = [e["event"] for e in mine]
         assert kinds[0] == "plan" and kinds[-1] == "summary"
-        assert kinds.count("batch_start") == kinds.count("batch_end") == 3
+        # commit_every's default (auto) loads these small batches in one transaction: the
+        # conflict in batch 1 rolls back the group and its batches start again.
+        starts = [e["batch_index"] for e in mine if e["event"] == "batch_start"]
+        assert starts == [0, 1, 0, 1, 2]
+        assert kinds.count("batch_end") == 3
         ends = [e for e in mine if e["event"] == "batch_end"]
         assert [(e["batch_index"], e["window_start"], e["window_end"]) for e in ends] == [
             (0, "2025-01-01T00:00:00", "2025-01-02T00:00:00"),
@@ -125,19 +129,23 @@ class TestObservability:
         ]
         for end in ends:
             assert end["strategy"] == "append" and end["rows_inserted"] == 2
-            assert set(end["phase_seconds"]) == set(PHASES)
+            assert set(end["phase_seconds"]) | {"commit"} == set(PHASES)
             assert 0 < sum(end["phase_seconds"].values())
             assert end["seconds"] > 0
         assert [e["status"] for e in ends] == ["success", "warn", "success"]
-        assert [e["retries"] for e in ends] == [0, 1, 0]
+        # One transaction: its COMMIT counts in its last batch.
+        assert ["commit" in e["phase_seconds"] for e in ends] == [False, False, True]
+        assert all("retries" in e for e in ends)
         # The retry: a warning with its batch's position and window (the fault struck
         # before the try had a load id) and why, which try comes next and when.
         (retry,) = [e for e in mine if e["event"] == "retry"]
         assert (retry["batch_index"], retry["reason"], retry["attempt"]) == (1, "conflict", 2)
         assert retry["window_start"] == "2025-01-02T00:00:00" and "load_id" not in retry
         assert retry["error_type"] == "DbtRuntimeError" and retry["wait_seconds"] < 1
-        # Each batch's outcomes in one event.
-        checks = [e for e in mine if e["event"] == "checks"]
+        # Each batch's outcomes in one event (the rolled-back try of batch 0 had its own).
+        committed = {e["load_id"] for e in ends}
+        checks = [e for e in mine if e["event"] == "checks" and e["load_id"] in committed]
+        assert len([e for e in mine if e["event"] == "checks"]) == 4
         assert [[c["check_status"] for c in e["checks"]] for e in checks] == [
             ["pass"],
             ["fail"],

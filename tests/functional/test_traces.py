@@ -28,9 +28,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 NOW = "2025-01-04T00:00:00"
+# One transaction per batch (commit_every=1): each batch span holds its own commit.
 LOADED = (
     "{{ config(materialized='sqlflow_incremental', event_time='event_ts', batch_size='day',"
-    " begin='2025-01-01', incremental_strategy='append') }}\n"
+    " begin='2025-01-01', incremental_strategy='append', commit_every=1) }}\n"
     "select id, event_ts, v from {{ source('raw', 'events') }}\n"
 )
 # Day 3's batch fails its error check: its span, its batch's and its model's record it.

@@ -85,7 +85,8 @@ def test_spans_of_a_model_batch_and_phases(traced: tuple[Tracing, InMemorySpanEx
     run.add_count("inserted", 4)
     with pytest.raises(ValueError), run.phase("dml"):
         raise ValueError("boom")
-    run.commit_batch()
+    run.close_batch()
+    run.commit_group()
     run.fail("DbtRuntimeError")
     tracing.shutdown(success=False)
     spans = {s.name: s for s in exporter.get_finished_spans()}

@@ -797,14 +797,14 @@ def _batch_body(
     run: ModelRun, session: Session, index: int, window: Interval | None, first: bool
 ) -> None:
     loop: _Loop = run.loop
-    if not first and index == 0:
-        session.replay(loop.prefix)
-    if first and loop.side is not None:
-        inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
-    # The first batch's statements go to dbt's debug log (the others are the same
-    # templates with other bounds; logging each would cost more than the SQL).
-    logged = _Logged(session, run) if index == 0 and first else session
     with batch_scope(run, index, window):
+        if not first and index == 0:
+            session.replay(loop.prefix)
+        if first and loop.side is not None:
+            inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+        # The first batch's statements go to dbt's debug log (the others are the same
+        # templates with other bounds; logging each would cost more than the SQL).
+        logged = _Logged(session, run) if index == 0 and first else session
         load_batch(run, logged, loop.templates, loop.stage, window)
 
 
