@@ -150,37 +150,53 @@ def start_run(
         DbtConfigError: for a bad explicit backfill range.
         DbtRuntimeError: for a renamed model whose table holds another name's windows.
     """
-    tracing, span = services.tracing, None
-    if tracing is not None:
-        span = tracing.start(
-            f"sqlflow.model {config.model}",
-            None,
-            {"dbt.invocation_id": invocation_id, "dbt.unique_id": config.model},
-        )
-    clock = BatchClock({}, tracing, span)
-    try:
-        with clock.phase("plan"):
-            run = _plan_run(
-                config,
-                services,
-                relation=relation,
-                incremental=incremental,
-                compiled_code=compiled_code,
-                run_vars=run_vars,
-                invocation_id=invocation_id,
-                event_time_range=event_time_range,
-                empty_flag=empty_flag,
-                pinned_now=pinned_now,
+    with _planning(services, config.model, invocation_id) as clock:
+        if config.unknown_keys:
+            logger.debug(
+                f"{config.model} config keys sqlflow and dbt do not read (kept for packages):"
+                f" {', '.join(config.unknown_keys)}"
             )
-    except BaseException as e:
-        if tracing is not None and span is not None:
-            tracing.fail(span, e)
-            span.end()
-        raise
+        explicit = explicit_range(config.model, config, run_vars, *event_time_range)
+        mode = INCREMENTAL if incremental else BUILD
+        if incremental and services.partitions is not None:
+            _known_partitions(services.partitions, relation)
+        watermark: datetime | None = None
+        state = LoadedState()
+        if config.event_time is not None and incremental:
+            watermark = _newest(services.run, config, relation)
+            state = _loaded_state(services.state, config.model, relation)
+        windows, counted = _windows(
+            config, services, mode, state, explicit, compiled_code, relation
+        )
+        idle = counted.empty
+        plan = build_plan(
+            config,
+            mode,
+            windows,
+            idle,
+            loaded_at_start=state.loaded if explicit is None else (),
+            direct=_direct(config, services),
+            empty_flag=empty_flag,
+        )
+        ledger = _cdc_ledger(config, services, relation, compiled_code, incremental)
+        run = ModelRun(
+            id=uuid.uuid4().hex,
+            config=config,
+            relation=relation,
+            plan=plan,
+            services=services,
+            invocation_id=invocation_id,
+            compiled_code=compiled_code,
+            watermark_before=watermark,
+            watermark_after=watermark,
+            pinned_now=pinned_now,
+            census=counted,
+            cdc_ledger=ledger,
+        )
     run.plan_seconds = clock.seconds["plan"]
-    run.span = span
-    if span is not None:
-        span.set_attribute("sqlflow.execution_id", run.id)
+    run.span = clock.span
+    if run.span is not None:
+        run.span.set_attribute("sqlflow.execution_id", run.id)
     plan = run.plan
     events.fire(
         "debug",
@@ -191,60 +207,26 @@ def start_run(
     return run
 
 
-def _plan_run(
-    config: SqlflowConfig,
-    services: RunServices,
-    *,
-    relation: str,
-    incremental: bool,
-    compiled_code: str,
-    run_vars: Mapping[str, Any],
-    invocation_id: str,
-    event_time_range: tuple[Any, Any],
-    empty_flag: bool,
-    pinned_now: datetime | None,
-) -> ModelRun:
-    """:func:`start_run`'s planning (timed as the run's ``plan`` phase)."""
-    if config.unknown_keys:
-        logger.debug(
-            f"{config.model} config keys sqlflow and dbt do not read (kept for packages):"
-            f" {', '.join(config.unknown_keys)}"
+@contextmanager
+def _planning(services: RunServices, model: str, invocation_id: str) -> Iterator[BatchClock]:
+    """The model execution's span (when tracing) and the run's ``plan`` phase around
+    :func:`start_run`'s planning; the span ends with the error when planning raises."""
+    tracing, span = services.tracing, None
+    if tracing is not None:
+        span = tracing.start(
+            f"sqlflow.model {model}",
+            None,
+            {"dbt.invocation_id": invocation_id, "dbt.unique_id": model},
         )
-    explicit = explicit_range(config.model, config, run_vars, *event_time_range)
-    mode = INCREMENTAL if incremental else BUILD
-    if incremental and services.partitions is not None:
-        _known_partitions(services.partitions, relation)
-    watermark: datetime | None = None
-    state = LoadedState()
-    if config.event_time is not None and incremental:
-        watermark = _newest(services.run, config, relation)
-        state = _loaded_state(services.state, config.model, relation)
-    windows, counted = _windows(config, services, mode, state, explicit, compiled_code, relation)
-    idle = counted.empty
-    plan = build_plan(
-        config,
-        mode,
-        windows,
-        idle,
-        loaded_at_start=state.loaded if explicit is None else (),
-        direct=_direct(config, services),
-        empty_flag=empty_flag,
-    )
-    ledger = _cdc_ledger(config, services, relation, compiled_code, incremental)
-    return ModelRun(
-        id=uuid.uuid4().hex,
-        config=config,
-        relation=relation,
-        plan=plan,
-        services=services,
-        invocation_id=invocation_id,
-        compiled_code=compiled_code,
-        watermark_before=watermark,
-        watermark_after=watermark,
-        pinned_now=pinned_now,
-        census=counted,
-        cdc_ledger=ledger,
-    )
+    clock = BatchClock({}, tracing, span)
+    try:
+        with clock.phase("plan"):
+            yield clock
+    except BaseException as e:
+        if tracing is not None and span is not None:
+            tracing.fail(span, e)
+            span.end()
+        raise
 
 
 class Describer(Protocol):
