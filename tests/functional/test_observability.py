@@ -33,6 +33,13 @@ WARNED = (
     "select id, event_ts, v from {{ source('raw', 'events') }}\n"
 )
 FAILED = WARNED.replace("d2e1", "d3e2").replace("'warn'", "'error'")
+# Append straight from the query, no checks: commit_every's default loads the three batches
+# with one statement (a group loaded at once).
+AT_ONCE = (
+    "{{ config(materialized='sqlflow_incremental', event_time='event_ts', batch_size='day',"
+    " begin='2025-01-01', incremental_strategy='append') }}\n"
+    "select id, event_ts, v from {{ source('raw', 'events') }}\n"
+)
 # No event_time: the first run builds the table in one statement (the build path).
 BUILT = (
     "{{ config(materialized='sqlflow_incremental', unique_key='id',"
@@ -100,6 +107,7 @@ class TestObservability:
             "warned.sql": WARNED,
             "failed.sql": FAILED,
             "built.sql": BUILT,
+            "at_once.sql": AT_ONCE,
         }
 
     @pytest.fixture(scope="class")
@@ -245,6 +253,27 @@ class TestObservability:
             " where model = 'model.test.built'",
         )
         assert [list(r) for r in stored] == [pytest.approx(list(phases.values()), abs=1e-5)]
+
+    def test_a_group_loaded_at_once_counts_its_phases_in_its_first_batch(
+        self, project: Any, scenario: Scenario
+    ) -> None:
+        found = scenario.after(multi_batch_run)
+        result = next(
+            r for r in found["run_results"]["results"] if r["unique_id"] == "model.test.at_once"
+        )
+        response = result["adapter_response"]
+        assert response["commits"] == 1 and response["batches"] == 3
+        per_batch = response["batch_phase_seconds"]
+        assert per_batch["dml"][0] > 0 and per_batch["commit"][0] > 0
+        # One statement, one timed load: the others have no phases of their own.
+        assert {len(v) for v in per_batch.values()} == {1}
+        assert sum(response["phase_seconds"].values()) <= result["execution_time"]
+        stored = rows(
+            project,
+            "select dml_seconds > 0, commit_seconds > 0 from sqlflow_meta.loads"
+            " where model = 'model.test.at_once' and rows_inserted > 0 order by window_start",
+        )
+        assert stored == [(True, True), (None, None), (None, None)]
 
     @pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
     def test_the_readme_jq_line_joins_events_metrics_and_loads(

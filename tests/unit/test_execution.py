@@ -778,7 +778,7 @@ def test_a_group_at_once_replaces_windows_and_counts_each_batch() -> None:
                     (p.key, p.row_count, p.min_value, p.max_value)
                     for p in committed_state(con).partitions("events")
                 ],
-                session.commits,
+                session.commits - 1,  # less the one that records the loads' phase times
             )
         )
     assert outcomes[0][:4] == outcomes[1][:4]

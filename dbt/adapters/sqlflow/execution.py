@@ -567,7 +567,8 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
     if end is not None:
         _load_group_at_once(run, session, loop.group_start, end, first)
         if end < len(batches) - 1:
-            session.commit()
+            with run.phase("commit"):
+                session.commit()
             loop.group_start = end + 1
         return
     started = time.monotonic()
@@ -639,55 +640,64 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
     two GROUP BYs of the range in the target (before and after)."""
     loop: _Loop = run.loop
     windows = [w for w in run.plan.batches[start : end + 1] if w is not None]
-    if start == 0 and not first:
-        session.replay(loop.prefix)
-    if first and loop.side is not None:
-        for index in range(start, end + 1):
-            inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
     hull = Interval(windows[0].start, windows[-1].end)
-    dtype = run.services.event_time_type
-    literals = window_literals(hull, dtype)
-    where = window_filter(run, literals)
-    census_: Census = run.census
-    held = census_.target
-    static = static_strategy(run.config)
-    replaces = static is not None and static.replaces_window
-    before = (
-        _per_window(run, session, windows)
-        if held is None or any(_rows_by_window(held, windows).values())
-        else {}
-    )
-    model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
-    logged = _Logged(session, run) if start == 0 and first else session
-    for step in loop.templates.variants["direct"]:
-        sql = fill_template(
-            step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
+    # One clock and span for the group: its phases count in its first batch.
+    with batch_scope(run, start, hull):
+        if start == 0 and not first:
+            session.replay(loop.prefix)
+        if first and loop.side is not None:
+            for index in range(start, end + 1):
+                inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+        dtype = run.services.event_time_type
+        literals = window_literals(hull, dtype)
+        where = window_filter(run, literals)
+        census_: Census = run.census
+        held = census_.target
+        static = static_strategy(run.config)
+        replaces = static is not None and static.replaces_window
+        with run.phase("plan"):
+            before = (
+                _per_window(run, session, windows)
+                if held is None or any(_rows_by_window(held, windows).values())
+                else {}
+            )
+        model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
+        logged = _Logged(session, run) if start == 0 and first else session
+        with run.phase("dml"):
+            for step in loop.templates.variants["direct"]:
+                sql = fill_template(
+                    step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
+                )
+                logged.execute(sql)
+        with run.phase("state"):
+            after = _per_window(run, session, windows)
+        logger.debug(
+            f"{run.config.model} batches {start + 1} to {end + 1} loaded at once"
+            f" [{hull.start}, {hull.end}) {run.log_context()}"
         )
-        logged.execute(sql)
-    after = _per_window(run, session, windows)
-    logger.debug(
-        f"{run.config.model} batches {start + 1} to {end + 1} loaded at once"
-        f" [{hull.start}, {hull.end}) {run.log_context()}"
-    )
-    outside = _newest_outside(run, session, where) if before else None
-    for offset, window in enumerate(windows):
-        batch = run.start_batch(static.name if static else "append", window)
-        old_rows = before.get(window.start, (0, None))[0]
-        new_rows, new_max = after.get(window.start, (0, None))
-        if replaces:
-            batch.rows_deleted, batch.rows_inserted = old_rows, new_rows
-        else:
-            batch.rows_inserted = new_rows - old_rows
-        batch.batch_max = new_max
-        if before:
-            # What the target's newest row is once this batch, and not yet the later
-            # ones of the group, replaced its window.
-            later = [before.get(w.start, (0, None))[1] for w in windows[offset + 1 :]]
-            done = [after.get(w.start, (0, None))[1] for w in windows[: offset + 1]]
-            run.watermark_after = max(filter(None, (outside, *later, *done)), default=None)
-        _finish_at_once(run, batch)
-        run.close_batch()
-    _flush(run.services)
+        outside = _newest_outside(run, session, where) if before else None
+        for offset, window in enumerate(windows):
+            batch = run.start_batch(static.name if static else "append", window)
+            if offset:
+                batch.phases = {}  # the group's one statement counts in its first batch
+            old_rows = before.get(window.start, (0, None))[0]
+            new_rows, new_max = after.get(window.start, (0, None))
+            if replaces:
+                batch.rows_deleted, batch.rows_inserted = old_rows, new_rows
+            else:
+                batch.rows_inserted = new_rows - old_rows
+            batch.batch_max = new_max
+            if before:
+                # What the target's newest row is once this batch, and not yet the later
+                # ones of the group, replaced its window.
+                later = [before.get(w.start, (0, None))[1] for w in windows[offset + 1 :]]
+                done = [after.get(w.start, (0, None))[1] for w in windows[: offset + 1]]
+                run.watermark_after = max(filter(None, (outside, *later, *done)), default=None)
+            with run.phase("state"):
+                _finish_at_once(run, batch)
+            run.close_batch()
+        with run.phase("state"):
+            _flush(run.services)
 
 
 def _per_window(
