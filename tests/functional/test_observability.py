@@ -59,6 +59,13 @@ def sqlflow_events(log: Path) -> list[dict[str, Any]]:
     return found
 
 
+def result_of(found: dict[str, Any], name: str) -> dict[str, Any]:
+    """A model's entry in the run's run_results.json."""
+    return next(
+        r for r in found["run_results"]["results"] if r["unique_id"] == f"model.test.{name}"
+    )
+
+
 def readme_jq() -> str:
     """The jq program of the README's join (the line after `jq -c`, up to its quote)."""
     text = README.read_text()
@@ -199,9 +206,7 @@ class TestObservability:
         self, project: Any, scenario: Scenario
     ) -> None:
         found = scenario.after(multi_batch_run)
-        result = next(
-            r for r in found["run_results"]["results"] if r["unique_id"] == "model.test.warned"
-        )
+        result = result_of(found, "warned")
         response = result["adapter_response"]
         phases = response["phase_seconds"]
         assert list(phases) == list(PHASES)
@@ -239,9 +244,7 @@ class TestObservability:
 
     def test_a_built_table_has_its_phases_too(self, project: Any, scenario: Scenario) -> None:
         found = scenario.after(multi_batch_run)
-        result = next(
-            r for r in found["run_results"]["results"] if r["unique_id"] == "model.test.built"
-        )
+        result = result_of(found, "built")
         phases = result["adapter_response"]["phase_seconds"]
         assert list(phases) == list(PHASES)
         assert phases["stage"] == 0  # a build writes the table in its DML, unstaged
@@ -258,9 +261,7 @@ class TestObservability:
         self, project: Any, scenario: Scenario
     ) -> None:
         found = scenario.after(multi_batch_run)
-        result = next(
-            r for r in found["run_results"]["results"] if r["unique_id"] == "model.test.at_once"
-        )
+        result = result_of(found, "at_once")
         response = result["adapter_response"]
         assert response["commits"] == 1 and response["batches"] == 3
         per_batch = response["batch_phase_seconds"]
