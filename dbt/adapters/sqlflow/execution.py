@@ -380,6 +380,32 @@ def _direct(config: SqlflowConfig, services: RunServices) -> str | None:
     return direct_strategy(config, on_event_time, batch_checks)
 
 
+UnitFigures = dict[datetime, tuple[int, datetime | None]]
+"""Per unit start (naive UTC): rows, and the newest value of the time column (or None)."""
+
+
+def unit_figures(
+    run: Executor,
+    relation_sql: str,
+    column: str,
+    data_type: str | None,
+    hull: Interval,
+    unit: str,
+    *,
+    newest: bool = False,
+) -> UnitFigures:
+    """Rows (and with ``newest`` the latest ``column`` value) per ``unit`` of ``column``
+    within ``hull``, in one GROUP BY."""
+    value = utc_expr(column, data_type)
+    latest = f"max({column})" if newest else "null"
+    found = run(
+        f"select date_trunc('{unit}', {value}) as unit, count(*), {latest} from {relation_sql}"
+        f" where {column} >= {time_literal(hull.start, data_type)}"
+        f" and {column} < {time_literal(hull.end, data_type)} group by 1"
+    )
+    return {as_naive(u) or hull.start: (int(n), as_naive(m)) for u, n, m in found if u is not None}
+
+
 def census(
     run: Executor,
     relation_sql: str,
@@ -395,14 +421,9 @@ def census(
     """
     if not windows:
         return {}
-    lo, hi = windows[0].start, windows[-1].end
-    value = utc_expr(column, data_type)
-    found = run(
-        f"select date_trunc('{unit}', {value}) as unit, count(*) from {relation_sql}"
-        f" where {column} >= {time_literal(lo, data_type)}"
-        f" and {column} < {time_literal(hi, data_type)} group by 1"
-    )
-    return {as_naive(u) or lo: int(n) for u, n in found if u is not None}
+    hull = Interval(windows[0].start, windows[-1].end)
+    found = unit_figures(run, relation_sql, column, data_type, hull, unit)
+    return {u: n for u, (n, _) in found.items()}
 
 
 @dataclass(frozen=True)
@@ -700,61 +721,50 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
             _flush(run.services)
 
 
-def _per_window(
-    run: ModelRun, session: Session, windows: list[Interval]
-) -> dict[datetime, tuple[int, datetime | None]]:
+def _per_window(run: ModelRun, session: Session, windows: list[Interval]) -> UnitFigures:
     """Rows and newest event time of the target in each window (by its start), in one
-    GROUP BY of the windows' range by batch unit.
+    GROUP BY of the windows' range by batch unit."""
+    column = quote_identifier(run.config.event_time or "")
+    hull = Interval(windows[0].start, windows[-1].end)
+    unit = run.config.batch_size or "day"
+    found = unit_figures(
+        session.execute,
+        run.relation,
+        column,
+        run.services.event_time_type,
+        hull,
+        unit,
+        newest=True,
+    )
+    return _by_window(found, windows)
+
+
+def _by_window(per_unit: UnitFigures, windows: list[Interval]) -> UnitFigures:
+    """Figures per unit start summed per window start (rows added, the newest kept).
 
     Windows are whole units but for the first one's start and the last one's end (the
-    previous run's and this run's "now"), so each unit of the range lies in one window.
+    previous run's and this run's "now"), so each unit lies in one window; of the units
+    before the first window's start only the one holding it belongs to it.
     """
-    column = quote_identifier(run.config.event_time or "")
-    dtype = run.services.event_time_type
-    unit = run.config.batch_size or "day"
-    found = session.execute(
-        f"select date_trunc('{unit}', {utc_expr(column, dtype)}), count(*), max({column})"
-        f" from {run.relation} where {column} >= {time_literal(windows[0].start, dtype)}"
-        f" and {column} < {time_literal(windows[-1].end, dtype)} group by 1"
-    )
-    figures: dict[datetime, tuple[int, datetime | None]] = {}
-    # Rows are of the windows' range: a unit before the first window's start holds it.
-    keys = [as_naive(key) for key, _, _ in found]
-    first_unit = max((k for k in keys if k is not None and k <= windows[0].start), default=None)
-    for key, count, newest in found:
-        start = _window_of(as_naive(key), windows, first_unit)
-        if start is None:
-            continue
-        rows, latest = figures.get(start, (0, None))
-        newest = as_naive(newest)
-        figures[start] = (rows + int(count), max(filter(None, (latest, newest)), default=None))
-    return figures
-
-
-def _window_of(
-    unit_start: datetime | None, windows: list[Interval], first_unit: datetime | None
-) -> datetime | None:
-    """The start of the window (of consecutive ``windows``) that holds the batch unit
-    starting at ``unit_start``; None outside them. Only the first window may start inside
-    a unit (at the last run's "now"): ``first_unit``, the start of that unit."""
-    if unit_start is None or unit_start >= windows[-1].end:
-        return None
     starts = [w.start for w in windows]
-    index = bisect_right(starts, unit_start) - 1
-    if index < 0:
-        return starts[0] if unit_start == first_unit else None
-    return starts[index]
+    first_unit = max((u for u in per_unit if u <= starts[0]), default=None)
+    found: UnitFigures = {}
+    for unit_start, (rows, newest) in per_unit.items():
+        if unit_start >= windows[-1].end:
+            continue
+        index = bisect_right(starts, unit_start) - 1
+        if index < 0 and unit_start != first_unit:
+            continue
+        start = starts[max(index, 0)]
+        total, latest = found.get(start, (0, None))
+        found[start] = (total + rows, max(filter(None, (latest, newest)), default=None))
+    return found
 
 
 def _rows_by_window(counts: dict[datetime, int], windows: list[Interval]) -> dict[datetime, int]:
     """Census counts (per unit start) summed per window start."""
-    found: dict[datetime, int] = {}
-    first_unit = max((u for u in counts if u <= windows[0].start), default=None)
-    for unit_start, rows in counts.items():
-        start = _window_of(unit_start, windows, first_unit)
-        if start is not None:
-            found[start] = found.get(start, 0) + rows
-    return found
+    found = _by_window({u: (n, None) for u, n in counts.items()}, windows)
+    return {start: rows for start, (rows, _) in found.items()}
 
 
 def _newest_outside(run: ModelRun, session: Session, where: str) -> datetime | None:
