@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,8 @@ class WindowedModel:
     event_time: str
     batch_size: str
     begin: datetime | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    """The model's config, as the manifest has it."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,13 @@ def find_windowed_model(manifest: Path, model: str) -> WindowedModel:
     except ValueError:
         begin = None  # a run refuses it; the gaps then start at the first loaded window
     return WindowedModel(
-        node["unique_id"], node["name"], node["relation_name"], event_time, batch_size, begin
+        node["unique_id"],
+        node["name"],
+        node["relation_name"],
+        event_time,
+        batch_size,
+        begin,
+        config,
     )
 
 

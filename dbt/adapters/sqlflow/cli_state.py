@@ -112,12 +112,11 @@ def model_node(manifest: Path, model: str, kind: ModelKind) -> dict[str, Any]:
     return node
 
 
-def _named_node(manifest: Path, model: str, kind: ModelKind) -> dict[str, Any]:
-    """The manifest's one model node named ``model`` (a name or a unique_id).
+def manifest_nodes(manifest: Path) -> dict[str, Any]:
+    """The manifest's nodes by unique_id.
 
     Raises:
-        StateCommandError: The manifest is missing or unreadable, or no model (or
-            several) has that name.
+        StateCommandError: The manifest is missing or unreadable.
     """
     if not manifest.is_file():
         raise StateCommandError(
@@ -125,12 +124,21 @@ def _named_node(manifest: Path, model: str, kind: ModelKind) -> dict[str, Any]:
             " project first, or pass --project-dir"
         )
     try:
-        nodes = json.loads(manifest.read_text())["nodes"]
+        return dict(json.loads(manifest.read_text())["nodes"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise StateCommandError(
             f"{manifest}: not a dbt manifest ({e}). Fix: run `dbt parse` to rewrite it"
         ) from e
-    models = [n for n in nodes.values() if n.get("resource_type") == "model"]
+
+
+def _named_node(manifest: Path, model: str, kind: ModelKind) -> dict[str, Any]:
+    """The manifest's one model node named ``model`` (a name or a unique_id).
+
+    Raises:
+        StateCommandError: The manifest is missing or unreadable, or no model (or
+            several) has that name.
+    """
+    models = [n for n in manifest_nodes(manifest).values() if n.get("resource_type") == "model"]
     found = [n for n in models if model in (n.get("unique_id"), n.get("name"))]
     if not found:
         listed = sorted(n["name"] for n in models if kind.matches(n.get("config") or {}))

@@ -19,6 +19,7 @@ from typing import Any
 from dbt.adapters.sqlflow.cli_intervals import WINDOWED, find_windowed_model
 from dbt.adapters.sqlflow.cli_state import (
     StateCommandError,
+    manifest_nodes,
     manifest_path,
     model_node,
     open_state,
@@ -40,12 +41,7 @@ class ModelAdvice:
 
 def windowed_models(manifest: Path) -> list[str]:
     """The unique_ids of every windowed sqlflow_incremental model in a manifest."""
-    try:
-        nodes = json.loads(manifest.read_text()).get("nodes", {})
-    except (OSError, ValueError) as e:
-        raise StateCommandError(
-            f"{manifest}: cannot read the manifest ({e}). Fix: run `dbt parse`"
-        ) from e
+    nodes = manifest_nodes(manifest)
     return sorted(
         uid
         for uid, node in nodes.items()
@@ -68,15 +64,20 @@ def load_advice(
     manifest = manifest_path(project)
     names = list(models) or windowed_models(manifest)
     location = resolve_state_location(project, profiles, target)
+    found = [find_windowed_model(manifest, name) for name in names]
+    if not found:
+        return []
     advice = []
-    for name in names:
-        model = find_windowed_model(manifest, name)
-        config = model_node(manifest, name, WINDOWED).get("config") or {}
-        with open_state(location, model.name, "loads") as store:
+    with open_state(location, found[0].name, "loads") as store:
+        for model in found:
             batches = batches_from_loads(store.loads(model.unique_id))
-        advice.append(
-            ModelAdvice(model.unique_id, len(batches), recommend(model.unique_id, config, batches))
-        )
+            advice.append(
+                ModelAdvice(
+                    model.unique_id,
+                    len(batches),
+                    recommend(model.unique_id, model.config, batches),
+                )
+            )
     return advice
 
 
@@ -182,7 +183,7 @@ def ab_test(
     location = resolve_state_location(project, profiles, target)
     with open_state(location, found.name, "loads") as store:
         loads = store.loads(found.unique_id)
-    advice = recommend(found.unique_id, node.get("config") or {}, batches_from_loads(loads))
+    advice = recommend(found.unique_id, found.config, batches_from_loads(loads))
     if not advice:
         raise StateCommandError(
             f"model '{found.unique_id}': nothing to test, tune recommends no change. Fix:"
