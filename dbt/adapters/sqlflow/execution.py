@@ -789,10 +789,7 @@ def _finish_at_once(run: ModelRun, batch: BatchResult) -> None:
     if not batch.rows_deleted and batch.batch_max is not None:
         run.watermark_after = max(filter(None, (run.watermark_after, batch.batch_max)))
     batch.watermark_after = run.watermark_after
-    _record_batch(run, batch, run.relation)
-    if run.plan.empty_windows:
-        is_last = run.batches_done + 1 >= len(run.plan.batches)
-        record_empty_until(run, None if is_last else window.end, run.relation)
+    _record_load(run, batch, run.relation, _is_last(run))
 
 
 def _batch_body(
@@ -1484,16 +1481,27 @@ def finish_batch(
     assert batch is not None
     with run.phase("state"):
         _partition_state(run, batch, batch_relation, target, batch_filter)
-    is_last = run.batches_done + 1 >= len(run.plan.batches)
+    is_last = _is_last(run)
     with run.phase("checks"):
         outcomes = _run_checks(run, batch, batch_relation, target, batch_filter, is_last)
     with run.phase("state"):
-        _record_batch(run, batch, target)
-        if run.plan.empty_windows:
-            end = None if is_last or batch.window is None else batch.window.end
-            record_empty_until(run, end, target)
+        _record_load(run, batch, target, is_last)
         _flush(run.services)
     return outcomes
+
+
+def _is_last(run: ModelRun) -> bool:
+    """Whether the batch in flight is the run's last planned batch."""
+    return run.batches_done + 1 >= len(run.plan.batches)
+
+
+def _record_load(run: ModelRun, batch: BatchResult, target: str, is_last: bool) -> None:
+    """The state rows of a loaded batch, and those of the empty windows up to the next
+    batch (all that are left after the last)."""
+    _record_batch(run, batch, target)
+    if run.plan.empty_windows:
+        end = None if is_last or batch.window is None else batch.window.end
+        record_empty_until(run, end, target)
 
 
 def _partition_state(
