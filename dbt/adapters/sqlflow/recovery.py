@@ -71,8 +71,8 @@ def attempt(
     """Run one transaction's work (``body``) and retry it after a transient failure.
 
     ``body(first)`` does the whole transaction's work, replaying what it must when
-    ``first`` is False. Before each retry the transaction is rolled back and the run's
-    records rewound; each retry is logged and counted (``run.retries``, and the batch's
+    ``first`` is False. A failed try's transaction is rolled back; before a retry the
+    run's records are rewound; each retry is logged and counted (``run.retries``, and the batch's
     ``retries`` once it commits). Permanent errors, an interrupted run and a second
     out-of-memory error are raised at once.
 
@@ -96,8 +96,7 @@ def attempt(
         reason = classify(error) or "unknown"
         batch = run.in_flight
         context = run.log_context()
-        session.rollback()
-        run.rewind(point)
+        run.rewind(point)  # the failed try rolled its transaction back
         reasons.append(reason)
         run.retries.append(reason)
         degraded = " once, in a degraded mode (fewer threads, spilling to disk)" * (
@@ -120,8 +119,10 @@ def attempt(
     for trial in retrying(settings, transient, before_sleep):
         with trial:
             first = trial.retry_state.attempt_number == 1
-            restore = degrade(session) if reasons and reasons[-1] == OUT_OF_MEMORY else None
+            restore = None
             try:
+                if reasons and reasons[-1] == OUT_OF_MEMORY:
+                    restore = degrade(session)
                 body(first)
             except BaseException:
                 session.rollback()  # before the settings are restored, in a new one
