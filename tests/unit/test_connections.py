@@ -38,3 +38,51 @@ def test_other_errors_are_left_alone(tmp_path: Path) -> None:
 def test_a_lock_error_without_a_pid_still_reads_as_one() -> None:
     message = lock_conflict_message('IO Error: Could not set lock on file "/d/x.duckdb"', "/d/x")
     assert message is not None and "/d/x is locked by another process:" in message
+
+
+class _Creds:
+    """Credentials as dbt-duckdb builds them: the DuckLake databases the profile attaches."""
+
+    def __init__(self, *lakes: str) -> None:
+        self._ducklake_dbs = set(lakes)
+
+
+@pytest.mark.parametrize(
+    ("sql", "changes_catalog"),
+    [
+        ('create or replace table "lake"."s"."m" as select 1', True),
+        ("/* {dbt} */\n  ALTER TABLE lake.s.m SET PARTITIONED BY (year(ts))", True),
+        ("drop table if exists lake.s.m", True),
+        ("create or replace temporary table m__sqlflow_stage as select 1", False),
+        ("create temp table x (a int)", False),
+        ("insert into lake.s.m select 1", False),
+        ("select 'create table'", False),
+    ],
+)
+def test_lake_catalog_changes_hold_the_lock_until_the_transaction_ends(
+    sql: str, changes_catalog: bool
+) -> None:
+    from dbt.adapters.sqlflow.connections import LakeWriters
+
+    writers = LakeWriters()
+    writers.before(_Creds("lake"), sql)
+    assert writers._holds() is changes_catalog
+    # A commit on a lake holds the lock: the one the transaction holds, or its own.
+    with writers.commit(_Creds("lake")):
+        assert writers._lock.locked()
+    assert writers._lock.locked() is changes_catalog
+    writers.ended()
+    assert not writers._holds() and not writers._lock.locked()
+
+
+def test_without_a_lake_nothing_is_locked() -> None:
+    from dbt.adapters.sqlflow.connections import LakeWriters
+
+    writers = LakeWriters()
+    writers.before(_Creds(), "create table t (a int)")
+    assert not writers._holds()
+    with writers.commit(_Creds()):
+        assert not writers._lock.locked()
+    with writers.commit(_Creds("lake")):
+        assert writers._lock.locked()
+    writers.ended()

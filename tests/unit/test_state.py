@@ -76,7 +76,14 @@ def test_ensure_creates_then_is_one_query(con: duckdb.DuckDBPyConnection) -> Non
     tables = con.execute(
         "select table_name from information_schema.tables where table_schema = 'my meta' order by 1"
     ).fetchall()
-    assert [t[0] for t in tables] == ["intervals", "loads", "partitions", "quality_results"]
+    assert [t[0] for t in tables] == [
+        "interval_log",
+        "intervals",
+        "loads",
+        "partition_log",
+        "partitions",
+        "quality_results",
+    ]
     recorder.statements.clear()
     assert state.ensure() is False
     assert len(recorder.statements) == 1
@@ -477,3 +484,111 @@ def test_written_rows_are_disjoint_and_record_the_last_load(spans: list[tuple[in
             stored[h] = row.load_id
     assert stored == last
     con.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(DAYS, st.integers(min_value=1, max_value=10), st.booleans()),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_intervals_view_shows_what_interval_rows_reads(
+    steps: list[tuple[int, int, bool]],
+) -> None:
+    # The view (for users and the CLI) lays the log out in SQL as interval_rows does in
+    # Python: loads and invalidations in any order give the same rows.
+    con = duckdb.connect()
+    store = StateStore(Recorder(con))
+    store.ensure()
+    base = d("2025-03-01")
+    for i, (start, length, load) in enumerate(steps):
+        window = Interval(base + timedelta(hours=start), base + timedelta(hours=start + length))
+        if load:
+            store.add_interval(MODEL, RELATION, window, f"l{i}", loaded_at=base)
+        else:
+            store.invalidate(MODEL, window)
+    store.add_interval("model.proj.other", RELATION, iv("2025-03-01", "2025-03-02"), "o")
+    view = con.execute(
+        "select interval_start, interval_end, relation, load_id, loaded_at"
+        f" from sqlflow_meta.intervals where model = '{MODEL}' order by interval_start"
+    ).fetchall()
+    python = [
+        (r.interval.start, r.interval.end, r.relation, r.load_id, r.loaded_at)
+        for r in store.interval_rows(MODEL)
+    ]
+    assert view == python
+    con.close()
+
+
+def test_state_writes_only_insert(store: StateStore) -> None:
+    # Models load at once; on DuckLake a DELETE (or UPDATE) of a state table another
+    # transaction inserted into fails to commit. Every write of a batch is an INSERT.
+    recorder = store.executor
+    assert isinstance(recorder, Recorder)
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-05"), "a")
+    recorder.statements.clear()
+    store.record_load(load_row("b"))
+    store.add_interval(MODEL, RELATION, iv("2025-03-04", "2025-03-06"), "b")
+    store.invalidate(MODEL, iv("2025-03-02", "2025-03-03"))
+    store.upsert_partitions(RELATION, [part("2025-03-04"), part("2025-03-05")])
+    store.delete_partitions(RELATION, ["2025-03-04"])
+    store.record_checks("b", MODEL, [{"check_name": "c", "status": "pass"}])
+    store.forget_model(MODEL, RELATION)
+    writes = [s.split()[0].lower() for s in recorder.statements if not s.startswith("select")]
+    assert set(writes) == {"insert"}
+
+
+def test_an_older_sqlflows_tables_move_into_the_logs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema sqlflow_meta")
+    con.execute(
+        "create table sqlflow_meta.intervals (model varchar not null, relation varchar,"
+        " interval_start timestamp not null, interval_end timestamp not null,"
+        " load_id varchar, loaded_at timestamp)"
+    )
+    con.execute(
+        f"insert into sqlflow_meta.intervals values ('{MODEL}', 'r', '2025-03-01', '2025-03-02',"
+        f" 'a', '2025-03-02'), ('{MODEL}', 'r', '2025-03-02', '2025-03-03', 'b', null)"
+    )
+    con.execute(
+        "create table sqlflow_meta.partitions (relation varchar not null, partition_key varchar"
+        " not null, range_start timestamp, range_end timestamp, row_count bigint not null,"
+        " min_value varchar, max_value varchar, last_load_id varchar, last_loaded_at timestamp)"
+    )
+    con.execute(
+        "insert into sqlflow_meta.partitions (relation, partition_key, row_count)"
+        " values ('r', 'k', 3)"
+    )
+    store = StateStore(Recorder(con))
+    assert store.ensure() is True
+    assert [(r.interval, r.load_id) for r in store.interval_rows(MODEL)] == [
+        (iv("2025-03-01", "2025-03-02"), "a"),
+        (iv("2025-03-02", "2025-03-03"), "b"),
+    ]
+    assert store.partitions("r") == [PartitionInfo(key="k", row_count=3)]
+    kinds = dict(
+        con.execute(
+            "select table_name, table_type from information_schema.tables"
+            " where table_schema = 'sqlflow_meta'"
+        ).fetchall()
+    )
+    assert kinds["intervals"] == kinds["partitions"] == "VIEW"
+    assert store.ensure() is False
+
+
+def test_compact_keeps_the_current_rows(store: StateStore, con: duckdb.DuckDBPyConnection) -> None:
+    store.add_interval(MODEL, RELATION, iv("2025-03-01", "2025-03-10"), "a")
+    store.add_interval(MODEL, RELATION, iv("2025-03-08", "2025-03-12"), "b")
+    store.invalidate(MODEL, iv("2025-03-03", "2025-03-04"))
+    store.upsert_partitions(RELATION, [part("2025-03-01"), part("2025-03-02")])
+    store.upsert_partitions(RELATION, [part("2025-03-02", 5, "l2")])
+    store.delete_partitions(RELATION, ["2025-03-01"])
+    rows, partitions = store.interval_rows(MODEL), store.partitions(RELATION)
+    # Three interval events give three rows (one cut in two, one cleared); four partition
+    # rows give one.
+    assert store.compact() == 3
+    assert store.interval_rows(MODEL) == rows
+    assert store.partitions(RELATION) == partitions == [part("2025-03-02", 5, "l2")]
+    assert con.execute("select count(*) from sqlflow_meta.interval_log").fetchone() == (3,)
+    assert store.compact() == 0

@@ -84,6 +84,66 @@ def _log_lock_wait(state: Any, path: str, started: float, attempts: int) -> None
     )
 
 
+class LakeWriters:
+    """How the threads of one process write to a DuckLake: commits one at a time, and
+    transactions that change the catalog (CREATE, ALTER, DROP of lake objects) one at a
+    time, from their first such statement to their end.
+
+    DuckLake 1.5.5, with several threads of one process writing, sometimes fails a commit
+    with a corrupted catalog id or text ("Failed to get path for schema with id <garbage>
+    - schema not found in metadata catalog", "unterminated quoted string" in the catalog's
+    SQL, an error message that is not UTF-8): the race reported upstream for dbt's
+    ``threads > 1`` (ducklake issue 1404, dbt-duckdb issue 748). It needs a transaction
+    that creates a table. Serialising those transactions (table builds, a first or full
+    refresh run) and every commit avoids it; the batches of incremental runs, which change
+    no catalog, still run at once, and their commits no longer collide on DuckLake's
+    snapshot id (which it would retry, ``ducklake_max_retry_count``).
+    """
+
+    _CATALOG_CHANGE = re.compile(
+        r"^\s*(?:/\*.*?\*/\s*)*(?:create(?!\s+(?:or\s+replace\s+)?temp(?:orary)?\b)|alter|drop)\b",
+        re.IGNORECASE | re.DOTALL,
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held = threading.local()
+
+    def _holds(self) -> bool:
+        return bool(getattr(self._held, "catalog", False))
+
+    def before(self, credentials: Any, sql: str) -> None:
+        """Called before a statement runs in a transaction: a catalog change on a profile
+        with a DuckLake takes the lock until the transaction ends."""
+        if (
+            getattr(credentials, "_ducklake_dbs", None)
+            and not self._holds()
+            and self._CATALOG_CHANGE.match(sql)
+        ):
+            self._lock.acquire()
+            self._held.catalog = True
+
+    @contextmanager
+    def commit(self, credentials: Any) -> Iterator[None]:
+        """Around a commit on this profile: with a DuckLake, the lock (unless this
+        thread's transaction holds it already)."""
+        if not getattr(credentials, "_ducklake_dbs", None) or self._holds():
+            yield
+            return
+        with self._lock:
+            yield
+
+    def ended(self) -> None:
+        """The thread's transaction ended (committed or rolled back)."""
+        if self._holds():
+            self._held.catalog = False
+            self._lock.release()
+
+
+LAKE_WRITERS = LakeWriters()
+"""The process's one :class:`LakeWriters`."""
+
+
 def count_from_cursor(cursor: Any) -> int | None:
     """The row count of a DML statement's result, or None for anything else.
 
@@ -175,7 +235,9 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         retryable_exceptions: tuple[type[Exception], ...] = (),
         retry_limit: int = 1,
     ) -> tuple[Connection, Any]:
-        """dbt's ``add_query``; a statement run in a transaction is kept in the journal."""
+        """dbt's ``add_query`` (after :meth:`LakeWriters.before`); a statement run in a
+        transaction is kept in the journal."""
+        LAKE_WRITERS.before(self.profile.credentials, sql)
         connection, cursor = super().add_query(
             sql, auto_begin, bindings, abridge_sql_log, retryable_exceptions, retry_limit
         )
@@ -233,6 +295,30 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
             self._sqlflow_redactor = profile_redactor(self.profile.credentials)
         return self._sqlflow_redactor
 
+    def commit(self) -> Any:
+        """dbt's COMMIT, one thread at a time on a profile with a DuckLake
+        (:class:`LakeWriters`)."""
+        try:
+            with LAKE_WRITERS.commit(self.profile.credentials):
+                return super().commit()  # type: ignore[func-returns-value]
+        finally:
+            LAKE_WRITERS.ended()
+
+    def rollback_if_open(self) -> None:
+        """dbt's ROLLBACK, ending the thread's hold of the lake's catalog lock."""
+        try:
+            super().rollback_if_open()
+        finally:
+            LAKE_WRITERS.ended()
+
+    def release(self) -> None:
+        """dbt's release of the thread's connection (after each node), ending any hold
+        of the lake's catalog lock."""
+        try:
+            super().release()
+        finally:
+            LAKE_WRITERS.ended()
+
     def execute(
         self,
         sql: str,
@@ -278,26 +364,33 @@ class DbtSession:
         return redacted_errors(self._connections, sql, self._redactor)
 
     def execute(self, sql: str) -> list[tuple]:
-        """Run SQL in this thread's open transaction (BEGIN first if none is open)."""
+        """Run SQL in this thread's open transaction (BEGIN first if none is open); a
+        script of several statements runs one statement at a time, returning the last
+        one's rows."""
         connection = self._connections.get_thread_connection()
         if not connection.transaction_open:
             with self._errors("BEGIN"):
                 connection.handle.cursor().execute("BEGIN")
             connection.transaction_open = True
             self._connections.journal().clear()
-        with self._errors(sql):
-            cursor = connection.handle.cursor()
-            cursor.execute(sql)
-            if cursor.description is None:
-                return []
-            return [tuple(row) for row in cursor.fetchall()]
+        found: list[tuple] = []
+        for statement in split_statements(sql) if ";" in sql else [sql]:
+            LAKE_WRITERS.before(connection.credentials, statement)
+            with self._errors(statement):
+                cursor = connection.handle.cursor()
+                cursor.execute(statement)
+                found = [] if cursor.description is None else [tuple(r) for r in cursor.fetchall()]
+        return found
 
     def commit(self) -> None:
         """COMMIT the open transaction, if any, without dbt's per-statement events."""
         connection = self._connections.get_thread_connection()
         if connection.transaction_open:
-            with self._errors("COMMIT"):
-                connection.handle.cursor().execute("COMMIT")
+            try:
+                with LAKE_WRITERS.commit(connection.credentials), self._errors("COMMIT"):
+                    connection.handle.cursor().execute("COMMIT")
+            finally:
+                LAKE_WRITERS.ended()
             connection.transaction_open = False
 
     def rollback(self) -> None:

@@ -24,6 +24,7 @@ from dbt.adapters.sqlflow.connections import (
 from dbt.adapters.sqlflow.dbt_config import dbt_config_keys, event_time_range
 from dbt.adapters.sqlflow.execution import BatchTemplates
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
+from dbt.adapters.sqlflow.lake import lake_layout
 from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
 from dbt.adapters.sqlflow.observe import Tracing, start_tracing, tracing_requested
@@ -332,6 +333,30 @@ class SqlflowAdapter(DuckDBAdapter):
         return jinja_plan(
             run.id, config, run.plan, columns, cdc_ledger=run.cdc_ledger, source=compiled_code
         )
+
+    @available.parse_none
+    def sqlflow_lake_layout(
+        self, run_id: str, target_relation: Any, sorted_by: Any = None
+    ) -> dict[str, Any] | None:
+        """The DuckLake layout of the run's table, or None when it is not on DuckLake.
+
+        On DuckLake sqlflow builds the table in place (no ``__dbt_tmp`` and rename), laid
+        out by ``partition_by`` (native partitioning) and ``sorted_by`` before any row is
+        written.
+
+        Returns:
+            ``{"partitioned_by": ..., "sorted_by": ...}`` (SQL lists, or None each).
+
+        Raises:
+            DbtConfigError: for a bad ``sorted_by``.
+        """
+        if not self.is_ducklake(target_relation):
+            return None
+        config = self._run(run_id).config
+        layout = lake_layout(config.model, config.partition_by, sorted_by)
+        for note in layout.notes:
+            execution.logger.info(note)
+        return layout.as_jinja()
 
     @available.parse_none
     def sqlflow_merge_form(self, run_id: str, dest_columns: list[Any], target_relation: Any) -> str:

@@ -14,6 +14,9 @@ import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
 
 GRANULARITIES: tuple[str, ...] = ("hour", "day", "week", "month", "year")
 """Units of time for partitions and batches, finest first."""
@@ -219,6 +222,37 @@ def subtract(a: Iterable[Interval], b: Iterable[Interval]) -> list[Interval]:
         if start < iv.end:
             result.append(Interval(start, iv.end))
     return result
+
+
+def overlay(layers: Iterable[tuple[Interval, T | None]]) -> list[tuple[Interval, T]]:
+    """Lay intervals one over another, in order: each instant keeps the value of the last
+    layer covering it; a layer whose value is None clears what it covers.
+
+    The pieces of one layer stay separate from those of others, even where they touch
+    (two loads side by side are two rows); a layer cut by a later one keeps its parts on
+    either side (``[a, b)`` under ``[c, d)`` keeps ``[a, c)`` and ``[d, b)``).
+
+    Returns:
+        ``(piece, value)`` pairs, sorted by piece.
+    """
+    pieces: list[tuple[Interval, int]] = []
+    values: list[T | None] = []
+    for index, (layer, value) in enumerate(layers):
+        kept: list[tuple[Interval, int]] = []
+        for piece, owner in pieces:
+            if piece.end <= layer.start or piece.start >= layer.end:
+                kept.append((piece, owner))
+                continue
+            if piece.start < layer.start:
+                kept.append((Interval(piece.start, layer.start), owner))
+            if piece.end > layer.end:
+                kept.append((Interval(layer.end, piece.end), owner))
+        if value is not None:
+            kept.append((layer, index))
+        pieces = kept
+        values.append(value)
+    found = [(piece, values[owner]) for piece, owner in sorted(pieces, key=lambda p: p[0])]
+    return [(piece, value) for piece, value in found if value is not None]
 
 
 def missing(loaded: Iterable[Interval], within: Interval) -> list[Interval]:

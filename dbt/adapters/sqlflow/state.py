@@ -1,20 +1,26 @@
 """sqlflow's state tables: every read and write of the ``sqlflow_meta`` schema.
 
-Four tables, in the target database, written through the caller's executor, so in
-production they share the model's transaction and never disagree with the data (this
-module never issues BEGIN, COMMIT or ROLLBACK):
+Written through the caller's executor, so in production the state shares the model's
+transaction and never disagrees with the data (this module never issues BEGIN, COMMIT or
+ROLLBACK). Four tables and two views:
 
 ``loads``
     One row per committed load (batch): ids, model, strategy, window ``[start, end)``,
     times, status, row counts, partitions touched, watermarks, and the seconds of each
     phase of the batch (``<phase>_seconds``, see ``observe.PHASES``; NULL for empty
     windows and for loads recorded before these columns existed).
-``intervals``
-    The time ranges ``[interval_start, interval_end)`` loaded per model (start
-    inclusive, end exclusive), one row per load that last covered each range;
-    :meth:`StateStore.loaded_intervals` merges them.
-``partitions``
-    The recorded partitions of each relation, with row counts and min/max.
+``interval_log``
+    Every change of a model's loaded time, in order: a range ``[interval_start,
+    interval_end)`` (start inclusive, end exclusive) marked loaded by a load, or unmarked
+    (``loaded`` false: an invalidation, a full refresh).
+``intervals`` (view)
+    The log laid out: per model, the ranges loaded now, each with the load that last
+    covered it (disjoint rows); :meth:`StateStore.loaded_intervals` merges them.
+``partition_log``
+    Every refresh of a partition's figures (row counts, min/max) and every removal of one
+    (``present`` false), in order.
+``partitions`` (view)
+    The recorded partitions of each relation: the newest row of each key, if present.
 ``quality_results``
     One row per quality check outcome of a load.
 ``cdc_<table>_<hash>``
@@ -22,25 +28,34 @@ module never issues BEGIN, COMMIT or ROLLBACK):
     sequence: per key the sequence applied last and whether it was a delete (``scd1``),
     or the deletes as tombstones (``scd2``); rows with a null key record truncates.
 
-No constraints or indexes: rows are replaced by delete + insert, which keeps DuckDB's
-optimistic concurrency happy when several models write their own rows at once.
-Columns added in later versions (:data:`_ADDED`) are added to existing tables by
-:meth:`StateStore.ensure`; readers select rows as structs, so a table without them
-(a read-only copy of an older state) still reads, with None for the missing columns.
-All timestamps are naive UTC.
+Writes to the shared tables only ever insert. Several models load at once (dbt's
+threads, other processes on a DuckLake); on DuckLake a transaction that deletes from a
+table another transaction has inserted into since it began fails to commit ("Transaction
+conflict - attempting to delete from table ... but another transaction has inserted into
+it"), so no write here deletes or updates a shared table: a change of state is a new row,
+and reads take the newest. The logs grow by a row per batch (and per touched partition);
+:meth:`StateStore.compact` rewrites them to their current rows when no other writer runs.
+(A ``cdc`` ledger belongs to one target, which one run at a time writes.) No constraints
+or indexes. Columns added in later versions (:data:`_ADDED`) are added to existing tables
+by :meth:`StateStore.ensure`; readers select rows as structs, so a table without them (a
+read-only copy of an older state) still reads, with None for the missing columns. All
+timestamps are naive UTC.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from dbt.adapters.sqlflow.intervals import Interval, clip, merge
+from dbt.adapters.sqlflow.intervals import Interval, clip, merge, overlay
 from dbt.adapters.sqlflow.sql import (
+    UNBOUNDED_END,
+    UNBOUNDED_START,
     Executor,
     quote_identifier,
     sql_literal,
@@ -76,14 +91,16 @@ _DDL: dict[str, str] = {
         checks_seconds double,
         state_seconds double,
         commit_seconds double""",
-    "intervals": """
+    "interval_log": """
         model varchar not null,
         relation varchar,
         interval_start timestamp not null,
         interval_end timestamp not null,
         load_id varchar,
-        loaded_at timestamp""",
-    "partitions": """
+        loaded_at timestamp,
+        loaded boolean not null,
+        recorded_at timestamp not null""",
+    "partition_log": """
         relation varchar not null,
         partition_key varchar not null,
         range_start timestamp,
@@ -92,7 +109,9 @@ _DDL: dict[str, str] = {
         min_value varchar,
         max_value varchar,
         last_load_id varchar,
-        last_loaded_at timestamp""",
+        last_loaded_at timestamp,
+        present boolean not null,
+        recorded_at timestamp not null""",
     "quality_results": """
         load_id varchar,
         model varchar not null,
@@ -117,6 +136,59 @@ _ADDED: dict[str, tuple[tuple[str, str], ...]] = {
     "loads": tuple((c, "double") for c in _PHASE_COLUMNS),
 }
 """Columns added after a table's first version: ``ensure`` adds them where missing."""
+_INTERVAL_COLUMNS = ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at")
+
+# The newest row of each partition key (of the relations `where` selects), if present: on a
+# tie (two processes in the same microsecond) a refresh wins over a removal.
+_CURRENT_PARTITIONS = """select * exclude (present, recorded_at) from (
+    select * from {log}{where} qualify row_number() over (
+        partition by relation, partition_key order by recorded_at desc, present desc) = 1
+) where present"""
+
+# The interval log laid out in SQL, as StateStore.interval_rows does it in Python: the
+# instants between consecutive bounds of a model's rows are owned by the newest row
+# covering them; runs of one row's adjacent pieces become one row; unmarked ones go.
+_CURRENT_INTERVALS = """with events as (
+    select *, row_number() over (partition by model order by recorded_at, loaded) as seq
+    from {log}
+), points as (
+    select model, interval_start as t from {log} union select model, interval_end from {log}
+), pieces as (
+    select model, t as s, lead(t) over (partition by model order by t) as e from points
+), owned as (
+    select p.model, p.s, p.e, max(v.seq) as seq from pieces p join events v
+    on v.model = p.model and v.interval_start <= p.s and v.interval_end >= p.e
+    where p.e is not null group by all
+), runs as (
+    select *, sum(starts) over (partition by model order by s) as run from (
+        select *, case when seq = lag(seq) over w and s = lag(e) over w then 0 else 1 end
+        as starts from owned window w as (partition by model order by s))
+)
+select v.model, v.relation, min(r.s) as interval_start, max(r.e) as interval_end,
+    v.load_id, v.loaded_at
+from runs r join events v on v.model = r.model and v.seq = r.seq
+where v.loaded
+group by v.model, v.relation, r.run, v.seq, v.load_id, v.loaded_at"""
+
+_VIEWS: dict[str, tuple[str, str]] = {
+    "intervals": ("interval_log", _CURRENT_INTERVALS),
+    "partitions": ("partition_log", _CURRENT_PARTITIONS),
+}
+"""Each view: the log it lays out, and how."""
+
+_clock = threading.Lock()
+_last_stamp = datetime.min
+
+
+def _stamp() -> datetime:
+    """Now (naive UTC), strictly later than any earlier stamp of this process: the order
+    of a process's log rows, even two written in the same microsecond."""
+    global _last_stamp
+    with _clock:
+        now = utc_now()
+        _last_stamp = now if now > _last_stamp else _last_stamp + timedelta(microseconds=1)
+        return _last_stamp
+
 
 _PARTITION_COLUMNS = (
     "partition_key",
@@ -238,6 +310,7 @@ class CheckResult:
 
 
 _LOAD_COLUMNS = tuple(f.name for f in fields(LoadRow))
+_LOG_PARTITION = ("relation", *_PARTITION_COLUMNS)
 _CHECK_COLUMNS = tuple(f.name for f in fields(CheckResult))
 
 
@@ -264,6 +337,7 @@ class StateStore:
     """
 
     TABLES: tuple[str, ...] = tuple(_DDL)
+    VIEWS: tuple[str, ...] = tuple(_VIEWS)
 
     def __init__(
         self, executor: Executor, schema: str = DEFAULT_SCHEMA, *, database: str | None = None
@@ -288,25 +362,31 @@ class StateStore:
             self.executor(f"insert into {self.table(table)} ({names}) values\n{values}")
 
     def ensure(self) -> bool:
-        """Create the schema and tables that do not exist yet, and add the columns of
-        :data:`_ADDED` that an existing table (from an older version) lacks.
+        """Create the schema, tables and views that do not exist yet, and add the columns
+        of :data:`_ADDED` that an existing table (from an older version) lacks.
 
         One catalog query when everything exists. Run it once before models run in
-        parallel: two transactions creating the same table conflict in DuckDB.
+        parallel: two transactions creating the same table conflict in DuckDB. State
+        written by an older sqlflow (``intervals`` and ``partitions`` as tables) is moved
+        into the logs, and the tables replaced by the views.
 
         Returns:
             True when something was created or added.
         """
         catalog = sql_string(self.database) if self.database else "current_database()"
-        names = ", ".join(sql_string(t) for t in self.TABLES)
+        names = ", ".join(sql_string(t) for t in (*self.TABLES, *_VIEWS))
         rows = self.executor(
-            "select table_name, column_name from information_schema.columns"
-            f" where table_catalog = {catalog} and table_schema = {sql_string(self.schema)}"
-            f" and table_name in ({names})"
+            "select t.table_name, t.table_type, c.column_name from information_schema.tables t"
+            " join information_schema.columns c on c.table_catalog = t.table_catalog"
+            " and c.table_schema = t.table_schema and c.table_name = t.table_name"
+            f" where t.table_catalog = {catalog} and t.table_schema = {sql_string(self.schema)}"
+            f" and t.table_name in ({names})"
         )
+        kinds: dict[str, str] = {}
         present: dict[str, set[str]] = {}
-        for table, column in rows:
-            present.setdefault(table, set()).add(column)
+        for table, kind, column in rows:
+            kinds[str(table)] = str(kind)
+            present.setdefault(str(table), set()).add(str(column))
         missing = [
             (table, column, kind)
             for table, added in _ADDED.items()
@@ -314,19 +394,72 @@ class StateStore:
             for column, kind in added
             if column not in present[table]
         ]
-        if set(present) >= set(self.TABLES) and not missing:
+        views_ok = all(kinds.get(v) == "VIEW" for v in _VIEWS)
+        if set(kinds) >= set(self.TABLES) and views_ok and not missing:
             return False
         prefix = f"{quote_identifier(self.database)}." if self.database else ""
         self.executor(f"create schema if not exists {prefix}{quote_identifier(self.schema)}")
         for name, columns in _DDL.items():
-            if name not in present:
+            if name not in kinds:
                 self.executor(f"create table if not exists {self.table(name)} ({columns}\n)")
         for table, column, kind in missing:
             self.executor(
                 f"alter table {self.table(table)} add column if not exists"
                 f" {quote_identifier(column)} {kind}"
             )
+        for view, (log, _) in _VIEWS.items():
+            if kinds.get(view) not in (None, "VIEW"):
+                self._migrate(view, log)
+            if kinds.get(view) != "VIEW":
+                self.executor(f"create view {self.table(view)} as {self._current(view)}")
         return True
+
+    def _current(self, view: str, where: str = "") -> str:
+        """The SQL of a view's rows (of the log rows ``where`` selects)."""
+        log, sql = _VIEWS[view]
+        return sql.format(log=self.table(log), where=where)
+
+    def _migrate(self, table: str, log: str) -> None:
+        """Move an older sqlflow's ``intervals`` or ``partitions`` table into its log."""
+        columns = ", ".join(_INTERVAL_COLUMNS if table == "intervals" else _LOG_PARTITION)
+        flag = "loaded" if table == "intervals" else "present"
+        self.executor(
+            f"insert into {self.table(log)} ({columns}, {flag}, recorded_at)"
+            f" select {columns}, true, {sql_literal(_stamp())} from {self.table(table)}"
+        )
+        self.executor(f"drop table {self.table(table)}")
+
+    def compact(self) -> int:
+        """Rewrite the logs to their current rows (what the views show); returns the rows
+        removed.
+
+        Deletes from the logs: run it only while no other transaction writes sqlflow's
+        state (on DuckLake a concurrent load makes this commit fail, which changes
+        nothing; try again later).
+        """
+        removed = 0
+        for view, (log, _) in _VIEWS.items():
+            flag = "loaded" if view == "intervals" else "present"
+            before, cleared = self.executor(
+                f"select count(*), count(*) filter (where not {flag}) from {self.table(log)}"
+            )[0]
+            current = int(self.executor(f"select count(*) from {self.table(view)}")[0][0])
+            if int(before) == current and not cleared:
+                continue
+            stamp = sql_literal(_stamp())
+            self.executor(
+                f"create temporary table sqlflow_compacted as select * from {self.table(view)}"
+            )
+            self.executor(f"delete from {self.table(log)}")
+            columns = _INTERVAL_COLUMNS if view == "intervals" else _LOG_PARTITION
+            names = ", ".join(columns)
+            self.executor(
+                f"insert into {self.table(log)} ({names}, {flag}, recorded_at)"
+                f" select {names}, true, {stamp} from sqlflow_compacted"
+            )
+            self.executor("drop table sqlflow_compacted")
+            removed += int(before) - current
+        return removed
 
     @staticmethod
     def new_load_id() -> str:
@@ -414,56 +547,50 @@ class StateStore:
     ) -> None:
         """Record ``[start, end)`` as loaded for ``model`` by ``load_id``.
 
-        With ``replace`` (the default) the model's stored rows stay disjoint: rows the new
-        interval overlaps are cut to the parts outside it (each keeping its load) and the
-        new row holds the overlap, so each instant maps to the load that last covered it.
-        ``replace=False`` skips that, for a caller that knows the range overlaps nothing
-        recorded. All writes (no read): they go out in one round trip when buffered.
+        The model's rows stay disjoint as read: rows the new interval overlaps keep only
+        their parts outside it (each keeping its load), so each instant maps to the load
+        that last covered it. One INSERT, no read. ``replace`` is kept for callers that
+        know the range overlaps nothing recorded; the log needs no cut either way.
         """
-        if replace:
-            self._cut(model, interval)
-        self._insert(
-            "intervals",
-            ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at"),
-            [[model, relation, interval.start, interval.end, load_id, loaded_at or utc_now()]],
-        )
+        del replace
+        self._log_interval(model, relation, interval, load_id, loaded_at or utc_now(), True)
 
-    def _cut(self, model: str, interval: Interval) -> None:
-        """Cut the model's rows that overlap ``[start, end)`` to their parts outside it,
-        each part keeping its relation, load and time (two writes, no read)."""
-        start, end = sql_literal(interval.start), sql_literal(interval.end)
-        columns = "model, relation, interval_start, interval_end, load_id, loaded_at"
-        mine = f"model = {sql_string(model)}"
-        self.executor(
-            f"insert into {self.table('intervals')} ({columns})"
-            f" select model, relation, interval_start, {start}, load_id, loaded_at"
-            f" from {self.table('intervals')}"
-            f" where {mine} and interval_start < {start} and interval_end > {start}"
-            f" union all select model, relation, {end}, interval_end, load_id, loaded_at"
-            f" from {self.table('intervals')}"
-            f" where {mine} and interval_start < {end} and interval_end > {end}"
-        )
-        self.executor(
-            f"delete from {self.table('intervals')} where {mine}"
-            f" and interval_start < {end} and interval_end > {start}"
+    def _log_interval(
+        self,
+        model: str,
+        relation: str | None,
+        interval: Interval,
+        load_id: str | None,
+        loaded_at: datetime | None,
+        loaded: bool,
+    ) -> None:
+        row = [model, relation, interval.start, interval.end, load_id, loaded_at]
+        self._insert(
+            "interval_log",
+            (*_INTERVAL_COLUMNS, "loaded", "recorded_at"),
+            [[*row, loaded, _stamp()]],
         )
 
     def interval_rows(self, model: str) -> list[IntervalRow]:
-        """The model's stored interval rows (unmerged, with their loads), in time order."""
+        """The model's loaded interval rows (disjoint, with their loads), in time order."""
         rows = self.executor(
-            "select interval_start, interval_end, relation, load_id, loaded_at"
-            f" from {self.table('intervals')} where model = {sql_string(model)}"
-            " order by interval_start, interval_end"
+            "select interval_start, interval_end, relation, load_id, loaded_at, loaded"
+            f" from {self.table('interval_log')} where model = {sql_string(model)}"
+            " order by recorded_at, loaded"
         )
-        return [IntervalRow(Interval(s, e), rel, lid, at) for s, e, rel, lid, at in rows]
+        layers = [
+            (Interval(s, e), (rel, lid, at) if ok else None) for s, e, rel, lid, at, ok in rows
+        ]
+        return [IntervalRow(piece, *payload) for piece, payload in overlay(layers)]
 
     def models_with_intervals(self, relation: str) -> list[str]:
         """The models with loaded intervals recorded for ``relation``, sorted."""
         rows = self.executor(
-            f"select distinct model from {self.table('intervals')}"
+            f"select distinct model from {self.table('interval_log')}"
             f" where relation = {sql_string(relation)} order by model"
         )
-        return [str(r[0]) for r in rows]
+        models = [str(r[0]) for r in rows]
+        return [m for m in models if any(r.relation == relation for r in self.interval_rows(m))]
 
     def loaded_intervals(self, model: str) -> list[Interval]:
         """The model's loaded time, merged: sorted, disjoint ``[start, end)`` intervals."""
@@ -477,16 +604,10 @@ class StateStore:
         Returns:
             The parts of the range that were loaded (merged), i.e. what was unmarked.
         """
-        start, end = sql_literal(interval.start), sql_literal(interval.end)
-        rows = self.executor(
-            f"select interval_start, interval_end from {self.table('intervals')}"
-            f" where model = {sql_string(model)}"
-            f" and interval_start < {end} and interval_end > {start}"
-        )
-        if not rows:
-            return []
-        self._cut(model, interval)
-        return clip([Interval(r[0], r[1]) for r in rows], interval)
+        loaded = clip((r.interval for r in self.interval_rows(model)), interval)
+        if loaded:
+            self._log_interval(model, None, interval, None, None, False)
+        return loaded
 
     # -- partitions ---------------------------------------------------------------------
 
@@ -500,7 +621,7 @@ class StateStore:
                 return []
             clause += f" and partition_key in ({', '.join(sql_string(k) for k in keys)})"
         rows = self.executor(
-            f"select {', '.join(_PARTITION_COLUMNS)} from {self.table('partitions')}{clause}"
+            f"select {', '.join(_PARTITION_COLUMNS)} from ({self._current('partitions', clause)})"
             " order by range_start nulls first, partition_key"
         )
         return [
@@ -520,31 +641,34 @@ class StateStore:
     def upsert_partitions(
         self, relation: str, infos: Iterable[PartitionInfo], *, new_keys: Iterable[str] = ()
     ) -> None:
-        """Record partitions of ``relation``, replacing the rows with the same keys.
+        """Record partitions of ``relation``; they replace the rows with the same keys.
 
-        ``new_keys`` names keys the caller knows are not recorded yet (no delete for them).
+        One INSERT (``new_keys``, the keys the caller knows are new, needs no special
+        handling: kept for callers).
         """
+        del new_keys
         infos = list({p.key: p for p in infos}.values())
         if not infos:
             return
-        fresh = set(new_keys)
-        replaced = [p.key for p in infos if p.key not in fresh]
-        if replaced:
-            self.delete_partitions(relation, replaced)
+        stamp = _stamp()
         self._insert(
-            "partitions",
-            ("relation", *_PARTITION_COLUMNS),
-            [[relation, *(getattr(p, _attr(c)) for c in _PARTITION_COLUMNS)] for p in infos],
+            "partition_log",
+            (*_LOG_PARTITION, "present", "recorded_at"),
+            [
+                [relation, *(getattr(p, _attr(c)) for c in _PARTITION_COLUMNS), True, stamp]
+                for p in infos
+            ],
         )
 
     def delete_partitions(self, relation: str, keys: Iterable[str]) -> None:
         """Forget the given partitions of ``relation`` (unknown keys are ignored)."""
-        keys = list(keys)
-        for i in range(0, len(keys), _CHUNK):
-            chunk = ", ".join(sql_string(k) for k in keys[i : i + _CHUNK])
-            self.executor(
-                f"delete from {self.table('partitions')}"
-                f" where relation = {sql_string(relation)} and partition_key in ({chunk})"
+        stamp = _stamp()
+        rows = [[relation, key, 0, False, stamp] for key in dict.fromkeys(keys)]
+        if rows:
+            self._insert(
+                "partition_log",
+                ("relation", "partition_key", "row_count", "present", "recorded_at"),
+                rows,
             )
 
     # -- quality ------------------------------------------------------------------------
@@ -621,7 +745,7 @@ class StateStore:
         present = self.executor(
             "select count(*) from duckdb_tables() where database_name = "
             f"{catalog} and schema_name = {sql_string(self.schema)}"
-            " and table_name in ('partitions', 'loads')"
+            " and table_name in ('partition_log', 'loads')"
         )
         if int(present[0][0]) < 2:
             return []
@@ -632,7 +756,8 @@ class StateStore:
                 " from (select relation, max(finished_at) as last_load,"
                 f" max(watermark_after) as watermark from {self.table('loads')} group by 1) l"
                 " left join (select relation, count(*) as partitions, sum(row_count) as"
-                f" total_rows from {self.table('partitions')} group by 1) p using (relation)"
+                f" total_rows from ({self._current('partitions')}) group by 1) p"
+                " using (relation)"
             )
         ]
 
@@ -760,19 +885,18 @@ class StateStore:
     # -- full refresh -------------------------------------------------------------------
 
     def forget_model(self, model: str, relation: str) -> None:
-        """Delete the model's loaded intervals, its relation's intervals (under any model
-        name, e.g. before a rename) and its relation's partitions.
+        """Unmark the model's loaded intervals, its relation's intervals (under any model
+        name, e.g. before a rename) and forget its relation's partitions.
 
         For ``--full-refresh``: the table is rebuilt, so what was recorded about it no
         longer holds. Loads and quality results stay, as history.
         """
-        self.executor(
-            f"delete from {self.table('intervals')} where model = {sql_string(model)}"
-            f" or relation = {sql_string(relation)}"
-        )
-        self.executor(
-            f"delete from {self.table('partitions')} where relation = {sql_string(relation)}"
-        )
+        everything = Interval(UNBOUNDED_START, UNBOUNDED_END)
+        models = dict.fromkeys([model, *self.models_with_intervals(relation)])
+        for name in models:
+            if name != model or self.interval_rows(model):
+                self._log_interval(name, relation, everything, None, None, False)
+        self.delete_partitions(relation, [p.key for p in self.partitions(relation)])
 
 
 def _load_row(row: Mapping[str, Any]) -> LoadRow:

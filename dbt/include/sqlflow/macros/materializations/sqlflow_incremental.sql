@@ -17,8 +17,11 @@
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
 
+  {%- set lake = adapter.sqlflow_lake_layout(plan.id, target_relation, config.get('sorted_by')) -%}
   {#- a change feed is applied by the batch loop from the first run on #}
-  {% if plan.mode == 'build' and not plan.windowed and not plan.cdc %}
+  {% if lake is not none and plan.mode == 'build' and not plan.cdc %}
+    {% do sqlflow_build_in_place(plan, target_relation, existing_relation, lake) %}
+  {% elif plan.mode == 'build' and not plan.windowed and not plan.cdc %}
     {% do sqlflow_build(plan, target_relation, existing_relation) %}
   {% else %}
     {% if plan.mode == 'build' %}
@@ -62,6 +65,62 @@
   {% if existing_relation is not none %}
     {% do adapter.drop_relation(backup) %}
   {% endif %}
+{% endmacro %}
+
+
+{#
+  sqlflow_build_in_place: a build on DuckLake. The table is created (replacing an existing
+  one) empty, laid out (lake: native partitioning from partition_by, sorted_by), then
+  filled from the model's SQL and recorded, all in one DuckLake transaction: there is no
+  __dbt_tmp table and rename, so the data files sit under the table's own path, laid out
+  from the first one, and a failed build leaves the old table and state as they were. A
+  windowed build creates the table empty here and commits; its batches then fill it.
+#}
+{% macro sqlflow_build_in_place(plan, target_relation, existing_relation, lake) %}
+  {% if existing_relation is not none and not existing_relation.is_table %}
+    {% do adapter.drop_relation(existing_relation) %}
+  {% endif %}
+  {% if plan.snapshot %}
+    {% set select_sql = get_sqlflow_snapshot_build_select_sql(compiled_code, plan) %}
+  {% else %}
+    {% set select_sql = get_sqlflow_batch_select_sql(compiled_code, plan, none) %}
+  {% endif %}
+  {% call statement('sqlflow_create_empty') %}
+    {{ get_sqlflow_lake_create_sql(target_relation, select_sql, lake) }}
+  {% endcall %}
+  {% if plan.windowed %}
+    {% do adapter.sqlflow_reset_state(plan.id) %}
+    {% do adapter.commit() %}
+    {% do sqlflow_load(plan, target_relation) %}
+  {% else %}
+    {% do adapter.commit() %}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+    {% do adapter.sqlflow_build(plan.id, 'insert into ' ~ target_relation ~ ' ' ~ select_sql, target_relation) %}
+    {% do adapter.sqlflow_record_build(plan.id, target_relation) %}
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {% do adapter.sqlflow_commit(plan.id) %}
+  {% endif %}
+{% endmacro %}
+
+
+{#
+  get_sqlflow_lake_create_sql(relation, select_sql, lake, with_rows): CREATE OR REPLACE of
+  a lake table with the columns of select_sql and no rows, its layout (lake, from
+  adapter.sqlflow_lake_layout), then (with_rows) the rows of select_sql.
+  Returns: SQL (two to four statements).
+#}
+{% macro get_sqlflow_lake_create_sql(relation, select_sql, lake) %}
+  {{ return(adapter.dispatch('get_sqlflow_lake_create_sql', 'dbt')(relation, select_sql, lake)) }}
+{% endmacro %}
+
+{% macro sqlflow__get_sqlflow_lake_create_sql(relation, select_sql, lake) %}
+  create or replace table {{ relation }} as select * from ({{ select_sql }}) as sqlflow_model limit 0;
+  {%- if lake.partitioned_by %}
+  alter table {{ relation }} set partitioned by ({{ lake.partitioned_by }});
+  {%- endif %}
+  {%- if lake.sorted_by %}
+  alter table {{ relation }} set sorted by ({{ lake.sorted_by }});
+  {%- endif %}
 {% endmacro %}
 
 

@@ -20,6 +20,20 @@
 
 {% macro sqlflow__get_sqlflow_snapshot_build_sql(relation, sql, plan) %}
   create table {{ relation }} as
+  {{ get_sqlflow_snapshot_build_select_sql(sql, plan) }}
+{% endmacro %}
+
+
+{#
+  get_sqlflow_snapshot_build_select_sql(sql, plan): the rows of a snapshot's first build:
+  each source row as its first version (with the snapshot's meta columns).
+  Returns: a SELECT.
+#}
+{% macro get_sqlflow_snapshot_build_select_sql(sql, plan) %}
+  {{ return(adapter.dispatch('get_sqlflow_snapshot_build_select_sql', 'dbt')(sql, plan)) }}
+{% endmacro %}
+
+{% macro sqlflow__get_sqlflow_snapshot_build_select_sql(sql, plan) %}
   select sbq.*, {{ get_sqlflow_snapshot_version_sql(plan, 'sbq') }}
   from (
     {{ get_sqlflow_snapshot_source_sql(sql, plan) }}
