@@ -24,7 +24,7 @@ from dbt.adapters.sqlflow.connections import (
 from dbt.adapters.sqlflow.dbt_config import dbt_config_keys, event_time_range
 from dbt.adapters.sqlflow.execution import BatchTemplates
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
-from dbt.adapters.sqlflow.lake import lake_layout
+from dbt.adapters.sqlflow.lake import current_layout_sql, lake_layout, relayout
 from dbt.adapters.sqlflow.metrics import LoadRecorder
 from dbt.adapters.sqlflow.metrics.autoexport import install_export_callback
 from dbt.adapters.sqlflow.observe import Tracing, start_tracing, tracing_requested
@@ -357,6 +357,27 @@ class SqlflowAdapter(DuckDBAdapter):
         for note in layout.notes:
             execution.logger.info(note)
         return layout.as_jinja()
+
+    @available.parse_none
+    def sqlflow_lake_relayout(
+        self, run_id: str, target_relation: Any, sorted_by: Any = None
+    ) -> None:
+        """Lay an existing lake table out as its config says now (``partition_by``,
+        ``sorted_by``), in a transaction of its own, logging what changed: DuckLake
+        applies a new layout to the files written from then on.
+        """
+        config = self._run(run_id).config
+        wanted = lake_layout(config.model, config.partition_by, sorted_by)
+        session = self._session()
+        rows = session.execute(
+            current_layout_sql(
+                target_relation.database, target_relation.schema, target_relation.identifier
+            )
+        )
+        for sql, message in relayout(config.model, str(target_relation), wanted, rows):
+            session.execute(sql)
+            execution.logger.info(message)
+        session.commit()
 
     @available.parse_none
     def sqlflow_merge_form(self, run_id: str, dest_columns: list[Any], target_relation: Any) -> str:

@@ -100,3 +100,89 @@ def lake_layout(model: str, partition_by: PartitionBy | None, sorted_by: Any) ->
     """
     partitioned, notes = partition_clause(model, partition_by)
     return LakeLayout(partitioned, sorted_clause(model, sorted_by), tuple(notes))
+
+
+def current_layout_sql(database: str, schema: str, table: str) -> str:
+    """The query of a lake table's current partitioning and sort order, from DuckLake's
+    catalog (attached as ``__ducklake_metadata_<database>``): rows ``(kind, position,
+    transform or direction, column or expression)``, kind ``partition`` or ``sort``."""
+    from dbt.adapters.sqlflow.sql import sql_string
+
+    meta = quote_identifier(f"__ducklake_metadata_{database}")
+    table_id = (
+        f"(select t.table_id from {meta}.ducklake_table t join {meta}.ducklake_schema s"
+        " on s.schema_id = t.schema_id and s.end_snapshot is null"
+        f" where t.end_snapshot is null and s.schema_name = {sql_string(schema)}"
+        f" and t.table_name = {sql_string(table)})"
+    )
+    return (
+        "select 'partition', pc.partition_key_index, pc.transform, c.column_name"
+        f" from {meta}.ducklake_partition_info p"
+        f" join {meta}.ducklake_partition_column pc on pc.partition_id = p.partition_id"
+        " and pc.table_id = p.table_id"
+        f" join {meta}.ducklake_column c on c.table_id = p.table_id"
+        " and c.column_id = pc.column_id and c.end_snapshot is null"
+        f" where p.end_snapshot is null and p.table_id = {table_id}"
+        " union all select 'sort', e.sort_key_index, e.sort_direction, e.expression"
+        f" from {meta}.ducklake_sort_info i join {meta}.ducklake_sort_expression e"
+        " on e.sort_id = i.sort_id and e.table_id = i.table_id"
+        f" where i.end_snapshot is null and i.table_id = {table_id}"
+        " order by 1, 2"
+    )
+
+
+def _normal(clause: str | None) -> str:
+    text = " ".join((clause or "").replace('"', "").lower().split()).replace(" ,", ",")
+    return text.replace(" nulls first", "").replace(" nulls last", "")
+
+
+def relayout(
+    model: str, relation: str, wanted: LakeLayout, rows: list[tuple[Any, ...]]
+) -> list[tuple[str, str]]:
+    """The ALTER statements that lay an existing lake table out as configured, each with
+    the line to log; ``[]`` when it already is.
+
+    Args:
+        rows: The table's current layout (:func:`current_layout_sql`).
+    """
+    partitions = [r for r in rows if r[0] == "partition"]
+    current_partition = ", ".join(
+        quote_identifier(str(r[3])) if r[2] == "identity" else f"{r[2]}({quote_identifier(r[3])})"
+        for r in partitions
+    )
+    sorts = [r for r in rows if r[0] == "sort"]
+    current_sort = ", ".join(f"{r[3]} {r[2]}" for r in sorts)
+    wanted_sort = ", ".join(
+        p if p.split()[-1].lower() in ("asc", "desc") else f"{p} asc"
+        for p in (wanted.sorted_by or "").split(", ")
+        if p
+    )
+    statements = []
+    if _normal(current_partition) != _normal(wanted.partitioned_by):
+        if wanted.partitioned_by:
+            sql = f"alter table {relation} set partitioned by ({wanted.partitioned_by})"
+            what = f"partitioned by ({wanted.partitioned_by})"
+        else:
+            sql, what = f"alter table {relation} reset partitioned by", "no longer partitioned"
+        statements.append(
+            (
+                sql,
+                f"{model}: partition_by changed: the lake table is now {what} (was"
+                f" {current_partition or 'unpartitioned'}); DuckLake applies it to the files"
+                " written from now on, the existing files keep their layout (a"
+                " --full-refresh rewrites them)",
+            )
+        )
+    if _normal(current_sort) != _normal(wanted_sort):
+        if wanted.sorted_by:
+            sql = f"alter table {relation} set sorted by ({wanted.sorted_by})"
+        else:
+            sql = f"alter table {relation} reset sorted by"
+        statements.append(
+            (
+                sql,
+                f"{model}: sorted_by changed to {wanted.sorted_by or 'none'}; DuckLake sorts"
+                " the rows it writes from now on",
+            )
+        )
+    return statements

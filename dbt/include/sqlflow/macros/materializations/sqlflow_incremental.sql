@@ -26,6 +26,8 @@
   {% else %}
     {% if plan.mode == 'build' %}
       {% do sqlflow_create_empty(plan, target_relation, existing_relation) %}
+    {% elif lake is not none %}
+      {% do adapter.sqlflow_lake_relayout(plan.id, target_relation, config.get('sorted_by')) %}
     {% endif %}
     {% do sqlflow_load(plan, target_relation) %}
   {% endif %}
