@@ -48,7 +48,7 @@ $(LAKE_BIN)/python: $(BIN)/python
 $(LAKE_STAMP): $(LAKE_BIN)/python pyproject.toml constraints-lake.txt $(SOURCES)
 	$(LAKE_BIN)/python -m pip install --quiet --upgrade pip
 	$(LAKE_BIN)/python -m pip install --quiet -c constraints-lake.txt '.[dev]' \
-	  duckdb-extension-ducklake duckdb-extension-postgres
+	  duckdb-extension-ducklake duckdb-extension-postgres 'psycopg[binary]'
 	$(LAKE_BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 	touch $(LAKE_STAMP)
 

@@ -52,15 +52,15 @@ def lake(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> 
         "catalog": name,
         "dsn": postgres.dsn(name),
         "data_path": f"{data}/",
-        "local": str(tmp_path_factory.mktemp("local") / "local.duckdb"),
     }
 
 
 def lake_profile(lake: dict[str, Any], threads: int = 4) -> dict[str, Any]:
-    """A ``type: sqlflow`` target whose database is the lake (attached as ``lake``)."""
+    """A ``type: sqlflow`` target whose database is the lake (attached as ``lake``); the
+    local database is in memory, so several processes can use the profile at once."""
     return {
         "type": "sqlflow",
-        "path": lake["local"],
+        "path": ":memory:",
         "database": "lake",
         "threads": threads,
         "attach": [

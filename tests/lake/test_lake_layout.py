@@ -153,7 +153,8 @@ FAILING = {
     "checked.sql": events_model(
         "incremental_strategy='merge', unique_key='id', event_time='event_ts',"
         " batch_size='day', lookback=0,"
-        " partition_by={'field': 'event_ts', 'granularity': 'day'}, quality_checks=[{'expression': \"v <> 'bad'\"}]"
+        " partition_by={'field': 'event_ts', 'granularity': 'day'},"
+        " quality_checks=[{'expression': \"v <> 'bad'\"}]"
     ),
     "neighbour.sql": events_model(
         "incremental_strategy='append', event_time='event_ts', batch_size='day'"

@@ -16,6 +16,7 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow import execution
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
+from dbt.adapters.sqlflow.claims import Claims, catalog_dsn, psycopg_connect
 from dbt.adapters.sqlflow.connections import (
     DbtSession,
     SqlflowConnectionManager,
@@ -54,6 +55,7 @@ from dbt.adapters.sqlflow.sql import (
     WINDOW_START_MARK,
     BufferedWrites,
     Executor,
+    sql_string,
     time_literal,
     utc_now,
     window_sql,
@@ -80,6 +82,8 @@ class SqlflowAdapter(DuckDBAdapter):
         # The profile's sqlflow_redact, checked once here (a bad value is a DbtConfigError
         # before any model runs); each model lays its own over it.
         self._sqlflow_redact = profile_redactor(config.credentials).settings
+        # One writer per model on a lake with a PostgreSQL catalog (claims.py).
+        self._claims = Claims(psycopg_connect, execution.logger.info)
         # dbt builds a new adapter for every invocation: these records are this run's.
         self.sqlflow_metrics = LoadRecorder()
         # Export at the end of `dbt run` / `dbt build` when the profile sets
@@ -274,8 +278,13 @@ class SqlflowAdapter(DuckDBAdapter):
         incremental: bool,
         run_vars: dict[str, Any] | None = None,
         empty_flag: bool = False,
+        full_refresh: bool = False,
     ) -> dict[str, Any]:
         """Validate the model's config and plan its run.
+
+        On a lake with a PostgreSQL catalog the run first claims its table
+        (``claims.py``): a run that waited for another process's load of the model plans
+        from what that one committed, and builds no table the other one built.
 
         Args:
             model: The model node (``model`` in the materialization).
@@ -285,6 +294,7 @@ class SqlflowAdapter(DuckDBAdapter):
             run_vars: sqlflow's ``--vars`` (``sqlflow_now``, ``sqlflow_start``, ``sqlflow_end``).
             empty_flag: dbt's ``--empty``: the plan loads nothing and records nothing; a table
                 that does not exist yet (or a full refresh) is created empty.
+            full_refresh: dbt's ``--full-refresh`` (or the model's ``full_refresh``).
 
         Returns:
             The plan as plain data (``plan.jinja_plan``).
@@ -294,6 +304,12 @@ class SqlflowAdapter(DuckDBAdapter):
         """
         from dbt_common.invocation import get_invocation_id
 
+        if self.is_ducklake(target_relation):
+            dsn = catalog_dsn(self.config.credentials, target_relation.database)
+            key = model["unique_id"]
+            if dsn is not None and self._claims.claim(key, dsn, str(target_relation), key) > 0:
+                if not incremental and not full_refresh:
+                    incremental = self._built_meanwhile(target_relation)
         run_vars = run_vars or {}
         pinned = pinned_now(run_vars)
         now = pinned or utc_now()
@@ -333,6 +349,21 @@ class SqlflowAdapter(DuckDBAdapter):
         return jinja_plan(
             run.id, config, run.plan, columns, cdc_ledger=run.cdc_ledger, source=compiled_code
         )
+
+    def _built_meanwhile(self, relation: Any) -> bool:
+        """Whether the table exists now (another process built it while this run
+        waited for its claim): the run then loads incrementally instead of building."""
+        session = self._session()
+        found = session.execute(
+            "select count(*) from information_schema.tables"
+            f" where table_catalog = {sql_string(relation.database)}"
+            f" and table_schema = {sql_string(relation.schema)}"
+            f" and table_name = {sql_string(relation.identifier)}"
+        )
+        session.commit()
+        if found[0][0]:
+            execution.logger.info(f"{relation} was built by the other process: loading it")
+        return bool(found[0][0])
 
     @available.parse_none
     def sqlflow_lake_layout(
@@ -453,6 +484,7 @@ class SqlflowAdapter(DuckDBAdapter):
         """Finish the model run and return its ``adapter_response``."""
         with self._sqlflow_lock:
             run = self._sqlflow_runs.pop(run_id)
+        self._claims.release(run.config.model)
         return execution.close_run(run)
 
     def post_model_hook(self, config: Any, context: Any) -> None:
@@ -460,6 +492,7 @@ class SqlflowAdapter(DuckDBAdapter):
         failed load in the run's metrics (its transaction was rolled back)."""
         try:
             unique_id = getattr(getattr(config, "model", None), "unique_id", None)
+            self._claims.release(str(unique_id))
             with self._sqlflow_lock:
                 failed = [k for k, r in self._sqlflow_runs.items() if r.config.model == unique_id]
                 runs = [self._sqlflow_runs.pop(key) for key in failed]

@@ -12,7 +12,7 @@
   {%- set existing_relation = load_cached_relation(this) -%}
   {%- set full_refresh = should_full_refresh() or (existing_relation is not none and not existing_relation.is_table) -%}
   {%- set incremental = existing_relation is not none and not full_refresh -%}
-  {%- set plan = adapter.sqlflow_start(model, compiled_code, target_relation, incremental, sqlflow_run_vars(), flags.EMPTY) -%}
+  {%- set plan = adapter.sqlflow_start(model, compiled_code, target_relation, incremental, sqlflow_run_vars(), flags.EMPTY, full_refresh) -%}
   {%- set grant_config = config.get('grants') -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
