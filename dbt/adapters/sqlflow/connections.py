@@ -94,8 +94,9 @@ class LakeWriters:
     - schema not found in metadata catalog", "unterminated quoted string" in the catalog's
     SQL, an error message that is not UTF-8): the race reported upstream for dbt's
     ``threads > 1`` (ducklake issue 1404, dbt-duckdb issue 748). It needs a transaction
-    that creates a table. Serialising those transactions (table builds, a first or full
-    refresh run) and every commit avoids it; the batches of incremental runs, which change
+    that creates a table while other threads go on. Running those transactions (table
+    builds, a first or full refresh run) alone, every other statement waiting for them,
+    and every commit one at a time avoids it; the batches of incremental runs, which change
     no catalog, still run at once, and their commits no longer collide on DuckLake's
     snapshot id (which it would retry, ``ducklake_max_retry_count``).
     """
@@ -110,18 +111,21 @@ class LakeWriters:
         self._held = threading.local()
 
     def _holds(self) -> bool:
-        return bool(getattr(self._held, "catalog", False))
+        held = self._held
+        return bool(getattr(held, "catalog", False) or getattr(held, "committing", False))
 
     def before(self, credentials: Any, sql: str) -> None:
-        """Called before a statement runs in a transaction: a catalog change on a profile
-        with a DuckLake takes the lock until the transaction ends."""
-        if (
-            getattr(credentials, "_ducklake_dbs", None)
-            and not self._holds()
-            and self._CATALOG_CHANGE.match(sql)
-        ):
-            self._lock.acquire()
+        """Called before a statement runs: on a profile with a DuckLake, a catalog change
+        takes the lock until its transaction ends; any other statement waits while
+        another thread's catalog change is in flight."""
+        if not getattr(credentials, "_ducklake_dbs", None) or self._holds():
+            return
+        self._lock.acquire()
+        if self._CATALOG_CHANGE.match(sql):
             self._held.catalog = True
+        else:
+            # Other statements only wait for a catalog change in flight to end.
+            self._lock.release()
 
     @contextmanager
     def commit(self, credentials: Any) -> Iterator[None]:
@@ -131,11 +135,15 @@ class LakeWriters:
             yield
             return
         with self._lock:
-            yield
+            self._held.committing = True
+            try:
+                yield
+            finally:
+                self._held.committing = False
 
     def ended(self) -> None:
         """The thread's transaction ended (committed or rolled back)."""
-        if self._holds():
+        if getattr(self._held, "catalog", False):
             self._held.catalog = False
             self._lock.release()
 
