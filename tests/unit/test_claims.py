@@ -1,0 +1,80 @@
+"""claims.py: which profiles take the lock, and the claim's wait and release, on a
+stand-in for the PostgreSQL connection (the lake suite runs it on a real PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dbt_common.exceptions import DbtRuntimeError
+
+from dbt.adapters.sqlflow.claims import CLASS_ID, Claims, catalog_dsn
+from dbt.adapters.sqlflow.credentials import SqlflowCredentials
+
+
+def creds(**kwargs: Any) -> SqlflowCredentials:
+    return SqlflowCredentials.from_dict({"path": ":memory:", "schema": "main", **kwargs})
+
+
+def test_the_dsn_of_a_postgres_catalog() -> None:
+    lake = {"path": "ducklake:postgres:dbname=l host=/s user=u", "alias": "lake"}
+    found = creds(database="lake", attach=[lake])
+    assert catalog_dsn(found, "lake") == "dbname=l host=/s user=u"
+    assert catalog_dsn(found, "memory") is None
+    laptop = {"path": "ducklake:/data/lake.ducklake", "alias": "lake"}
+    assert catalog_dsn(creds(database="lake", attach=[laptop]), "lake") is None
+
+
+class _Result:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def fetchone(self) -> tuple[Any]:
+        return (self.value,)
+
+
+class _Connection:
+    """Answers pg_try_advisory_lock with ``free``; records what ran."""
+
+    def __init__(self, free: bool) -> None:
+        self.free, self.ran, self.closed = free, [], False
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> _Result:
+        self.ran.append((sql.split("(")[0], params))
+        return _Result(self.free)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_free_table_is_claimed_at_once_and_released() -> None:
+    connection, lines = _Connection(True), []
+    claims = Claims(lambda dsn: connection, lines.append)
+    claims.claim("m", "dsn", '"l"."s"."t"', "model.p.m")
+    assert connection.ran == [("select pg_try_advisory_lock", (CLASS_ID, '"l"."s"."t"'))]
+    assert lines == []
+    claims.release("m")
+    claims.release("m")
+    assert connection.closed
+
+
+def test_a_held_table_is_waited_for_with_a_message() -> None:
+    connection, lines = _Connection(False), []
+    claims = Claims(lambda dsn: connection, lines.append)
+    claims.claim("m", "dsn", "t", "model.p.m")
+    assert [r[0] for r in connection.ran] == [
+        "select pg_try_advisory_lock",
+        "select pg_advisory_lock",
+    ]
+    assert lines[0].startswith("model.p.m: another process is loading t")
+    assert lines[1].startswith("model.p.m: the other load of t ended after ")
+    claims.release_all()
+    assert connection.closed
+
+
+def test_an_unreachable_catalog_says_so() -> None:
+    def refuse(dsn: str) -> Any:
+        raise OSError("connection refused")
+
+    with pytest.raises(DbtRuntimeError, match="cannot connect to the lake's PostgreSQL catalog"):
+        Claims(refuse, print).claim("m", "dsn", "t", "model.p.m")
