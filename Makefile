@@ -75,16 +75,10 @@ test: lint services $(STAMP) $(LAKE_STAMP)
 	$(BIN)/pytest tests -q --ignore=tests/lake --cov=dbt.adapters.sqlflow --cov-report=term $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory lake-suite
 
-# DuckLake 1.5.5 sometimes fails a commit with a corrupted catalog entry when threads build
-# tables at once (ducklake issue 1404; README, DuckLake): the suite runs once more, loudly,
-# when its first run fails.
 lake-suite: $(LAKE_STAMP)
-	$(LAKE_BIN)/pytest tests/lake -q -o faulthandler_timeout=600 $(PYTEST_ARGS) || { \
-	  echo "lake suite failed; running it once more (DuckLake 1.5.5 commit race, see README)" >&2; \
-	  $(LAKE_BIN)/pytest tests/lake -q -o faulthandler_timeout=600 $(PYTEST_ARGS); }
-
-lake: services $(LAKE_STAMP)
 	$(LAKE_BIN)/pytest tests/lake -q -o faulthandler_timeout=600 $(PYTEST_ARGS)
+
+lake: services lake-suite
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

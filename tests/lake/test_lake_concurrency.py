@@ -1,8 +1,9 @@
 """Separate OS processes on one lake, as separate machines would be.
 
-Two ``dbt run`` processes start at once: both load the same windowed append model (one
-waits for the other's claim and then loads only what is left: no window twice), and each
-also loads a model of its own (writers of different models both succeed).
+Two ``dbt run`` processes start at once: both load the same windowed append model (the
+test holds its claim until both wait for it; then one loads and the other waits for it
+and loads only what is left: no window twice), and each also loads a model of its own
+(writers of different models both succeed).
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from lake_testing import release
+from psycopg import connect
 from sqlflow_testing import events_model, raw_sources_yml, rows
+
+from dbt.adapters.sqlflow.claims import CLASS_ID, Claims, psycopg_connect
 
 HOURLY = "event_time='event_ts', batch_size='hour'"
 MODELS = {
@@ -24,6 +29,22 @@ MODELS = {
     "mine_b.sql": events_model("incremental_strategy='delete+insert', unique_key='id'"),
 }
 NOW = '{"sqlflow_now": "2025-01-04T00:00:00"}'
+
+
+def wait_for_waiters(dsn: str, count: int, timeout: float = 300) -> None:
+    """Wait until ``count`` sessions wait for one of sqlflow's advisory locks."""
+    deadline = time.monotonic() + timeout
+    with connect(dsn, autocommit=True) as pg:
+        while time.monotonic() < deadline:
+            waiting = pg.execute(
+                "select count(*) from pg_locks where locktype = 'advisory'"
+                " and classid = %s and not granted",
+                (CLASS_ID,),
+            ).fetchone()[0]
+            if waiting >= count:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"{count} waiting runs expected within {timeout} s")
 
 
 def dbt_process(project, *select: str) -> subprocess.Popen:
@@ -57,7 +78,7 @@ class TestTwoProcessesAtOnce:
     def models(self) -> dict:
         return MODELS
 
-    def test_no_window_is_loaded_twice_and_both_succeed(self, project):
+    def test_no_window_is_loaded_twice_and_both_succeed(self, project, lake):
         # Three days of events, one a minute: 72 hourly windows.
         project.run_sql(
             "create or replace table {database}.{schema}.events as select range::integer as id,"
@@ -65,8 +86,19 @@ class TestTwoProcessesAtOnce:
             " 'v' || range as v from range(3 * 24 * 60)"
         )
         release(project)
+        # The test holds the claim on `shared` until both processes wait for it: then the
+        # two runs of `shared` overlap for certain, whatever the machine's speed.
+        claims = Claims(psycopg_connect, lambda line: None)
+        relation = str(
+            project.adapter.Relation.create(project.database, project.test_schema, "shared")
+        )
+        claims.claim("test", lake["dsn"], relation, "test")
         first = dbt_process(project, "shared", "mine_a")
         second = dbt_process(project, "shared", "mine_b")
+        try:
+            wait_for_waiters(lake["dsn"], 2)
+        finally:
+            claims.release("test")
         outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
         codes = [first.returncode, second.returncode]
         assert codes == [0, 0], "\n".join(outputs)
@@ -83,4 +115,5 @@ class TestTwoProcessesAtOnce:
             " where model = 'model.test.shared' group by all having count(*) > 1",
         )
         assert loads == []  # no window loaded by both
-        assert any("another process is loading" in o for o in outputs), "\n".join(outputs)
+        for output in outputs:  # each waited, and said so
+            assert "another process is loading" in output, output

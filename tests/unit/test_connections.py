@@ -47,32 +47,47 @@ class _Creds:
         self._ducklake_dbs = set(lakes)
 
 
-@pytest.mark.parametrize(
-    ("sql", "changes_catalog"),
-    [
-        ('create or replace table "lake"."s"."m" as select 1', True),
-        ("/* {dbt} */\n  ALTER TABLE lake.s.m SET PARTITIONED BY (year(ts))", True),
-        ("drop table if exists lake.s.m", True),
-        ("create or replace temporary table m__sqlflow_stage as select 1", False),
-        ("create temp table x (a int)", False),
-        ("insert into lake.s.m select 1", False),
-        ("select 'create table'", False),
-    ],
-)
-def test_lake_catalog_changes_hold_the_lock_until_the_transaction_ends(
-    sql: str, changes_catalog: bool
-) -> None:
+def test_on_a_lake_a_thread_holds_the_lock_from_its_first_statement_to_its_end() -> None:
     from dbt.adapters.sqlflow.connections import LakeWriters
 
     writers = LakeWriters()
-    writers.before(_Creds("lake"), sql)
-    assert writers._holds() is changes_catalog
-    # A commit on a lake holds the lock: the one the transaction holds, or its own.
+    writers.before(_Creds("lake"), "insert into lake.s.m select 1")
+    assert writers._holds() and writers._lock.locked()
+    writers.before(_Creds("lake"), "insert into lake.s.m select 2")  # held already
+    # The commit keeps the lock the transaction holds, and releases it when it ends.
     with writers.commit(_Creds("lake")):
         assert writers._lock.locked()
-    assert writers._lock.locked() is changes_catalog
-    writers.ended()
     assert not writers._holds() and not writers._lock.locked()
+    # A commit with no statement before it takes the lock for itself.
+    with writers.commit(_Creds("lake")):
+        assert writers._lock.locked()
+    assert not writers._lock.locked()
+    writers.ended()  # nothing held: nothing happens
+    assert not writers._lock.locked()
+
+
+def test_another_thread_waits_for_the_transaction_to_end() -> None:
+    import threading
+
+    from dbt.adapters.sqlflow.connections import LakeWriters
+
+    writers = LakeWriters()
+    order: list[str] = []
+    writers.before(_Creds("lake"), "insert into lake.s.m select 1")
+
+    def other() -> None:
+        writers.before(_Creds("lake"), "select 1")
+        order.append("other ran")
+        writers.ended()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(0.2)
+    assert order == []  # still waiting
+    order.append("first ended")
+    writers.ended()
+    thread.join(5)
+    assert order == ["first ended", "other ran"]
 
 
 def test_without_a_lake_nothing_is_locked() -> None:

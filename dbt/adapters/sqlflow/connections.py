@@ -85,66 +85,52 @@ def _log_lock_wait(state: Any, path: str, started: float, attempts: int) -> None
 
 
 class LakeWriters:
-    """How the threads of one process write to a DuckLake: commits one at a time, and
-    transactions that change the catalog (CREATE, ALTER, DROP of lake objects) one at a
-    time, from their first such statement to their end.
+    """How the threads of one process use a DuckLake: one transaction at a time, from its
+    first statement to its end (a statement outside a transaction: that statement).
 
-    DuckLake 1.5.5, with several threads of one process writing, sometimes fails a commit
-    with a corrupted catalog id or text ("Failed to get path for schema with id <garbage>
-    - schema not found in metadata catalog", "unterminated quoted string" in the catalog's
-    SQL, an error message that is not UTF-8): the race reported upstream for dbt's
-    ``threads > 1`` (ducklake issue 1404, dbt-duckdb issue 748). It needs a transaction
-    that creates a table while other threads go on. Running those transactions (table
-    builds, a first or full refresh run) alone, every other statement waiting for them,
-    and every commit one at a time avoids it; the batches of incremental runs, which change
-    no catalog, still run at once, and their commits no longer collide on DuckLake's
-    snapshot id (which it would retry, ``ducklake_max_retry_count``).
+    DuckLake 1.5.5, with several threads of one process writing, now and then fails a
+    commit with a corrupted catalog id or text ("Failed to get path for schema with id
+    <garbage> - schema not found in metadata catalog", "unterminated quoted string" in the
+    catalog's SQL, an error message that is not UTF-8) or crashes: the race reported
+    upstream for concurrent transactions in one process (ducklake issues 1248 and 1404,
+    dbt-duckdb issue 748; clean on DuckLake 1.5.2, broken since 1.5.3). Holding only
+    commits or catalog changes apart was not enough (measured: 5 of 6 lake-suite runs
+    failed), so a process runs its lake transactions one after another; dbt's threads
+    still overlap their Python work, and separate processes (other machines) write at
+    once, which DuckLake supports. Profiles without a DuckLake are not affected.
     """
-
-    _CATALOG_CHANGE = re.compile(
-        r"^\s*(?:/\*.*?\*/\s*)*(?:create(?!\s+(?:or\s+replace\s+)?temp(?:orary)?\b)|alter|drop)\b",
-        re.IGNORECASE | re.DOTALL,
-    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held = threading.local()
 
     def _holds(self) -> bool:
-        held = self._held
-        return bool(getattr(held, "catalog", False) or getattr(held, "committing", False))
+        return bool(getattr(self._held, "holds", False))
 
-    def before(self, credentials: Any, sql: str) -> None:
-        """Called before a statement runs: on a profile with a DuckLake, a catalog change
-        takes the lock until its transaction ends; any other statement waits while
-        another thread's catalog change is in flight."""
+    def before(self, credentials: Any, sql: str = "") -> None:
+        """Called before a statement runs: on a profile with a DuckLake, the thread
+        takes the lock (waiting for another thread's transaction to end) unless its own
+        transaction holds it already."""
         if not getattr(credentials, "_ducklake_dbs", None) or self._holds():
             return
         self._lock.acquire()
-        if self._CATALOG_CHANGE.match(sql):
-            self._held.catalog = True
-        else:
-            # Other statements only wait for a catalog change in flight to end.
-            self._lock.release()
+        self._held.holds = True
 
     @contextmanager
     def commit(self, credentials: Any) -> Iterator[None]:
-        """Around a commit on this profile: with a DuckLake, the lock (unless this
-        thread's transaction holds it already)."""
-        if not getattr(credentials, "_ducklake_dbs", None) or self._holds():
+        """Around a commit on this profile: with a DuckLake, the lock (the one the
+        transaction holds, or taken for the commit); released when the commit ends."""
+        self.before(credentials)
+        try:
             yield
-            return
-        with self._lock:
-            self._held.committing = True
-            try:
-                yield
-            finally:
-                self._held.committing = False
+        finally:
+            self.ended()
 
     def ended(self) -> None:
-        """The thread's transaction ended (committed or rolled back)."""
-        if getattr(self._held, "catalog", False):
-            self._held.catalog = False
+        """The thread's transaction ended (committed or rolled back), or its statement
+        outside a transaction did: release the lock if the thread holds it."""
+        if self._holds():
+            self._held.holds = False
             self._lock.release()
 
 
@@ -243,12 +229,18 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         retryable_exceptions: tuple[type[Exception], ...] = (),
         retry_limit: int = 1,
     ) -> tuple[Connection, Any]:
-        """dbt's ``add_query`` (after :meth:`LakeWriters.before`); a statement run in a
-        transaction is kept in the journal."""
+        """dbt's ``add_query`` (within :class:`LakeWriters`' lock on a DuckLake); a
+        statement run in a transaction is kept in the journal."""
         LAKE_WRITERS.before(self.profile.credentials, sql)
-        connection, cursor = super().add_query(
-            sql, auto_begin, bindings, abridge_sql_log, retryable_exceptions, retry_limit
-        )
+        try:
+            connection, cursor = super().add_query(
+                sql, auto_begin, bindings, abridge_sql_log, retryable_exceptions, retry_limit
+            )
+        finally:
+            # A statement outside a transaction is over (BEGIN opens one: dbt marks it
+            # open only once the statement returns).
+            if sql != "BEGIN" and not self.get_thread_connection().transaction_open:
+                LAKE_WRITERS.ended()
         if connection.transaction_open and sql not in ("BEGIN", "COMMIT"):
             self.journal().append((sql, bindings))
         return connection, cursor
@@ -306,14 +298,11 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
     def commit(self) -> Any:
         """dbt's COMMIT, one thread at a time on a profile with a DuckLake
         (:class:`LakeWriters`)."""
-        try:
-            with LAKE_WRITERS.commit(self.profile.credentials):
-                return super().commit()  # type: ignore[func-returns-value]
-        finally:
-            LAKE_WRITERS.ended()
+        with LAKE_WRITERS.commit(self.profile.credentials):
+            return super().commit()  # type: ignore[func-returns-value]
 
     def rollback_if_open(self) -> None:
-        """dbt's ROLLBACK, ending the thread's hold of the lake's catalog lock."""
+        """dbt's ROLLBACK, ending the thread's hold of the lake's lock."""
         try:
             super().rollback_if_open()
         finally:
@@ -321,7 +310,7 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
 
     def release(self) -> None:
         """dbt's release of the thread's connection (after each node), ending any hold
-        of the lake's catalog lock."""
+        of the lake's lock."""
         try:
             super().release()
         finally:
@@ -394,11 +383,8 @@ class DbtSession:
         """COMMIT the open transaction, if any, without dbt's per-statement events."""
         connection = self._connections.get_thread_connection()
         if connection.transaction_open:
-            try:
-                with LAKE_WRITERS.commit(connection.credentials), self._errors("COMMIT"):
-                    connection.handle.cursor().execute("COMMIT")
-            finally:
-                LAKE_WRITERS.ended()
+            with LAKE_WRITERS.commit(connection.credentials), self._errors("COMMIT"):
+                connection.handle.cursor().execute("COMMIT")
             connection.transaction_open = False
 
     def rollback(self) -> None:
@@ -416,6 +402,7 @@ class DbtSession:
         except Exception:  # "no transaction is active": nothing to undo
             pass
         connection.transaction_open = False
+        LAKE_WRITERS.ended()
 
     def journal(self) -> list[tuple[str, Any]]:
         """A copy of what dbt ran in the open transaction (pre- and post-hooks, schema

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbt.adapters.base.meta import available
 from dbt.adapters.duckdb.impl import DuckDBAdapter
@@ -38,7 +38,7 @@ from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, pinned_now
 from dbt.adapters.sqlflow.quality import QualityCheck
 from dbt.adapters.sqlflow.recovery import PROBE, armed_faults, handle_sigterm, probe_sql
 from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
-from dbt.adapters.sqlflow.retry import RetrySettings
+from dbt.adapters.sqlflow.retry import RetrySettings, classify, first_line, retrying
 from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
@@ -62,6 +62,13 @@ from dbt.adapters.sqlflow.sql import (
 )
 from dbt.adapters.sqlflow.state import StateStore
 from dbt.adapters.sqlflow.strategies import merge_form
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+
+def _transient(error: BaseException) -> bool:
+    return classify(error) is not None
 
 
 class SqlflowAdapter(DuckDBAdapter):
@@ -188,21 +195,50 @@ class SqlflowAdapter(DuckDBAdapter):
         return StateStore(run, schema=creds.sqlflow_state_schema, database=creds.database)
 
     def _state(self, run: Executor) -> StateStore:
-        """sqlflow's state tables, created once per invocation in their own transaction."""
+        """sqlflow's state tables, created once per invocation in their own transaction.
+
+        Two processes starting at once on one lake both create them; the one whose
+        commit loses ("another transaction has created a schema with this name") rolls
+        back and looks again, under the profile's retry rules."""
         store = self._state_store(run)
         with self._sqlflow_lock:
             if not self._sqlflow_state_ready:
-                connection = self.connections.get_thread_connection()
-                opened = not connection.transaction_open
+                opened = not self.connections.get_thread_connection().transaction_open
                 if opened:
-                    self.connections.begin()
-                store.ensure()
-                if armed_faults():
-                    run(probe_sql(store.table(PROBE)))
-                if opened:
-                    self.connections.commit()
+                    settings = self._retry_settings()
+                    retrying(settings, _transient, self._log_state_retry)(
+                        self._ensure_in_own_transaction, store, run
+                    )
+                else:
+                    self._ensure(store, run)
                 self._sqlflow_state_ready = True
         return store
+
+    @staticmethod
+    def _ensure(store: StateStore, run: Executor) -> None:
+        store.ensure()
+        if armed_faults():
+            run(probe_sql(store.table(PROBE)))
+
+    def _ensure_in_own_transaction(self, store: StateStore, run: Executor) -> None:
+        self.connections.begin()
+        try:
+            self._ensure(store, run)
+            self.connections.commit()
+        except BaseException:
+            self._session().rollback()
+            raise
+
+    @staticmethod
+    def _log_state_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        execution.logger.info(
+            f"sqlflow's state tables: {first_line(error) if error else 'failed'}; looking again"
+            f" (try {state.attempt_number + 1})"
+        )
+
+    def _retry_settings(self) -> RetrySettings:
+        return RetrySettings.parse(getattr(self.config.credentials, "sqlflow_retry", None))
 
     def _services(
         self, config: Any, checks: list[QualityCheck], columns: dict[str, str], now: Any
@@ -210,7 +246,7 @@ class SqlflowAdapter(DuckDBAdapter):
         redactor = self._redactor(config.redact)
         run = BufferedWrites(self._session(redactor).execute)
         state = self._state(run)
-        retry = RetrySettings.parse(getattr(self.config.credentials, "sqlflow_retry", None))
+        retry = self._retry_settings()
         pm = None
         if config.partition_by is not None:
             part = config.partition_by
