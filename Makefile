@@ -15,7 +15,7 @@ LAKE_BIN := $(LAKE_VENV)/bin
 LAKE_STAMP := $(LAKE_VENV)/.installed
 ROWS ?= 10000000
 
-.PHONY: demo test lint format unit functional lake lake-suite bench faults services clean
+.PHONY: demo demo-lake test lint format unit functional lake lake-suite bench faults services clean
 
 # Checks the interpreter before creating .venv, so an old python3 fails here in one line
 # instead of in pip's dependency resolution (import-linter needs 3.11, for one).
@@ -54,6 +54,10 @@ $(LAKE_STAMP): $(LAKE_BIN)/python pyproject.toml constraints-lake.txt $(SOURCES)
 
 demo: $(STAMP)
 	cd integration_project && ../$(BIN)/python run_demo.py
+
+# The demo with its marts on a DuckLake (PostgreSQL catalog when one can be started).
+demo-lake: services $(LAKE_STAMP)
+	cd integration_project && ../$(LAKE_BIN)/python run_lake_demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -49,19 +49,19 @@ def clock() -> str:
     return str(row[0].isoformat())
 
 
-def dbt_build() -> list[dict[str, Any]]:
+def dbt_build(target: str = "dev", profiles_dir: Path = HERE) -> list[dict[str, Any]]:
     """``dbt build`` pinned to the clock; returns the per-model rows of run_results.json."""
     now = clock()
     run(
-        f"SQLFLOW_NOW={now} dbt build --target dev",
+        f"SQLFLOW_NOW={now} dbt build --target {target}",
         BIN / "dbt",
         "build",
         "--target",
-        "dev",
+        target,
         "--project-dir",
         HERE,
         "--profiles-dir",
-        HERE,
+        profiles_dir,
         env={"SQLFLOW_NOW": now},
     )
     results = json.loads((HERE / "target" / "run_results.json").read_text())["results"]
