@@ -1,0 +1,138 @@
+"""Transient failures of a lake, recovered by the run itself (the recovery issue, on DuckLake).
+
+- The PostgreSQL catalog restarts in the middle of a run of hourly batches: the batches
+  in flight fail with libpq's connection errors, are rolled back and retried once the
+  server is back; the run succeeds with every row once.
+- Another process writes the target while sqlflow's batches run (a no-op UPDATE of one of
+  its rows, four times: a delete and insert in DuckLake): sqlflow's batch that writes the
+  same table meanwhile fails to commit with DuckLake's "Transaction conflict" and is
+  retried; the run succeeds with every row once.
+
+Each run's retries are read from ``run_results.json``; the data is checked row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from lake_testing import release
+from psycopg import connect
+from sqlflow_testing import events_model, raw_sources_yml, rows
+from test_lake_concurrency import dbt_process
+
+HOURS = 2 * 24
+HOURLY = "event_time='event_ts', batch_size='hour', commit_every=1"
+MODELS = {
+    "sources.yml": raw_sources_yml("events"),
+    "appended.sql": events_model(f"incremental_strategy='append', {HOURLY}"),
+    "merged.sql": events_model(f"incremental_strategy='merge', unique_key='id', {HOURLY}"),
+}
+
+
+def create_events(project) -> None:
+    project.run_sql(
+        "create or replace table {database}.{schema}.events as select range::integer as id,"
+        " timestamp '2025-01-01' + range * interval 1 minute as event_ts,"
+        f" 'v' || range as v from range({HOURS} * 60)"
+    )
+    release(project)
+
+
+def snapshots(dsn: str) -> int:
+    with connect(dsn, autocommit=True) as pg:
+        return int(pg.execute("select count(*) from ducklake_snapshot").fetchone()[0])
+
+
+def wait_for_snapshots(dsn: str, count: int, timeout: float = 300) -> None:
+    """Wait until the lake has ``count`` snapshots (the run has committed some batches)."""
+    deadline = time.monotonic() + timeout
+    while snapshots(dsn) < count:
+        assert time.monotonic() < deadline, f"{count} snapshots expected"
+        time.sleep(0.05)
+
+
+def retries(project, model: str) -> int:
+    results = json.loads(
+        (Path(project.project_root) / f"target_{model}" / "run_results.json").read_text()
+    )
+    (result,) = [r for r in results["results"] if r["unique_id"] == f"model.test.{model}"]
+    assert result["status"] == "success"
+    return int(result["adapter_response"]["retries"])
+
+
+def exact(project, model: str) -> None:
+    source = rows(project, "select id, event_ts, v from {database}.{schema}.events order by id")
+    found = rows(
+        project, f"select id, event_ts, v from {{database}}.{{schema}}.{model} order by id"
+    )
+    assert found == source, model
+
+
+class TestTheCatalogRestarts:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return MODELS
+
+    def test_the_run_retries_and_loads_every_row_once(self, project, lake, postgres):
+        create_events(project)
+        started = snapshots(lake["dsn"])
+        load = dbt_process(project, "appended")
+        wait_for_snapshots(lake["dsn"], started + 5)
+        postgres.restart()
+        output = load.communicate(timeout=600)[0]
+        assert load.returncode == 0, output
+        assert "transient error (connection)" in output, output
+        assert retries(project, "appended") >= 1
+        exact(project, "appended")
+
+
+class TestAnotherWriterOfTheTarget:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return MODELS
+
+    def test_conflicting_commits_are_retried_and_every_row_loaded_once(self, project, lake):
+        create_events(project)
+        stop = threading.Event()
+        errors: list[str] = []
+
+        def other_writer() -> None:
+            import duckdb
+
+            con = duckdb.connect()
+            con.execute(
+                f"attach 'ducklake:postgres:{lake['dsn']}' as lake"
+                f" (data_path '{lake['data_path']}')"
+            )
+            table = f"lake.{project.test_schema}.merged"
+            writes = 0
+            # A few writes, 1.5 s apart, once the table holds rows: each lands inside one
+            # of sqlflow's back-to-back batch transactions (a writer that never paused
+            # would starve any optimistic writer, sqlflow's retries included).
+            while not stop.is_set() and writes < 4:
+                try:
+                    if con.execute(f"update {table} set v = v where id = 0").fetchone()[0]:
+                        writes += 1
+                        stop.wait(1.5)
+                        continue
+                except Exception as e:  # the table is not there yet
+                    errors.append(str(e).splitlines()[0])
+                stop.wait(0.05)
+            con.close()
+
+        load = dbt_process(project, "merged")
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        try:
+            output = load.communicate(timeout=600)[0]
+        finally:
+            stop.set()
+            writer.join(60)
+        assert load.returncode == 0, output
+        assert "transient error (conflict)" in output, output
+        assert retries(project, "merged") >= 1
+        exact(project, "merged")
