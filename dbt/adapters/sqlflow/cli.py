@@ -270,6 +270,70 @@ def tune_command(
     click.echo((format_json if as_json else format_table)(advice), nl=False)
 
 
+def _run_operation(
+    operation: str,
+    args: dict[str, Any],
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+) -> None:
+    """Run a dbt run-operation in this process (dbt attaches the profile's lake and
+    prints the operation's log); exit 1 when it fails, as dbt does."""
+    import json
+
+    from dbt.cli.main import dbtRunner
+
+    argv = ["run-operation", operation, "--args", json.dumps(args)]
+    for flag, value in (
+        ("--project-dir", project_dir),
+        ("--profiles-dir", profiles_dir),
+        ("--target", target),
+    ):
+        if value:
+            argv += [flag, value]
+    result = dbtRunner().invoke(argv)
+    if not result.success:
+        raise SystemExit(1)
+
+
+@cli.command("restore")
+@click.argument("model")
+@click.option(
+    "--before-load", default=None, help="Undo this load (a load_id of MODEL) and every later one."
+)
+@click.option(
+    "--at",
+    default=None,
+    callback=_parse_now,
+    help="Put MODEL back as it was at this time (ISO, UTC unless it has an offset).",
+)
+@_state_options
+def restore_command(
+    model: str,
+    before_load: str | None,
+    at: datetime | None,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+) -> None:
+    """Undo committed loads of MODEL on a DuckLake.
+
+    Its table, and sqlflow's intervals, partitions and loads for it, are put back as they
+    were before load --before-load (or at time --at), from the lake's snapshots, and
+    committed as a new snapshot (history is kept). The next `dbt run` loads the undone
+    windows again. Runs `dbt run-operation sqlflow_restore` with the project's profile.
+    """
+    if (before_load is None) == (at is None):
+        raise click.UsageError("pass exactly one of --before-load LOAD_ID and --at TIMESTAMP")
+    args: dict[str, Any] = {"model": model}
+    if before_load is not None:
+        args["before_load"] = before_load
+    else:
+        assert at is not None
+        args["at"] = at.isoformat()
+    _run_operation("sqlflow_restore", args, project_dir, profiles_dir, target)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

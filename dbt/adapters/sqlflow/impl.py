@@ -14,7 +14,7 @@ from dbt.adapters.base.meta import available
 from dbt.adapters.duckdb.impl import DuckDBAdapter
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow import execution
+from dbt.adapters.sqlflow import execution, restore
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
 from dbt.adapters.sqlflow.claims import Claims, catalog_dsn, psycopg_connect
 from dbt.adapters.sqlflow.connections import (
@@ -592,6 +592,63 @@ class SqlflowAdapter(DuckDBAdapter):
             raise DbtRuntimeError(redacted) from None
         self.commit_if_has_connection()
         return redactor.text(report)
+
+    @available.parse_none
+    def sqlflow_restore(
+        self, model_id: str, relation: Any, before_load: Any = None, at: Any = None
+    ) -> str:
+        """Undo committed loads of a model on DuckLake (``sqlflow_restore``): its table,
+        intervals, partitions and loads as they were before load ``before_load`` (or at
+        time ``at``), committed as a new snapshot (``restore.py``), holding the model's
+        claim on a PostgreSQL catalog.
+
+        Returns:
+            The report, as log lines.
+
+        Raises:
+            DbtRuntimeError: on a database that is not a DuckLake, for arguments that do
+                not name one point, an unknown load, a load of another model, a time
+                before the table existed, or an expired snapshot.
+        """
+        if (before_load in (None, "")) == (at in (None, "")):
+            raise DbtRuntimeError(
+                f"sqlflow restore of {model_id}: pass exactly one of before_load and at"
+                f" (got before_load={before_load!r}, at={at!r}). Fix: --args"
+                " '{model: m, before_load: <load_id>}' or '{model: m, at: 2025-03-01T12:00:00}'"
+            )
+        if not self.is_ducklake(relation):
+            raise restore.needs_ducklake(model_id, str(relation))
+        when = None
+        if at not in (None, ""):
+            try:
+                when = parse_timestamp(at)
+            except ValueError as e:
+                raise DbtRuntimeError(
+                    f"sqlflow restore of {model_id}: at {at!r} is not an ISO date or"
+                    " timestamp. Fix: pass e.g. at: 2025-03-01T12:00:00 (UTC, or with an"
+                    " offset)"
+                ) from e
+        target = restore.Target(
+            model_id, str(relation), relation.database, relation.schema, relation.identifier
+        )
+        dsn = catalog_dsn(self.config.credentials, relation.database)
+        key = f"restore {model_id}"
+        if dsn is not None:
+            self._claims.claim(key, dsn, str(relation), model_id)
+        try:
+            session = self._session()
+            report = restore.restore_with_retries(
+                session,
+                self._state(session.execute),
+                target,
+                self._retry_settings(),
+                execution.logger.info,
+                before_load=None if before_load in (None, "") else str(before_load),
+                at=when,
+            )
+        finally:
+            self._claims.release(key)
+        return report.text()
 
     @available
     def sqlflow_pinned_now_literal(self, value: Any = None) -> str | None:

@@ -11,9 +11,11 @@ The functions are pure: no database, no clock (``now`` is always passed in), no 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -253,6 +255,46 @@ def overlay(layers: Iterable[tuple[Interval, T | None]]) -> list[tuple[Interval,
         values.append(value)
     found = [(piece, values[owner]) for piece, owner in sorted(pieces, key=lambda p: p[0])]
     return [(piece, value) for piece, value in found if value is not None]
+
+
+def differences(
+    current: Sequence[tuple[Interval, T]], wanted: Sequence[tuple[Interval, T]]
+) -> list[tuple[Interval, T | None]]:
+    """Where two layouts differ, and what ``wanted`` has there.
+
+    Both are disjoint ``(piece, value)`` pairs, as :func:`overlay` returns them. Each
+    returned piece ``[start, end)`` is time whose value in ``wanted`` (None where
+    ``wanted`` has no piece) is not its value in ``current``; touching pieces with one
+    wanted value are one piece. Laid over ``current`` (:func:`overlay`), they give
+    ``wanted`` instant by instant.
+
+    Returns:
+        ``(piece, wanted value or None)`` pairs, sorted by piece.
+    """
+    points = sorted({t for piece, _ in (*current, *wanted) for t in (piece.start, piece.end)})
+    starts = [piece.start for piece, _ in current], [piece.start for piece, _ in wanted]
+    result: list[tuple[Interval, T | None]] = []
+    for start, end in pairwise(points):
+        have = _value_at(current, starts[0], start)
+        want = _value_at(wanted, starts[1], start)
+        if have == want:
+            continue
+        if result and result[-1][0].end == start and result[-1][1] == want:
+            result[-1] = (Interval(result[-1][0].start, end), want)
+        else:
+            result.append((Interval(start, end), want))
+    return result
+
+
+def _value_at(
+    layout: Sequence[tuple[Interval, T]], starts: list[datetime], instant: datetime
+) -> T | None:
+    """The value of the piece of a sorted, disjoint layout (its pieces' ``starts``) that
+    holds ``instant``."""
+    index = bisect_right(starts, instant) - 1
+    if index >= 0 and layout[index][0].contains(instant):
+        return layout[index][1]
+    return None
 
 
 def missing(loaded: Iterable[Interval], within: Interval) -> list[Interval]:

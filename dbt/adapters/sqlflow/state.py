@@ -35,7 +35,9 @@ conflict - attempting to delete from table ... but another transaction has inser
 it"), so no write here deletes or updates a shared table: a change of state is a new row,
 and reads take the newest. The logs grow by a row per batch (and per touched partition);
 :meth:`StateStore.compact` rewrites them to their current rows when no other writer runs.
-(A ``cdc`` ledger belongs to one target, which one run at a time writes.) No constraints
+(A ``cdc`` ledger belongs to one target, which one run at a time writes.) The one
+exception is the undo of loads on a DuckLake (``restore.py``): it removes the undone
+loads' rows, and is retried when a concurrent insert makes it conflict. No constraints
 or indexes. Columns added in later versions (:data:`_ADDED`) are added to existing tables
 by :meth:`StateStore.ensure`; readers select rows as structs, so a table without them (a
 read-only copy of an older state) still reads, with None for the missing columns. All
@@ -334,24 +336,45 @@ class StateStore:
             dbt's connection inside the model's open transaction.
         schema: Schema of the state tables (profile key ``sqlflow_state_schema``).
         database: Catalog of the schema; None for the connection's current database.
+        version: A DuckLake snapshot id: the store reads the state as it was then
+            (``AT (VERSION => n)``) and cannot write. None: the current state.
     """
 
     TABLES: tuple[str, ...] = tuple(_DDL)
     VIEWS: tuple[str, ...] = tuple(_VIEWS)
 
     def __init__(
-        self, executor: Executor, schema: str = DEFAULT_SCHEMA, *, database: str | None = None
+        self,
+        executor: Executor,
+        schema: str = DEFAULT_SCHEMA,
+        *,
+        database: str | None = None,
+        version: int | None = None,
     ) -> None:
         self.executor = executor
         self.schema = schema
         self.database = database
+        self.version = version
 
     # -- plumbing ----------------------------------------------------------------------
 
     def table(self, name: str) -> str:
-        """The quoted name of one state table (e.g. ``"sqlflow_meta"."loads"``)."""
+        """The quoted name of one state table (e.g. ``"sqlflow_meta"."loads"``), read at
+        the store's snapshot when it has one."""
         prefix = f"{quote_identifier(self.database)}." if self.database else ""
-        return f"{prefix}{quote_identifier(self.schema)}.{quote_identifier(name)}"
+        return f"{prefix}{quote_identifier(self.schema)}.{quote_identifier(name)}{self._at()}"
+
+    def _aliased(self, name: str, alias: str) -> str:
+        """A state table with an alias, as a FROM clause (the alias goes before AT)."""
+        table = self.table(name).removesuffix(self._at())
+        return f"{table} as {quote_identifier(alias)}{self._at()}"
+
+    def _at(self) -> str:
+        return f" at (version => {int(self.version)})" if self.version is not None else ""
+
+    def as_of(self, version: int) -> StateStore:
+        """A read-only store of the state as it was at DuckLake snapshot ``version``."""
+        return StateStore(self.executor, self.schema, database=self.database, version=version)
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         names = ", ".join(columns)
@@ -490,15 +513,53 @@ class StateStore:
             where.append(f"invocation_id = {sql_string(invocation_id)}")
         clause = f" where {' and '.join(where)}" if where else ""
         rows = self.executor(
-            f"select load_row from {self.table('loads')} as load_row{clause}"
+            f"select load_row from {self._aliased('loads', 'load_row')}{clause}"
             " order by started_at, window_start nulls first, finished_at, load_id"
         )
         return [_load_row(r[0]) for r in rows]
 
+    def load_model(self, load_id: str) -> str | None:
+        """The model of a recorded load, or None when ``loads`` has no such load."""
+        rows = self.executor(
+            f"select model from {self.table('loads')} where load_id = {sql_string(load_id)}"
+        )
+        return str(rows[0][0]) if rows else None
+
+    def load_ids(self, model: str) -> list[str]:
+        """The ids of the model's recorded loads, in load order."""
+        return [load.load_id for load in self.loads(model)]
+
+    def remove_loads(self, model: str, load_ids: Sequence[str]) -> None:
+        """Delete the model's given loads and their quality results (an undo of them).
+
+        The one delete from shared state tables: on DuckLake it conflicts with another
+        writer's insert since the transaction began; the caller retries.
+        """
+        for i in range(0, len(load_ids), _CHUNK):
+            ids = ", ".join(sql_string(x) for x in load_ids[i : i + _CHUNK])
+            for table in ("loads", "quality_results"):
+                self.executor(
+                    f"delete from {self.table(table)}"
+                    f" where model = {sql_string(model)} and load_id in ({ids})"
+                )
+
+    def copy_loads(self, source: StateStore, model: str, load_ids: Sequence[str]) -> None:
+        """Insert the model's given loads and their quality results as ``source`` (the
+        state at an earlier snapshot) holds them, by column name (columns added since are
+        null)."""
+        for i in range(0, len(load_ids), _CHUNK):
+            ids = ", ".join(sql_string(x) for x in load_ids[i : i + _CHUNK])
+            for table in ("loads", "quality_results"):
+                self.executor(
+                    f"insert into {self.table(table)} by name select * from"
+                    f" {source.table(table)} where model = {sql_string(model)}"
+                    f" and load_id in ({ids})"
+                )
+
     def last_load(self, model: str) -> LoadRow | None:
         """The model's most recently finished load, or None."""
         rows = self.executor(
-            f"select load_row from {self.table('loads')} as load_row"
+            f"select load_row from {self._aliased('loads', 'load_row')}"
             f" where model = {sql_string(model)}"
             " order by finished_at desc, started_at desc, window_end desc nulls last limit 1"
         )
@@ -570,6 +631,24 @@ class StateStore:
             (*_INTERVAL_COLUMNS, "loaded", "recorded_at"),
             [[*row, loaded, _stamp()]],
         )
+
+    def write_intervals(
+        self, model: str, changes: Sequence[tuple[Interval, IntervalRow | None]]
+    ) -> None:
+        """Lay ranges of the model's intervals over the current ones, in one INSERT: each
+        range gets the row's relation, load and time, or is unmarked (None).
+
+        For an undo of loads: ``changes`` as ``intervals.differences`` returns them.
+        """
+        rows = []
+        for piece, row in changes:
+            if row is None:
+                rows.append([model, None, piece.start, piece.end, None, None, False, _stamp()])
+            else:
+                payload = [row.relation, piece.start, piece.end, row.load_id, row.loaded_at]
+                rows.append([model, *payload, True, _stamp()])
+        if rows:
+            self._insert("interval_log", (*_INTERVAL_COLUMNS, "loaded", "recorded_at"), rows)
 
     def interval_rows(self, model: str) -> list[IntervalRow]:
         """The model's loaded interval rows (disjoint, with their loads), in time order."""

@@ -34,3 +34,19 @@
   {% set report = adapter.sqlflow_check_partitions(node.unique_id, relation, node.config) %}
   {{ log(report, info=true) }}
 {% endmacro %}
+
+{#
+  dbt run-operation sqlflow_restore --args '{model: m, before_load: <load_id>}'
+  (or at: <timestamp>): on DuckLake, puts the model's table and sqlflow's intervals,
+  partitions and loads for it back as they were before that load (or at that time), as a
+  new snapshot. The next run reloads the undone windows. `dbt-sqlflow restore` runs it.
+#}
+{% macro sqlflow_restore(model, before_load=none, at=none) %}
+  {% set node = sqlflow_model_node(model) %}
+  {% set relation = adapter.get_relation(node.database, node.schema, node.alias or node.name) %}
+  {% if relation is none %}
+    {{ exceptions.raise_compiler_error("sqlflow: model '" ~ node.unique_id ~ "' has no table, so there is no load to undo. Run it first: dbt run -s " ~ node.name) }}
+  {% endif %}
+  {% set report = adapter.sqlflow_restore(node.unique_id, relation, before_load, at) %}
+  {{ log(report, info=true) }}
+{% endmacro %}

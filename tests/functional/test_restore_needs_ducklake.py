@@ -1,0 +1,71 @@
+"""`dbt-sqlflow restore` (the ``sqlflow_restore`` run-operation) on a plain DuckDB file:
+undo needs DuckLake's snapshots, and says so in one dbt error naming the model and the
+fix; the table and sqlflow's state stay as they were."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dbt.tests.util import run_dbt, run_dbt_and_capture
+from sqlflow_testing import (
+    create_daily_events,
+    events_model,
+    model_state,
+    now,
+    raw_sources_yml,
+    release,
+    rows,
+)
+
+MODEL = events_model("incremental_strategy='append', event_time='event_ts', batch_size='day'")
+
+
+class TestRestoreNeedsDuckLake:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {"sources.yml": raw_sources_yml("events"), "appended.sql": MODEL}
+
+    @pytest.fixture(scope="class")
+    def loaded(self, project) -> dict:
+        create_daily_events(project)
+        run_dbt(["run", *now("2025-01-03T18:00:00")])
+        load = rows(project, "select load_id from sqlflow_meta.loads order by started_at")[0][0]
+        return {"load": load, "state": model_state(project, "appended")}
+
+    def test_the_run_operation_says_undo_needs_ducklake(self, project, loaded):
+        args = f"{{model: appended, before_load: {loaded['load']}}}"
+        _, log = run_dbt_and_capture(
+            ["run-operation", "sqlflow_restore", "--args", args], expect_pass=False
+        )
+        text = " ".join(log.split())
+        assert "sqlflow restore of model.test.appended: undoing a load needs DuckLake's" in text
+        assert '."appended" is in a plain DuckDB database, which keeps no earlier versions' in text
+        assert "Fix: put the model in a DuckLake" in text
+        assert "dbt run --full-refresh -s appended" in text
+        assert model_state(project, "appended") == loaded["state"]
+
+    def test_the_command_fails_with_the_same_error(self, project, loaded):
+        release(project)
+        command = Path(sys.executable).parent / "dbt-sqlflow"
+        found = subprocess.run(
+            [
+                str(command),
+                "restore",
+                "appended",
+                "--at",
+                "2025-01-02",
+                "--project-dir",
+                str(project.project_root),
+                "--profiles-dir",
+                str(project.profiles_dir),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=project.project_root,
+            timeout=300,
+        )
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert "undoing a load needs DuckLake's snapshots" in " ".join(found.stdout.split())
