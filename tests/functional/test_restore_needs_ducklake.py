@@ -69,3 +69,11 @@ class TestRestoreNeedsDuckLake:
         )
         assert found.returncode == 1, found.stdout + found.stderr
         assert "undoing a load needs DuckLake's snapshots" in " ".join(found.stdout.split())
+
+    def test_maintenance_needs_a_ducklake_too(self, project, loaded):
+        _, log = run_dbt_and_capture(
+            ["run-operation", "sqlflow_lake_maintenance"], expect_pass=False
+        )
+        text = " ".join(log.split())
+        assert "sqlflow_lake_maintenance: database 'sqlflow' is not a DuckLake" in text, text
+        assert "Fix: pass the alias of a DuckLake attachment" in text

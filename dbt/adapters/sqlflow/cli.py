@@ -334,6 +334,46 @@ def restore_command(
     _run_operation("sqlflow_restore", args, project_dir, profiles_dir, target)
 
 
+@cli.command("lake-maintenance")
+@click.option(
+    "--older-than",
+    default=None,
+    help="Expire snapshots older than this (default 7 days); restore reaches no further back.",
+)
+@click.option(
+    "--delete-files-older-than",
+    default=None,
+    help="Delete files scheduled for deletion longer ago than this (default 1 hour).",
+)
+@click.option("--database", default=None, help="The lake's alias (default: the target database).")
+@_state_options
+def lake_maintenance_command(
+    older_than: str | None,
+    delete_files_older_than: str | None,
+    database: str | None,
+    project_dir: str | None,
+    profiles_dir: str | None,
+    target: str | None,
+) -> None:
+    """Compact a DuckLake's small files, expire old snapshots, delete unread files.
+
+    Runs DuckLake's ducklake_flush_inlined_data, ducklake_merge_adjacent_files,
+    ducklake_expire_snapshots and ducklake_cleanup_old_files (`dbt run-operation
+    sqlflow_lake_maintenance` with the project's profile) and prints the lake's files
+    before and after. Ages are like "7 days", "12 hours", "30 minutes".
+    """
+    args = {
+        key: value
+        for key, value in (
+            ("older_than", older_than),
+            ("delete_files_older_than", delete_files_older_than),
+            ("database", database),
+        )
+        if value is not None
+    }
+    _run_operation("sqlflow_lake_maintenance", args, project_dir, profiles_dir, target)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

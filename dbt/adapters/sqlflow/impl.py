@@ -14,7 +14,7 @@ from dbt.adapters.base.meta import available
 from dbt.adapters.duckdb.impl import DuckDBAdapter
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow import execution, restore
+from dbt.adapters.sqlflow import execution, maintenance, restore
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
 from dbt.adapters.sqlflow.claims import Claims, catalog_dsn, psycopg_connect
 from dbt.adapters.sqlflow.connections import (
@@ -648,6 +648,42 @@ class SqlflowAdapter(DuckDBAdapter):
             )
         finally:
             self._claims.release(key)
+        return report.text()
+
+    @available.parse_none
+    def sqlflow_lake_maintenance(
+        self,
+        database: Any = None,
+        older_than: Any = None,
+        delete_files_older_than: Any = None,
+    ) -> str:
+        """Compact a DuckLake's small files, expire its old snapshots and delete the
+        files nothing reads any more (``sqlflow_lake_maintenance``, ``maintenance.py``).
+
+        Args:
+            database: The lake's alias (default: the target database).
+            older_than: Snapshots older than this are expired (default ``7 days``).
+            delete_files_older_than: Files scheduled for deletion longer ago than this
+                are deleted (default ``1 hour``).
+
+        Returns:
+            The report (files before and after, each step), as log lines.
+
+        Raises:
+            DbtRuntimeError: for a database that is not a DuckLake, a bad age, or a step
+                that failed for good.
+        """
+        database = str(database or self.config.credentials.database)
+        if not self.is_ducklake(self.Relation.create(database=database)):
+            raise maintenance.needs_ducklake(database)
+        settings = maintenance.MaintenanceSettings.parse(older_than, delete_files_older_than)
+        report = maintenance.maintain(
+            self._session(),
+            database,
+            settings,
+            self._retry_settings(),
+            execution.logger.debug,
+        )
         return report.text()
 
     @available

@@ -50,3 +50,15 @@
   {% set report = adapter.sqlflow_restore(node.unique_id, relation, before_load, at) %}
   {{ log(report, info=true) }}
 {% endmacro %}
+
+{#
+  dbt run-operation sqlflow_lake_maintenance --args '{older_than: "7 days"}'
+  On a DuckLake (the target database, or `database`): flushes inlined data, merges small
+  adjacent files, expires snapshots older than `older_than` (default 7 days) and deletes
+  files scheduled for deletion more than `delete_files_older_than` ago (default 1 hour);
+  logs the lake's files before and after. `dbt-sqlflow lake-maintenance` runs it.
+#}
+{% macro sqlflow_lake_maintenance(older_than=none, delete_files_older_than=none, database=none) %}
+  {% set report = adapter.sqlflow_lake_maintenance(database, older_than, delete_files_older_than) %}
+  {{ log(report, info=true) }}
+{% endmacro %}
