@@ -224,7 +224,9 @@ def error_cases(project, profiles: dict[str, Any], tmp_path: Path) -> dict[str, 
             ["daily", "--target", "memory"],
             {},
             f"Error: {profiles['dir'] / 'profiles.yml'}: target 'memory' has path ':memory:',"
-            " not a DuckDB file this command can open. Fix: point path at a DuckDB file",
+            " not a DuckDB file this command can open, and its database 'memory' is no"
+            " DuckLake under attach. Fix: point path at a DuckDB file, or set database to"
+            " the alias of an attached 'ducklake:' path",
         ),
         "not_sqlflow": (
             ["daily", "--target", "other"],

@@ -211,7 +211,7 @@ def read_intervals(
         loads = store.loads(model.unique_id)
     if not rows and not loads:
         raise StateCommandError(
-            f"model '{model.unique_id}': no intervals of it recorded in {location.path}"
+            f"model '{model.unique_id}': no intervals of it recorded in {location.source}"
             f" ({location.state_schema}.intervals). Fix: run it first: dbt run -s {model.name}"
         )
     starts = [w.window_start for w in loads if w.window_start is not None]
@@ -306,7 +306,7 @@ def format_table(report: IntervalReport) -> str:
     m = report.model
     title = (
         f"{m.relation} ({m.batch_size} windows on {m.event_time}; state in"
-        f" {report.location.path.name}:{report.location.state_schema}; [start, end) UTC)"
+        f" {report.location.label}:{report.location.state_schema}; [start, end) UTC)"
     )
     body = text_table(headers, rows)
     return "\n".join([title, *body, summary_line(report)]) + "\n"
@@ -324,7 +324,7 @@ def format_json(report: IntervalReport) -> str:
         "relation": m.relation,
         "event_time": m.event_time,
         "batch_size": m.batch_size,
-        "database": str(report.location.path),
+        "database": report.location.source,
         "state_schema": report.location.state_schema,
         "now": iso(report.now),
         "since": iso(report.since),

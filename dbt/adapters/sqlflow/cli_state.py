@@ -1,10 +1,14 @@
 """What the ``dbt-sqlflow`` commands that read sqlflow's state share.
 
 ``partitions`` and ``intervals`` both find a model in ``target/manifest.json``, resolve
-the DuckDB file and the state schema (``sqlflow_state_schema``, default ``sqlflow_meta``)
+where the state lives and its schema (``sqlflow_state_schema``, default ``sqlflow_meta``)
 from the profile, loaded with dbt's own profile code (so ``env_var()`` and ``--target``
-work as in dbt), and open the database read-only through
-:class:`~dbt.adapters.sqlflow.state.StateStore`; nothing is written.
+work as in dbt), and read it through :class:`~dbt.adapters.sqlflow.state.StateStore`;
+nothing is written. The state lives in the target database: a DuckDB file, opened
+read-only, or a DuckLake (the target's ``database`` is an ``attach`` alias of a
+``ducklake:`` path), attached read-only to an in-memory DuckDB with the profile's attach
+options, after loading the ``ducklake`` extension (and ``postgres`` for a PostgreSQL
+catalog).
 
 Every failure is a :class:`StateCommandError` whose message is one line naming the thing
 that is missing or wrong and the fix.
@@ -12,8 +16,10 @@ that is missing or wrong and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from argparse import Namespace
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbt.adapters.sqlflow.sql import quote_identifier, sql_string
 from dbt.adapters.sqlflow.state import DEFAULT_SCHEMA, StateStore
 
 if TYPE_CHECKING:
@@ -34,19 +41,79 @@ class StateCommandError(Exception):
     """sqlflow's state cannot be read; the message is one line with the fix."""
 
 
+DUCKLAKE = "ducklake:"
+POSTGRES_CATALOG = "ducklake:postgres:"
+
+# A password in a libpq string (``password=...``) or a URL (``user:secret@host``).
+_PASSWORDS = (
+    re.compile(r"(password\s*=\s*)('[^']*'|[^\s\"']+)", re.IGNORECASE),
+    re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)"),
+)
+
+
+def hide_password(path: str) -> str:
+    """An attach path with its password (libpq ``password=``, URL ``user:pw@``) hidden."""
+    path = _PASSWORDS[0].sub(r"\1***", path)
+    return _PASSWORDS[1].sub(r"\1***\2", path)
+
+
+@dataclass(frozen=True)
+class LakeAttachment:
+    """The DuckLake that a target's database is, as these commands attach it.
+
+    Attributes:
+        alias: The name it is attached as: the target's ``database``.
+        path: The attach path (``ducklake:postgres:...``, ``ducklake:/x.ducklake``).
+        attach_sql: Its ATTACH statement, READ_ONLY, with the profile's options.
+        setup_sql: Statements run before the ATTACH (the profile's secrets, for a data
+            path in object storage).
+    """
+
+    alias: str
+    path: str
+    attach_sql: str
+    setup_sql: tuple[str, ...] = ()
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The DuckDB extensions the ATTACH needs."""
+        if self.path.startswith(POSTGRES_CATALOG):
+            return ("ducklake", "postgres")
+        return ("ducklake",)
+
+    @property
+    def shown(self) -> str:
+        """The lake for messages: its alias and its path, without a password."""
+        return f"lake '{self.alias}' ({hide_password(self.path)})"
+
+
 @dataclass(frozen=True)
 class StateLocation:
     """Where sqlflow's state lives, from the profile.
 
     Attributes:
-        path: The DuckDB file.
+        path: The DuckDB file; None when the state is in a lake.
         state_schema: Schema of the state tables.
         target: The profile target used.
+        lake: The DuckLake the target's database is; None for a DuckDB file.
     """
 
-    path: Path
+    path: Path | None
     state_schema: str
     target: str
+    lake: LakeAttachment | None = None
+
+    @property
+    def source(self) -> str:
+        """The database for messages and JSON: the file's path, or the lake."""
+        return self.lake.shown if self.lake else str(self.path)
+
+    @property
+    def label(self) -> str:
+        """The database in a title: the file's name, or the lake's alias."""
+        if self.lake:
+            return self.lake.alias
+        return self.path.name if self.path else "-"
 
 
 @dataclass(frozen=True)
@@ -192,16 +259,18 @@ def _one_line(error: BaseException) -> str:
 def resolve_state_location(
     project_dir: Path, profiles_dir: Path, target: str | None
 ) -> StateLocation:
-    """The DuckDB file and state schema of the project's profile, as dbt resolves them.
+    """The database and state schema of the project's profile, as dbt resolves them.
 
     dbt's own profile code renders the profile (``env_var()``, ``--target``) and builds
-    the ``type: sqlflow`` credentials. A relative ``path`` is taken from the current
-    folder, as dbt does, else from the project folder.
+    the ``type: sqlflow`` credentials. The database is a DuckLake when the target's
+    ``database`` is one (see :func:`lake_attachment`), else the DuckDB file at ``path``:
+    a relative one is taken from the current folder, as dbt does, else from the project
+    folder.
 
     Raises:
         StateCommandError: A missing dbt_project.yml or profiles.yml, a profile or target
             that does not exist or does not render, a target not of type sqlflow, or a
-            database that is not a file.
+            database that is neither a file nor a lake.
     """
     profiles_file = profiles_dir / "profiles.yml"
     if not (project_dir / "dbt_project.yml").is_file():
@@ -222,18 +291,57 @@ def resolve_state_location(
             f" type '{credentials.type}', not 'sqlflow'. Fix: pass --target with a sqlflow"
             " target"
         )
+    schema = getattr(credentials, "sqlflow_state_schema", None) or DEFAULT_SCHEMA
+    lake = lake_attachment(credentials)
+    if lake is not None:
+        return StateLocation(None, schema, profile.target_name, lake)
     raw_path = str(getattr(credentials, "path", "") or "")
     if not raw_path or raw_path == ":memory:" or raw_path.startswith(("md:", "motherduck:")):
         raise StateCommandError(
             f"{profiles_file}: target '{profile.target_name}' has path '{raw_path}', not a"
-            " DuckDB file this command can open. Fix: point path at a DuckDB file"
+            " DuckDB file this command can open, and its database"
+            f" '{getattr(credentials, 'database', '')}' is no DuckLake under attach. Fix:"
+            " point path at a DuckDB file, or set database to the alias of an attached"
+            " 'ducklake:' path"
         )
     path = Path(raw_path).expanduser()
     if not path.is_absolute():
         candidates = [Path.cwd() / path, project_dir / path]
         path = next((p for p in candidates if p.exists()), candidates[0])
-    schema = getattr(credentials, "sqlflow_state_schema", None) or DEFAULT_SCHEMA
     return StateLocation(path=path, state_schema=schema, target=profile.target_name)
+
+
+def _is_lake(attachment: Any) -> bool:
+    options = getattr(attachment, "options", None) or {}
+    kind = getattr(attachment, "type", None) or options.get("type")
+    return (
+        bool(getattr(attachment, "is_ducklake", None))
+        or str(attachment.path).lower().startswith(DUCKLAKE)
+        or str(kind).lower() == "ducklake"
+    )
+
+
+def lake_attachment(credentials: Any) -> LakeAttachment | None:
+    """The DuckLake the target's ``database`` is, or None when it is no lake.
+
+    The lake is the ``attach`` entry whose alias is ``database`` (dbt-duckdb's DuckLake
+    profile), or ``path`` itself when it is a ``ducklake:`` path. Its ATTACH is
+    dbt-duckdb's own (``Attachment.to_sql``), made READ_ONLY; the profile's secrets come
+    first, for a data path in object storage.
+    """
+    database = getattr(credentials, "database", None)
+    secrets = tuple(credentials.secrets_sql()) if hasattr(credentials, "secrets_sql") else ()
+    for attachment in getattr(credentials, "attach", None) or []:
+        if attachment.alias != database or not _is_lake(attachment):
+            continue
+        options = {k: v for k, v in (attachment.options or {}).items() if k != "read_only"}
+        read_only = dataclasses.replace(attachment, read_only=True, options=options or None)
+        return LakeAttachment(database, str(attachment.path), read_only.to_sql(), secrets)
+    path = str(getattr(credentials, "path", "") or "")
+    if database and path.lower().startswith(DUCKLAKE):
+        attach = f"attach {sql_string(path)} as {quote_identifier(database)} (read_only)"
+        return LakeAttachment(database, path, attach, secrets)
+    return None
 
 
 def load_profile(project_dir: Path, profiles_dir: Path, target: str | None) -> tuple[Profile, str]:
@@ -278,29 +386,21 @@ def load_profile(project_dir: Path, profiles_dir: Path, target: str | None) -> t
 # -- state -------------------------------------------------------------------------------
 
 
-@contextmanager
-def open_state(location: StateLocation, model_name: str, table: str) -> Iterator[StateStore]:
-    """A :class:`StateStore` over the DuckDB file opened read-only, closed on exit.
-
-    Args:
-        location: The file and state schema.
-        model_name: The model's name, for the fixes in the errors.
-        table: The state table the caller reads; its absence means no sqlflow state.
+def _open_file(path: Path, model_name: str) -> Any:
+    """A read-only DuckDB connection to the file.
 
     Raises:
-        StateCommandError: The file is missing or locked by a running dbt, holds no
-            sqlflow state, or a query of it fails.
+        StateCommandError: The file is missing, locked by a running dbt or unreadable.
     """
     import duckdb
 
-    path = location.path
     if not path.is_file():
         raise StateCommandError(
             f"{path}: database file not found. Fix: run `dbt run -s {model_name}` to create"
             " it, or check path in profiles.yml and the folder you run from"
         )
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as e:
         text = " ".join(str(e).split())
         if "lock" in text.lower():
@@ -309,22 +409,93 @@ def open_state(location: StateLocation, model_name: str, table: str) -> Iterator
                 " command to finish, then try again"
             ) from e
         raise StateCommandError(f"{path}: cannot open read-only ({text})") from e
+
+
+def _open_lake(lake: LakeAttachment, target: str) -> Any:
+    """An in-memory DuckDB connection with the lake attached read-only.
+
+    Raises:
+        StateCommandError: An extension cannot be loaded, or the lake cannot be attached
+            (a wrong path, an unreachable catalog, a missing data path).
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        for extension in lake.extensions:
+            try:
+                con.load_extension(extension)
+            except duckdb.Error as e:
+                text = " ".join(str(e).split())
+                raise StateCommandError(
+                    f"{lake.shown}: cannot load DuckDB's {extension} extension ({text})."
+                    f" Fix: install it for DuckDB {duckdb.__version__} (`INSTALL {extension}`;"
+                    " offline, the file the duckdb-extension package ships, see the README's"
+                    " DuckLake section)"
+                ) from e
+        try:
+            for sql in (*lake.setup_sql, lake.attach_sql):
+                con.execute(sql)
+        except duckdb.Error as e:
+            text = hide_password(" ".join(str(e).split()))
+            if "lock" in text.lower():
+                # A DuckDB-file catalog is locked by the process writing the lake.
+                raise StateCommandError(
+                    f"{lake.shown}: its catalog is locked by another process ({text}). Fix:"
+                    " wait for the running dbt command to finish, then try again"
+                ) from e
+            raise StateCommandError(
+                f"{lake.shown}: cannot attach it read-only ({text}). Fix: check that attach"
+                f" path and its options in profiles.yml (target '{target}'), and that its"
+                " catalog and data path are reachable from here"
+            ) from e
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextmanager
+def open_state(location: StateLocation, model_name: str, table: str) -> Iterator[StateStore]:
+    """A :class:`StateStore` over the database opened read-only, closed on exit: the DuckDB
+    file, or the lake attached to an in-memory DuckDB.
+
+    Args:
+        location: The database and state schema.
+        model_name: The model's name, for the fixes in the errors.
+        table: The state table the caller reads; its absence means no sqlflow state.
+
+    Raises:
+        StateCommandError: The file is missing or locked by a running dbt, the lake
+            cannot be attached, it holds no sqlflow state, or a query of it fails.
+    """
+    import duckdb
+
+    if location.lake is not None:
+        con = _open_lake(location.lake, location.target)
+        database: str | None = location.lake.alias
+    else:
+        assert location.path is not None
+        con = _open_file(location.path, model_name)
+        database = None
     try:
         schema = location.state_schema
         present = con.execute(
             "select count(*) from information_schema.tables"
-            " where table_catalog = current_database() and table_schema = ?"
+            " where table_catalog = coalesce(?, current_database()) and table_schema = ?"
             " and table_name = ?",
-            [schema, table],
+            [database, schema, table],
         ).fetchone()
         if not present or not present[0]:
             raise StateCommandError(
-                f"{path}: no sqlflow state (no table {schema}.{table}). Fix: run the model"
-                f" first: dbt run -s {model_name}"
+                f"{location.source}: no sqlflow state (no table {schema}.{table}). Fix: run"
+                f" the model first: dbt run -s {model_name}"
             )
-        yield StateStore(lambda sql: con.execute(sql).fetchall(), schema=schema)
+        yield StateStore(lambda sql: con.execute(sql).fetchall(), schema=schema, database=database)
     except duckdb.Error as e:
-        raise StateCommandError(f"{path}: cannot read {location.state_schema}: {e}") from e
+        raise StateCommandError(
+            f"{location.source}: cannot read {location.state_schema}: {e}"
+        ) from e
     finally:
         con.close()
 

@@ -181,6 +181,14 @@ def ab_test(
     found = find_windowed_model(manifest, model)
     node = model_node(manifest, model, WINDOWED)
     location = resolve_state_location(project, profiles, target)
+    if location.path is None:
+        # A copy of a lake would share its catalog and data path with production.
+        raise StateCommandError(
+            f"model '{found.unique_id}': tune --ab runs the model on copies of the DuckDB"
+            f" file, and the target is {location.source}, which it cannot copy. Fix: run"
+            f" `dbt-sqlflow tune {found.name}` (without --ab) for the recommendation"
+        )
+    source = location.path
     with open_state(location, found.name, "loads") as store:
         loads = store.loads(found.unique_id)
     advice = recommend(found.unique_id, found.config, batches_from_loads(loads))
@@ -196,9 +204,9 @@ def ab_test(
         # The copies keep the file's name: dbt-duckdb names the database after it.
         for folder in ("pristine", "data"):
             (work / folder).mkdir()
-        name = location.path.name
-        shutil.copy2(location.path, work / "pristine" / name)
-        wal = location.path.with_name(name + ".wal")
+        name = source.name
+        shutil.copy2(source, work / "pristine" / name)
+        wal = source.with_name(name + ".wal")
         if wal.exists():
             shutil.copy2(wal, work / "pristine" / (name + ".wal"))
         arms = {

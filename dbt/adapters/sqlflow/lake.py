@@ -106,15 +106,7 @@ def current_layout_sql(database: str, schema: str, table: str) -> str:
     """The query of a lake table's current partitioning and sort order, from DuckLake's
     catalog (attached as ``__ducklake_metadata_<database>``): rows ``(kind, position,
     transform or direction, column or expression)``, kind ``partition`` or ``sort``."""
-    from dbt.adapters.sqlflow.sql import sql_string
-
-    meta = quote_identifier(f"__ducklake_metadata_{database}")
-    table_id = (
-        f"(select t.table_id from {meta}.ducklake_table t join {meta}.ducklake_schema s"
-        " on s.schema_id = t.schema_id and s.end_snapshot is null"
-        f" where t.end_snapshot is null and s.schema_name = {sql_string(schema)}"
-        f" and t.table_name = {sql_string(table)})"
-    )
+    meta, table_id = _metadata(database, schema, table)
     return (
         "select 'partition', pc.partition_key_index, pc.transform, c.column_name"
         f" from {meta}.ducklake_partition_info p"
@@ -128,6 +120,42 @@ def current_layout_sql(database: str, schema: str, table: str) -> str:
         " on e.sort_id = i.sort_id and e.table_id = i.table_id"
         f" where i.end_snapshot is null and i.table_id = {table_id}"
         " order by 1, 2"
+    )
+
+
+def _metadata(database: str, schema: str, table: str) -> tuple[str, str]:
+    """DuckLake's catalog schema of the lake ``database`` and the subquery of the table's
+    current id in it."""
+    from dbt.adapters.sqlflow.sql import sql_string
+
+    meta = quote_identifier(f"__ducklake_metadata_{database}")
+    table_id = (
+        f"(select t.table_id from {meta}.ducklake_table t join {meta}.ducklake_schema s"
+        " on s.schema_id = t.schema_id and s.end_snapshot is null"
+        f" where t.end_snapshot is null and s.schema_name = {sql_string(schema)}"
+        f" and t.table_name = {sql_string(table)})"
+    )
+    return meta, table_id
+
+
+def data_files_sql(database: str, schema: str, table: str) -> str:
+    """The query of a lake table's live data files and where DuckLake partitioned them,
+    from its catalog: rows ``(data_file_id, file_size_bytes, transform, column_name,
+    partition_value)``, one per partition value of each file (a file written unpartitioned
+    has one row, its last three columns null). Rows still inlined in the catalog (not
+    flushed) are in no file."""
+    meta, table_id = _metadata(database, schema, table)
+    return (
+        "select f.data_file_id, f.file_size_bytes, pc.transform, c.column_name,"
+        f" v.partition_value from {meta}.ducklake_data_file f"
+        f" left join {meta}.ducklake_file_partition_value v"
+        " on v.data_file_id = f.data_file_id and v.table_id = f.table_id"
+        f" left join {meta}.ducklake_partition_column pc on pc.partition_id = f.partition_id"
+        " and pc.table_id = f.table_id and pc.partition_key_index = v.partition_key_index"
+        f" left join {meta}.ducklake_column c on c.table_id = f.table_id"
+        " and c.column_id = pc.column_id and c.end_snapshot is null"
+        f" where f.end_snapshot is null and f.table_id = {table_id}"
+        " order by f.data_file_id, v.partition_key_index"
     )
 
 

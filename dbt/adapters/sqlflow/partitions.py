@@ -84,6 +84,42 @@ def partition_key(ts: datetime | date, granularity: str) -> str:
     return f"{t.year:04d}"
 
 
+# DuckLake's time transforms, coarsest first, and the finest one each granularity needs to
+# tell a file's partition (a week is laid out by day: see lake.py).
+_LAKE_UNITS = ("year", "month", "day", "hour")
+_LAKE_FINEST = {"year": "year", "month": "month", "week": "day", "day": "day", "hour": "hour"}
+
+
+def lake_file_key(values: Mapping[str, str | None], granularity: str | None) -> str | None:
+    """The key of the partition a DuckLake data file holds, from the file's partition
+    values in the lake's catalog.
+
+    Args:
+        values: The file's value per transform on the partition field: ``{'year':
+            '2025', 'month': '1', 'day': '3'}``, or ``{'identity': 'eu'}`` for a value
+            partition (None for NULL).
+        granularity: The model's partition granularity; None for value partitions.
+
+    Returns:
+        The key, or None when the values do not tell it (a file written unpartitioned,
+        or under a coarser or other layout).
+    """
+    if granularity is None:
+        if set(values) != {"identity"}:
+            return None
+        value = values["identity"]
+        return NULL_KEY if value is None else value
+    units = _LAKE_UNITS[: _LAKE_UNITS.index(_LAKE_FINEST[granularity]) + 1]
+    if "identity" in values or any(values.get(u) is None for u in units):
+        return None
+    try:
+        n = {"month": 1, "day": 1, "hour": 0} | {u: int(str(values[u])) for u in units}
+        moment = datetime(n["year"], n["month"], n["day"], n["hour"])
+    except ValueError:
+        return None
+    return partition_key(moment, granularity)
+
+
 _KEY_PATTERNS = {
     "hour": re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2})"),
     "day": re.compile(r"(\d{4})-(\d{2})-(\d{2})"),
