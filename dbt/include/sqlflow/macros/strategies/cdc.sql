@@ -102,7 +102,8 @@
   {%- set live = "(k.sqlflow_applied_op = 'upsert' and coalesce(k.sqlflow_applied > " ~ batch_mark ~ ", true))" -%}
   create or replace temporary table {{ c.changes }} as
   with ev as (
-    select s.*, row(s.sqlflow_seq, s.sqlflow_rank) as sqlflow_order,
+    {#- a named struct: DuckDB 1.5 creates no table with an unnamed one (sqlflow_last) #}
+    select s.*, struct_pack(sqlflow_seq := s.sqlflow_seq, sqlflow_rank := s.sqlflow_rank) as sqlflow_order,
            l.sqlflow_seq as sqlflow_applied, l.sqlflow_op as sqlflow_applied_op,
            coalesce(s.sqlflow_seq <= l.sqlflow_seq, false)
              or coalesce(s.sqlflow_seq <= (select max(sqlflow_seq) from {{ c.ledger }} where sqlflow_op = 'truncate'), false) as sqlflow_stale
@@ -143,7 +144,7 @@
          coalesce(k.{{ col }}, case when {{ live }} and not k.sqlflow_was_reset then t.{{ col }} end) as {{ col }}{{ ',' if not loop.last }}
       {%- endfor %})
     {%- endif %},
-         (k.sqlflow_last)[1] as sqlflow_last_seq,
+         struct_extract(k.sqlflow_last, 'sqlflow_seq') as sqlflow_last_seq,
          case when k.sqlflow_last_op is null then 'none'
               when k.sqlflow_last_op = 'delete' then case when {{ live }} then 'delete' else 'forget' end
               when {{ live }} then 'update' else 'insert' end as sqlflow_action
