@@ -510,3 +510,56 @@ class TestWindowedFeaturesOnTheLake:
         failed = export("failed")
         assert failed[("sqlflow_quality_checks_failed_total", "daily")] == 1
         assert failed[("sqlflow_run_success", "")] == 0
+
+
+class TestCommandLineOnADuckdbFileCatalog:
+    """The laptop lake: its catalog in a DuckDB file, which the writing process locks."""
+
+    @pytest.fixture(scope="class")
+    def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict:
+        folder = tmp_path_factory.mktemp("file_lake")
+        return {
+            "type": "sqlflow",
+            "path": ":memory:",
+            "database": "lake",
+            "threads": 4,
+            "attach": [
+                {
+                    "path": f"ducklake:{folder}/catalog.ducklake",
+                    "alias": "lake",
+                    "options": {"data_path": f"{folder}/data/", "data_inlining_row_limit": 0},
+                }
+            ],
+        }
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {"sources.yml": raw_sources_yml("events"), "daily.sql": FEATURE_MODELS["daily.sql"]}
+
+    def test_partitions_and_intervals(self, project):
+        create_events(project)
+        run_lake_dbt(project, ["run", *now("2025-01-04T00:00:00")])
+        # This process still has the catalog open: the command says to wait.
+        project.run_sql("select 1")
+        locked = cli(project, "partitions", "daily")
+        assert locked.returncode == 2
+        assert "its catalog is locked by another process" in locked.stderr
+        assert locked.stderr.rstrip().endswith(
+            "Fix: wait for the running dbt command to finish, then try again"
+        )
+        release(project)
+        done = cli(project, "partitions", "daily", "--json")
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert [(p["key"], p["rows"], p["data_files"]) for p in data["partitions"]] == [
+            ("2025-01-01", 2, 1),
+            ("2025-01-02", 2, 1),
+            ("2025-01-03", 2, 1),
+        ]
+        done = cli(project, "intervals", "daily", "--json", "--now", "2025-01-04")
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert [(r["start"], r["end"]) for r in data["loaded"]] == [
+            ("2025-01-01T00:00:00", "2025-01-04T00:00:00")
+        ]
+        assert data["gaps"] == []
