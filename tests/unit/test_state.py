@@ -116,7 +116,7 @@ OLD_LOADS = """create table sqlflow_meta.loads (
     partitions_touched integer, watermark_before varchar, watermark_after varchar)"""
 
 
-def test_an_older_loads_table_reads_and_gains_the_phase_columns(
+def test_an_older_loads_table_reads_and_gains_the_added_columns(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
     con.execute("create schema sqlflow_meta")
@@ -141,12 +141,28 @@ def test_an_older_loads_table_reads_and_gains_the_phase_columns(
     assert store.ensure() is True
     added = [s for s in recorder.statements if s.startswith("alter table")]
     assert added == [
-        f'alter table "sqlflow_meta"."loads" add column if not exists "{c}_seconds" double'
-        for c in ("plan", "stage", "dml", "checks", "state", "commit")
+        f'alter table "sqlflow_meta"."loads" add column if not exists "{c}" {kind}'
+        for c, kind in [
+            *((f"{p}_seconds", "double") for p in ("plan", "stage", "dml", "checks", "state")),
+            ("commit_seconds", "double"),
+            ("peak_memory_bytes", "bigint"),
+            ("spilled_bytes", "bigint"),
+            ("retries", "integer"),
+            ("retry_reasons", "varchar"),
+        ]
     ]
     recorder.statements.clear()
     assert store.ensure() is False and len(recorder.statements) == 1
-    new = load_row("new", started_at=d("2025-03-11 10:00"), plan_seconds=0.5, dml_seconds=2.0)
+    new = load_row(
+        "new",
+        started_at=d("2025-03-11 10:00"),
+        plan_seconds=0.5,
+        dml_seconds=2.0,
+        peak_memory_bytes=3 << 30,
+        spilled_bytes=0,
+        retries=2,
+        retry_reasons="out_of_memory,conflict",
+    )
     store.record_load(new)
     store.record_phase_times({"new": (0.25, 0.125)}, since=d("2025-03-11 10:00"))
     timed = LoadRow(**{**new.__dict__, "state_seconds": 0.25, "commit_seconds": 0.125})

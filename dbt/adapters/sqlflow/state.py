@@ -8,7 +8,9 @@ ROLLBACK). Four tables and two views:
     One row per committed load (batch): ids, model, strategy, window ``[start, end)``,
     times, status, row counts, partitions touched, watermarks, and the seconds of each
     phase of the batch (``<phase>_seconds``, see ``observe.PHASES``; NULL for empty
-    windows and for loads recorded before these columns existed).
+    windows and for loads recorded before these columns existed), the DuckDB instance's
+    peak buffer memory and the bytes it spilled to disk while the batch ran, and the
+    transient failures the batch was retried after (NULL likewise).
 ``interval_log``
     Every change of a model's loaded time, in order: a range ``[interval_start,
     interval_end)`` (start inclusive, end exclusive) marked loaded by a load, or unmarked
@@ -92,7 +94,11 @@ _DDL: dict[str, str] = {
         dml_seconds double,
         checks_seconds double,
         state_seconds double,
-        commit_seconds double""",
+        commit_seconds double,
+        peak_memory_bytes bigint,
+        spilled_bytes bigint,
+        retries integer,
+        retry_reasons varchar""",
     "interval_log": """
         model varchar not null,
         relation varchar,
@@ -135,7 +141,13 @@ _PHASE_COLUMNS = (
 )
 
 _ADDED: dict[str, tuple[tuple[str, str], ...]] = {
-    "loads": tuple((c, "double") for c in _PHASE_COLUMNS),
+    "loads": (
+        *((c, "double") for c in _PHASE_COLUMNS),
+        ("peak_memory_bytes", "bigint"),
+        ("spilled_bytes", "bigint"),
+        ("retries", "integer"),
+        ("retry_reasons", "varchar"),
+    ),
 }
 """Columns added after a table's first version: ``ensure`` adds them where missing."""
 _INTERVAL_COLUMNS = ("model", "relation", "interval_start", "interval_end", "load_id", "loaded_at")
@@ -261,6 +273,13 @@ class LoadRow:
         state_seconds: Seconds in sqlflow's state writes (written after the run's last
             commit: None when the run failed before its end).
         commit_seconds: Seconds in the batch's COMMIT (written as ``state_seconds``).
+        peak_memory_bytes: The DuckDB instance's peak buffer memory over the batch's
+            statements (DuckDB's ``system.peak_buffer_memory``); None when not measured.
+        spilled_bytes: Bytes DuckDB wrote to its temporary directory during them (0: no
+            spill; ``system.total_bytes_spilled``); None when not measured.
+        retries: Transient failures the batch's transaction was retried after.
+        retry_reasons: Their reasons (``retry.classify``), comma-separated, oldest first;
+            None without retries.
     """
 
     load_id: str
@@ -285,6 +304,10 @@ class LoadRow:
     checks_seconds: float | None = None
     state_seconds: float | None = None
     commit_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    spilled_bytes: int | None = None
+    retries: int | None = None
+    retry_reasons: str | None = None
 
 
 @dataclass(frozen=True)
