@@ -217,3 +217,41 @@ def test_bad_batch_phase_seconds_are_refused(bad: Any) -> None:
     }
     with pytest.raises(ArtifactError, match=r"adapter_response\.batch_phase_seconds is"):
         model_run(result, {}, "run_results.json")
+
+
+# -- the memory probe, on DuckDB's real profile --------------------------------------------
+
+
+def test_the_memory_probe_reads_peak_and_spill_from_duckdb(tmp_path: Any) -> None:
+    import duckdb
+
+    from dbt.adapters.sqlflow.observe import PROFILE_OFF, PROFILE_ON, MemoryProbe
+
+    con = duckdb.connect(str(tmp_path / "m.duckdb"))
+    con.execute("set memory_limit = '100MB'")
+    con.execute("set threads = 2")
+    for sql in PROFILE_ON:
+        con.execute(sql)
+    probe = MemoryProbe()
+    assert probe.take() == (None, None)  # nothing observed
+    probe.observe('{"result": "disabled"}')  # a profile without the system metrics
+    assert probe.take() == (None, None)
+    # 3M distinct strings grouped under 100 MB: the hash table spills.
+    con.execute(
+        "create table g as select s, count(*) as n from (select md5(i::varchar) as s"
+        " from range(3000000) as t(i)) group by s"
+    )
+    probe.observe(con.get_profiling_information())
+    con.execute("select count(*) from g").fetchall()
+    probe.observe(con.get_profiling_information())
+    peak, spilled = probe.take()
+    assert peak is not None and 50 << 20 < peak <= 100 << 20
+    assert spilled is not None and spilled > 100 << 20
+    con.execute("select 1").fetchall()  # a result is profiled once fetched
+    probe.observe(con.get_profiling_information())
+    peak, spilled = probe.take()  # started again: only the last statement
+    assert peak is not None and spilled == 0
+    for sql in PROFILE_OFF:
+        con.execute(sql)
+    assert con.execute("select current_setting('enable_profiling')").fetchone() == (None,)
+    con.close()

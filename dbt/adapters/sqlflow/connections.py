@@ -19,6 +19,7 @@ from dbt.adapters.contracts.connection import AdapterResponse, Connection
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt_common.exceptions import DbtRuntimeError
 
+from dbt.adapters.sqlflow.observe import PROFILE_OFF, PROFILE_ON, MemoryProbe
 from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
 from dbt.adapters.sqlflow.retry import LOCK_HELD, RetrySettings, is_lock_conflict, retrying
 
@@ -209,6 +210,56 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         self._journals: dict[int, list[tuple[str, Any]]] = {}
         # The profile's sqlflow_redact, built when a statement first fails.
         self._sqlflow_redactor: Redactor | None = None
+        # Per thread: the memory probe of the sqlflow run on it; the threads whose DuckDB
+        # profiler sqlflow turned on (and turns off after the model).
+        self._probes: dict[int, MemoryProbe] = {}
+        self._profiling: set[int] = set()
+
+    def start_memory_probe(self) -> MemoryProbe | None:
+        """Measure the memory of this thread's sqlflow statements (``DbtSession``) until
+        :meth:`stop_memory_probe`: DuckDB's profiler is turned on for this connection with
+        :data:`observe.PROFILE_ON`, unless the profile's settings turned it on already
+        (then their profile is read as it is).
+
+        Returns:
+            The probe, or None when this DuckDB has no ``tracked_metrics`` setting (its
+            profiler cannot be limited to the two system metrics).
+        """
+        cursor = self.get_thread_connection().handle.cursor()
+        cursor.execute(
+            "select current_setting('enable_profiling'), (select count(*) from"
+            " duckdb_settings() where name = 'tracked_metrics')"
+        )
+        enabled, known = cursor.fetchone()
+        if not known:
+            return None
+        thread = threading.get_ident()
+        if enabled is None:
+            for sql in PROFILE_ON:
+                cursor.execute(sql)
+            self._profiling.add(thread)
+        probe = self._probes[thread] = MemoryProbe()
+        return probe
+
+    def memory_probe(self) -> MemoryProbe | None:
+        """The memory probe of this thread's sqlflow run, if one is measuring."""
+        return self._probes.get(threading.get_ident())
+
+    def stop_memory_probe(self) -> None:
+        """Stop this thread's memory probe, and turn the profiler off if sqlflow turned
+        it on (nothing when no probe runs)."""
+        thread = threading.get_ident()
+        if self._probes.pop(thread, None) is None or thread not in self._profiling:
+            return
+        cursor = self.get_thread_connection().handle.cursor()
+        try:
+            for sql in PROFILE_OFF:
+                cursor.execute(sql)
+        except Exception:
+            # A failed model's aborted transaction refuses even RESET: the profiler stays
+            # on (still sqlflow's) until a later model on this thread stops its probe.
+            return
+        self._profiling.discard(thread)
 
     def journal(self) -> list[tuple[str, Any]]:
         """The ``(sql, bindings)`` dbt ran through this thread's connection in its open
@@ -371,12 +422,17 @@ class DbtSession:
             connection.transaction_open = True
             self._connections.journal().clear()
         found: list[tuple] = []
+        probe = self._connections.memory_probe()
         for statement in split_statements(sql) if ";" in sql else [sql]:
             LAKE_WRITERS.before(connection.credentials, statement)
             with self._errors(statement):
                 cursor = connection.handle.cursor()
                 cursor.execute(statement)
                 found = [] if cursor.description is None else [tuple(r) for r in cursor.fetchall()]
+            # DuckDB profiles a failed statement nowhere: an out-of-memory error leaves only
+            # its retry (the load's retry_reasons).
+            if probe is not None:
+                probe.observe(cursor.get_profiling_information())
         return found
 
     def commit(self) -> None:

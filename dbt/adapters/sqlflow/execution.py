@@ -1723,6 +1723,12 @@ def _flush(services: RunServices) -> None:
 
 
 def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
+    """The ``loads`` row of a load. A timed batch takes the memory figures of the
+    statements since the previous row (its plan, stage, DML, checks); the first row of a
+    transaction takes the retries it was tried again after."""
+    memory = run.services.memory
+    peak, spilled = memory.take() if memory is not None and batch.phases else (None, None)
+    retried, run.retrying = run.retrying, []
     return LoadRow(
         load_id=batch.load_id,
         invocation_id=run.invocation_id,
@@ -1742,6 +1748,10 @@ def _load_row(run: ModelRun, batch: BatchResult) -> LoadRow:
         watermark_after=iso_or_none(batch.watermark_after),
         # state and commit are not over yet: record_phase_times writes them.
         **{f"{p}_seconds": _phase(batch, p) for p in ("plan", "stage", "dml", "checks")},
+        peak_memory_bytes=peak,
+        spilled_bytes=spilled,
+        retries=len(retried),
+        retry_reasons=",".join(retried) or None,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dbt.adapters.base.meta import available
 from dbt.adapters.duckdb.impl import DuckDBAdapter
@@ -183,6 +183,10 @@ class SqlflowAdapter(DuckDBAdapter):
 
     # -- helpers (not exposed to Jinja) ---------------------------------------------
 
+    def _connections(self) -> SqlflowConnectionManager:
+        """``self.connections`` as the class it is (dbt types it as its base class)."""
+        return cast(SqlflowConnectionManager, self.connections)
+
     def _session(self, redactor: Redactor | None = None) -> DbtSession:
         return DbtSession(self.connections, redactor)
 
@@ -255,7 +259,16 @@ class SqlflowAdapter(DuckDBAdapter):
         lowered = {k.lower(): v for k, v in columns.items()}
         et_type = lowered.get(config.event_time.lower()) if config.event_time else None
         return RunServices(
-            run, state, pm, checks, now, et_type, retry, redactor=redactor, tracing=self._tracing()
+            run,
+            state,
+            pm,
+            checks,
+            now,
+            et_type,
+            retry,
+            redactor=redactor,
+            tracing=self._tracing(),
+            memory=self._connections().start_memory_probe(),
         )
 
     def _redactor(self, model: RedactSettings) -> Redactor:
@@ -541,6 +554,7 @@ class SqlflowAdapter(DuckDBAdapter):
                 self._record_metrics(run, batch, "error", error)
                 run.fail(error)
         finally:
+            self._connections().stop_memory_probe()
             super().post_model_hook(config, context)
 
     @available.parse_none

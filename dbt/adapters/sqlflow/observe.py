@@ -17,6 +17,7 @@ command completes.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -235,3 +236,58 @@ class Phase:
 def rounded(phases: Mapping[str, float]) -> dict[str, float]:
     """The phases in :data:`PHASES` order, in seconds rounded to microseconds."""
     return {p: round(phases[p], 6) for p in PHASES if p in phases}
+
+
+# -- memory: the DuckDB instance's peak buffer memory and spill, per batch ---------------------
+
+PROFILE_METRICS = ("system.peak_buffer_memory", "system.total_bytes_spilled")
+"""What a sqlflow run asks DuckDB's profiler for (DuckDB >= 1.5's ``tracked_metrics``)."""
+
+PROFILE_ON = (
+    f"set tracked_metrics = [{', '.join(repr(m) for m in PROFILE_METRICS)}]",
+    "set profiling_coverage = 'ALL'",
+    "set enable_profiling = 'no_output'",
+)
+"""Turn on the profile :class:`MemoryProbe` reads: only the two system metrics, for every
+statement (not only SELECTs), printed nowhere. Measured on DuckDB 2.0.1: ~40 µs more per
+statement, and ~10 µs to read a statement's profile."""
+
+PROFILE_OFF = ("reset enable_profiling", "reset profiling_coverage", "reset tracked_metrics")
+
+_PEAK = re.compile(r'"peak_buffer_memory":\s*(\d+)')
+_SPILLED = re.compile(r'"total_bytes_spilled":\s*(\d+)')
+
+
+class MemoryProbe:
+    """The peak buffer memory of the DuckDB instance and the bytes it spilled to its
+    temporary directory, over the statements observed since the last :meth:`take`.
+
+    DuckDB keeps the profile of a connection's last statement only, so the session feeds
+    each statement's profile (the JSON of ``get_profiling_information``) to
+    :meth:`observe`; both figures come from DuckDB's buffer manager, which all threads
+    share (the peak is the instance's, not the statement's own).
+    """
+
+    __slots__ = ("peak", "spilled")
+
+    def __init__(self) -> None:
+        self.peak: int | None = None
+        self.spilled: int | None = None
+
+    def observe(self, profile: str) -> None:
+        """Take one statement's profile into the figures (a profile without the system
+        metrics, e.g. of BEGIN, changes nothing)."""
+        peak = _PEAK.search(profile)
+        if peak is not None:
+            value = int(peak.group(1))
+            self.peak = value if self.peak is None else max(self.peak, value)
+        spilled = _SPILLED.search(profile)
+        if spilled is not None:
+            self.spilled = (self.spilled or 0) + int(spilled.group(1))
+
+    def take(self) -> tuple[int | None, int | None]:
+        """``(peak bytes, spilled bytes)`` since the last take (None: nothing observed),
+        and start again."""
+        figures = (self.peak, self.spilled)
+        self.peak = self.spilled = None
+        return figures

@@ -123,6 +123,7 @@ def attempt(
             try:
                 if reasons and reasons[-1] == OUT_OF_MEMORY:
                     restore = degrade(session)
+                run.retrying = list(reasons)
                 body(first)
             except BaseException:
                 session.rollback()  # before the settings are restored, in a new one

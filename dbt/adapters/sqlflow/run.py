@@ -18,7 +18,7 @@ from dbt.adapters.contracts.connection import AdapterResponse
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval
-from dbt.adapters.sqlflow.observe import PHASES, BatchClock, Tracing, rounded
+from dbt.adapters.sqlflow.observe import PHASES, BatchClock, MemoryProbe, Tracing, rounded
 from dbt.adapters.sqlflow.partitions import PartitionManager
 from dbt.adapters.sqlflow.plan import LoadPlan
 from dbt.adapters.sqlflow.quality import CheckOutcome, QualityCheck
@@ -76,6 +76,9 @@ class RunServices:
     """Redacts the row values of the run's messages (the profile's and the model's
     ``sqlflow_redact``)."""
     tracing: Tracing | None = None
+    memory: MemoryProbe | None = None
+    """The DuckDB instance's peak memory and spill over the run's statements, read into
+    each load row; None when not measured."""
 
 
 @dataclass
@@ -138,6 +141,9 @@ class ModelRun:
     empty_last_commit: int = 0
     pinned_now: datetime | None = None
     retries: list[str] = field(default_factory=list)
+    #: The transient failures the open transaction was retried after (its try's
+    #: ``recovery.attempt`` sets them): its first load row records them.
+    retrying: list[str] = field(default_factory=list)
     interrupted: str | None = None
     loop: Any = None
     uncommitted: list[BatchResult] = field(default_factory=list)
