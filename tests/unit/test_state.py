@@ -79,6 +79,7 @@ def test_ensure_creates_then_is_one_query(con: duckdb.DuckDBPyConnection) -> Non
     assert [t[0] for t in tables] == [
         "interval_log",
         "intervals",
+        "load_summaries",
         "loads",
         "partition_log",
         "partitions",
@@ -608,3 +609,75 @@ def test_compact_keeps_the_current_rows(store: StateStore, con: duckdb.DuckDBPyC
     assert store.partitions(RELATION) == partitions == [part("2025-03-02", 5, "l2")]
     assert con.execute("select count(*) from sqlflow_meta.interval_log").fetchone() == (3,)
     assert store.compact() == 0
+
+# -- bounded history ---------------------------------------------------------------------
+
+
+def test_compact_loads_folds_the_oldest_into_one_summary(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    recorder = Recorder(con)
+    store = StateStore(recorder)
+    store.ensure()
+    start = d("2025-03-01")
+    for i in range(10):
+        store.record_load(
+            load_row(
+                f"l{i:02}",
+                window_start=start + timedelta(days=i),
+                window_end=start + timedelta(days=i + 1),
+                started_at=d("2025-03-10 10:00") + timedelta(minutes=i),
+                finished_at=d("2025-03-10 10:00") + timedelta(minutes=i, seconds=i + 1),
+                # Every third load is an empty window; the others write 10 * i rows.
+                rows_inserted=0 if i % 3 == 0 else 10 * i,
+                rows_updated=1 if i % 3 else 0,
+                dml_seconds=0.5,
+                peak_memory_bytes=1000 * i,
+                spilled_bytes=5 if i == 4 else 0,
+                retries=1 if i == 5 else 0,
+                retry_reasons="out_of_memory" if i == 5 else None,
+            )
+        )
+    store.record_load(load_row("other", model="model.proj.other"))
+    now = d("2025-03-11")
+    recorder.statements.clear()
+    # 10 loads: within keep + slack nothing happens, in one count.
+    assert store.compact_loads(MODEL, 4, slack=6, now=now) == 0
+    assert len(recorder.statements) == 1 and store.load_summaries(MODEL) == []
+    # Over it: the 6 oldest (l00..l05) are folded, the 4 newest stay.
+    assert store.compact_loads(MODEL, 4, slack=5, now=now) == 6
+    assert [x.load_id for x in store.loads(MODEL)] == ["l06", "l07", "l08", "l09"]
+    assert [x.load_id for x in store.loads("model.proj.other")] == ["other"]
+    [summary] = store.load_summaries(MODEL)
+    assert summary == {
+        "model": MODEL,
+        "relation": RELATION,
+        "summarized_at": now,
+        "first_started_at": d("2025-03-10 10:00"),
+        "last_finished_at": d("2025-03-10 10:05:06"),
+        "window_start": d("2025-03-01"),
+        "window_end": d("2025-03-07"),
+        "loads": 6,
+        "batches": 4,  # l01, l02, l04, l05 wrote rows
+        "rows_inserted": 10 + 20 + 40 + 50,
+        "rows_updated": 4,
+        "rows_deleted": 0,
+        "batch_seconds": 2.0 + 3 + 5 + 6,
+        "median_batch_seconds": 4.0,
+        "median_batch_rows": (21 + 41) / 2,
+        "plan_seconds": None,
+        "stage_seconds": None,
+        "dml_seconds": 3.0,
+        "checks_seconds": None,
+        "state_seconds": None,
+        "commit_seconds": None,
+        "max_peak_memory_bytes": 5000,
+        "spilled_batches": 1,
+        "spilled_bytes": 5,
+        "retries": 1,
+        "out_of_memory_retries": 1,
+    }
+    # Folded once: a second compaction folds only what is new beyond keep.
+    assert store.compact_loads(MODEL, 4, now=now) == 0
+    assert store.compact_loads(MODEL, 2, now=now) == 2
+    assert [s["loads"] for s in store.load_summaries(MODEL)] == [6, 2]

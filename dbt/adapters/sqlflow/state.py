@@ -2,7 +2,7 @@
 
 Written through the caller's executor, so in production the state shares the model's
 transaction and never disagrees with the data (this module never issues BEGIN, COMMIT or
-ROLLBACK). Four tables and two views:
+ROLLBACK). Five tables and two views:
 
 ``loads``
     One row per committed load (batch): ids, model, strategy, window ``[start, end)``,
@@ -11,6 +11,10 @@ ROLLBACK). Four tables and two views:
     windows and for loads recorded before these columns existed), the DuckDB instance's
     peak buffer memory and the bytes it spilled to disk while the batch ran, and the
     transient failures the batch was retried after (NULL likewise).
+``load_summaries``
+    The older rows of ``loads``, folded: :meth:`StateStore.compact_loads` keeps a model's
+    newest loads in ``loads`` and replaces the rest by one row of counts, sums, medians and
+    maxima per compaction (``loads`` stays bounded; nothing is summed twice).
 ``interval_log``
     Every change of a model's loaded time, in order: a range ``[interval_start,
     interval_end)`` (start inclusive, end exclusive) marked loaded by a load, or unmarked
@@ -30,12 +34,14 @@ ROLLBACK). Four tables and two views:
     sequence: per key the sequence applied last and whether it was a delete (``scd1``),
     or the deletes as tombstones (``scd2``); rows with a null key record truncates.
 
-Writes to the shared tables only ever insert. Several models load at once (dbt's
-threads, other processes on a DuckLake); on DuckLake a transaction that deletes from a
-table another transaction has inserted into since it began fails to commit ("Transaction
+A batch's writes to the shared tables only ever insert. Several models load at once
+(dbt's threads, other processes on a DuckLake); on DuckLake a transaction that deletes from
+a table another transaction has inserted into since it began fails to commit ("Transaction
 conflict - attempting to delete from table ... but another transaction has inserted into
-it"), so no write here deletes or updates a shared table: a change of state is a new row,
-and reads take the newest. The logs grow by a row per batch (and per touched partition);
+it"), so no batch deletes or updates a shared table: a change of state is a new row, and
+reads take the newest. The few other writes (a model's phase times and the folding of its
+old loads after its run, a restore) run in transactions of their own, retried on a
+conflict. The logs grow by a row per batch (and per touched partition);
 :meth:`StateStore.compact` rewrites them to their current rows when no other writer runs.
 (A ``cdc`` ledger belongs to one target, which one run at a time writes.) The one
 exception is the undo of loads on a DuckLake (``restore.py``): it removes the undone
@@ -99,6 +105,33 @@ _DDL: dict[str, str] = {
         spilled_bytes bigint,
         retries integer,
         retry_reasons varchar""",
+    "load_summaries": """
+        model varchar not null,
+        relation varchar,
+        summarized_at timestamp not null,
+        first_started_at timestamp,
+        last_finished_at timestamp,
+        window_start timestamp,
+        window_end timestamp,
+        loads bigint not null,
+        batches bigint,
+        rows_inserted bigint,
+        rows_updated bigint,
+        rows_deleted bigint,
+        batch_seconds double,
+        median_batch_seconds double,
+        median_batch_rows double,
+        plan_seconds double,
+        stage_seconds double,
+        dml_seconds double,
+        checks_seconds double,
+        state_seconds double,
+        commit_seconds double,
+        max_peak_memory_bytes bigint,
+        spilled_batches bigint,
+        spilled_bytes bigint,
+        retries bigint,
+        out_of_memory_retries bigint""",
     "interval_log": """
         model varchar not null,
         relation varchar,
@@ -203,6 +236,19 @@ def _stamp() -> datetime:
         _last_stamp = now if now > _last_stamp else _last_stamp + timedelta(microseconds=1)
         return _last_stamp
 
+
+# One row of load_summaries from the loads rows being folded (``l``); a batch is a load
+# that wrote rows, as ``tune`` counts them.
+_WROTE = "(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0) + coalesce(rows_deleted, 0))"
+_SUMMARY_SELECT = f"""model, any_value(relation), {{now}}, min(started_at), max(finished_at),
+    min(window_start), max(window_end), count(*), count(*) filter (where {_WROTE} > 0),
+    sum(rows_inserted), sum(rows_updated), sum(rows_deleted),
+    sum(epoch(finished_at - started_at)) filter (where {_WROTE} > 0),
+    median(epoch(finished_at - started_at)) filter (where {_WROTE} > 0),
+    median({_WROTE}) filter (where {_WROTE} > 0),
+    {", ".join(f"sum({c})" for c in _PHASE_COLUMNS)},
+    max(peak_memory_bytes), count(*) filter (where spilled_bytes > 0), sum(spilled_bytes),
+    sum(retries), count(*) filter (where retry_reasons like '%out_of_memory%')"""
 
 _PARTITION_COLUMNS = (
     "partition_key",
@@ -587,6 +633,46 @@ class StateStore:
             " order by finished_at desc, started_at desc, window_end desc nulls last limit 1"
         )
         return _load_row(rows[0][0]) if rows else None
+
+    def compact_loads(self, model: str, keep: int, *, slack: int = 0, now: datetime) -> int:
+        """Fold the model's loads older than its ``keep`` newest into one row of
+        ``load_summaries``, when it has more than ``keep + slack`` (the slack spares a
+        compaction per run once the history is full).
+
+        Newest by ``finished_at`` (then ``load_id``). One count when there is nothing to
+        fold; else an INSERT of the summary and a DELETE of the folded rows, in the
+        caller's transaction.
+
+        Returns:
+            How many loads were folded (0: none).
+        """
+        loads = self.table("loads")
+        where = f"model = {sql_string(model)}"
+        found = self.executor(f"select count(*) from {loads} where {where}")
+        if int(found[0][0]) <= keep + slack:
+            return 0
+        older = (
+            f"select * from {loads} where {where}"
+            f" qualify row_number() over (order by finished_at desc, load_id desc) > {int(keep)}"
+        )
+        columns = ", ".join(_column_names(_DDL["load_summaries"]))
+        self.executor(
+            f"insert into {self.table('load_summaries')} ({columns})"
+            f" select {_SUMMARY_SELECT.format(now=sql_literal(now))} from ({older}) group by model"
+        )
+        self.executor(
+            f"delete from {loads} where {where} and load_id in (select load_id from ({older}))"
+        )
+        return int(found[0][0]) - keep
+
+    def load_summaries(self, model: str) -> list[dict[str, Any]]:
+        """The model's summaries of folded loads, oldest first, as column -> value."""
+        names = _column_names(_DDL["load_summaries"])
+        rows = self.executor(
+            f"select {', '.join(names)} from {self.table('load_summaries')}"
+            f" where model = {sql_string(model)} order by first_started_at, summarized_at"
+        )
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
     def record_phase_times(
         self, times: Mapping[str, tuple[float | None, float | None]], *, since: datetime
@@ -1005,6 +1091,11 @@ def _load_row(row: Mapping[str, Any]) -> LoadRow:
     """A ``loads`` row read as a struct; columns the table lacks (older state) are None."""
     values: dict[str, Any] = {c: row.get(c) for c in _LOAD_COLUMNS}
     return LoadRow(**values)
+
+
+def _column_names(ddl: str) -> list[str]:
+    """The column names of one of :data:`_DDL`'s column lists."""
+    return [line.split()[0] for line in ddl.strip().split(",\n")]
 
 
 def _attr(column: str) -> str:
