@@ -31,6 +31,10 @@ class SqlflowCredentials(DuckDBCredentials):
     # (email, phone, card, iban, ip) are on by default, {"kinds": []} turns them off.
     sqlflow_redact: dict[str, Any] | None = None
 
+    # Loads kept in detail per model in the loads table; older ones are folded into
+    # load_summaries after a run that finds more than this plus a tenth. 0 keeps every load.
+    sqlflow_load_history: int = 1000
+
     @property
     def type(self) -> str:
         """The adapter type named in profiles.yml."""
@@ -43,4 +47,5 @@ class SqlflowCredentials(DuckDBCredentials):
             "sqlflow_metrics",
             "sqlflow_retry",
             "sqlflow_redact",
+            "sqlflow_load_history",
         )

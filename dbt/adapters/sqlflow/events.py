@@ -8,7 +8,7 @@ object, ``{"sqlflow": {...fields}}``. dbt's text log shows the message as before
 
 ``event``
     ``plan``, ``batch_start``, ``batch_end``, ``batch_error``, ``retry``, ``check``,
-    ``summary`` (or ``strategy``, ``empty_windows``, ``warning``).
+    ``summary`` (or ``strategy``, ``empty_windows``, ``history_compacted``, ``warning``).
 ``invocation_id``, ``unique_id``, ``execution_id``
     dbt's invocation id, the node's unique id, sqlflow's id of the model execution.
 ``load_id``, ``batch_index``, ``batches``, ``window_start``, ``window_end``, ``strategy``

@@ -1051,7 +1051,8 @@ def reset_state(run: ModelRun) -> None:
 def record_phase_times(run: ModelRun, session: Session) -> None:
     """Write the ``state`` and ``commit`` seconds of the run's committed batches into their
     ``loads`` rows, in one UPDATE and its own transaction after the last commit (a load row
-    is written before its batch's state phase ends and before its commit)."""
+    is written before its batch's state phase ends and before its commit); then, in the
+    same transaction, bound the model's history (:func:`compact_history`)."""
     timed = [r for r in run.results if r.phases]
     if not timed:
         return
@@ -1060,10 +1061,31 @@ def record_phase_times(run: ModelRun, session: Session) -> None:
 
     def body(first: bool) -> None:
         run.services.state.record_phase_times(times, since=since)
+        compact_history(run)
         _flush(run.services)
         session.commit()
 
     _attempt_logged(run, session, body, "the phase times of its loads")
+
+
+def compact_history(run: ModelRun) -> None:
+    """Fold the model's loads beyond its newest ``load_history`` into a summary row, once
+    more than a tenth above it (so a full history costs a compaction every tenth of it,
+    and every other run one count of the model's loads)."""
+    keep = run.services.load_history
+    if keep <= 0:
+        return
+    folded = run.services.state.compact_loads(
+        run.config.model, keep, slack=max(1, keep // 10), now=utc_now()
+    )
+    if folded:
+        run_log(
+            run,
+            f"folded its {folded} oldest loads into sqlflow_meta.load_summaries"
+            f" (keeps the newest {keep})",
+            event="history_compacted",
+            loads_folded=folded,
+        )
 
 
 def close_run(run: ModelRun) -> SqlflowAdapterResponse:

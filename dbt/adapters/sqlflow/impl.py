@@ -269,6 +269,7 @@ class SqlflowAdapter(DuckDBAdapter):
             redactor=redactor,
             tracing=self._tracing(),
             memory=self._connections().start_memory_probe(),
+            load_history=int(getattr(self.config.credentials, "sqlflow_load_history", 0) or 0),
         )
 
     def _redactor(self, model: RedactSettings) -> Redactor:

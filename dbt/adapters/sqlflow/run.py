@@ -77,6 +77,8 @@ class RunServices:
     ``sqlflow_redact``)."""
     tracing: Tracing | None = None
     memory: MemoryProbe | None = None
+    #: Loads kept in detail per model (the profile's ``sqlflow_load_history``; 0: all).
+    load_history: int = 0
     """The DuckDB instance's peak memory and spill over the run's statements, read into
     each load row; None when not measured."""
 
