@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import create_daily_events, events_model, raw_sources_yml, rows
+from sqlflow_testing import create_daily_events, events_model, raw_sources_yml, release, rows
 
 DAILY = "incremental_strategy='append', event_time='event_ts', begin='2025-01-01'"
 # The batch's rows, joined to a GROUP BY of 3M distinct strings (~200 MB of hash table).
@@ -59,3 +59,42 @@ class TestLoadMemory:
         ]
         # The profiler sqlflow turned on for the models is off again.
         assert rows(project, "select current_setting('enable_profiling')") == [(None,)]
+
+    def test_tune_recommends_a_memory_limit_for_the_spilling_model(
+        self, project: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    ) -> None:
+        import json
+
+        from click.testing import CliRunner
+
+        from dbt.adapters.sqlflow.cli import cli
+
+        # Ten days more: 12 batches of each model (the first test's two, then these ten).
+        create_daily_events(project, days=(1, 2, 3, 4, 5, 6, 7, 8, 9))
+        project.run_sql(
+            "insert into {schema}.events values (101, timestamp '2025-01-10 01:00', 'x'),"
+            " (102, timestamp '2025-01-11 01:00', 'y'), (103, timestamp '2025-01-12 01:00', 'z')"
+        )
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-01-13T00:00:00")
+        run_dbt(["run"])
+        release(project)
+        path = project.adapter.config.credentials.path
+        (tmp_path / "profiles.yml").write_text(
+            "test:\n  target: dev\n  outputs:\n    dev:\n      type: sqlflow\n"
+            f"      path: {path}\n      settings: {{memory_limit: 100MB, threads: 2}}\n"
+        )
+        argv = ["tune", "--json", "--project-dir", str(project.project_root)]
+        done = CliRunner().invoke(cli, [*argv, "--profiles-dir", str(tmp_path)])
+        assert done.exit_code == 0, done.output
+        advice = {a["model"]: a for a in json.loads(done.stdout)}
+        heavy = advice["model.test.heavy"]
+        assert heavy["batches"] == 12
+        assert [
+            (r["key"], r["current"], r["recommended"], r["scope"]) for r in heavy["recommendations"]
+        ] == [("memory_limit", "95MB", "1GB", "profile")]
+        assert (
+            "12 of the last 12 batches spilled to disk" in heavy["recommendations"][0]["evidence"]
+        )
+        # The light model spills nothing: no memory advice (its tiny batches get theirs).
+        light = advice["model.test.light"]["recommendations"]
+        assert [r["key"] for r in light] == ["batch_size", "commit_every"]

@@ -6,7 +6,16 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from dbt.adapters.sqlflow.tune import Batch, batches_from_loads, recommend
+from dbt.adapters.sqlflow.tune import (
+    Batch,
+    Resources,
+    ZoneMap,
+    batches_from_loads,
+    filter_columns,
+    recommend,
+    recommend_memory,
+    recommend_sort_order,
+)
 
 T0 = datetime(2025, 1, 1)
 MODEL = "model.shop.events"
@@ -86,3 +95,171 @@ def test_batches_leave_out_empty_windows_and_loads_without_windows() -> None:
     found = batches_from_loads([load(T0, 5), load(T0, 0), load(None, 9)])
     assert found == [Batch(T0, T0 + timedelta(seconds=2), 5)]
     assert found[0].seconds == 2.0
+
+
+# -- memory: out-of-memory retries and spills ------------------------------------------------
+
+GB = 1 << 30
+MB = 1 << 20
+ROOMY = Resources(memory_limit_bytes=2 * GB, threads=4, machine_bytes=16 * GB)
+
+
+def loaded(
+    count: int, seconds: float = 4.0, *, peak: int = 500 * MB, spilled: int = 0, oom: int = 0
+) -> list[Batch]:
+    """``count`` batches of 400,000 rows; the first ``oom`` were retried after an OOM."""
+    return [
+        Batch(
+            T0 + timedelta(hours=i),
+            T0 + timedelta(hours=i, seconds=seconds),
+            400_000,
+            peak,
+            spilled,
+            "out_of_memory" if i < oom else None,
+        )
+        for i in range(count)
+    ]
+
+
+def test_out_of_memory_retries_get_a_larger_memory_limit() -> None:
+    found = recommend_memory(MODEL, {}, loaded(20, oom=3), ROOMY)
+    assert [(r.key, r.current, r.recommended, r.scope) for r in found] == [
+        ("memory_limit", "2GB", "4GB", "profile")
+    ]
+    assert found[0].evidence == (
+        "3 of the last 20 batches ran out of memory (memory_limit 2GB) and passed on the"
+        " degraded retry (half the threads, no insertion order)"
+    )
+    assert found[0].expected_gain.startswith("no failed first try: ~4.0 s saved")
+
+
+def test_out_of_memory_without_room_halves_the_threads() -> None:
+    full = Resources(memory_limit_bytes=12 * GB, threads=4, machine_bytes=16 * GB)
+    found = recommend_memory(MODEL, {}, loaded(20, oom=2), full)
+    assert [(r.key, r.current, r.recommended) for r in found] == [("threads", "4", "2")]
+
+
+def test_spilling_batches_get_a_memory_limit_that_holds_them() -> None:
+    # Peak at the 2GB limit and 700MB spilled: 2.7GB * 1.25 -> 4GB (the machine allows 12).
+    found = recommend_memory(MODEL, {}, loaded(20, peak=2 * GB, spilled=700 * MB), ROOMY)
+    assert [(r.key, r.current, r.recommended) for r in found] == [("memory_limit", "2GB", "4GB")]
+    assert found[0].evidence == (
+        "20 of the last 20 batches spilled to disk (median 700MB written to the temporary"
+        " directory, peak memory 2GB, memory_limit 2GB)"
+    )
+    assert found[0].expected_gain == (
+        "no spill: ~700MB a batch not written to and read back from disk (median 4.0 s a"
+        " spilling batch)"
+    )
+
+
+def test_spilling_batches_without_room_get_smaller_batches() -> None:
+    small = Resources(memory_limit_bytes=2 * GB, threads=2, machine_bytes=3 * GB)
+    found = recommend_memory(
+        MODEL, {"batch_size": "day"}, loaded(20, peak=2 * GB, spilled=3 * GB), small
+    )
+    assert [(r.key, r.current, r.recommended, r.scope) for r in found] == [
+        ("batch_size", "day", "hour", "model")
+    ]
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        loaded(20),  # well tuned: no spill, no OOM
+        loaded(20, spilled=MB)[:3] + loaded(17),  # 3 of 20 spill: under a fifth
+        loaded(20, oom=1),  # one OOM in 20: not a pattern
+        loaded(9, oom=9),  # too few batches to tell
+    ],
+    ids=["well-tuned", "rare-spill", "one-oom", "too-new"],
+)
+def test_nothing_to_recommend_for_memory(batches: list[Batch]) -> None:
+    assert recommend_memory(MODEL, {"batch_size": "day"}, batches, ROOMY) == []
+
+
+# -- sort order from zone maps -----------------------------------------------------------------
+
+
+def ordered(groups: int) -> ZoneMap:
+    return ZoneMap("event_ts", [(i * 10, i * 10 + 9) for i in range(groups)])
+
+
+def shuffled(groups: int) -> ZoneMap:
+    # Every row group holds rows from the whole range (a merge's moved rows, say).
+    return ZoneMap("event_ts", [(i, 1000 - i) for i in range(groups)])
+
+
+def test_zone_map_overlap() -> None:
+    assert ordered(10).overlap() == 1.0
+    assert shuffled(10).overlap() == 10.0
+    assert ordered(10).increasing() and not ZoneMap("k", [(5, 6), (1, 2), (3, 4)]).increasing()
+
+
+def test_unordered_table_gets_a_sort_order_with_the_zone_map_reasoning() -> None:
+    config = {"event_time": "event_ts", "unique_key": "id", "incremental_strategy": "merge"}
+    found = recommend_sort_order(MODEL, config, {"event_ts": shuffled(40)})
+    assert [(r.key, r.current, r.scope) for r in found] == [
+        ("sort order", "row groups unordered on event_ts", "table")
+    ]
+    assert found[0].recommended.startswith(
+        "ordered by event_ts: `dbt run --full-refresh -s events` rewrites the table"
+    )
+    assert found[0].evidence == (
+        "each of its 40 row groups' [min, max] of event_ts meets 40 row groups' on average"
+        " (in event_ts order: ~1), so a batch's filter on event_ts skips almost none; its"
+        " loads also filter on id"
+    )
+    assert "~40x fewer row groups" in found[0].expected_gain
+
+
+@pytest.mark.parametrize(
+    "zones",
+    [{"event_ts": ordered(40)}, {"event_ts": shuffled(5)}, {}],
+    ids=["ordered", "too-small", "no-zone-map"],
+)
+def test_no_sort_order_for_an_ordered_or_small_table(zones: dict) -> None:
+    assert recommend_sort_order(MODEL, {"event_time": "event_ts"}, zones) == []
+
+
+def test_filter_columns() -> None:
+    config = {
+        "event_time": "event_ts",
+        "partition_by": {"field": "day", "granularity": "day"},
+        "incremental_predicates": ["DBT_INTERNAL_DEST.\"region\" = 'eu'"],
+        "unique_key": ["id", "event_ts"],
+    }
+    assert filter_columns(config) == ["event_ts", "day", "region", "id"]
+
+
+def test_zone_maps_and_resources_read_from_real_duckdb(tmp_path) -> None:
+    import duckdb
+
+    from dbt.adapters.sqlflow.cli_tune import duckdb_resources, zone_maps
+
+    con = duckdb.connect(str(tmp_path / "z.duckdb"))
+    con.execute(
+        "create table ordered as select i as id, timestamp '2025-01-01' + to_seconds(i)"
+        " as event_ts from range(1200000) as t(i)"
+    )
+    con.execute("create table shuffled as select * from ordered order by hash(id)")
+
+    def run(sql: str) -> list[tuple]:
+        return con.execute(sql).fetchall()
+
+    maps = zone_maps(run, '"z"."main"."ordered"', ["event_ts", "id"])
+    assert sorted(maps) == ["event_ts", "id"] and len(maps["event_ts"].ranges) >= 8
+    assert maps["event_ts"].overlap() < 2 and maps["id"].increasing()
+    shuffled = zone_maps(run, '"z"."main"."shuffled"', ["event_ts"])["event_ts"]
+    assert shuffled.overlap() == len(shuffled.ranges)
+    config = {"event_time": "event_ts"}
+    assert recommend_sort_order(MODEL, config, maps) == []
+    assert [r.key for r in recommend_sort_order(MODEL, config, {"event_ts": shuffled})] == [
+        "sort order"
+    ]
+    assert zone_maps(run, '"z"."main"."missing"', ["event_ts"]) == {}
+
+    found = duckdb_resources(run, {"memory_limit": "3GB", "threads": 1})
+    assert found.memory_limit_bytes is not None
+    assert 2.5 * GB < found.memory_limit_bytes <= 3 * GB and found.threads == 1
+    assert found.machine_bytes is not None and found.machine_bytes > GB
+    con.close()

@@ -27,7 +27,17 @@ from dbt.adapters.sqlflow.cli_state import (
     resolve_state_location,
     text_table,
 )
-from dbt.adapters.sqlflow.tune import MIN_LOADS, Recommendation, batches_from_loads, recommend
+from dbt.adapters.sqlflow.tune import (
+    MIN_LOADS,
+    Recommendation,
+    Resources,
+    ZoneMap,
+    batches_from_loads,
+    filter_columns,
+    recommend,
+    recommend_memory,
+    recommend_sort_order,
+)
 
 
 @dataclass(frozen=True)
@@ -67,18 +77,93 @@ def load_advice(
     found = [find_windowed_model(manifest, name) for name in names]
     if not found:
         return []
+    settings = _profile_settings(project, profiles, target)
     advice = []
     with open_state(location, found[0].name, "loads") as store:
+        resources = duckdb_resources(store.executor, settings)
         for model in found:
             batches = batches_from_loads(store.loads(model.unique_id))
+            zones = zone_maps(store.executor, model.relation, filter_columns(model.config))
             advice.append(
                 ModelAdvice(
                     model.unique_id,
                     len(batches),
-                    recommend(model.unique_id, model.config, batches),
+                    advise(model.unique_id, model.config, batches, resources, zones),
                 )
             )
     return advice
+
+
+def advise(
+    model: str,
+    config: Any,
+    batches: Sequence[Any],
+    resources: Resources,
+    zones: dict[str, ZoneMap],
+) -> list[Recommendation]:
+    """Every rule's recommendations for one model, one per key (the first rule's wins)."""
+    found: dict[str, Recommendation] = {}
+    for rec in [
+        *recommend(model, config, batches),
+        *recommend_memory(model, config, batches, resources),
+        *recommend_sort_order(model, config, zones),
+    ]:
+        found.setdefault(rec.key, rec)
+    return list(found.values())
+
+
+def _profile_settings(project: Path, profiles: Path, target: str | None) -> dict[str, Any]:
+    """The DuckDB ``settings`` of the profile's target (empty when none)."""
+    from dbt.adapters.sqlflow.cli_state import load_profile
+
+    profile, _ = load_profile(project, profiles, target)
+    return dict(getattr(profile.credentials, "settings", None) or {})
+
+
+def duckdb_resources(run: Any, settings: dict[str, Any]) -> Resources:
+    """The ``memory_limit`` and ``threads`` a model runs with (the profile's settings,
+    else DuckDB's defaults, as DuckDB reads them) and the machine's memory."""
+    import os
+
+    from dbt.adapters.sqlflow.recovery import size_bytes
+
+    for key in ("memory_limit", "threads"):
+        if settings.get(key) is not None:
+            run(f"set {key} = '{str(settings[key]).replace(chr(39), '')}'")
+    limit, threads = run("select current_setting('memory_limit'), current_setting('threads')")[0]
+    try:
+        machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        machine = None
+    return Resources(size_bytes(str(limit)), int(threads), machine)
+
+
+def zone_maps(run: Any, relation: str, columns: Sequence[str]) -> dict[str, ZoneMap]:
+    """The per-row-group ``(min, max)`` of ``columns`` in ``relation``, from DuckDB's
+    ``pragma_storage_info`` (a table not built yet has none)."""
+    import duckdb
+
+    from dbt.adapters.sqlflow.sql import sql_string
+
+    if not columns:
+        return {}
+    names = ", ".join(sql_string(c) for c in columns)
+    try:
+        rows = run(
+            f"select column_name, row_group_id, stats from pragma_storage_info("
+            f"{sql_string(relation)}) where column_name in ({names})"
+            " and segment_type <> 'VALIDITY' order by row_group_id"
+        )
+    except duckdb.Error:
+        return {}
+    groups: dict[str, dict[int, tuple[Any, Any]]] = {}
+    for column, group, stats in rows:
+        lo, hi = (stats or {}).get("min"), (stats or {}).get("max")
+        seen = groups.setdefault(column, {}).get(group)
+        if seen is not None and lo is not None and hi is not None:
+            lo, hi = min(seen[0], lo), max(seen[1], hi)
+        groups[column][group] = (lo, hi)
+    return {c: ZoneMap(c, [g[k] for k in sorted(g)]) for c, g in groups.items()}
 
 
 def format_table(advice: Sequence[ModelAdvice]) -> str:
@@ -96,7 +181,8 @@ def format_table(advice: Sequence[ModelAdvice]) -> str:
         why = (
             f"only {a.batches} batches recorded (needs {MIN_LOADS})"
             if a.batches < MIN_LOADS
-            else f"its last {a.batches} batches are neither tiny nor huge"
+            else f"its last {a.batches} batches are neither tiny nor huge, nor short of"
+            " memory, and its table is in the order its loads filter on"
         )
         out += f"{a.model}: nothing to recommend ({why})\n"
     return out
@@ -191,7 +277,14 @@ def ab_test(
     source = location.path
     with open_state(location, found.name, "loads") as store:
         loads = store.loads(found.unique_id)
-    advice = recommend(found.unique_id, found.config, batches_from_loads(loads))
+        resources = duckdb_resources(store.executor, _profile_settings(project, profiles, target))
+        zones = zone_maps(store.executor, found.relation, filter_columns(found.config))
+    # A table's rewrite is not a setting of a run: the A/B measures the others.
+    advice = [
+        r
+        for r in advise(found.unique_id, found.config, batches_from_loads(loads), resources, zones)
+        if r.scope != "table"
+    ]
     if not advice:
         raise StateCommandError(
             f"model '{found.unique_id}': nothing to test, tune recommends no change. Fix:"
@@ -210,9 +303,9 @@ def ab_test(
         if wal.exists():
             shutil.copy2(wal, work / "pristine" / (name + ".wal"))
         arms = {
-            "current": _arm_project(work / "current", project, profiles, target, node, {}),
+            "current": _arm_project(work / "current", project, profiles, target, node, []),
             "recommended": _arm_project(
-                work / "recommended", project, profiles, target, node, settings
+                work / "recommended", project, profiles, target, node, advice
             ),
         }
         figures: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in arms}
@@ -249,10 +342,11 @@ def _arm_project(
     profiles: Path,
     target: str | None,
     node: dict[str, Any],
-    settings: dict[str, str],
+    advice: Sequence[Recommendation],
 ) -> Path:
-    """A copy of the project whose model also sets ``settings`` (a later config() call
-    wins), and a profiles.yml whose target is the work copy of the database."""
+    """A copy of the project whose model also sets the recommended model settings (a
+    later config() call wins), and a profiles.yml whose target is the work copy of the
+    database, with the recommended DuckDB settings over the profile's."""
     import shutil
 
     import yaml  # type: ignore[import-untyped]
@@ -264,6 +358,7 @@ def _arm_project(
         home,
         ignore=shutil.ignore_patterns("target", "logs", "*.duckdb", "*.duckdb.wal", ".venv*"),
     )
+    settings = {r.key: r.recommended for r in advice if r.scope == "model"}
     if settings:
         model_file = home / str(node["original_file_path"])
         args = ", ".join(f"{k}={_literal(v)}" for k, v in settings.items())
@@ -273,6 +368,9 @@ def _arm_project(
     database = home.parent / "data" / Path(str(credentials["path"])).name
     output = {**credentials, "type": "sqlflow", "path": str(database)}
     output["threads"] = profile.threads
+    duckdb_settings = {r.key: r.recommended for r in advice if r.scope == "profile"}
+    if duckdb_settings:
+        output["settings"] = {**(output.get("settings") or {}), **duckdb_settings}
     document = {name: {"target": profile.target_name, "outputs": {profile.target_name: output}}}
     (home / "profiles.yml").write_text(yaml.safe_dump(document))
     return home

@@ -14,10 +14,29 @@ Rules (each needs at least :data:`MIN_LOADS` batches that wrote rows):
   retry) expensive and hold much memory.
 - ``commit_every``: ``commit_every=1`` with tiny batches pays one commit per batch;
   ``auto`` groups them.
+- ``memory_limit`` / ``threads`` (profile ``settings``): batches retried after running
+  out of memory (:data:`OOM_SHARE` of them, or two) get a larger ``memory_limit`` when the
+  machine has room, else half the ``threads`` (what the degraded retry did, and it
+  succeeded); batches that spill (:data:`SPILL_SHARE` of them) get a ``memory_limit``
+  that holds their peak plus what they spilled, or, when the machine has no room for it,
+  a finer ``batch_size``.
+- sort order: DuckDB keeps each row group's min and max per column and skips a row group
+  whose range cannot match a filter (zone maps). A column the loads filter on
+  (``event_time``, the partition column, the merge keys, ``incremental_predicates``)
+  whose row groups' ranges overlap many others (:data:`OVERLAP`) is scanned almost whole
+  by each batch; rewritten in that column's order, a batch reads a few row groups.
+- ``incremental_predicates``: a merge without a time partition restriction matches the
+  batch's keys against the whole target; when the key and ``event_time`` grow together
+  across row groups (new keys are recent rows), a predicate on ``event_time`` lets DuckDB
+  skip the older row groups.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +51,12 @@ TINY_ROWS = 100_000
 TINY_SECONDS = 0.5
 TARGET_ROWS = 1_000_000
 HUGE_SECONDS = 120.0
+OOM_SHARE = 0.1
+SPILL_SHARE = 0.2
+MACHINE_SHARE = 0.8
+OVERLAP = 4.0
+MIN_ROW_GROUPS = 8
+_GB = 1 << 30
 
 # Units per next-coarser unit (a month counted as 30 days, a year as 12 months).
 _FACTORS = {"hour": 24, "day": 7, "week": 30 / 7, "month": 12}
@@ -39,11 +64,20 @@ _FACTORS = {"hour": 24, "day": 7, "week": 30 / 7, "month": 12}
 
 @dataclass(frozen=True)
 class Batch:
-    """One recorded batch: when it ran and how many rows it wrote."""
+    """One recorded batch: when it ran, how many rows it wrote, the DuckDB instance's peak
+    memory and spill while it ran, and what it was retried after (None: not recorded)."""
 
     started_at: datetime
     finished_at: datetime
     rows: int
+    peak_memory_bytes: int | None = None
+    spilled_bytes: int | None = None
+    retry_reasons: str | None = None
+
+    @property
+    def out_of_memory(self) -> bool:
+        """Whether the batch was retried after running out of memory."""
+        return "out_of_memory" in (self.retry_reasons or "")
 
     @property
     def seconds(self) -> float:
@@ -53,7 +87,12 @@ class Batch:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One setting to change, why, and what it should gain."""
+    """One setting to change, why, and what it should gain.
+
+    ``scope`` says where the setting lives: ``model`` (its config), ``profile`` (the
+    profile's DuckDB ``settings``, for every model of the target) or ``table`` (a one-time
+    rewrite of the model's table).
+    """
 
     model: str
     key: str
@@ -61,6 +100,48 @@ class Recommendation:
     recommended: str
     evidence: str
     expected_gain: str
+    scope: str = "model"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the model's DuckDB may use: the profile's ``memory_limit`` and ``threads``
+    and the machine's memory (None: unknown)."""
+
+    memory_limit_bytes: int | None
+    threads: int | None
+    machine_bytes: int | None
+
+
+@dataclass(frozen=True)
+class ZoneMap:
+    """One column's per-row-group ``(min, max)`` in the model's table, in storage order."""
+
+    column: str
+    ranges: list[tuple[Any, Any]]
+
+    def overlap(self) -> float:
+        """How many row groups' ranges each row group's range meets, on average (itself
+        included): about 1 when the table is in this column's order, up to the number of
+        row groups when every range spans the whole table."""
+        ranges = sorted((lo, hi) for lo, hi in self.ranges if lo is not None and hi is not None)
+        if not ranges:
+            return 0.0
+        lows = [lo for lo, _ in ranges]
+        # Sorted by min: the ranges starting at or before our max and ending at or after
+        # our min meet ours.
+        met = sum(
+            sum(1 for _, other_hi in ranges[: bisect.bisect_right(lows, hi)] if other_hi >= lo)
+            for lo, hi in ranges
+        )
+        return met / len(ranges)
+
+    def increasing(self) -> bool:
+        """Whether the row groups' minima grow with their storage order (allowing one in
+        ten out of step): the column follows the table's order."""
+        lows = [lo for lo, _ in self.ranges if lo is not None]
+        steps = sum(1 for a, b in itertools.pairwise(lows) if b < a)
+        return len(lows) >= 2 and steps <= len(lows) // 10
 
 
 def batches_from_loads(loads: Sequence[Any]) -> list[Batch]:
@@ -71,6 +152,9 @@ def batches_from_loads(loads: Sequence[Any]) -> list[Batch]:
             load.started_at,
             load.finished_at,
             load.rows_inserted + load.rows_updated + load.rows_deleted,
+            load.peak_memory_bytes,
+            load.spilled_bytes,
+            load.retry_reasons,
         )
         for load in loads
         if load.window_start is not None
@@ -183,3 +267,167 @@ def _factor(fine: str, coarse: str) -> float:
         factor *= _FACTORS[current]
         current = GRANULARITIES[GRANULARITIES.index(current) + 1]
     return factor
+
+
+def size_text(size: float) -> str:
+    """Bytes as DuckDB writes a memory_limit: ``4GB``, ``512MB``."""
+    if size >= _GB:
+        return f"{size / _GB:.0f}GB" if size % _GB == 0 else f"{size / _GB:.1f}GB"
+    return f"{size / (1 << 20):.0f}MB"
+
+
+def recommend_memory(
+    model: str, config: Mapping[str, Any], batches: Sequence[Batch], resources: Resources
+) -> list[Recommendation]:
+    """``memory_limit`` / ``threads`` (or a finer ``batch_size``) for a model whose recent
+    batches ran out of memory or spilled to disk; nothing otherwise.
+
+    Args:
+        model: The model's unique_id.
+        config: Its config (for ``batch_size``).
+        batches: Its recent batches that wrote rows, oldest first.
+        resources: The profile's limits and the machine's memory.
+    """
+    if len(batches) < MIN_LOADS:
+        return []
+    oom = [b for b in batches if b.out_of_memory]
+    spilled = [b for b in batches if (b.spilled_bytes or 0) > 0]
+    limit, room = resources.memory_limit_bytes, _room(resources)
+    if len(oom) >= 2 or len(oom) >= OOM_SHARE * len(batches):
+        seen = (
+            f"{len(oom)} of the last {len(batches)} batches ran out of memory"
+            f" (memory_limit {size_text(limit) if limit else 'unknown'}) and passed on the"
+            " degraded retry (half the threads, no insertion order)"
+        )
+        gain = (
+            f"no failed first try: ~{statistics.median(b.seconds for b in oom):.1f} s saved"
+            " for each of those batches, and no rollback"
+        )
+        if limit and room and room > limit:
+            target = min(room, _round_gb(2 * limit))
+            return [
+                _profile(model, "memory_limit", size_text(limit), size_text(target), seen, gain)
+            ]
+        if resources.threads and resources.threads > 1:
+            fewer = str(resources.threads // 2)
+            return [_profile(model, "threads", str(resources.threads), fewer, seen, gain)]
+        return []
+    if len(spilled) < SPILL_SHARE * len(batches):
+        return []
+    need = max((b.peak_memory_bytes or 0) + (b.spilled_bytes or 0) for b in spilled)
+    written = statistics.median(b.spilled_bytes or 0 for b in spilled)
+    seen = (
+        f"{len(spilled)} of the last {len(batches)} batches spilled to disk (median"
+        f" {size_text(written)} written to the temporary directory, peak memory"
+        f" {size_text(max(b.peak_memory_bytes or 0 for b in spilled))}, memory_limit"
+        f" {size_text(limit) if limit else 'unknown'})"
+    )
+    gain = (
+        f"no spill: ~{size_text(written)} a batch not written to and read back from disk"
+        f" (median {statistics.median(b.seconds for b in spilled):.1f} s a spilling batch)"
+    )
+    target = _round_gb(need * 1.25)
+    if limit and room and limit < target <= room:
+        return [_profile(model, "memory_limit", size_text(limit), size_text(target), seen, gain)]
+    unit = str(config.get("batch_size") or _partition_unit(config) or "day")
+    finer = _finer(unit)
+    if finer is None:
+        return []
+    return [Recommendation(model, "batch_size", unit, finer, seen, f"{gain}: smaller batches")]
+
+
+def _room(resources: Resources) -> int | None:
+    """The memory_limit the machine allows (:data:`MACHINE_SHARE` of it), or None."""
+    machine = resources.machine_bytes
+    return int(machine * MACHINE_SHARE) // _GB * _GB if machine else None
+
+
+def _round_gb(size: float) -> int:
+    return max(1, math.ceil(size / _GB)) * _GB
+
+
+def _profile(
+    model: str, key: str, current: str, recommended: str, evidence: str, gain: str
+) -> Recommendation:
+    return Recommendation(model, key, current, recommended, evidence, gain, scope="profile")
+
+
+def filter_columns(config: Mapping[str, Any]) -> list[str]:
+    """The columns a model's loads filter its table on, the batch's window first:
+    ``event_time``, the partition column, the columns of ``incremental_predicates``
+    (``DBT_INTERNAL_DEST.<column>``) and the merge keys."""
+    found: list[str] = []
+    partition = config.get("partition_by")
+    named = [
+        config.get("event_time"),
+        partition.get("field") if isinstance(partition, Mapping) else None,
+        *(
+            m.group(1)
+            for p in config.get("incremental_predicates") or []
+            for m in re.finditer(r'DBT_INTERNAL_DEST\."?(\w+)', str(p))
+        ),
+        *_as_list(config.get("unique_key")),
+    ]
+    for column in named:
+        if column and str(column).lower() not in (c.lower() for c in found):
+            found.append(str(column))
+    return found
+
+
+def recommend_sort_order(
+    model: str, config: Mapping[str, Any], zones: Mapping[str, ZoneMap]
+) -> list[Recommendation]:
+    """A rewrite of the table in the order of the time column its loads filter on (the
+    batch's window), when the table's row groups are far out of that order.
+
+    DuckDB keeps a min and max per row group and column and skips the row groups whose
+    range cannot match a filter; ordered rows make the ranges narrow and disjoint, so a
+    batch's filter on ``event_time`` (its window, the delete or merge of its range) reads
+    the few row groups of that range. Unordered, every range spans the table and nothing
+    is skipped. sqlflow writes each batch in the partition column's or ``event_time``'s
+    order, so once rewritten the order holds for new batches.
+
+    Args:
+        model: The model's unique_id.
+        config: Its config (``event_time``, ``partition_by``, ...).
+        zones: Zone maps of the filter columns, by column name.
+    """
+    partition = config.get("partition_by")
+    times = [config.get("event_time")]
+    if isinstance(partition, Mapping) and partition.get("granularity"):
+        times.append(partition.get("field"))
+    others = [c for c in filter_columns(config) if c not in times]
+    for column in (c for c in times if c):
+        zone = zones.get(column)
+        if zone is None or len(zone.ranges) < MIN_ROW_GROUPS:
+            continue
+        depth = zone.overlap()
+        if depth <= OVERLAP:
+            return []
+        name = model.rsplit(".", 1)[-1]
+        also = f"; its loads also filter on {', '.join(others)}" if others else ""
+        return [
+            Recommendation(
+                model,
+                "sort order",
+                f"row groups unordered on {column}",
+                f"ordered by {column}: `dbt run --full-refresh -s {name}` rewrites the table"
+                f" in {column} order (or `create or replace table ... as select * from ..."
+                f" order by {column}`)",
+                f"each of its {len(zone.ranges)} row groups' [min, max] of {column} meets"
+                f" {depth:.0f} row groups' on average (in {column} order: ~1), so a"
+                f" batch's filter on {column} skips almost none{also}",
+                f"DuckDB skips the row groups whose [min, max] of {column} miss a batch's"
+                f" window: each batch's scans of the table on {column} read ~{depth:.0f}x"
+                " fewer row groups (measured here at 10M rows: a day's DELETE 7 ms in"
+                " order, 38 ms out of order)",
+                scope="table",
+            )
+        ]
+    return []
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
