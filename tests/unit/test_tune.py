@@ -8,6 +8,7 @@ import pytest
 
 from dbt.adapters.sqlflow.tune import (
     Batch,
+    ConfigEditError,
     Resources,
     ZoneMap,
     batches_from_loads,
@@ -15,6 +16,7 @@ from dbt.adapters.sqlflow.tune import (
     recommend,
     recommend_memory,
     recommend_sort_order,
+    set_model_config,
 )
 
 T0 = datetime(2025, 1, 1)
@@ -263,3 +265,62 @@ def test_zone_maps_and_resources_read_from_real_duckdb(tmp_path) -> None:
     assert 2.5 * GB < found.memory_limit_bytes <= 3 * GB and found.threads == 1
     assert found.machine_bytes is not None and found.machine_bytes > GB
     con.close()
+
+
+# -- --apply: the model's properties YAML ------------------------------------------------------
+
+KEPT = """version: 2
+# the shop's models
+models:
+  - name: orders   # keep this comment
+    description: "Orders"
+    config:
+      tags: ['a']
+      batch_size: day  # was day
+  - name: events
+    columns:
+      - name: id
+sources:
+  - name: raw
+"""
+
+
+def test_set_model_config_replaces_in_place_and_keeps_the_rest() -> None:
+    edited = set_model_config(KEPT, "orders", {"batch_size": "year", "commit_every": "auto"})
+    assert edited == KEPT.replace(
+        "      batch_size: day  # was day\n",
+        '      batch_size: "year"  # was day\n      commit_every: "auto"\n',
+    )
+
+
+def test_set_model_config_adds_a_config_after_the_name() -> None:
+    edited = set_model_config(KEPT, "events", {"commit_every": "4"})
+    assert edited == KEPT.replace(
+        "  - name: events\n", "  - name: events\n    config:\n      commit_every: 4\n"
+    )
+
+
+def test_set_model_config_adds_the_model_and_creates_a_file() -> None:
+    edited = set_model_config(KEPT, "daily", {"batch_size": "week"})
+    assert edited == KEPT.replace(
+        "sources:\n",
+        '  - name: daily\n    config:\n      batch_size: "week"\nsources:\n',
+    )
+    assert set_model_config(None, "daily", {"batch_size": "week"}) == (
+        'version: 2\nmodels:\n  - name: daily\n    config:\n      batch_size: "week"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("models: [{name: orders}]\n", "not a block list"),
+        ("models:\n  - name: orders\n    config: {batch_size: day}\n", "not a block mapping"),
+        ("models:\n  - name: orders\n    config:\n      batch_size: >\n        day\n", "spans"),
+        ("models: : :\n", "does not parse"),
+    ],
+    ids=["flow-models", "flow-config", "folded-value", "broken"],
+)
+def test_set_model_config_refuses_what_it_cannot_edit_safely(text: str, problem: str) -> None:
+    with pytest.raises(ConfigEditError, match=problem):
+        set_model_config(text, "orders", {"batch_size": "year"})

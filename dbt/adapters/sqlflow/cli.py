@@ -230,6 +230,13 @@ def intervals_command(
     " and with the recommended ones, alternating, and compare.",
 )
 @click.option("--runs", type=click.IntRange(min=2), default=3, show_default=True)
+@click.option(
+    "--apply",
+    "apply_gain",
+    is_flag=True,
+    help="With --ab: write the recommended model settings into the model's YAML when they"
+    " were faster beyond the runs' spread.",
+)
 def tune_command(
     models: tuple[str, ...],
     project_dir: str | None,
@@ -238,18 +245,21 @@ def tune_command(
     as_json: bool,
     ab: bool,
     runs: int,
+    apply_gain: bool,
 ) -> None:
-    """Recommend batch_size and commit_every for MODELS from their load history.
+    """Recommend settings for MODELS from their load history.
 
     Each recommendation comes with its evidence (the figures of the model's recent
     batches) and the gain to expect. MODELS are names or unique_ids (default: every
     windowed sqlflow_incremental model of target/manifest.json); the DuckDB file is
     opened read-only. With --ab (one MODEL), both settings are measured on copies: the
-    medians of node time and peak memory, and whether the gain exceeds the runs' spread.
+    medians of node time and peak memory, and whether the gain exceeds the runs' spread;
+    --apply then writes the model settings into its YAML only if the gain is real.
     """
     from dbt.adapters.sqlflow.cli_state import StateCommandError
     from dbt.adapters.sqlflow.cli_tune import (
         ab_test,
+        apply_ab,
         format_ab,
         format_json,
         format_table,
@@ -260,10 +270,13 @@ def tune_command(
         if ab:
             if len(models) != 1:
                 raise CliError("--ab measures one model. Fix: name exactly one MODEL")
-            click.echo(
-                format_ab(ab_test(models[0], project_dir, profiles_dir, target, runs)), nl=False
-            )
+            report = ab_test(models[0], project_dir, profiles_dir, target, runs)
+            click.echo(format_ab(report), nl=False)
+            if apply_gain:
+                click.echo(apply_ab(report, project_dir, profiles_dir), nl=False)
             return
+        if apply_gain:
+            raise CliError("--apply applies what --ab measured. Fix: add --ab")
         advice = load_advice(models, project_dir, profiles_dir, target)
     except StateCommandError as e:
         raise CliError(str(e)) from e

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -224,6 +224,7 @@ class ABReport:
     window_start: str
     window_end: str
     arms: list[Arm]
+    advice: list[Recommendation] = field(default_factory=list)
 
     @property
     def real_gain(self) -> bool:
@@ -323,6 +324,7 @@ def ab_test(
             Arm("current", {}, *figures["current"]),
             Arm("recommended", settings, *figures["recommended"]),
         ],
+        advice,
     )
 
 
@@ -440,3 +442,75 @@ def format_ab(report: ABReport) -> str:
         report.verdict(),
     ]
     return "".join(f"{line}\n" for line in lines)
+
+
+# -- --apply: the winning settings written into the model's YAML ----------------------------
+
+
+def apply_ab(
+    report: ABReport,
+    project_dir: str | Path | None = None,
+    profiles_dir: str | Path | None = None,
+) -> str:
+    """Write the recommended model settings into the model's properties YAML when the A/B
+    found them faster beyond the runs' spread; otherwise write nothing. Returns what was
+    done (or why not), one line each.
+
+    The file is the model's properties file (``patch_path``), else ``<model>.yml`` next to
+    the model's SQL; the rest of the file is kept line for line
+    (:func:`tune.set_model_config`). DuckDB settings are only named: they belong to the
+    profile, which every model shares.
+
+    Raises:
+        StateCommandError: The file cannot be edited safely, or the model's SQL sets one of
+            the keys in its ``config()`` call (which wins over YAML).
+    """
+    from dbt.adapters.sqlflow.tune import ConfigEditError, set_model_config
+
+    current, recommended = report.arms
+    if not report.real_gain or recommended.median_seconds >= current.median_seconds:
+        return f"not applied: {report.verdict()}\n"
+    project, _ = project_dirs(project_dir, profiles_dir)
+    node = model_node(manifest_path(project), report.model, WINDOWED)
+    settings = {r.key: r.recommended for r in report.advice if r.scope == "model"}
+    out = ""
+    if settings:
+        _refuse_sql_config(node, settings)
+        path = _properties_path(project, node)
+        before = path.read_text() if path.exists() else None
+        try:
+            after = set_model_config(before, str(node["name"]), settings)
+        except ConfigEditError as e:
+            raise StateCommandError(f"{path}: {e}") from e
+        path.write_text(after)
+        pairs = ", ".join(f"{k}: {v}" for k, v in settings.items())
+        out += f"applied to {path}: {pairs} (config of {node['name']})\n"
+    for rec in (r for r in report.advice if r.scope == "profile"):
+        out += (
+            f"not written: {rec.key}: {rec.recommended} belongs in the profile's settings"
+            " (every model shares them); set it there\n"
+        )
+    return out
+
+
+def _refuse_sql_config(node: dict[str, Any], settings: dict[str, str]) -> None:
+    """Raise when the model's SQL sets one of the keys in config() (it wins over YAML)."""
+    import re
+
+    code = str(node.get("raw_code") or "")
+    calls = re.findall(r"config\s*\((.*?)\)\s*}}", code, re.S)
+    clash = [k for k in settings if any(re.search(rf"\b{k}\s*=", c) for c in calls)]
+    if clash:
+        raise StateCommandError(
+            f"model '{node['unique_id']}': its SQL ({node.get('original_file_path')}) sets"
+            f" {', '.join(clash)} in config(), which wins over the YAML. Fix: change"
+            f" {', '.join(f'{k}={settings[k]!r}' for k in clash)} there"
+        )
+
+
+def _properties_path(project: Path, node: dict[str, Any]) -> Path:
+    """The model's properties file: its ``patch_path``, else ``<name>.yml`` beside it."""
+    patch = node.get("patch_path")
+    if patch:
+        return project / str(patch).split("://", 1)[-1]
+    return (project / str(node["original_file_path"])).with_name(f"{node['name']}.yml")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import math
 import re
 import statistics
@@ -431,3 +432,164 @@ def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+# -- --apply: the settings written into the model's properties YAML ----------------------------
+
+
+class ConfigEditError(ValueError):
+    """The properties file cannot be edited safely; the message says why and the fix."""
+
+
+def set_model_config(text: str | None, model: str, settings: Mapping[str, Any]) -> str:
+    """The properties YAML ``text`` with ``settings`` set in the ``config:`` of the model
+    named ``model``, every other line kept as it was (comments, order, quoting).
+
+    A missing file (None) or a file without the model gets a ``models:`` entry; a model
+    without ``config:`` gets one after its ``name:``; keys already in its ``config:``
+    have their value replaced in place, new ones are added under it at its indentation.
+    The result is parsed again and must equal the original with only those keys changed.
+
+    Raises:
+        ConfigEditError: The file does not parse, or its ``models:`` or the model's
+            ``config:`` is written in flow style (``{...}``), which is not edited.
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    if not text or not text.strip():
+        text = "version: 2\n"
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise ConfigEditError(f"does not parse as YAML ({e}). Fix: correct it first") from e
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    entry = _model_entry(root, model)
+    if entry is None:
+        lines = _add_model(lines, root, model, settings)
+    else:
+        lines = _edit_config(lines, entry, settings)
+    edited = "".join(lines)
+    _check_edit(text, edited, model, settings)
+    return edited
+
+
+def _model_entry(root: Any, model: str) -> Any:
+    """The mapping node of ``model`` under ``models:``, or None."""
+    models = _value(root, "models")
+    if models is None:
+        return None
+    if models.flow_style or not hasattr(models, "value") or not isinstance(models.value, list):
+        raise ConfigEditError("its models: is not a block list. Fix: write it as `- name: ...`")
+    for item in models.value:
+        name = _value(item, "name")
+        if name is not None and getattr(name, "value", None) == model:
+            return item
+    return None
+
+
+def _value(node: Any, key: str) -> Any:
+    """The value node of ``key`` in a mapping node, or None."""
+    if node is None or node.tag != "tag:yaml.org,2002:map":
+        return None
+    return next((v for k, v in node.value if k.value == key), None)
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A YAML scalar for a setting: numbers as numbers, text quoted."""
+    text = str(value)
+    return text if text.isdigit() else json.dumps(text)
+
+
+def _add_model(lines: list[str], root: Any, model: str, settings: Mapping[str, Any]) -> list[str]:
+    """A ``models:`` entry for the model with its ``config:``, after the last one (a
+    ``models:`` list at the end of the file when there is none)."""
+    models = _value(root, "models")
+    if models is None:
+        return [*lines, "models:\n", *_entry_lines(2, 4, model, settings)]
+    if not isinstance(models.value, list) or not models.value:
+        raise ConfigEditError("its models: is empty. Fix: remove it or list a model under it")
+    first = models.value[0]
+    dash = lines[first.start_mark.line].rfind("-", 0, first.start_mark.column)
+    end = _end_line(models.value[-1], lines)
+    entry = _entry_lines(dash, first.start_mark.column, model, settings)
+    return [*lines[:end], *entry, *lines[end:]]
+
+
+def _entry_lines(dash: int, column: int, model: str, settings: Mapping[str, Any]) -> list[str]:
+    """``- name: model`` and its ``config:`` block, the keys at ``column``."""
+    return [
+        f"{' ' * dash}-{' ' * (column - dash - 1)}name: {model}\n",
+        *_config_lines(column, settings),
+    ]
+
+
+def _config_lines(column: int, settings: Mapping[str, Any]) -> list[str]:
+    pad = " " * column
+    return [f"{pad}config:\n", *(f"{pad}  {k}: {_yaml_scalar(v)}\n" for k, v in settings.items())]
+
+
+def _edit_config(lines: list[str], entry: Any, settings: Mapping[str, Any]) -> list[str]:
+    """The model's ``config:`` with ``settings``: values replaced in place, new keys
+    added after its last line; a ``config:`` after ``name:`` when it has none."""
+    config = _value(entry, "config")
+    if config is None:
+        name = next(k for k, _ in entry.value if k.value == "name")
+        at = name.end_mark.line + 1
+        return [*lines[:at], *_config_lines(entry.start_mark.column, settings), *lines[at:]]
+    if config.tag != "tag:yaml.org,2002:map" or config.flow_style or not config.value:
+        raise ConfigEditError(
+            "the model's config: is not a block mapping. Fix: write it as one key per line"
+        )
+    lines = list(lines)
+    new = dict(settings)
+    for key, value in config.value:
+        if key.value not in new:
+            continue
+        if value.start_mark.line != value.end_mark.line or not hasattr(value, "style"):
+            raise ConfigEditError(
+                f"the model's config: {key.value} spans several lines. Fix: write it on one line"
+            )
+        line = lines[value.start_mark.line]
+        scalar = _yaml_scalar(new.pop(key.value))
+        lines[value.start_mark.line] = (
+            line[: value.start_mark.column] + scalar + line[value.end_mark.column :]
+        )
+    end = _end_line(config.value[-1][1], lines)
+    pad = " " * config.start_mark.column
+    added = [f"{pad}{k}: {_yaml_scalar(v)}\n" for k, v in new.items()]
+    return [*lines[:end], *added, *lines[end:]]
+
+
+def _end_line(node: Any, lines: Sequence[str]) -> int:
+    """The index of the first line after ``node`` (its end mark is the next token's start
+    for a block, the end of its text for a scalar)."""
+    mark = node.end_mark
+    if mark.line >= len(lines) or not lines[mark.line][: mark.column].strip():
+        return mark.line
+    return mark.line + 1
+
+
+def _check_edit(before: str, after: str, model: str, settings: Mapping[str, Any]) -> None:
+    """Refuse an edit that changed anything but the model's settings."""
+    import yaml
+
+    old = yaml.safe_load(before) or {}
+    expected = {k: yaml.safe_load(_yaml_scalar(v)) for k, v in settings.items()}
+    entries = old.setdefault("models", None) or []
+    entry = next((m for m in entries if m.get("name") == model), None)
+    if entry is None:
+        entries.append({"name": model, "config": expected})
+        old["models"] = entries
+    else:
+        entry["config"] = {**(entry.get("config") or {}), **expected}
+    try:
+        same = yaml.safe_load(after) == old
+    except yaml.YAMLError:
+        same = False
+    if not same:
+        raise ConfigEditError(
+            "an edit of it would change more than the model's config. Fix: add the"
+            f" settings by hand: {', '.join(f'{k}: {v}' for k, v in expected.items())}"
+        )
