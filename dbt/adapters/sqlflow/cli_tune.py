@@ -260,7 +260,6 @@ def ab_test(
     Raises:
         StateCommandError: With a one-line message naming what is wrong and the fix.
     """
-    import shutil
     import tempfile
 
     project, profiles = project_dirs(project_dir, profiles_dir)
@@ -275,17 +274,9 @@ def ab_test(
             f" file, and the target is {location.source}, which it cannot copy. Fix: run"
             f" `dbt-sqlflow tune {found.name}` (without --ab) for the recommendation"
         )
-    source = location.path
-    with open_state(location, found.name, "loads") as store:
-        loads = store.loads(found.unique_id)
-        resources = duckdb_resources(store.executor, _profile_settings(project, profiles, target))
-        zones = zone_maps(store.executor, found.relation, filter_columns(found.config))
-    # A table's rewrite is not a setting of a run: the A/B measures the others.
-    advice = [
-        r
-        for r in advise(found.unique_id, found.config, batches_from_loads(loads), resources, zones)
-        if r.scope != "table"
-    ]
+    loads, advice = _measurable_advice(
+        location, found, _profile_settings(project, profiles, target)
+    )
     if not advice:
         raise StateCommandError(
             f"model '{found.unique_id}': nothing to test, tune recommends no change. Fix:"
@@ -295,14 +286,7 @@ def ab_test(
     settings = {r.key: r.recommended for r in advice}
     with tempfile.TemporaryDirectory(prefix="sqlflow-tune-") as tmp:
         work = Path(tmp)
-        # The copies keep the file's name: dbt-duckdb names the database after it.
-        for folder in ("pristine", "data"):
-            (work / folder).mkdir()
-        name = source.name
-        shutil.copy2(source, work / "pristine" / name)
-        wal = source.with_name(name + ".wal")
-        if wal.exists():
-            shutil.copy2(wal, work / "pristine" / (name + ".wal"))
+        name = _pristine_copy(location.path, work)
         arms = {
             "current": _arm_project(work / "current", project, profiles, target, node, []),
             "recommended": _arm_project(
@@ -326,6 +310,35 @@ def ab_test(
         ],
         advice,
     )
+
+
+def _pristine_copy(database: Path, work: Path) -> str:
+    """Copy the DuckDB file (and its WAL) to ``work/pristine``, make ``work/data``; the
+    file's name, kept (dbt-duckdb names the database after it)."""
+    import shutil
+
+    for folder in ("pristine", "data"):
+        (work / folder).mkdir()
+    name = database.name
+    shutil.copy2(database, work / "pristine" / name)
+    wal = database.with_name(name + ".wal")
+    if wal.exists():
+        shutil.copy2(wal, work / "pristine" / (name + ".wal"))
+    return name
+
+
+def _measurable_advice(
+    location: Any, found: Any, settings: dict[str, Any]
+) -> tuple[list[Any], list[Recommendation]]:
+    """The model's loads and the recommendations an A/B can measure (a table's rewrite is
+    not a setting of a run)."""
+    with open_state(location, found.name, "loads") as store:
+        loads = store.loads(found.unique_id)
+        resources = duckdb_resources(store.executor, settings)
+        zones = zone_maps(store.executor, found.relation, filter_columns(found.config))
+    batches = batches_from_loads(loads)
+    advice = advise(found.unique_id, found.config, batches, resources, zones)
+    return loads, [r for r in advice if r.scope != "table"]
 
 
 def _latest_range(loads: Sequence[Any]) -> tuple[datetime, datetime]:
