@@ -610,6 +610,7 @@ def test_compact_keeps_the_current_rows(store: StateStore, con: duckdb.DuckDBPyC
     assert con.execute("select count(*) from sqlflow_meta.interval_log").fetchone() == (3,)
     assert store.compact() == 0
 
+
 # -- bounded history ---------------------------------------------------------------------
 
 

@@ -60,6 +60,7 @@ from dbt.adapters.sqlflow.recovery import (
     interrupted,
     stopped_note,
 )
+from dbt.adapters.sqlflow.retry import CONNECTION, classify, first_line, retrying
 from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
@@ -589,7 +590,7 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
         _load_group_at_once(run, session, loop.group_start, end, first)
         if end < len(batches) - 1:
             with run.phase("commit"):
-                session.commit()
+                commit_group(run, session)
             loop.group_start = end + 1
         return
     started = time.monotonic()
@@ -606,9 +607,54 @@ def _group_body(run: ModelRun, session: Session, first: bool) -> None:
         if run.config.commit_every.due(grouped, rows, time.monotonic() - started):
             # A group's COMMIT counts in its last batch's phases.
             with run.phase("commit"):
-                session.commit()
+                commit_group(run, session)
             loop.group_start = index + 1
             return
+
+
+def commit_group(run: ModelRun, session: Session) -> None:
+    """COMMIT the open transaction of a group of batches; when the connection to the
+    catalog is lost during the commit (a PostgreSQL catalog restarting), find out whether
+    it went through before a retry loads the group again.
+
+    The answer is in the state: the group's last batch's ``loads`` row commits with it.
+    If it is there, the group is committed (logged) and this returns; if not, or if it
+    cannot be known (the catalog still down after the retry schedule), the error is
+    raised and the group is retried or fails as any other. So a lost acknowledgement
+    never loads a group twice.
+    """
+    try:
+        session.commit()
+    except Exception as e:
+        if classify(e) != CONNECTION or not run.uncommitted:
+            raise
+        load_id = run.uncommitted[-1].load_id
+        session.rollback()
+        try:
+            recorded = retrying(run.services.retry, _is_connection, lambda state: None)(
+                _is_recorded, run, session, load_id
+            )
+        except Exception:
+            raise e from None
+        if not recorded:
+            raise
+        logger.warning(
+            f"{run.config.model}: the commit of {_what(run)} lost its connection"
+            f" ({first_line(e)}), but its load {load_id} is recorded: it committed"
+            f" {run.log_context()}"
+        )
+
+
+def _is_connection(error: BaseException) -> bool:
+    return classify(error) == CONNECTION
+
+
+def _is_recorded(run: ModelRun, session: Session, load_id: str) -> bool:
+    """Whether a load's row is in ``loads`` (read in a transaction of its own)."""
+    try:
+        return run.services.state.load_model(load_id) is not None
+    finally:
+        session.rollback()
 
 
 STATEMENT_ROWS = 5_000_000
@@ -998,7 +1044,7 @@ def finish_run(run: ModelRun, session: Session, on_commit: CommitHook) -> None:
             record_empty_until(run, None, run.relation)
             _flush(run.services)
         with run.phase("commit"):
-            session.commit()
+            commit_group(run, session)
 
     if loop is None and run.in_flight is not None:
         body(True)  # a build: its SQL is not in the journal, so it is not retried

@@ -99,6 +99,9 @@ _TRANSIENT: tuple[tuple[str, str], ...] = (
     (CONNECTION, "Connection refused"),
     (CONNECTION, "could not connect to server"),
     (CONNECTION, "no connection to the server"),
+    # DuckLake's commit failed and so did its ROLLBACK on the catalog (the connection was
+    # gone): whether the catalog committed is checked before a retry (execution.commit_group).
+    (CONNECTION, 'Failed to execute query "ROLLBACK"'),
     (OUT_OF_MEMORY, "Out of Memory Error"),
 )
 
