@@ -142,6 +142,31 @@ def table_hash(project: Any, relation: str) -> tuple[int, int | None]:
     return int(result[0]), result[1]
 
 
+def dbt_sqlflow(project: Any, *args: str, timeout: float = 600) -> Any:
+    """The ``dbt-sqlflow`` command in its own process, on the test project (after
+    :func:`release`, so it can open the database); the completed process, output as text."""
+    import os
+    import subprocess
+    import sys
+
+    release(project)
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dbt-sqlflow"),
+            *args,
+            "--project-dir",
+            str(project.project_root),
+            "--profiles-dir",
+            str(project.profiles_dir),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        cwd=project.project_root,
+        timeout=timeout,
+    )
+
+
 def release(project: Any) -> None:
     """Close this process's DuckDB database, so another process can open the file.
 

@@ -4,19 +4,15 @@ fix; the table and sqlflow's state stay as they were."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from sqlflow_testing import (
     create_daily_events,
+    dbt_sqlflow,
     events_model,
     model_state,
     now,
     raw_sources_yml,
-    release,
     rows,
 )
 
@@ -48,25 +44,7 @@ class TestRestoreNeedsDuckLake:
         assert model_state(project, "appended") == loaded["state"]
 
     def test_the_command_fails_with_the_same_error(self, project, loaded):
-        release(project)
-        command = Path(sys.executable).parent / "dbt-sqlflow"
-        found = subprocess.run(
-            [
-                str(command),
-                "restore",
-                "appended",
-                "--at",
-                "2025-01-02",
-                "--project-dir",
-                str(project.project_root),
-                "--profiles-dir",
-                str(project.profiles_dir),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=project.project_root,
-            timeout=300,
-        )
+        found = dbt_sqlflow(project, "restore", "appended", "--at", "2025-01-02", timeout=300)
         assert found.returncode == 1, found.stdout + found.stderr
         assert "undoing a load needs DuckLake's snapshots" in " ".join(found.stdout.split())
 

@@ -55,10 +55,11 @@ def lake(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> 
     }
 
 
-def lake_profile(lake: dict[str, Any], threads: int = 4) -> dict[str, Any]:
+def lake_profile(lake: dict[str, Any], threads: int = 4, inline: bool = True) -> dict[str, Any]:
     """A ``type: sqlflow`` target whose database is the lake (attached as ``lake``); the
-    local database is in memory, so several processes can use the profile at once."""
-    return {
+    local database is in memory, so several processes can use the profile at once.
+    ``inline=False`` turns DuckLake's data inlining off: every write is a Parquet file."""
+    profile = {
         "type": "sqlflow",
         "path": ":memory:",
         "database": "lake",
@@ -71,6 +72,9 @@ def lake_profile(lake: dict[str, Any], threads: int = 4) -> dict[str, Any]:
             }
         ],
     }
+    if not inline:
+        profile["attach"][0]["options"]["data_inlining_row_limit"] = 0
+    return profile
 
 
 @pytest.fixture(scope="class")

@@ -306,9 +306,7 @@ class TestWindowedFeaturesOnTheLake:
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, lake: dict) -> dict:
         # Every write a Parquet file, so the partitions have data files to show.
-        profile = lake_profile(lake)
-        profile["attach"][0]["options"]["data_inlining_row_limit"] = 0
-        return profile
+        return lake_profile(lake, inline=False)
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

@@ -91,9 +91,7 @@ def relaid_run(project: Any) -> dict:
 class TestNativePartitions:
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, lake: dict) -> dict:
-        profile = lake_profile(lake)
-        profile["attach"][0]["options"]["data_inlining_row_limit"] = 0
-        return profile
+        return lake_profile(lake, inline=False)
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

@@ -11,9 +11,6 @@ row by row; the next run loads on top; a restore can no longer reach before the 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import pytest
 from conftest import lake_profile
 from dbt.tests.util import run_dbt_and_capture
 from lake_testing import release, run_lake_dbt
-from sqlflow_testing import events_model, now, raw_sources_yml, rows
+from sqlflow_testing import dbt_sqlflow, events_model, now, raw_sources_yml, rows
 
 from dbt.adapters.sqlflow.maintenance import file_counts_sql
 
@@ -56,32 +53,14 @@ def observe(project: Any, lake: dict) -> dict:
     return found
 
 
-def maintenance(project: Any, *args: str) -> subprocess.CompletedProcess:
-    release(project)
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt-sqlflow"),
-            "lake-maintenance",
-            *args,
-            "--project-dir",
-            str(project.project_root),
-            "--profiles-dir",
-            str(project.profiles_dir),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-        cwd=project.project_root,
-        timeout=600,
-    )
+def maintenance(project: Any, *args: str) -> Any:
+    return dbt_sqlflow(project, "lake-maintenance", *args)
 
 
 class TestLakeMaintenance:
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, lake: dict) -> dict:
-        profile = lake_profile(lake)
-        profile["attach"][0]["options"]["data_inlining_row_limit"] = 0
-        return profile
+        return lake_profile(lake, inline=False)
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

@@ -11,16 +11,12 @@ again and ends equal, row by row, to the reference models.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt_and_capture
 from lake_testing import DAY_ROWS, add_events, create_events, release, run_lake_dbt, target
-from sqlflow_testing import Scenario, events_model, now, raw_sources_yml, rows
+from sqlflow_testing import Scenario, dbt_sqlflow, events_model, now, raw_sources_yml, rows
 
 DAILY = "event_time='event_ts', batch_size='day', partition_by={'field': 'event_ts',"
 DAILY += " 'granularity': 'day'}"
@@ -110,25 +106,6 @@ def second_loads(project: Any, name: str) -> list[str]:
         " order by started_at",
     )
     return [r[0] for r in found]
-
-
-def dbt_sqlflow(project: Any, *args: str) -> subprocess.CompletedProcess:
-    command = Path(sys.executable).parent / "dbt-sqlflow"
-    return subprocess.run(
-        [
-            str(command),
-            *args,
-            "--project-dir",
-            str(project.project_root),
-            "--profiles-dir",
-            str(project.profiles_dir),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-        cwd=project.project_root,
-        timeout=600,
-    )
 
 
 def restored(project: Any) -> dict:
