@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dbt.adapters.sqlflow.cli import cli
 from dbt.adapters.sqlflow.metrics.artifacts import summary_from_artifacts
-from dbt.adapters.sqlflow.metrics.collector import build_registry
 from dbt.adapters.sqlflow.metrics.emf import MAX_METRICS_PER_DIRECTIVE as LIMIT
 from dbt.adapters.sqlflow.metrics.emf import emf_record, render_emf, unit
 from dbt.adapters.sqlflow.metrics.export import export_artifacts, render
@@ -263,7 +262,7 @@ def test_the_same_figures_as_the_prometheus_export() -> None:
     summary = summary_from_artifacts(*artifacts())
     strategies = {m.unique_id: m.strategy for m in summary.models}
     prometheus = {}
-    for family in text_string_to_metric_families(render(build_registry(summary))):
+    for family in text_string_to_metric_families(render(summary)):
         for s in family.samples:
             if family.name == "sqlflow_run_info" or "le" in s.labels:
                 continue  # the run's identity, histogram buckets: not EMF metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dbt.adapters.sqlflow.cli import cli
 from dbt.adapters.sqlflow.metrics import CheckOutcome, LoadRecorder
-from dbt.adapters.sqlflow.metrics.artifacts import ArtifactError, summary_from_artifacts
+from dbt.adapters.sqlflow.metrics.artifacts import (
+    ArtifactError,
+    RunSummary,
+    summary_from_artifacts,
+)
 from dbt.adapters.sqlflow.metrics.autoexport import RunResultsExporter, install_export_callback
 from dbt.adapters.sqlflow.metrics.collector import build_registry
 from dbt.adapters.sqlflow.metrics.export import export_artifacts, export_from_results, render
@@ -159,7 +164,7 @@ def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 @pytest.fixture
 def text() -> str:
-    return render(build_registry(summary_from_artifacts(run_results(), manifest())))
+    return render(summary_from_artifacts(run_results(), manifest()))
 
 
 # --- records ---------------------------------------------------------------------------
@@ -305,6 +310,21 @@ def test_labels_are_bounded(text: str) -> None:
             assert set(s.labels) <= allowed, s
 
 
+def test_names_need_no_escaping() -> None:
+    """exposition.py writes names as they are: every one must be legacy-valid."""
+    import re
+
+    from dbt.adapters.sqlflow.metrics.collector import FAMILIES, phase_histogram
+
+    metric_name = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+    label_name = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+    histogram = phase_histogram(RunSummary())
+    for name, labels in [*((f.name, f.labels) for f in FAMILIES), (histogram.name, ["le"])]:
+        assert metric_name.fullmatch(name), name
+        assert all(label_name.fullmatch(x) and not x.startswith("__") for x in labels), labels
+    assert all(label_name.fullmatch(x) for x in histogram.labels)
+
+
 def test_success_and_plain_dbt_duckdb_run() -> None:
     data = {
         "metadata": {"dbt_version": "1.11.16", "generated_at": FINISHED, "invocation_id": "x"},
@@ -324,7 +344,7 @@ def test_success_and_plain_dbt_duckdb_run() -> None:
             },
         ],
     }
-    got = samples(render(build_registry(summary_from_artifacts(data))))
+    got = samples(render(summary_from_artifacts(data)))
     assert got[key("sqlflow_run_success")] == 1
     assert (
         got[key("sqlflow_model_runs_total", model="model.p.a", strategy="", status="success")] == 1
@@ -340,8 +360,7 @@ def test_success_and_plain_dbt_duckdb_run() -> None:
 
 def test_openmetrics_text(text: str) -> None:
     assert text  # the Prometheus fixture renders
-    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
-    om = render(registry, "openmetrics")
+    om = render(summary_from_artifacts(run_results(), manifest()), "openmetrics")
     assert om.endswith("# EOF\n")
     families = {f.name: f for f in openmetrics_families(om)}
     assert families["sqlflow_model_runs"].type == "counter"
@@ -357,19 +376,69 @@ def test_openmetrics_text(text: str) -> None:
     assert got[key("sqlflow_run_success")] == 0
 
 
-def test_openmetrics_text_equals_the_default_escaping() -> None:
-    """render() passes ALLOWUTF8 for speed; for sqlflow's names the text must not change."""
-    from prometheus_client.openmetrics.exposition import generate_latest
+def odd_run_results() -> dict[str, Any]:
+    """The fixture run plus what a text writer must get right: a quote, a backslash, a
+    newline and non-ASCII in label values, phase timings below, between, on and above the
+    bucket bounds, a phase without batches, a NaN and an infinite value."""
+    data = run_results()
+    odd = 'model.shop.we"ird\\na\nme_\u00e9'
+    phases = {"dml": [0.1, 0.25, 61.0, 1e-7, 10.0], "plan": [], "commit": [0.0]}
+    data["results"][0]["adapter_response"]["batch_phase_seconds"] = {"dml": [0.5], "state": [2.0]}
+    data["results"] += [
+        {
+            "unique_id": odd,
+            "status": "success",
+            "execution_time": float("nan"),
+            "adapter_response": {
+                "rows_inserted": 3,
+                "strategy": "merge",
+                "batch_phase_seconds": phases,
+                "quality_checks": [{"check": 'c"\\\n\u00e9', "status": "fail"}],
+            },
+        },
+        {"unique_id": "model.shop.inf", "status": "success", "execution_time": float("inf")},
+    ]
+    return data
 
-    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
-    expected = generate_latest(registry).decode("utf-8")
-    assert "sqlflow_rows_inserted_total{" in expected
-    assert render(registry, "openmetrics") == expected
+
+def prometheus_client_text(summary: RunSummary, fmt: str) -> str:
+    """What prometheus_client writes for the collector's families (and the JSON of their
+    samples as export wrote it from them): what render() must write."""
+    from prometheus_client import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    registry = build_registry(summary)
+    if fmt == "prometheus":
+        return generate_latest(registry).decode("utf-8")
+    if fmt == "openmetrics":
+        return generate_openmetrics(registry).decode("utf-8")
+    families = [
+        {
+            "name": family.name,
+            "type": family.type,
+            "help": family.documentation,
+            "samples": [
+                {"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples
+            ],
+        }
+        for family in registry.collect()
+    ]
+    return '{"metrics": [\n' + ",\n".join(json.dumps(f) for f in families) + "\n]}\n"
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics", "json"])
+@pytest.mark.parametrize("data", [run_results, odd_run_results])
+def test_render_writes_prometheus_clients_text(fmt: str, data: Callable[[], Any]) -> None:
+    """render() writes the text itself (exposition.py, for speed); byte for byte the text
+    prometheus_client writes for the collector's families, histogram included."""
+    summary = summary_from_artifacts(data(), manifest())
+    text = render(summary, fmt)
+    assert text == prometheus_client_text(summary, fmt)
+    assert ("sqlflow_batch_phase_seconds_bucket" in text) == (data is odd_run_results)
 
 
 def test_json_format() -> None:
-    registry = build_registry(summary_from_artifacts(run_results(), manifest()))
-    data = json.loads(render(registry, "json"))
+    data = json.loads(render(summary_from_artifacts(run_results(), manifest()), "json"))
     families = {f["name"]: f for f in data["metrics"]}
     assert families["sqlflow_rows_deleted"]["type"] == "counter"
     assert {
@@ -381,16 +450,18 @@ def test_json_format() -> None:
 
 
 def test_collect_is_fresh_and_registry_is_private() -> None:
-    from prometheus_client import REGISTRY
+    from prometheus_client import REGISTRY, generate_latest
 
     summary = summary_from_artifacts(run_results(), manifest())
     registry = build_registry(summary)
     assert registry is not REGISTRY
-    first = render(registry)
-    assert render(registry) == first
+    first = generate_latest(registry)
+    assert generate_latest(registry) == first
     summary.models[0].rows_inserted = 101
-    assert 'sqlflow_rows_inserted_total{model="model.shop.orders"} 101.0' in render(registry)
-    assert "sqlflow_" not in render(REGISTRY)
+    assert b'sqlflow_rows_inserted_total{model="model.shop.orders"} 101.0' in generate_latest(
+        registry
+    )
+    assert b"sqlflow_" not in generate_latest(REGISTRY)
 
 
 # --- in-memory results (end of run) ---------------------------------------------------
@@ -857,7 +928,7 @@ def test_cli_refuses_the_artifacts_of_docs_generate(artifacts: tuple[Path, Path]
 def test_watermark_lag_from_a_pinned_now() -> None:
     artifact = run_results()
     artifact["args"]["vars"] = {"sqlflow_now": "2026-03-01T12:00:00"}
-    got = samples(render(build_registry(summary_from_artifacts(artifact, manifest()))))
+    got = samples(render(summary_from_artifacts(artifact, manifest())))
     pinned = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
     assert got[key("sqlflow_watermark_lag_seconds", model=ORDERS)] == pinned - T_WATERMARK
     # The run's own timestamps stay those of the run.
@@ -902,7 +973,7 @@ def test_a_failed_windowed_run_counts_its_committed_batches_and_its_retries() ->
         },
     ]
     summary = summary_from_artifacts(results, manifest(), records=recorder.records())
-    got = samples(render(build_registry(summary)))
+    got = samples(render(summary))
     assert got[key("sqlflow_rows_inserted_total", model=EVENTS)] == 7
     assert got[key("sqlflow_model_batches", model=EVENTS)] == 2
     assert got[key("sqlflow_model_commits", model=ORDERS)] == 3

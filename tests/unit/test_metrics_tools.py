@@ -6,8 +6,9 @@ import json
 import shutil
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,7 @@ from test_metrics import (
     T_FINISHED,
     T_WATERMARK,
     manifest,
+    odd_run_results,
     run_results,
 )
 
@@ -51,13 +53,19 @@ def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 @pytest.mark.promtool
-@pytest.mark.parametrize("with_manifest", [True, False])
-def test_promtool_accepts_prometheus_text(tmp_path: Path, with_manifest: bool) -> None:
+@pytest.mark.parametrize(
+    ("data", "with_manifest"),
+    [(run_results, True), (run_results, False), (odd_run_results, True)],
+)
+def test_promtool_accepts_prometheus_text(
+    tmp_path: Path, data: Callable[[], Any], with_manifest: bool
+) -> None:
+    """Our text, the phase histogram and odd label values included (odd_run_results)."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool binary not found (Debian package 'prometheus'; make services)")
-    summary = summary_from_artifacts(run_results(), manifest() if with_manifest else None)
-    text = render(build_registry(summary))
+    summary = summary_from_artifacts(data(), manifest() if with_manifest else None)
+    text = render(summary)
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
     )

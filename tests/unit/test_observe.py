@@ -193,7 +193,7 @@ LES = ("0.01", "0.1", "1.0", "10.0", "60.0")
 def test_the_phase_histogram_counts_each_batch() -> None:
     model = ModelRun("model.p.m", "m", "model", "success", "merge", 1.0)
     model.batch_phase_seconds = {"dml": [0.001, 0.002, 2.0, 1000.0], "commit": [0.0]}
-    family = phase_histogram(RunSummary(models=[model]))
+    family = phase_histogram(RunSummary(models=[model])).metric()
     samples = {(s.name, s.labels["phase"], s.labels.get("le")): s.value for s in family.samples}
     assert [samples[("sqlflow_batch_phase_seconds_bucket", "dml", le)] for le in LES] == [
         2,

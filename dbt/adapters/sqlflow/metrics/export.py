@@ -1,13 +1,13 @@
 """Output of sqlflow's metrics: text formats, JSON, textfile, Pushgateway.
 
-Collection (:mod:`.collector`) and output are separate: every function here takes a
+Collection (:mod:`.collector`) and output are separate: the text formats and the textfile
+are written from the run's families (:mod:`.exposition`), the Pushgateway is sent a
 registry built by :func:`~.collector.build_registry`. The ``export_*``/``push_*``
 functions at the end are what the CLI and the end-of-run hook call.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.error
 from collections.abc import Callable, Iterable, Sequence
@@ -15,9 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import generate_latest, push_to_gateway, write_to_textfile
-from prometheus_client.openmetrics.exposition import ALLOWUTF8
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client import push_to_gateway
 from prometheus_client.registry import CollectorRegistry
 
 from dbt.adapters.sqlflow.metrics.artifacts import (
@@ -25,7 +23,8 @@ from dbt.adapters.sqlflow.metrics.artifacts import (
     load_artifacts,
     summary_from_results,
 )
-from dbt.adapters.sqlflow.metrics.collector import build_registry
+from dbt.adapters.sqlflow.metrics.collector import build_registry, families
+from dbt.adapters.sqlflow.metrics.exposition import json_text, openmetrics_text, prometheus_text
 from dbt.adapters.sqlflow.metrics.records import LoadRecord
 from dbt.adapters.sqlflow.metrics.settings import (
     DEFAULT_JOB,
@@ -42,47 +41,27 @@ class ExportError(Exception):
     """Writing or pushing metrics failed; the message is one line naming the file or URL."""
 
 
-def render(registry: CollectorRegistry, fmt: str = "prometheus") -> str:
-    """The registry's samples as ``prometheus`` text (0.0.4), ``openmetrics`` or ``json``
-    (``cloudwatch-emf`` needs the run's summary: :func:`.emf.render_emf`)."""
-    if fmt == "prometheus":
-        return generate_latest(registry).decode("utf-8")
-    if fmt == "openmetrics":
-        # sqlflow's metric and label names are all legacy-valid ([a-zA-Z_:][a-zA-Z0-9_:]*),
-        # for which ALLOWUTF8 writes the same text as the default UNDERSCORES escaping;
-        # UNDERSCORES re-escapes every sample name character by character (prometheus_client
-        # 0.26), 60% of the time of a 5,000-model export.
-        return generate_openmetrics(registry, escaping=ALLOWUTF8).decode("utf-8")
-    if fmt == "json":
-        return render_json(registry)
-    if fmt == EMF:
-        raise ValueError("cloudwatch-emf is rendered from a RunSummary: use emf.render_emf")
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+_RENDERERS = {"prometheus": prometheus_text, "openmetrics": openmetrics_text, "json": json_text}
 
 
-def render_json(registry: CollectorRegistry) -> str:
-    """The registry's families as JSON: ``{"metrics": [{name, type, help, samples}]}``.
+def render(summary: RunSummary, fmt: str = "prometheus") -> str:
+    """The run's metrics as ``prometheus`` text (0.0.4), ``openmetrics`` or ``json``
+    (``cloudwatch-emf``: :func:`.emf.render_emf`).
 
-    Each sample is ``{"name", "labels", "value"}``; names carry their suffix
-    (``_total``, ``_created``) as in the Prometheus text format. One family per line:
-    ``json``'s C encoder (an ``indent`` would make it use the pure-Python one, 5x slower).
+    The text is prometheus_client's for the collector's families (``generate_latest``),
+    written by :mod:`.exposition` without building them.
     """
-    families = [
-        {
-            "name": family.name,
-            "type": family.type,
-            "help": family.documentation,
-            "samples": [
-                {"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples
-            ],
-        }
-        for family in registry.collect()
-    ]
-    return '{"metrics": [\n' + ",\n".join(json.dumps(f) for f in families) + "\n]}\n"
+    renderer = _RENDERERS.get(fmt)
+    if renderer is None:
+        if fmt == EMF:
+            raise ValueError("cloudwatch-emf is rendered by emf.render_emf")
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return renderer(families(summary))
 
 
-def write_textfile(registry: CollectorRegistry, directory: str | Path) -> Path:
-    """Write ``DIR/dbt_sqlflow.prom`` atomically (a temp file in DIR, then a rename).
+def write_textfile(summary: RunSummary, directory: str | Path) -> Path:
+    """Write ``DIR/dbt_sqlflow.prom`` (Prometheus text) atomically: a hidden temp file in
+    DIR (not ``*.prom``: the node exporter's textfile collector skips it), then a rename.
 
     Raises:
         ExportError: ``"<dir>: <cause>"`` when the folder is missing or unwritable.
@@ -92,7 +71,7 @@ def write_textfile(registry: CollectorRegistry, directory: str | Path) -> Path:
         raise ExportError(f"{folder}: textfile folder does not exist")
     path = folder / TEXTFILE_NAME
     try:
-        write_to_textfile(str(path), registry)
+        _replace(path, render(summary, "prometheus"))
     except OSError as e:
         raise ExportError(f"{folder}: cannot write {TEXTFILE_NAME}: {e.strerror or e}") from e
     return path
@@ -130,13 +109,21 @@ def write_output(text: str, output: str | Path) -> None:
         ExportError: ``"<file>: <cause>"``.
     """
     path = Path(output)
+    try:
+        _replace(path, text)
+    except OSError as e:
+        raise ExportError(f"{path}: cannot write: {e.strerror or e}") from e
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to a hidden temp file beside ``path``, then rename it to ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    except OSError as e:
+    except OSError:
         tmp.unlink(missing_ok=True)
-        raise ExportError(f"{path}: cannot write: {e.strerror or e}") from e
+        raise
 
 
 def export_artifacts(
@@ -168,7 +155,6 @@ def export_artifacts(
             would refuse.
     """
     summary = load_artifacts(run_results, manifest)
-    registry = build_registry(summary)
     text = ""
     if output is not None or textfile is None:
         if fmt == EMF:
@@ -179,11 +165,11 @@ def export_artifacts(
             except ValueError as e:
                 raise ExportError(str(e)) from e
         else:
-            text = render(registry, fmt)
+            text = render(summary, fmt)
     if output is not None:
         write_output(text, output)
     if textfile is not None:
-        write_textfile(registry, textfile)
+        write_textfile(summary, textfile)
     return text
 
 
@@ -279,14 +265,14 @@ def export_summary(summary: RunSummary, settings: MetricsSettings) -> list[str]:
     """Write the textfile and/or push, as ``settings`` say; return warnings, never raise."""
     warnings: list[str] = []
     try:
-        registry = build_registry(summary)
         if settings.textfile:
             try:
-                write_textfile(registry, settings.textfile)
+                write_textfile(summary, settings.textfile)
             except ExportError as e:
                 warnings.append(f"metrics textfile not written: {e}")
         if settings.pushgateway:
             try:
+                registry = build_registry(summary)
                 push(registry, settings.pushgateway, settings.job, settings.timeout_seconds)
             except ExportError as e:
                 warnings.append(f"metrics push failed: {e}")
