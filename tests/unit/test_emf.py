@@ -148,8 +148,8 @@ CUSTOMERS = "model.shop.customers"
 
 
 def artifacts() -> tuple[dict[str, Any], dict[str, Any]]:
-    """run_results.json and manifest.json of a build: a sqlflow merge with a warned check,
-    a sqlflow model whose error checks failed, a plain table, a test."""
+    """run_results.json and manifest.json of a build: a sqlflow merge with a warned check
+    and phase timings, a sqlflow model whose error checks failed, a plain table, a test."""
     run_results = {
         "metadata": {
             "dbt_version": "1.11.16",
@@ -174,6 +174,7 @@ def artifacts() -> tuple[dict[str, Any], dict[str, Any]]:
                     "partitions_touched": 3,
                     "batches": 2,
                     "watermark_after": "2026-03-01T09:00:00+00:00",
+                    "batch_phase_seconds": {"dml": [0.5, 2.0], "commit": [0.001, 0.002]},
                     "quality_checks": [
                         {
                             "check": "expression(amount > 0)",
@@ -225,13 +226,24 @@ def test_dimensions_are_model_and_strategy() -> None:
     found = {
         tuple(d for s in e["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in s): e
         for e in events()
-        if e.get("model") == ORDERS
+        if e.get("model") == ORDERS and e.get("phase") in (None, "dml")
     }
     assert set(found) == {
         ("model", "strategy"),
         ("model", "strategy", "status"),
         ("model", "strategy", "check"),
+        ("model", "strategy", "phase"),
     }
+    # A phase: its batches' count and seconds (no buckets).
+    dml = found[("model", "strategy", "phase")]
+    assert [m["Name"] for m in dml["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == [
+        "sqlflow_batch_phase_seconds_count",
+        "sqlflow_batch_phase_seconds_sum",
+    ]
+    assert (dml["sqlflow_batch_phase_seconds_count"], dml["sqlflow_batch_phase_seconds_sum"]) == (
+        2,
+        2.5,
+    )
     figures = found[("model", "strategy")]
     assert figures["strategy"] == "merge"
     assert figures["sqlflow_rows_inserted_total"] == 100

@@ -2,7 +2,7 @@
 
 A log shipper (the CloudWatch agent, Fluent Bit, a Lambda's stdout) delivers the lines to
 CloudWatch Logs, which extracts the metrics: no AWS API call from the run. The figures are
-the Prometheus export's (the same collector, :func:`~.collector.build_registry`): each
+the Prometheus export's (the same families, :func:`~.collector.families`): each
 sample's labels become dimensions, with the model's ``strategy`` added to every per-model
 figure, and the samples sharing their dimensions go into one line::
 
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dbt.adapters.sqlflow.metrics.artifacts import RunSummary
-from dbt.adapters.sqlflow.metrics.collector import build_registry
+from dbt.adapters.sqlflow.metrics.collector import Histogram, families
 
 NAMESPACE = "dbt-sqlflow"
 MAX_METRICS_PER_DIRECTIVE = 100
@@ -35,7 +35,6 @@ MAX_METRICS_PER_DIRECTIVE = 100
 
 RUN_INFO = "sqlflow_run_info"
 DIMENSION_ORDER = ("model", "strategy", "status", "check", "resource_type")
-_SKIPPED_LABELS = ("le", "quantile")
 
 
 def unit(sample_name: str) -> str:
@@ -69,25 +68,50 @@ def render_emf(summary: RunSummary, namespace: str = NAMESPACE) -> str:
     strategies = {m.unique_id: m.strategy or "unknown" for m in summary.models}
     groups: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
     properties: dict[str, str] = {}
-    for family in build_registry(summary).collect():
-        for sample in family.samples:
-            if family.name == RUN_INFO:
-                properties.update(sample.labels)
-                continue
-            if any(label in sample.labels for label in _SKIPPED_LABELS):
-                continue
-            if not math.isfinite(sample.value):
-                continue  # EMF takes finite numbers only
-            labels = {k: v or "none" for k, v in sample.labels.items()}
-            if "model" in labels:
-                labels.setdefault("strategy", strategies.get(labels["model"], "unknown"))
-            key = tuple(sorted(labels.items(), key=lambda item: _dimension_key(item[0])))
-            groups.setdefault(key, {})[sample.name] = float(sample.value)
-    lines = [
-        json.dumps(emf_record(dict(key), metrics, namespace, timestamp, properties))
-        for key, metrics in groups.items()
-    ]
+    orders: dict[tuple[str, ...], list[str]] = {}  # the dimension order of each label set
+    for family, name, sample_labels, value in _samples(summary):
+        if family == RUN_INFO:
+            properties.update(sample_labels)
+            continue
+        if not math.isfinite(value):
+            continue  # EMF takes finite numbers only
+        labels = {k: v or "none" for k, v in sample_labels.items()}
+        if "model" in labels:
+            labels.setdefault("strategy", strategies.get(labels["model"], "unknown"))
+        names = tuple(labels)
+        order = orders.get(names)
+        if order is None:
+            order = orders[names] = sorted(names, key=_dimension_key)
+        key = tuple([(label, labels[label]) for label in order])
+        groups.setdefault(key, {})[name] = float(value)
+    # Most models' lines have the same dimension and metric names: one directive list each.
+    shared: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    lines = []
+    for key, metrics in groups.items():
+        dimensions = dict(key)
+        both = (tuple(dimensions), tuple(metrics))
+        directives = shared.get(both)
+        if directives is None:
+            directives = shared[both] = emf_directives(*both, namespace)
+        record = emf_record(dimensions, metrics, namespace, timestamp, properties, directives)
+        lines.append(json.dumps(record))
     return "".join(line + "\n" for line in lines)
+
+
+def _samples(summary: RunSummary) -> Iterator[tuple[str, str, Mapping[str, str], float]]:
+    """(family name, sample name, labels, value) of the run's samples, in the Prometheus
+    export's order, without histogram buckets."""
+    for family in families(summary):
+        if isinstance(family, Histogram):
+            count, total = f"{family.name}_count", f"{family.name}_sum"
+            for values, counts, sum_ in family.series:
+                labels = dict(zip(family.labels, values, strict=True))
+                yield family.name, count, labels, counts[-1]
+                yield family.name, total, labels, sum_
+        else:
+            name = family.sample_name
+            for values, value in family.samples:
+                yield family.name, name, dict(zip(family.labels, values, strict=True)), value
 
 
 def emf_record(
@@ -96,6 +120,7 @@ def emf_record(
     namespace: str,
     timestamp: int,
     properties: dict[str, str],
+    directives: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One EMF log event.
 
@@ -106,25 +131,36 @@ def emf_record(
         namespace: The CloudWatch namespace.
         timestamp: Milliseconds since the epoch.
         properties: Plain members (not metrics, not dimensions) for joining with logs.
+        directives: :func:`emf_directives` of these dimension and metric names, when built
+            already (the lines of a run share them); None: built here.
 
     Returns:
         ``{"_aws": {...}, <dimensions>, <metrics>, <properties>}``.
     """
-    names = list(dimensions)
-    directives = [
-        {
-            "Namespace": namespace,
-            "Dimensions": [names],
-            "Metrics": [{"Name": name, "Unit": unit(name)} for name in chunk],
-        }
-        for chunk in _chunks(list(metrics), MAX_METRICS_PER_DIRECTIVE)
-    ]
+    if directives is None:
+        directives = emf_directives(list(dimensions), list(metrics), namespace)
     record: dict[str, Any] = {"_aws": {"Timestamp": timestamp, "CloudWatchMetrics": directives}}
     record.update(dimensions)
     record.update(metrics)
     for key, value in properties.items():
         record.setdefault(key, value)
     return record
+
+
+def emf_directives(
+    dimensions: Sequence[str], metrics: Sequence[str], namespace: str
+) -> list[dict[str, Any]]:
+    """The ``CloudWatchMetrics`` directives of an event: its dimension names as the one
+    dimension set, its metrics with their units, :data:`MAX_METRICS_PER_DIRECTIVE` a
+    directive."""
+    return [
+        {
+            "Namespace": namespace,
+            "Dimensions": [list(dimensions)],
+            "Metrics": [{"Name": name, "Unit": unit(name)} for name in chunk],
+        }
+        for chunk in _chunks(metrics, MAX_METRICS_PER_DIRECTIVE)
+    ]
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
