@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 from dbt_common.exceptions import DbtRuntimeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.strategies import (
+    BITMAP_MAX_SPAN,
+    BITMAP_SPAN_PER_ROW,
     KEYED_STRATEGIES,
     REGISTRY,
     STRATEGY_NAMES,
@@ -317,6 +321,48 @@ def test_count_duplicate_keys_is_exact_in_any_number_of_passes(pass_rows: int) -
         run, "t", ['"a"', '"b"'], '"a" is null or "b" is null', rows, pass_rows=pass_rows
     )
     assert found == 42
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.integers(min_value=-300, max_value=300)), max_size=60),
+    kind=st.sampled_from(["tinyint", "integer", "bigint", "ubigint", "varchar", "double"]),
+    spread=st.sampled_from([1, 10**9]),
+)
+def test_count_duplicate_keys_of_one_column_is_exact(
+    values: list[int | None], kind: str, spread: int
+) -> None:
+    # One key column of any type, dense or sparse (spread): the bitmap proves a dense
+    # integer key unique; every other case, and a repeated value, is counted by sorting.
+    import duckdb
+
+    if kind in ("tinyint", "ubigint"):
+        values = [None if v is None else abs(v) % 100 for v in values]
+    con = duckdb.connect()
+    con.execute(f"create table t (k {kind})")
+    cast = [
+        None if v is None else (v * spread if kind in ("bigint", "double") else v) for v in values
+    ]
+    if cast:
+        con.executemany("insert into t values (?)", [[v] for v in cast])
+    statements: list[str] = []
+
+    def run(sql: str) -> list[tuple]:
+        statements.append(sql)
+        return con.execute(sql).fetchall()
+
+    rows = len(values)
+    found = count_duplicate_keys(run, "t", ['"k"'], '"k" is null', rows)
+    present = [v for v in cast if v is not None]
+    expected = sum(1 for v in set(present) if present.count(v) > 1)
+    assert found == expected
+    # The bitmap ran exactly for an integer key whose range is narrow enough.
+    integer = kind in ("tinyint", "integer", "bigint", "ubigint")
+    span = max(present) - min(present) + 1 if present else 0
+    narrow = span <= min(BITMAP_MAX_SPAN, BITMAP_SPAN_PER_ROW * len(present))
+    assert any("bitstring_agg" in sql for sql in statements) == (
+        integer and narrow and bool(present)
+    )
 
 
 # -- the registry: what each strategy is -------------------------------------------------------

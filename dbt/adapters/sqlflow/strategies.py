@@ -248,7 +248,13 @@ def count_duplicate_keys(
     first of its equal rows. With more rows than ``pass_rows`` the keys are split by
     ``hash(keys) % passes`` and counted per part (a key's rows always fall in the same
     part, so the sum is exact).
+
+    A single integer key whose values span a range not much wider than the row count is
+    first checked by a bitmap (:func:`_unique_by_bitmap`): one scan, a few MB, no sort;
+    only when that finds a repeated value are the duplicated keys counted as above.
     """
+    if len(keys) == 1 and _unique_by_bitmap(run, relation, keys[0], null_filter):
+        return 0
     passes = max(1, -(-rows // pass_rows))
     key_list = ", ".join(keys)
     names = [f"sqlflow_k{i}" for i in range(len(keys))]
@@ -269,6 +275,44 @@ def count_duplicate_keys(
             )[0][0]
         )
     return total
+
+
+#: The integer types a bitmap of their values can check (DuckDB's ``bitstring_agg``).
+_BITMAP_TYPES = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+)
+#: A bitmap is used when the key's range holds at most this many values per row (the
+#: bitmap costs range / 8 bytes per thread) ...
+BITMAP_SPAN_PER_ROW = 64
+#: ... and at most this many values in all (32 MB per thread).
+BITMAP_MAX_SPAN = 1 << 28
+
+
+def _unique_by_bitmap(
+    run: Callable[[str], list[tuple[Any, ...]]], relation: str, key: str, null_filter: str
+) -> bool:
+    """Whether a single integer key is proven unique by a bitmap of its values.
+
+    One scan gives the key's type, range and count; when the range is narrow enough
+    (:data:`BITMAP_SPAN_PER_ROW`, :data:`BITMAP_MAX_SPAN`), a second sets one bit per
+    value (``bitstring_agg``): the key is unique exactly when as many bits are set as
+    there are non-null keys. False means "not proven" (another type, a sparse range, or a
+    repeated value), and the caller counts the duplicates by sorting.
+    """
+    where = f"where not ({null_filter})"
+    kind, low, high, count = run(
+        f"select any_value(typeof({key})), min({key}), max({key}), count({key})"
+        f" from {relation} {where}"
+    )[0]
+    if kind not in _BITMAP_TYPES or not count:
+        return not count  # no keys: nothing repeats
+    span = int(high) - int(low) + 1
+    if span > min(BITMAP_MAX_SPAN, BITMAP_SPAN_PER_ROW * int(count)):
+        return False
+    distinct = run(
+        f"select bit_count(bitstring_agg({key}, {int(low)}, {int(high)})) from {relation} {where}"
+    )[0][0]
+    return int(distinct) == int(count)
 
 
 def key_problems(
