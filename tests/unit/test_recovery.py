@@ -167,6 +167,64 @@ def test_a_retried_group_loads_each_of_its_batches_once(monkeypatch: pytest.Monk
     assert (response.rows_inserted, response.batches, response.commits) == (6, 4, 1)
 
 
+def test_a_retried_last_group_loads_every_batch_though_its_retry_is_due_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last group's commit conflicts; its retry is slower, so commit_every='auto'
+    would call the group due after one batch: the retry still loads all four (a lake
+    writer did this: the run succeeded with its last three windows unloaded)."""
+    monkeypatch.setenv("SQLFLOW_FAULTS", "conflict@4")
+    con = database(FOUR_DAYS_SOURCE)
+    con.execute("create schema sqlflow_meta")
+    con.execute(probe_sql(StateStore(Recorder(con)).table(PROBE)))
+    run, session = begin_run(con, {**APPEND, "commit_every": "auto"}, "2025-01-04T12:00")
+    run.services.retry = NO_WAIT
+    every = type(run.config.commit_every)
+    monkeypatch.setattr(every, "due", lambda self, *_: bool(run.retrying))
+    side = con.cursor()
+    log = CommitLog()
+
+    run_batches(run, session, STAGED_APPEND, "stage", log, side=side.execute)
+    finish_run(run, session, log)
+
+    assert run.retries == ["conflict"]
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+    assert loads(con) == EXPECTED_LOADS
+    assert run.response().batches == 4
+
+
+def test_work_outside_batches_is_retried_after_a_lost_catalog_connection() -> None:
+    """Claiming and planning (recovery.outside_batches): rolled back, let go and tried
+    again after a connection error; a permanent error raises at once, untouched."""
+    from dbt.adapters.sqlflow.recovery import outside_batches
+
+    calls: list[str] = []
+
+    class Session:
+        def rollback(self) -> None:
+            calls.append("rollback")
+
+    def flaky() -> str:
+        calls.append("try")
+        if calls.count("try") == 1:
+            raise RuntimeError("FATAL:  the database system is shutting down")
+        return "planned"
+
+    found = outside_batches(NO_WAIT, Session(), "m: planning", flaky, lambda: calls.append("undo"))  # type: ignore[arg-type]
+    assert found == ("planned", ["connection"])
+    assert calls == ["try", "rollback", "undo", "try"]
+
+    calls.clear()
+
+    def broken() -> str:
+        calls.append("try")
+        raise RuntimeError("Binder Error: column x not found")
+
+    with pytest.raises(RuntimeError, match="Binder Error"):
+        outside_batches(NO_WAIT, Session(), "m: planning", broken)  # type: ignore[arg-type]
+    assert calls == ["try"]
+
+
 def test_without_retries_the_conflict_fails_the_batch_and_keeps_the_ones_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -21,7 +21,15 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow.observe import PROFILE_OFF, PROFILE_ON, MemoryProbe
 from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
-from dbt.adapters.sqlflow.retry import LOCK_HELD, RetrySettings, is_lock_conflict, retrying
+from dbt.adapters.sqlflow.retry import (
+    CONNECTION,
+    LOCK_HELD,
+    RetrySettings,
+    classify,
+    first_line,
+    is_lock_conflict,
+    retrying,
+)
 
 if TYPE_CHECKING:
     import agate
@@ -214,6 +222,9 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         # profiler sqlflow turned on (and turns off after the model).
         self._probes: dict[int, MemoryProbe] = {}
         self._profiling: set[int] = set()
+        # The threads whose open transaction holds statements sqlflow ran itself
+        # (DbtSession), which the journal cannot replay.
+        self._direct: set[int] = set()
 
     def start_memory_probe(self) -> MemoryProbe | None:
         """Measure the memory of this thread's sqlflow statements (``DbtSession``) until
@@ -269,7 +280,13 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
     def begin(self) -> None:
         """BEGIN, and start this thread's journal afresh."""
         self.journal().clear()
+        self._direct.discard(threading.get_ident())
         super().begin()
+
+    def mark_direct(self) -> None:
+        """Note that sqlflow ran a statement of its own (not journaled) in this thread's
+        open transaction: a lost connection there is the batch loop's to retry."""
+        self._direct.add(threading.get_ident())
 
     def add_query(
         self,
@@ -281,7 +298,77 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
         retry_limit: int = 1,
     ) -> tuple[Connection, Any]:
         """dbt's ``add_query`` (within :class:`LakeWriters`' lock on a DuckLake); a
-        statement run in a transaction is kept in the journal."""
+        statement run in a transaction is kept in the journal.
+
+        A statement dbt runs outside sqlflow's batches (a schema change's DESCRIBE, a
+        staging table's shape) that loses the lake's catalog connection (PostgreSQL
+        restarting) is run again under the profile's ``sqlflow_retry``: the transaction
+        is rolled back, begun again and what dbt ran in it replayed from the journal.
+        Not a BEGIN, COMMIT or ROLLBACK (whether a lost COMMIT committed is unknown), nor
+        a statement in a transaction that holds sqlflow's own statements (the batch
+        loop retries those whole).
+        """
+        if sql in ("BEGIN", "COMMIT", "ROLLBACK"):
+            return self._add_query(
+                sql, auto_begin, bindings, abridge_sql_log, retryable_exceptions, retry_limit
+            )
+        connection = self.get_thread_connection()
+        in_transaction = connection.transaction_open
+        journal = list(self.journal()) if in_transaction else []
+        thread = threading.get_ident()
+
+        def lost(error: BaseException) -> bool:
+            direct = in_transaction and thread in self._direct
+            return not direct and classify(error) == CONNECTION
+
+        def before_sleep(state: Any) -> None:
+            from dbt.adapters.events.logging import AdapterLogger
+
+            error = state.outcome.exception()
+            AdapterLogger("sqlflow").warning(
+                f"{connection.name}: a statement lost the lake's catalog connection"
+                f" ({first_line(error)}); rolled back, running its transaction again in"
+                f" {state.next_action.sleep:.1f} s (try {state.attempt_number + 1} of"
+                f" {settings.attempts})"
+            )
+
+        settings = RetrySettings.parse(getattr(connection.credentials, "sqlflow_retry", None))
+        for attempt in retrying(settings, lost, before_sleep):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self._start_over(in_transaction, journal)
+                return self._add_query(
+                    sql, auto_begin, bindings, abridge_sql_log, retryable_exceptions, retry_limit
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _start_over(self, in_transaction: bool, journal: list[tuple[str, Any]]) -> None:
+        """Roll back this thread's transaction and, if one was open, begin it again with
+        what dbt had run in it."""
+        connection = self.get_thread_connection()
+        try:
+            self.rollback_if_open()
+        except Exception:  # the connection was lost: nothing to undo but DuckDB's side
+            pass
+        try:
+            connection.handle.cursor().execute("ROLLBACK")
+        except Exception:  # "no transaction is active"
+            pass
+        connection.transaction_open = False
+        if in_transaction:
+            self.begin()
+            for sql, bindings in journal:
+                self._add_query(sql, True, bindings)
+
+    def _add_query(
+        self,
+        sql: str,
+        auto_begin: bool = True,
+        bindings: Any | None = None,
+        abridge_sql_log: bool = False,
+        retryable_exceptions: tuple[type[Exception], ...] = (),
+        retry_limit: int = 1,
+    ) -> tuple[Connection, Any]:
         LAKE_WRITERS.before(self.profile.credentials, sql)
         try:
             connection, cursor = super().add_query(
@@ -421,6 +508,7 @@ class DbtSession:
                 connection.handle.cursor().execute("BEGIN")
             connection.transaction_open = True
             self._connections.journal().clear()
+        self._connections.mark_direct()
         found: list[tuple] = []
         probe = self._connections.memory_probe()
         for statement in split_statements(sql) if ";" in sql else [sql]:

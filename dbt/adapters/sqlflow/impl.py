@@ -14,7 +14,7 @@ from dbt.adapters.base.meta import available
 from dbt.adapters.duckdb.impl import DuckDBAdapter
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow import execution, maintenance, restore
+from dbt.adapters.sqlflow import execution, maintenance, recovery, restore
 from dbt.adapters.sqlflow.catalog import with_sqlflow_stats
 from dbt.adapters.sqlflow.claims import Claims, catalog_dsn, psycopg_connect
 from dbt.adapters.sqlflow.connections import (
@@ -352,6 +352,49 @@ class SqlflowAdapter(DuckDBAdapter):
         Raises:
             DbtConfigError: listing every configuration problem, before anything runs.
         """
+        key = model["unique_id"]
+        # A catalog restarting between two models' batches is met here first: the claim
+        # and the plan are tried again from scratch, as a batch would be.
+        (run, columns), retried = recovery.outside_batches(
+            self._retry_settings(),
+            self._session(),
+            f"{key}: claiming and planning",
+            lambda: self._start(
+                model,
+                compiled_code,
+                target_relation,
+                incremental,
+                run_vars or {},
+                empty_flag,
+                full_refresh,
+            ),
+            undo=lambda: self._claims.release(key),
+        )
+        run.retries[:0] = retried
+        execution.warn_window_time_zone(run)
+        with self._sqlflow_lock:
+            self._sqlflow_runs[run.id] = run
+        return jinja_plan(
+            run.id,
+            run.config,
+            run.plan,
+            columns,
+            cdc_ledger=run.cdc_ledger,
+            source=run.compiled_code,
+        )
+
+    def _start(
+        self,
+        model: dict[str, Any],
+        compiled_code: str,
+        target_relation: Any,
+        incremental: bool,
+        run_vars: dict[str, Any],
+        empty_flag: bool,
+        full_refresh: bool,
+    ) -> tuple[ModelRun, Any]:
+        """:meth:`sqlflow_start`'s work: claim the table on a lake, plan the run; the run
+        and the model's columns."""
         from dbt_common.invocation import get_invocation_id
 
         if self.is_ducklake(target_relation):
@@ -360,7 +403,6 @@ class SqlflowAdapter(DuckDBAdapter):
             if dsn is not None and self._claims.claim(key, dsn, str(target_relation), key) > 0:
                 if not incremental and not full_refresh:
                     incremental = self._built_meanwhile(target_relation)
-        run_vars = run_vars or {}
         pinned = pinned_now(run_vars)
         now = pinned or utc_now()
 
@@ -393,12 +435,7 @@ class SqlflowAdapter(DuckDBAdapter):
             empty_flag=empty_flag,
             pinned_now=pinned,
         )
-        execution.warn_window_time_zone(run)
-        with self._sqlflow_lock:
-            self._sqlflow_runs[run.id] = run
-        return jinja_plan(
-            run.id, config, run.plan, columns, cdc_ledger=run.cdc_ledger, source=compiled_code
-        )
+        return run, columns
 
     def _built_meanwhile(self, relation: Any) -> bool:
         """Whether the table exists now (another process built it while this run
@@ -447,18 +484,45 @@ class SqlflowAdapter(DuckDBAdapter):
         ``sorted_by``), in a transaction of its own, logging what changed: DuckLake
         applies a new layout to the files written from then on.
         """
-        config = self._run(run_id).config
+        run = self._run(run_id)
+        config = run.config
         wanted = lake_layout(config.model, config.partition_by, sorted_by)
         session = self._session()
-        rows = session.execute(
-            current_layout_sql(
-                target_relation.database, target_relation.schema, target_relation.identifier
+
+        def lay_out() -> None:
+            rows = session.execute(
+                current_layout_sql(
+                    target_relation.database, target_relation.schema, target_relation.identifier
+                )
             )
+            for sql, message in relayout(config.model, str(target_relation), wanted, rows):
+                session.execute(sql)
+                execution.logger.info(message)
+            session.commit()
+
+        _, retried = recovery.outside_batches(
+            self._retry_settings(), session, f"{config.model}: laying out", lay_out
         )
-        for sql, message in relayout(config.model, str(target_relation), wanted, rows):
-            session.execute(sql)
-            execution.logger.info(message)
-        session.commit()
+        run.retries += retried
+
+    @available.parse_none
+    def sqlflow_create_in_place(self, run_id: str, create_sql: str, windowed: bool) -> None:
+        """Create a lake table in place, empty and laid out (``create_sql``), and commit;
+        a windowed build also forgets the model's state in that transaction. Retried from
+        scratch after a lost catalog connection or a commit conflict."""
+        run = self._run(run_id)
+        session = self._session(run.services.redactor)
+
+        def create() -> None:
+            session.execute(create_sql)
+            if windowed:
+                execution.reset_state(run)
+            session.commit()
+
+        _, retried = recovery.outside_batches(
+            self._retry_settings(), session, f"{run.config.model}: creating its table", create
+        )
+        run.retries += retried
 
     @available.parse_none
     def sqlflow_merge_form(self, run_id: str, dest_columns: list[Any], target_relation: Any) -> str:

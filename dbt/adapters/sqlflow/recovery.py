@@ -24,16 +24,26 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dbt.adapters.events.logging import AdapterLogger
 
 from dbt.adapters.sqlflow import events
-from dbt.adapters.sqlflow.retry import OUT_OF_MEMORY, classify, first_line, retrying
+from dbt.adapters.sqlflow.retry import (
+    CONFLICT,
+    CONNECTION,
+    OUT_OF_MEMORY,
+    RetrySettings,
+    classify,
+    first_line,
+    retrying,
+)
 from dbt.adapters.sqlflow.run import BatchResult, ModelRun, Savepoint
 from dbt.adapters.sqlflow.sql import quote_identifier
 
 logger = AdapterLogger("sqlflow")
+
+T = TypeVar("T")
 
 Journal = list[tuple[str, Any]]
 """Statements dbt ran in a transaction: ``(sql, bindings)`` pairs."""
@@ -135,6 +145,56 @@ def attempt(
     head = next(iter(run.uncommitted[point.uncommitted :]), run.in_flight)
     if head is not None:
         head.retries = reasons
+
+
+def outside_batches(
+    settings: RetrySettings,
+    session: Session,
+    what: str,
+    body: Callable[[], T],
+    undo: Callable[[], None] | None = None,
+) -> tuple[T, list[str]]:
+    """Run a model's work outside its batches (claiming the table, planning, laying out
+    or creating a lake table) and retry it from scratch after a lost catalog connection
+    or a commit conflict, as a batch would be; returns its result and the retries'
+    reasons.
+
+    A catalog that restarts between two models' batches is met here first (the next
+    model's first query, or its claim), where nothing else would retry it. A failed try's
+    transaction is rolled back and ``undo`` run (a claim let go) before the wait; each
+    retry is logged as a warning. Out of memory, a held file lock (retried when
+    connecting) and permanent errors are raised at once, as is everything once the
+    process was told to stop.
+
+    Args:
+        what: Names the work in the log, e.g. ``model.shop.orders: planning``.
+    """
+    reasons: list[str] = []
+
+    def transient(error: BaseException) -> bool:
+        return not interrupted() and classify(error) in (CONFLICT, CONNECTION)
+
+    def before_sleep(state: Any) -> None:
+        error = state.outcome.exception()
+        reason = classify(error) or "unknown"
+        reasons.append(reason)
+        logger.warning(
+            f"{what} failed with a transient error ({reason}): {first_line(error)}. Rolled"
+            f" back; retrying in {state.next_action.sleep:.1f} s (try"
+            f" {state.attempt_number + 1} of {settings.attempts})."
+        )
+
+    for trial in retrying(settings, transient, before_sleep):
+        with trial:
+            try:
+                result = body()
+            except BaseException as e:
+                if transient(e):
+                    session.rollback()
+                    if undo is not None:
+                        undo()
+                raise
+    return result, reasons
 
 
 def retry_event(run: ModelRun, batch: BatchResult | None, text: str, **fields: Any) -> None:

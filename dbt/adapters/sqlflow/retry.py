@@ -99,6 +99,9 @@ _TRANSIENT: tuple[tuple[str, str], ...] = (
     (CONNECTION, "Connection refused"),
     (CONNECTION, "could not connect to server"),
     (CONNECTION, "no connection to the server"),
+    # libpq's hint when nothing listens (yet) on the server's socket or port: on a unix
+    # socket, a restarting server's socket file is gone ("No such file or directory").
+    (CONNECTION, "Is the server running"),
     # DuckLake's commit failed and so did its ROLLBACK on the catalog (the connection was
     # gone): whether the catalog committed is checked before a retry (execution.commit_group).
     (CONNECTION, 'Failed to execute query "ROLLBACK"'),

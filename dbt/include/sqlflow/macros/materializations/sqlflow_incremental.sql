@@ -87,15 +87,11 @@
   {% else %}
     {% set select_sql = get_sqlflow_batch_select_sql(compiled_code, plan, none) %}
   {% endif %}
-  {% call statement('sqlflow_create_empty') %}
-    {{ get_sqlflow_lake_create_sql(target_relation, select_sql, lake) }}
-  {% endcall %}
+  {#- created and committed (a windowed build forgets the state with it), retried after a lost catalog #}
+  {% do adapter.sqlflow_create_in_place(plan.id, get_sqlflow_lake_create_sql(target_relation, select_sql, lake), plan.windowed) %}
   {% if plan.windowed %}
-    {% do adapter.sqlflow_reset_state(plan.id) %}
-    {% do adapter.commit() %}
     {% do sqlflow_load(plan, target_relation) %}
   {% else %}
-    {% do adapter.commit() %}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
     {% do adapter.sqlflow_build(plan.id, 'insert into ' ~ target_relation ~ ' ' ~ select_sql, target_relation) %}
     {% do adapter.sqlflow_record_build(plan.id, target_relation) %}
