@@ -15,7 +15,7 @@ LAKE_BIN := $(LAKE_VENV)/bin
 LAKE_STAMP := $(LAKE_VENV)/.installed
 ROWS ?= 10000000
 
-.PHONY: demo demo-lake test lint format unit functional lake lake-suite bench faults services clean
+.PHONY: demo demo-lake test lint format unit functional lake lake-suite bench faults faults-lake services clean
 
 # Checks the interpreter before creating .venv, so an old python3 fails here in one line
 # instead of in pip's dependency resolution (import-linter needs 3.11, for one).
@@ -109,6 +109,11 @@ TRIALS ?= 100
 SEED ?= 1
 faults: $(STAMP)
 	$(BIN)/python tests/faults/runner.py --trials $(TRIALS) --seed $(SEED) --out tests/faults/results.md
+
+# The same suite on DuckLakes with a PostgreSQL catalog (the lake stack, .venv-lake): a
+# catalog restart, a conflicting lake writer, kill -9, SIGTERM; its section of results.md.
+faults-lake: services $(LAKE_STAMP)
+	$(LAKE_BIN)/python tests/faults/runner.py --lake --trials $(TRIALS) --seed $(SEED) --out tests/faults/results.md
 
 clean:
 	rm -rf $(VENV) $(LAKE_VENV) integration_project/target integration_project/*.duckdb

@@ -12,8 +12,16 @@ random, then reruns as a scheduler would, checked against a reference built with
   "Conflict on update", a write-write conflict) in a random batch;
 - ``oom``: a statement needing twice the ``memory_limit`` in a random batch.
 
-(The DuckLake faults of the issue, a PostgreSQL catalog restart and a conflicting lake
-writer, need the lake suite.)
+``--lake`` (run with .venv-lake's python: ``make faults-lake``) runs the same project on a
+DuckLake with a PostgreSQL catalog (one database and one data folder per trial, on a
+PostgreSQL the runner starts with ``tests/lake/lake_stack.py``; the raw events stay in a
+DuckDB file attached read-only beside it). Its faults:
+
+- ``pg_restart``: the catalog's PostgreSQL restarts (fast shutdown: sessions are cut)
+  once the run has committed a random number of DuckLake snapshots;
+- ``lake_writer``: another connection rewrites a row of a random target (a no-op UPDATE,
+  a delete and insert in DuckLake) four times, a random gap apart, while the run loads it;
+- ``kill`` and ``term`` as above.
 
 Each trial checks every target's rows against the reference (as multisets: rows lost and
 rows duplicated), duplicate keys, sqlflow's intervals against the reference's, and that
@@ -23,22 +31,30 @@ no staging or backup table is left behind.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 KINDS = ("kill", "term", "lock", "conflict", "oom")
 """Fault kinds; kill and term stop the process, so only the next run can recover them."""
+LAKE_KINDS = ("kill", "term", "pg_restart", "lake_writer")
+"""Fault kinds of ``--lake``."""
+STOPPING = ("kill", "term")
+"""The kinds only the next run can recover: the others must be recovered within the run."""
 
 MODELS = ("ev_append", "ev_merge", "ev_overwrite", "ev_snapshot")
 DAYS = 32
@@ -79,6 +95,11 @@ class Trial:
     model: str | None
     batch: int | None
     hold_seconds: float | None
+    # pg_restart: the DuckLake snapshots committed before the restart; lake_writer: the
+    # seconds between its writes, and how many of its writes committed.
+    after_snapshots: int | None = None
+    gap_seconds: float | None = None
+    writes: int = 0
     first_exit: int = 0
     reruns: int = 0
     recovered: str = ""  # "in run", "next run", "not recovered"
@@ -93,7 +114,45 @@ class Trial:
 # -- the project -----------------------------------------------------------------------------
 
 
-def write_project(root: Path, database: Path) -> None:
+@dataclass(frozen=True)
+class Lake:
+    """Where a lake trial's project lives: a DuckLake whose catalog is a PostgreSQL
+    database (``dsn``) and whose files go to ``data_path``, with the raw events in the
+    DuckDB file ``raw`` (attached read-only as ``raw_db``)."""
+
+    dsn: str
+    data_path: str
+    raw: Path
+
+
+RETRY = {"attempts": 5, "initial_seconds": 1, "max_seconds": 8}
+
+
+def profile_output(database: Path | Lake) -> dict:
+    """The profile's target: sqlflow on a DuckDB file, or on a lake (``database: lake``)."""
+    # One thread: an injected out-of-memory statement starves only its own model (with
+    # two, it can hit the other one outside its batches, where nothing is retried).
+    common = {"threads": 1, "settings": {"memory_limit": "512MB"}, "sqlflow_retry": RETRY}
+    if isinstance(database, Path):
+        return {"type": "sqlflow", "path": str(database), **common}
+    return {
+        "type": "sqlflow",
+        "path": ":memory:",
+        "database": "lake",
+        "schema": "main",
+        **common,
+        "attach": [
+            {
+                "path": f"ducklake:postgres:{database.dsn}",
+                "alias": "lake",
+                "options": {"data_path": database.data_path},
+            },
+            {"path": str(database.raw), "alias": "raw_db", "read_only": True},
+        ],
+    }
+
+
+def write_project(root: Path, database: Path | Lake) -> None:
     """The dbt project of the trials and its profile (sqlflow on ``database``)."""
     (root / "models").mkdir(parents=True, exist_ok=True)
     (root / "dbt_project.yml").write_text(
@@ -101,32 +160,13 @@ def write_project(root: Path, database: Path) -> None:
         "model-paths: ['models']\n"
     )
     (root / "profiles.yml").write_text(
-        json.dumps(
-            {
-                "faults": {
-                    "target": "dev",
-                    "outputs": {
-                        "dev": {
-                            "type": "sqlflow",
-                            "path": str(database),
-                            # One thread: an injected out-of-memory statement starves
-                            # only its own model (with two, it can hit the other one
-                            # outside its batches, where nothing is retried).
-                            "threads": 1,
-                            "settings": {"memory_limit": "512MB"},
-                            "sqlflow_retry": {
-                                "attempts": 5,
-                                "initial_seconds": 1,
-                                "max_seconds": 8,
-                            },
-                        }
-                    },
-                }
-            }
-        )
+        json.dumps({"faults": {"target": "dev", "outputs": {"dev": profile_output(database)}}})
     )
+    raw_database = "" if isinstance(database, Path) else "    database: raw_db\n"
     (root / "models" / "sources.yml").write_text(
-        "version: 2\nsources:\n  - name: raw\n    schema: raw\n    tables:\n      - name: events\n"
+        "version: 2\nsources:\n  - name: raw\n"
+        + raw_database
+        + "    schema: raw\n    tables:\n      - name: events\n"
     )
     for name in MODELS:
         text = "{{ config(materialized='sqlflow_incremental', " + CONFIGS[name] + ") }}\n" + SELECT
@@ -161,28 +201,42 @@ def seed_database(path: Path, seed: int) -> None:
 # -- running dbt -----------------------------------------------------------------------------
 
 
-def dbt(root: Path, faults: str = "", timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``dbt run`` of the project in its own process, pinned to NOW."""
+def dbt(
+    root: Path,
+    faults: str = "",
+    timeout: float = 600,
+    during: Callable[[threading.Event], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``dbt run`` of the project in its own process, pinned to NOW; ``during`` (a fault
+    from outside) runs in a thread meanwhile, told by its event when the run has ended."""
     env = {
         **os.environ,
         "SQLFLOW_NOW": NOW,
         "SQLFLOW_FAULTS": faults,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"),
-            "run",
-            "--project-dir",
-            str(root),
-            "--profiles-dir",
-            str(root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
+    command = [
+        str(Path(sys.executable).parent / "dbt"),
+        "run",
+        "--project-dir",
+        str(root),
+        "--profiles-dir",
+        str(root),
+    ]
+    if during is None:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    ended = threading.Event()
+    outside = threading.Thread(target=during, args=(ended,))
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    outside.start()
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        ended.set()
+        outside.join(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @contextmanager
@@ -219,16 +273,31 @@ class Snapshot:
     leftovers: list[str]
 
 
-def read_back(path: Path) -> Snapshot:
-    """The targets, intervals and leftover tables of a project's database."""
+def connect(database: Path | Lake) -> Any:
+    """A DuckDB connection whose current database is the project's target database."""
     import duckdb
 
-    con = duckdb.connect(str(path), read_only=True)
+    if isinstance(database, Path):
+        return duckdb.connect(str(database), read_only=True)
+    con = duckdb.connect()
+    con.execute(
+        f"attach 'ducklake:postgres:{database.dsn}' as lake"
+        f" (data_path '{database.data_path}', read_only)"
+    )
+    con.execute("use lake")
+    return con
+
+
+def read_back(path: Path | Lake) -> Snapshot:
+    """The targets, intervals and leftover tables of a project's database."""
+    con = connect(path)
     try:
         tables = {}
         for name in MODELS:
             found = con.execute(
-                "select count(*) from information_schema.tables where table_name = ?", [name]
+                "select count(*) from information_schema.tables"
+                " where table_catalog = current_database() and table_name = ?",
+                [name],
             ).fetchone()
             tables[name] = (
                 [tuple(map(str, r)) for r in con.execute(f"select * from main.{name}").fetchall()]
@@ -250,8 +319,8 @@ def read_back(path: Path) -> Snapshot:
             str(r[0])
             for r in con.execute(
                 "select table_schema || '.' || table_name from information_schema.tables"
-                " where table_name like '%__dbt_tmp%' or table_name like '%__dbt_backup%'"
-                " or table_name like '%__sqlflow_stage%'"
+                " where table_catalog = current_database() and (table_name like '%__dbt_tmp%'"
+                " or table_name like '%__dbt_backup%' or table_name like '%__sqlflow_stage%')"
             ).fetchall()
         ]
         return Snapshot(tables, intervals, leftovers)
@@ -293,10 +362,8 @@ def duplicate_keys(found: Snapshot, columns: dict[str, list[str]]) -> list[str]:
     return problems
 
 
-def table_columns(path: Path) -> dict[str, list[str]]:
-    import duckdb
-
-    con = duckdb.connect(str(path), read_only=True)
+def table_columns(path: Path | Lake) -> dict[str, list[str]]:
+    con = connect(path)
     try:
         return {
             name: [r[0] for r in con.execute(f"describe main.{name}").fetchall()] for name in MODELS
@@ -309,7 +376,9 @@ def table_columns(path: Path) -> dict[str, list[str]]:
 
 
 class Suite:
-    """A seeded series of trials in ``work`` (a fresh directory)."""
+    """A seeded series of trials in ``work`` (a fresh directory), on DuckDB files."""
+
+    kinds = KINDS
 
     def __init__(self, work: Path, seed: int) -> None:
         self.work = work
@@ -318,36 +387,53 @@ class Suite:
         self.pristine = work / "pristine.duckdb"
         seed_database(self.pristine, seed)
         reference_root = work / "reference"
-        database = reference_root / "reference.duckdb"
         reference_root.mkdir()
-        shutil.copy(self.pristine, database)
+        database = self.place("reference", reference_root)
         write_project(reference_root, database)
         done = dbt(reference_root)
         if done.returncode != 0:
             raise RuntimeError(f"the reference run failed:\n{done.stdout}\n{done.stderr}")
         self.reference = read_back(database)
         self.columns = table_columns(database)
+        self.measure(database)
+
+    def measure(self, database: Path | Lake) -> None:
+        """Note what the draws need to know about the reference run (nothing here)."""
+
+    def place(self, name: str, root: Path) -> Path | Lake:
+        """A fresh copy of the raw events in ``root``: the project's database."""
+        database = root / ("reference.duckdb" if name == "reference" else "warehouse.duckdb")
+        shutil.copy(self.pristine, database)
+        return database
+
+    def dispose(self, database: Path | Lake) -> None:
+        """Drop what :meth:`place` made outside the trial's folder (nothing here)."""
 
     def draw(self, number: int, kind: str | None = None) -> Trial:
         """The next trial's fault, from the suite's seed (``kind`` forced if given)."""
-        kind = kind or self.rng.choice(KINDS)
+        kind = kind or self.rng.choice(self.kinds)
         if kind == "lock":
             return Trial(number, kind, None, None, round(self.rng.uniform(0, 15), 1))
         return Trial(number, kind, self.rng.choice(MODELS), self.rng.randrange(DAYS), None)
+
+    def first_run(
+        self, trial: Trial, root: Path, database: Path | Lake
+    ) -> subprocess.CompletedProcess[str]:
+        """The run the trial's fault hits."""
+        if trial.kind == "lock":
+            assert isinstance(database, Path)
+            with lock_held(database, trial.hold_seconds or 0):
+                return dbt(root)
+        return dbt(root, f"{trial.model}:{trial.kind}@{trial.batch}")
 
     def run(self, trial: Trial) -> Trial:
         """Run one trial: a faulty run, then up to RERUNS plain reruns until it is exact."""
         started = time.monotonic()
         root = self.work / f"trial-{trial.number}"
-        database = root / "warehouse.duckdb"
         root.mkdir()
-        shutil.copy(self.pristine, database)
+        database = self.place(f"trial_{trial.number}", root)
         write_project(root, database)
-        if trial.kind == "lock":
-            with lock_held(database, trial.hold_seconds or 0):
-                done = dbt(root)
-        else:
-            done = dbt(root, f"{trial.model}:{trial.kind}@{trial.batch}")
+        done = self.first_run(trial, root, database)
         trial.first_exit = done.returncode
         output = (done.stdout + done.stderr).splitlines()
         # What made the first run fail, to explain a trial not recovered within it.
@@ -361,6 +447,11 @@ class Suite:
         while not exact and trial.reruns < RERUNS:
             trial.reruns += 1
             done = dbt(root)
+            if done.returncode != 0:
+                output = (done.stdout + done.stderr).splitlines()
+                trial.problems += [
+                    f"rerun {trial.reruns}: {line.strip()}" for line in output if "Error" in line
+                ][-3:]
             exact = done.returncode == 0 and self.check(trial, database, final=False)
             if exact:
                 trial.recovered = "next run"
@@ -368,10 +459,11 @@ class Suite:
             trial.recovered = "not recovered"
         self.check(trial, database, final=True)
         trial.seconds = round(time.monotonic() - started, 1)
+        self.dispose(database)
         shutil.rmtree(root, ignore_errors=True)
         return trial
 
-    def check(self, trial: Trial, database: Path, *, final: bool) -> bool:
+    def check(self, trial: Trial, database: Path | Lake, *, final: bool) -> bool:
         found = read_back(database)
         lost, duplicated, problems = compare(self.reference, found)
         problems += duplicate_keys(found, self.columns)
@@ -381,6 +473,128 @@ class Suite:
         return not problems
 
 
+# -- the lake --------------------------------------------------------------------------------
+
+
+def snapshots(dsn: str) -> int:
+    """How many snapshots the lake has committed, from its catalog (0 before the first
+    ATTACH creates the catalog's tables)."""
+    from psycopg import connect as pg_connect
+    from psycopg.errors import UndefinedTable
+
+    with pg_connect(dsn, autocommit=True) as pg:
+        try:
+            row = pg.execute("select count(*) from ducklake_snapshot").fetchone()
+        except UndefinedTable:
+            return 0
+        return int(row[0]) if row else 0
+
+
+def start_postgres() -> Any:
+    """The lake suite's PostgreSQL (``tests/lake/lake_stack.py``), extensions installed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lake"))
+    from lake_stack import PostgresServer, install_extensions, missing_extensions, missing_postgres
+
+    reason = missing_extensions() or missing_postgres()
+    if reason is not None:
+        raise SystemExit(f"--lake: {reason}")
+    install_extensions()
+    return PostgresServer.start()
+
+
+class LakeSuite(Suite):
+    """The trials on DuckLakes: a catalog database per trial on ``server`` (a running
+    ``lake_stack.PostgresServer``), a data folder in the trial's folder."""
+
+    kinds = LAKE_KINDS
+
+    def __init__(self, work: Path, seed: int, server: Any) -> None:
+        self.server = server
+        # Catalog names unique on the server, which a test session may share.
+        self.prefix = f"faults_{os.getpid()}_{next(_suites)}"
+        self.reference_snapshots = 0
+        super().__init__(work, seed)
+
+    def place(self, name: str, root: Path) -> Lake:
+        raw = root / "raw.duckdb"
+        shutil.copy(self.pristine, raw)
+        catalog = f"{self.prefix}_{name}"
+        self.server.create_database(catalog)
+        (root / "lake").mkdir()
+        return Lake(self.server.dsn(catalog), f"{root / 'lake'}/", raw)
+
+    def dispose(self, database: Path | Lake) -> None:
+        assert isinstance(database, Lake)
+        catalog = database.dsn.split()[0].removeprefix("dbname=")
+        self.server.psql("postgres", f"drop database if exists {catalog} with (force)")
+
+    def measure(self, database: Path | Lake) -> None:
+        assert isinstance(database, Lake)
+        self.reference_snapshots = snapshots(database.dsn)
+
+    def draw(self, number: int, kind: str | None = None) -> Trial:
+        kind = kind or self.rng.choice(self.kinds)
+        if kind == "pg_restart":
+            # Somewhere in the run: past the first few commits, before its last.
+            after = self.rng.randrange(3, max(4, self.reference_snapshots - 2))
+            return Trial(number, kind, None, None, None, after_snapshots=after)
+        if kind == "lake_writer":
+            gap = round(self.rng.uniform(0.2, 1.5), 1)
+            return Trial(number, kind, self.rng.choice(MODELS), None, None, gap_seconds=gap)
+        return super().draw(number, kind)
+
+    def first_run(
+        self, trial: Trial, root: Path, database: Path | Lake
+    ) -> subprocess.CompletedProcess[str]:
+        assert isinstance(database, Lake)
+        if trial.kind == "pg_restart":
+            return dbt(root, during=lambda ended: self.restart(trial, database, ended))
+        if trial.kind == "lake_writer":
+            return dbt(root, during=lambda ended: self.write(trial, database, ended))
+        return super().first_run(trial, root, database)
+
+    def restart(self, trial: Trial, lake: Lake, ended: threading.Event) -> None:
+        """Restart the catalog's PostgreSQL once the run has committed
+        ``trial.after_snapshots`` snapshots (a problem if the run ends first)."""
+        assert trial.after_snapshots is not None
+        while not ended.is_set():
+            if snapshots(lake.dsn) >= trial.after_snapshots:
+                self.server.restart()
+                return
+            ended.wait(0.05)
+        trial.problems.append(f"the run ended before {trial.after_snapshots} snapshots")
+
+    def write(self, trial: Trial, lake: Lake, ended: threading.Event) -> None:
+        """Rewrite one row of ``trial.model``'s table (a no-op UPDATE) four times,
+        ``trial.gap_seconds`` apart, once it holds rows, while the run goes on."""
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.execute(
+                f"attach 'ducklake:postgres:{lake.dsn}' as lake (data_path '{lake.data_path}')"
+            )
+            table = f"lake.main.{trial.model}"
+            update = (
+                f"update {table} set v = v where event_id = (select min(event_id) from {table})"
+            )
+            while not ended.is_set() and trial.writes < 4:
+                try:
+                    if con.execute(update).fetchone()[0]:  # type: ignore[index]
+                        trial.writes += 1
+                        ended.wait(trial.gap_seconds or 0)
+                        continue
+                except duckdb.Error:
+                    # The table is not there yet, or this write lost a conflict.
+                    pass
+                ended.wait(0.05)
+        finally:
+            con.close()
+
+
+_suites = itertools.count(1)
+
+
 def table(trials: list[Trial]) -> str:
     """The suite's figures by fault kind, as a Markdown table."""
     lines = [
@@ -388,7 +602,7 @@ def table(trials: list[Trial]) -> str:
         " | rows lost | rows duplicated |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for kind in (*KINDS, "all"):
+    for kind in (*dict.fromkeys((*KINDS, *LAKE_KINDS)), "all"):
         chosen = [t for t in trials if kind in ("all", t.kind)]
         if not chosen:
             continue
@@ -401,35 +615,62 @@ def table(trials: list[Trial]) -> str:
     return "\n".join(lines)
 
 
+FILE_HEADING = "# Fault injection"
+LAKE_HEADING = "# Fault injection on DuckLake (PostgreSQL catalog)"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Write ``section`` into ``path`` in place of the section of the same mode (its
+    heading up to the colon), keeping the other mode's section."""
+    heading = section.split(":", 1)[0]
+    kept = []
+    if path.exists():
+        parts = re.split(r"(?m)^(?=# Fault injection)", path.read_text())
+        kept = [p for p in parts if p.strip() and p.split(":", 1)[0] != heading]
+    sections = [*kept, section]
+    # The file mode's section first, as before the lake had one.
+    sections.sort(key=lambda p: p.startswith(LAKE_HEADING))
+    path.write_text("\n".join(p.rstrip("\n") + "\n" for p in sections))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the table and trials here")
+    parser.add_argument(
+        "--lake",
+        action="store_true",
+        help="on DuckLakes with a PostgreSQL catalog (run with .venv-lake's python)",
+    )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sqlflow-faults-") as tmp:
-        suite = Suite(Path(tmp), args.seed)
-        trials = []
-        for number in range(1, args.trials + 1):
-            trial = suite.run(suite.draw(number))
-            trials.append(trial)
-            print(
-                f"trial {number:3d} {trial.kind:8s} {trial.model or '-':12s}"
-                f" batch={trial.batch if trial.batch is not None else '-':>2}"
-                f" hold={trial.hold_seconds if trial.hold_seconds is not None else '-':>4}"
-                f" -> {trial.recovered} ({trial.reruns} reruns, {trial.seconds} s)"
-                + (f" PROBLEMS: {trial.problems}" if trial.problems else ""),
-                flush=True,
+    server = start_postgres() if args.lake else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="sqlflow-faults-") as tmp:
+            suite = (
+                LakeSuite(Path(tmp), args.seed, server)
+                if server is not None
+                else Suite(Path(tmp), args.seed)
             )
+            trials = []
+            for number in range(1, args.trials + 1):
+                trial = suite.run(suite.draw(number))
+                trials.append(trial)
+                print(describe(trial), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
     text = table(trials)
     print(text)
     if args.out is not None:
-        args.out.write_text(
-            f"# Fault injection: {args.trials} trials, seed {args.seed}\n\n{text}\n\n"
+        heading = LAKE_HEADING if args.lake else FILE_HEADING
+        write_section(
+            args.out,
+            f"{heading}: {args.trials} trials, seed {args.seed}\n\n{text}\n\n"
             + "\n".join(json.dumps(asdict(t)) for t in trials)
-            + "\n"
+            + "\n",
         )
-    transient = [t for t in trials if t.kind in ("lock", "conflict", "oom")]
+    transient = [t for t in trials if t.kind not in STOPPING]
     in_run = sum(t.recovered == "in run" for t in transient) / max(1, len(transient))
     ok = (
         in_run >= 0.95
@@ -437,6 +678,20 @@ def main(argv: list[str] | None = None) -> int:
         and not any(t.rows_lost or t.rows_duplicated or t.problems for t in trials)
     )
     return 0 if ok else 1
+
+
+def describe(trial: Trial) -> str:
+    """One line of progress: the trial's fault and what became of it."""
+    where = {
+        "lock": f"hold={trial.hold_seconds}",
+        "pg_restart": f"after {trial.after_snapshots} snapshots",
+        "lake_writer": f"gap={trial.gap_seconds} writes={trial.writes}",
+    }.get(trial.kind, f"batch={trial.batch}")
+    return (
+        f"trial {trial.number:3d} {trial.kind:11s} {trial.model or '-':12s} {where:24s}"
+        f" -> {trial.recovered} ({trial.reruns} reruns, {trial.seconds} s)"
+        + (f" PROBLEMS: {trial.problems}" if trial.problems else "")
+    )
 
 
 if __name__ == "__main__":
