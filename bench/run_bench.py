@@ -49,6 +49,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 RESULTS_MD = BENCH_DIR / "results.md"
+#: The DuckLake section of results.md (``bench_lake.py`` writes it; kept here as it is).
+LAKE_SECTION = ("<!-- bench_lake.py: begin -->", "<!-- bench_lake.py: end -->")
 
 ADAPTERS = ("sqlflow", "duckdb")
 SCHEMA = {"sqlflow": "sf", "duckdb": "dd", "floor": "fl"}
@@ -246,8 +248,11 @@ class Run:
 TIME = Path("/usr/bin/time")
 
 
-def run_process(cmd: list[str], cwd: Path, log: Path, timeout: float) -> tuple[int, float, float]:
-    """Run ``cmd``; return exit code, wall seconds and peak RSS in MB of the process.
+def run_process(
+    cmd: list[str], cwd: Path, log: Path, timeout: float, extra_env: dict[str, str] | None = None
+) -> tuple[int, float, float]:
+    """Run ``cmd`` (with ``extra_env`` added to the environment); return exit code,
+    wall seconds and peak RSS in MB of the process.
 
     The peak RSS is GNU time's "%M" (the kernel's ``ru_maxrss`` of the command). Not
     ``os.wait4`` on our own child: Linux folds the RSS of the process that spawned the
@@ -255,11 +260,13 @@ def run_process(cmd: list[str], cwd: Path, log: Path, timeout: float) -> tuple[i
     ``/usr/bin/time``, psutil polls the process tree every 20 ms.
     """
     env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false", DO_NOT_TRACK="1")
+    env.update(extra_env or {})
     env.pop("DBT_PROFILES_DIR", None)
     rss_file = log.with_suffix(".rss")
     rss_file.unlink(missing_ok=True)
     if TIME.exists():
-        cmd = [str(TIME), "-f", "%M", "-o", str(rss_file), *cmd]
+        # CPU seconds (user, system) first, for cpu_seconds(); the peak RSS stays last.
+        cmd = [str(TIME), "-f", "%U %S %M", "-o", str(rss_file), *cmd]
     peak = 0
     with log.open("wb") as out:
         start = time.perf_counter()
@@ -277,6 +284,16 @@ def run_process(cmd: list[str], cwd: Path, log: Path, timeout: float) -> tuple[i
         # GNU time writes "Command exited with non-zero status N" before the figure.
         peak = int(rss_file.read_text().split()[-1]) * 1024
     return proc.returncode, wall, peak / 1024 / 1024
+
+
+def cpu_seconds(log: Path) -> float | None:
+    """User plus system CPU seconds of the process :func:`run_process` ran with ``log``
+    (GNU time's ``%U`` and ``%S``), or None without ``/usr/bin/time``."""
+    rss_file = log.with_suffix(".rss")
+    if not rss_file.exists():
+        return None
+    user, system = rss_file.read_text().split()[-3:-1]
+    return float(user) + float(system)
 
 
 def _poll_rss(proc: subprocess.Popen[bytes], timeout: float) -> int:
@@ -686,23 +703,13 @@ class Bench:
                     cmd, project, self.logs / f"{scenario.key}-{adapter}.sql.out", self.timeout
                 )
                 node, _, error = node_result(project, scenario.model)
-                if code != 0 or not out.exists():
-                    self.sql[f"{scenario.key}-{adapter}"] = {"error": error or f"exit {code}"}
-                    continue
-                stats = json.loads(out.read_text())
-                total = sum(v[1] for v in stats.values())
-                top = sorted(stats.items(), key=lambda kv: -kv[1][1])[:6]
-                self.sql[f"{scenario.key}-{adapter}"] = {
-                    "node": node,
-                    "wall": wall,
-                    "statements": sum(int(v[0]) for v in stats.values()),
-                    "sql_seconds": total,
-                    "top": [(int(v[0]), v[1], k) for k, v in top],
-                }
-                say(
-                    f"  {scenario.key:<14} {adapter:<8} node {_fmt(node)} s, SQL {total:.3f} s"
-                    f" in {sum(int(v[0]) for v in stats.values())} statements"
-                )
+                profile = sql_profile(out, code, node, wall, error)
+                self.sql[f"{scenario.key}-{adapter}"] = profile
+                if "error" not in profile:
+                    say(
+                        f"  {scenario.key:<14} {adapter:<8} node {_fmt(node)} s,"
+                        f" SQL {profile['sql_seconds']:.3f} s in {profile['statements']} statements"
+                    )
 
     def measure_one(self, scenario: Scenario, who: str, rep: int) -> None:
         label = f"{scenario.key}-{who}-{rep}"
@@ -755,6 +762,61 @@ class Bench:
 
 
 RESPONSE_KEYS = ("rows_inserted", "rows_updated", "rows_deleted", "batches", "strategy")
+
+
+def sql_profile(
+    out: Path, code: int, node: float | None, wall: float, error: str | None
+) -> dict[str, Any]:
+    """The statement timings a ``--timed-dbt`` run wrote to ``out``, summed: node and wall
+    seconds, statement count, SQL seconds and the six costliest statement classes."""
+    if code != 0 or not out.exists():
+        return {"error": error or f"exit {code}"}
+    stats = json.loads(out.read_text())
+    top = sorted(stats.items(), key=lambda kv: -kv[1][1])[:6]
+    return {
+        "node": node,
+        "wall": wall,
+        "statements": sum(int(v[0]) for v in stats.values()),
+        "sql_seconds": sum(v[1] for v in stats.values()),
+        "top": [(int(v[0]), v[1], k) for k, v in top],
+    }
+
+
+def sql_profile_lines(profiles: dict[str, dict[str, Any]], level: str) -> list[str]:
+    """The "Where the node time goes" table of ``sql_profile`` records keyed
+    ``scenario-adapter``, under a heading of ``level`` (``###``); none without records."""
+    if not profiles:
+        return []
+    lines = [
+        f"{level} Where the node time goes",
+        "",
+        "One extra run per scenario and adapter (not in the figures above), with every"
+        " DuckDB statement timed in the dbt process, sqlflow's own direct-cursor"
+        " statements included (they are not in dbt.log). *outside SQL* is node time"
+        " minus statement time: Python, Jinja and dbt's per-statement events. A"
+        " multi-statement script (sqlflow sends each batch's state writes as one) is"
+        " listed under its first statement.",
+        "",
+        "| scenario | adapter | node s | SQL s | statements | outside SQL s |"
+        " top statements (count x total s: statement) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for key, prof in profiles.items():
+        scenario, adapter = key.rsplit("-", 1)
+        if "error" in prof:
+            lines.append(f"| {scenario} | {adapter} | failed: {prof['error']} | | | | |")
+            continue
+        node = prof.get("node")
+        outside = None if node is None else node - prof["sql_seconds"]
+        top = "<br>".join(
+            f"{n} x {sec:.3f}: `{sql[:70].replace('|', '/')}`" for n, sec, sql in prof["top"][:4]
+        )
+        lines.append(
+            f"| {scenario} | {adapter} | {_fmt(node)} | {prof['sql_seconds']:.3f} |"
+            f" {prof['statements']} | {_fmt(outside)} | {top} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _trivial_fingerprint() -> tuple[int, str]:
@@ -1122,38 +1184,7 @@ def write_markdown() -> None:
             lines += ["Failures:", ""]
             lines += [f"- {s} / {who}: {e}" for s, who, e in errors]
             lines.append("")
-        profiles = result.get("sql_profiles") or {}
-        if profiles:
-            lines += [
-                "### Where the node time goes",
-                "",
-                "One extra run per scenario and adapter (not in the figures above), with every"
-                " DuckDB statement timed in the dbt process, sqlflow's own direct-cursor"
-                " statements included (they are not in dbt.log). *outside SQL* is node time"
-                " minus statement time: Python, Jinja and dbt's per-statement events. A"
-                " multi-statement script (sqlflow sends each batch's state writes as one) is"
-                " listed under its first statement.",
-                "",
-                "| scenario | adapter | node s | SQL s | statements | outside SQL s |"
-                " top statements (count x total s: statement) |",
-                "|---|---|---:|---:|---:|---:|---|",
-            ]
-            for key, prof in profiles.items():
-                scenario, adapter = key.rsplit("-", 1)
-                if "error" in prof:
-                    lines.append(f"| {scenario} | {adapter} | failed: {prof['error']} | | | | |")
-                    continue
-                node = prof.get("node")
-                outside = None if node is None else node - prof["sql_seconds"]
-                top = "<br>".join(
-                    f"{n} x {sec:.3f}: `{sql[:70].replace('|', '/')}`"
-                    for n, sec, sql in prof["top"][:4]
-                )
-                lines.append(
-                    f"| {scenario} | {adapter} | {_fmt(node)} | {prof['sql_seconds']:.3f} |"
-                    f" {prof['statements']} | {_fmt(outside)} | {top} |"
-                )
-            lines.append("")
+        lines += sql_profile_lines(result.get("sql_profiles") or {}, "###")
     metrics_file = RESULTS_DIR / "metrics.json"
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
@@ -1168,6 +1199,10 @@ def write_markdown() -> None:
             "```",
             "",
         ]
+    old = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    begin, end = LAKE_SECTION
+    if begin in old and end in old:
+        lines += [begin + old.split(begin, 1)[1].split(end, 1)[0] + end, ""]
     RESULTS_MD.write_text("\n".join(lines))
 
 
