@@ -13,9 +13,10 @@ STAMP := $(VENV)/.installed
 LAKE_VENV := .venv-lake
 LAKE_BIN := $(LAKE_VENV)/bin
 LAKE_STAMP := $(LAKE_VENV)/.installed
-ROWS ?= 10000000
+# ROWS= sets the size of a bench: 10,000,000 for make bench, 1,000,000 for make bench-lake.
+ROWS ?=
 
-.PHONY: demo demo-lake test lint format unit functional lake lake-suite bench faults faults-lake services clean
+.PHONY: demo demo-lake test lint format unit functional lake lake-suite bench bench-lake faults faults-lake services clean
 
 # Checks the interpreter before creating .venv, so an old python3 fails here in one line
 # instead of in pip's dependency resolution (import-linter needs 3.11, for one).
@@ -100,7 +101,12 @@ functional: $(STAMP)
 	$(BIN)/pytest tests/functional -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_bench.py --rows $(ROWS)
+	$(BIN)/python bench/run_bench.py --rows $(or $(ROWS),10000000)
+
+# The DuckLake scenarios (bench/bench_lake.py) on the lake stack, on a PostgreSQL catalog
+# it starts itself (a DuckDB-file catalog where PostgreSQL cannot be started; it says which).
+bench-lake: services $(LAKE_STAMP)
+	$(LAKE_BIN)/python bench/bench_lake.py --rows $(or $(ROWS),1000000)
 
 # The fault-injection suite: TRIALS seeded trials (kill -9, SIGTERM, a held lock, a
 # write-write conflict, out of memory), each rerun as a scheduler would; the table goes to
