@@ -155,6 +155,14 @@ SCENARIOS = (
         MERGE_NOW,
     ),
     Scenario(
+        "merge_compacted",
+        "1b. the same merge, the prepared lake compacted first (DuckLake's maintenance)",
+        "events_merge",
+        "incr_compacted",
+        {"sqlflow": [], "duckdb": []},
+        MERGE_NOW,
+    ),
+    Scenario(
         "backfill",
         "2. backfill 365 days (sqlflow windowed append vs microbatch)",
         "events_day",
@@ -163,6 +171,20 @@ SCENARIOS = (
         BUILT_NOW,
     ),
 )
+
+
+BACKFILL = SCENARIOS[-1]
+
+
+def maintain(con: duckdb.DuckDBPyConnection) -> list[tuple[str, float, int]]:
+    """DuckLake's maintenance of the whole lake (:data:`MAINTENANCE`): (step, seconds,
+    rows it returned) of each call."""
+    timings = []
+    for label, sql in MAINTENANCE:
+        start = time.perf_counter()
+        out = con.execute(sql).fetchall()
+        timings.append((label, time.perf_counter() - start, len(out)))
+    return timings
 
 
 # -- the lake ---------------------------------------------------------------------------
@@ -344,6 +366,7 @@ class Bench:
         self.prep_seconds: dict[str, float] = {}
         self.files: dict[str, Any] = {}
         self.sql: dict[str, dict[str, Any]] = {}
+        self.prepared_files: dict[str, dict[str, list[int]]] = {}
 
     def project(self, adapter: str) -> Path:
         return self.work / "projects" / adapter
@@ -430,9 +453,19 @@ class Bench:
             change_for_merge(con, self.rows)
         self.expect("incr")
         # What a backfill of 2025 loads from the changed source (scenario 4 runs there).
-        self.expect("incr-2025", f"(from lake.raw.events where event_ts < '{END_DAY}')")
+        self.expect("incr_2025", f"(from lake.raw.events where event_ts < '{END_DAY}')")
         self.lake.save("incr")
         self.prep_seconds["incr"] = time.perf_counter() - start
+        merges = [f"{SCHEMA[a]}.events_merge" for a in ADAPTERS]
+        self.prepared_files["incr"] = _file_numbers(self.file_counts(merges))
+        # The windowed build left sqlflow's target in one file per day (dbt-duckdb's: one
+        # file); scenario 1b runs the same merge after DuckLake's maintenance.
+        with self.lake.connect() as con:
+            maintain(con)
+        self.expect("incr_compacted")
+        assert self.expected["incr_compacted"] == self.expected["incr"]
+        self.lake.save("incr_compacted")
+        self.prepared_files["incr_compacted"] = _file_numbers(self.file_counts(merges))
 
     def expect(self, name: str, source: str = "raw.events") -> None:
         found = lake_fingerprint(self.lake, [source])[source]
@@ -595,16 +628,16 @@ class Bench:
         tables = [
             ("merge", "sqlflow", "events_merge", "incr", MERGE_NOW),
             ("merge", "duckdb", "events_merge", "incr", None),
-            ("backfill", "sqlflow", "events_day", "incr-2025", BUILT_NOW),
-            ("backfill, commit_every=1", "sqlflow", "events_day_each", "incr-2025", BUILT_NOW),
-            ("backfill", "duckdb", "events_day", "incr-2025", None),
+            ("backfill", "sqlflow", "events_day", "incr_2025", BUILT_NOW),
+            ("backfill, commit_every=1", "sqlflow", "events_day_each", "incr_2025", BUILT_NOW),
+            ("backfill", "duckdb", "events_day", "incr_2025", None),
         ]
         before = self.file_counts([f"{SCHEMA[a]}.{m}" for _, a, m, _, _ in tables])
         runs: dict[str, dict[str, Any]] = {}
         for what, adapter, model, snapshot, now in tables:
             args = ["run", "-s", model]
             if adapter == "duckdb" and what == "backfill":
-                args += SCENARIOS[1].args["duckdb"]
+                args += BACKFILL.args["duckdb"]
             code = self.dbt(adapter, args, f"files-{adapter}-{model}", now).code
             node, response, error = node_result(self.project(adapter), model)
             runs[f"{SCHEMA[adapter]}.{model}"] = {
@@ -621,13 +654,9 @@ class Bench:
         names = list(runs)
         after = self.file_counts(names)
         disk_after = self.disk_files()
-        timings: list[tuple[str, float, Any]] = []
         with self.lake.connect() as con:
             snapshots_before = con.execute("select count(*) from lake.snapshots()").fetchone()[0]
-            for label, sql in MAINTENANCE:
-                start = time.perf_counter()
-                out = con.execute(sql).fetchall()
-                timings.append((label, time.perf_counter() - start, len(out)))
+            timings = maintain(con)
             snapshots_after = con.execute("select count(*) from lake.snapshots()").fetchone()[0]
         maintained = self.file_counts(names)
         found = lake_fingerprint(self.lake, names)
@@ -635,8 +664,8 @@ class Bench:
             was, now_, kept = before[name], after[name], maintained[name]
             run["written"] = [len(now_[k] - was[k]) for k in ("data", "delete")]
             run["dropped"] = [len(was[k] - now_[k]) for k in ("data", "delete")]
-            run["after"] = [len(now_["data"]), len(now_["delete"]), now_["bytes"]]
-            run["maintained"] = [len(kept["data"]), len(kept["delete"]), kept["bytes"]]
+            run["after"] = _file_numbers({name: now_})[name]
+            run["maintained"] = _file_numbers({name: kept})[name]
             run["matches_after_maintenance"] = found[name] == self.expected[run["expected"]]
         self.files = {
             "tables": runs,
@@ -678,6 +707,11 @@ class Bench:
 
     def disk_files(self) -> int:
         return sum(1 for _ in self.lake.data_path.rglob("*.parquet"))
+
+
+def _file_numbers(counts: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
+    """``file_counts`` as ``[data files, delete files, bytes]`` per table."""
+    return {t: [len(c["data"]), len(c["delete"]), c["bytes"]] for t, c in counts.items()}
 
 
 def _total(values: list[float | None]) -> float | None:
@@ -852,6 +886,19 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
                     f" {_fmt_ratio(ratio(fig['wall'], base.get('wall'))) if compared else ''} |"
                     f" {_data(fig)} |"
                 )
+        prepared = result.get("prepared_files") or {}
+        if prepared:
+            lines += [
+                "",
+                "The merge targets before the run (data + delete files):"
+                + "; ".join(
+                    f" {'1b' if state == 'incr_compacted' else '1'}: "
+                    + ", ".join(f"{t} {n[0]} + {n[1]}" for t, n in tables.items())
+                    for state, tables in prepared.items()
+                )
+                + " (sqlflow's windowed build writes a file per day; dbt-duckdb's first run is"
+                " one statement).",
+            ]
         lines += ["", *parallel_lines(result), "", *files_lines(result), ""]
         lines += [
             "#### Goals",
@@ -1030,6 +1077,7 @@ def main() -> None:
         "prep_seconds": bench.prep_seconds,
         "summary": summarise(bench.runs),
         "files": bench.files,
+        "prepared_files": bench.prepared_files,
         "sql_profiles": bench.sql,
         "runs": [asdict(r) for r in bench.runs],
     }
