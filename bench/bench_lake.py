@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -367,6 +368,7 @@ class Bench:
         self.files: dict[str, Any] = {}
         self.sql: dict[str, dict[str, Any]] = {}
         self.prepared_files: dict[str, dict[str, list[int]]] = {}
+        self.control: list[tuple[float, float]] = []
 
     def project(self, adapter: str) -> Path:
         return self.work / "projects" / adapter
@@ -554,6 +556,11 @@ class Bench:
     def measure_parallel(self, rep: int) -> None:
         if self.lake.server is None:
             return
+        self.control.append(machine_scaling())
+        say(
+            f"  rep {rep} control   two CPU-bound processes in turn {self.control[-1][0]:.2f} s,"
+            f" at once {self.control[-1][1]:.2f} s"
+        )
         modes = {
             "one process": [("target-serial", PARALLEL_MODELS, [])],
             "two processes": [
@@ -709,6 +716,23 @@ class Bench:
         return sum(1 for _ in self.lake.data_path.rglob("*.parquet"))
 
 
+#: A CPU-bound Python process of about a second (no I/O, no DuckDB).
+SPIN = [sys.executable, "-c", "sum(i * i for i in range(25_000_000))"]
+
+
+def machine_scaling() -> tuple[float, float]:
+    """Wall seconds of two CPU-bound processes run in turn, then at once: what running
+    two processes gained on this machine at that moment (2x on two idle cores)."""
+    start = time.perf_counter()
+    for _ in range(2):
+        subprocess.run(SPIN, check=True)
+    in_turn = time.perf_counter() - start
+    start = time.perf_counter()
+    for proc in [subprocess.Popen(SPIN) for _ in range(2)]:
+        proc.wait()
+    return in_turn, time.perf_counter() - start
+
+
 def _file_numbers(counts: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
     """``file_counts`` as ``[data files, delete files, bytes]`` per table."""
     return {t: [len(c["data"]), len(c["delete"]), c["bytes"]] for t, c in counts.items()}
@@ -806,6 +830,11 @@ def goals(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             " start to the last one's end"
         )
         verdict = "MET" if wall >= 1.5 else "NOT MET"
+        if result.get("control"):
+            measured += (
+                "; the machine's own gain for two CPU-bound processes at the time:"
+                f" {_control(result['control'])}"
+            )
     exact = all(w["data_ok"] for g in summary.values() for w in g.values()) and all(
         t["matches_after_maintenance"] for t in result["files"].get("tables", {}).values()
     )
@@ -963,7 +992,21 @@ def parallel_lines(result: dict[str, Any]) -> list[str]:
             f" {'-' if rate is None else f'{rate:,.0f}'} |"
             f" {_fmt_ratio(ratio(one.get('wall'), fig['wall']))} | {_data(fig)} |"
         )
+    control = result.get("control") or []
+    if control:
+        lines += [
+            "",
+            "Control, just before each rep: two CPU-bound Python processes (no I/O, no DuckDB)"
+            " in turn, then at once; what two processes gained on this machine then:"
+            f" {_control(control)} (2.00x on two idle cores).",
+        ]
     return lines
+
+
+def _control(control: list[list[float]]) -> str:
+    gains = [a / b for a, b in control]
+    listed = ", ".join(f"{g:.2f}x" for g in gains)
+    return f"median {statistics.median(gains):.2f}x ({listed})"
 
 
 def files_lines(result: dict[str, Any]) -> list[str]:
@@ -1078,6 +1121,7 @@ def main() -> None:
         "summary": summarise(bench.runs),
         "files": bench.files,
         "prepared_files": bench.prepared_files,
+        "control": bench.control,
         "sql_profiles": bench.sql,
         "runs": [asdict(r) for r in bench.runs],
     }
