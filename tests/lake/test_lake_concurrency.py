@@ -115,5 +115,14 @@ class TestTwoProcessesAtOnce:
             " where model = 'model.test.shared' group by all having count(*) > 1",
         )
         assert loads == []  # no window loaded by both
+        # Nothing updated loads after a run (on DuckLake an UPDATE deletes, and made the
+        # other process's load commits fail): the two phase columns written that way stay
+        # NULL on a lake.
+        updated = rows(
+            project,
+            "select count(*) from {database}.sqlflow_meta.loads"
+            " where state_seconds is not null or commit_seconds is not null",
+        )
+        assert updated == [(0,)]
         for output in outputs:  # each waited, and said so
             assert "another process is loading" in output, output

@@ -1105,7 +1105,12 @@ def record_phase_times(run: ModelRun, session: Session) -> None:
     """Write the ``state`` and ``commit`` seconds of the run's committed batches into their
     ``loads`` rows, in one UPDATE and its own transaction after the last commit (a load row
     is written before its batch's state phase ends and before its commit); then, in the
-    same transaction, bound the model's history (:func:`compact_history`)."""
+    same transaction, bound the model's history (:func:`compact_history`).
+
+    Not on a DuckLake: there an UPDATE is a delete, and a delete from ``loads`` makes every
+    other process's load that inserted into it meanwhile fail to commit (and redo its
+    group); the two columns stay NULL there (the phases are in ``adapter_response``, the
+    log and the metrics)."""
     timed = [r for r in run.results if r.phases]
     if not timed:
         return
@@ -1113,7 +1118,8 @@ def record_phase_times(run: ModelRun, session: Session) -> None:
     since = datetime.fromtimestamp(timed[0].started, UTC).replace(tzinfo=None)
 
     def body(first: bool) -> None:
-        run.services.state.record_phase_times(times, since=since)
+        if not run.services.lake:
+            run.services.state.record_phase_times(times, since=since)
         compact_history(run)
         _flush(run.services)
         session.commit()

@@ -423,6 +423,7 @@ class SqlflowAdapter(DuckDBAdapter):
             dbt_keys=dbt_config_keys(self.AdapterSpecificConfigs),
         )
         services = self._services(config, checks, columns, now)
+        services.lake = bool(self.is_ducklake(target_relation))
         run = execution.start_run(
             config,
             services,
