@@ -30,10 +30,11 @@ def test_the_lake_reference_holds_every_window(suite: LakeSuite) -> None:
 @pytest.mark.parametrize("kind", ["pg_restart", "lake_writer"])
 def test_lake_faults_are_recovered_within_the_run(trials: dict[str, Trial], kind: str) -> None:
     trial = trials[kind]
-    if kind == "pg_restart" and trial.first_exit < 0:
+    if kind == "pg_restart" and trial.first_exit != 0:
         # DuckDB 1.5.5 sometimes aborts the process when the catalog's connection dies
         # ("database has been invalidated ... Attempted to access index 0 within vector of
-        # size 0", SIGABRT; README, DuckLake): like a kill -9, the next run finishes it.
+        # size 0", SIGABRT), or fails a statement with "Current transaction is aborted"
+        # (README, DuckLake): like a kill -9, the next run finishes it.
         assert (trial.recovered, trial.reruns) == ("next run", 1), trial
     else:
         assert (trial.first_exit, trial.recovered, trial.reruns) == (0, "in run", 0), trial
