@@ -73,6 +73,7 @@ from run_bench import (
     median,
     node_result,
     ratio,
+    response_and_failure_lines,
     run_process,
     say,
     sql_profile,
@@ -937,23 +938,7 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
             *(f"| {g} | {m_} | {v} |" for g, m_, v in goals(result)),
             "",
         ]
-        responses = {
-            s: w["sqlflow"]["response"]
-            for s, w in result["summary"].items()
-            if "sqlflow" in w and w["sqlflow"]["response"]
-        }
-        if responses:
-            lines += ["sqlflow's own counts (adapter_response of the last run):", ""]
-            lines += [f"- {s}: {json.dumps(r)}" for s, r in responses.items()]
-            lines.append("")
-        errors = [
-            (s, who, w["error"])
-            for s, group in result["summary"].items()
-            for who, w in group.items()
-            if w["error"]
-        ]
-        if errors:
-            lines += ["Failures:", "", *(f"- {s} / {who}: {e}" for s, who, e in errors), ""]
+        lines += response_and_failure_lines(result["summary"])
         lines += sql_profile_lines(result.get("sql_profiles") or {}, "####")
     lines.append(MARKER_END)
     return lines

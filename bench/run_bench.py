@@ -846,6 +846,29 @@ def say(message: str) -> None:
 # -- summary and report -----------------------------------------------------------------
 
 
+def response_and_failure_lines(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The report's lines on sqlflow's own counts (last run's adapter_response) and failures."""
+    lines: list[str] = []
+    responses = {
+        s: w["sqlflow"]["response"]
+        for s, w in summary.items()
+        if "sqlflow" in w and w["sqlflow"]["response"]
+    }
+    if responses:
+        lines += ["sqlflow's own counts (adapter_response of the last run):", ""]
+        lines += [f"- {s}: {json.dumps(r)}" for s, r in responses.items()]
+        lines.append("")
+    errors = [
+        (s, who, w["error"])
+        for s, group in summary.items()
+        for who, w in group.items()
+        if w["error"]
+    ]
+    if errors:
+        lines += ["Failures:", "", *(f"- {s} / {who}: {e}" for s, who, e in errors), ""]
+    return lines
+
+
 def median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -1165,25 +1188,7 @@ def write_markdown() -> None:
             ),
             "",
         ]
-        responses = {
-            s: w["sqlflow"]["response"]
-            for s, w in result["summary"].items()
-            if "sqlflow" in w and w["sqlflow"]["response"]
-        }
-        if responses:
-            lines += ["sqlflow's own counts (adapter_response of the last run):", ""]
-            lines += [f"- {s}: {json.dumps(r)}" for s, r in responses.items()]
-            lines.append("")
-        errors = [
-            (s, who, w["error"])
-            for s, group in result["summary"].items()
-            for who, w in group.items()
-            if w["error"]
-        ]
-        if errors:
-            lines += ["Failures:", ""]
-            lines += [f"- {s} / {who}: {e}" for s, who, e in errors]
-            lines.append("")
+        lines += response_and_failure_lines(result["summary"])
         lines += sql_profile_lines(result.get("sql_profiles") or {}, "###")
     metrics_file = RESULTS_DIR / "metrics.json"
     if metrics_file.exists():
