@@ -63,6 +63,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dbt.adapters.sqlflow.intervals import Interval, clip, merge, overlay
+from dbt.adapters.sqlflow.observe import PHASES
 from dbt.adapters.sqlflow.sql import (
     UNBOUNDED_END,
     UNBOUNDED_START,
@@ -77,8 +78,12 @@ DEFAULT_SCHEMA = "sqlflow_meta"
 LOAD_STATUSES = ("success", "warn")
 _CHUNK = 500
 
+# One column per phase of a batch (observe.PHASES), in loads and in load_summaries.
+_PHASE_COLUMNS = tuple(f"{phase}_seconds" for phase in PHASES)
+_PHASE_DDL = ",\n        ".join(f"{column} double" for column in _PHASE_COLUMNS)
+
 _DDL: dict[str, str] = {
-    "loads": """
+    "loads": f"""
         load_id varchar not null,
         invocation_id varchar,
         model varchar not null,
@@ -95,17 +100,12 @@ _DDL: dict[str, str] = {
         partitions_touched integer,
         watermark_before varchar,
         watermark_after varchar,
-        plan_seconds double,
-        stage_seconds double,
-        dml_seconds double,
-        checks_seconds double,
-        state_seconds double,
-        commit_seconds double,
+        {_PHASE_DDL},
         peak_memory_bytes bigint,
         spilled_bytes bigint,
         retries integer,
         retry_reasons varchar""",
-    "load_summaries": """
+    "load_summaries": f"""
         model varchar not null,
         relation varchar,
         summarized_at timestamp not null,
@@ -121,12 +121,7 @@ _DDL: dict[str, str] = {
         batch_seconds double,
         median_batch_seconds double,
         median_batch_rows double,
-        plan_seconds double,
-        stage_seconds double,
-        dml_seconds double,
-        checks_seconds double,
-        state_seconds double,
-        commit_seconds double,
+        {_PHASE_DDL},
         max_peak_memory_bytes bigint,
         spilled_batches bigint,
         spilled_bytes bigint,
@@ -164,14 +159,6 @@ _DDL: dict[str, str] = {
         checked_at timestamp not null""",
 }
 
-_PHASE_COLUMNS = (
-    "plan_seconds",
-    "stage_seconds",
-    "dml_seconds",
-    "checks_seconds",
-    "state_seconds",
-    "commit_seconds",
-)
 
 _ADDED: dict[str, tuple[tuple[str, str], ...]] = {
     "loads": (
