@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from sqlflow_testing import file_target
 
 pytest_plugins = ["dbt.tests.fixtures.project"]
 
@@ -12,8 +13,7 @@ pytest_plugins = ["dbt.tests.fixtures.project"]
 @pytest.fixture(scope="class")
 def dbt_profile_target(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A ``type: sqlflow`` target on a DuckDB file in the test class's temp folder."""
-    path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
-    return {"type": "sqlflow", "path": str(path), "threads": 1}
+    return file_target(tmp_path_factory)
 
 
 @pytest.fixture(autouse=True, scope="session")

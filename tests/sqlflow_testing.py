@@ -12,6 +12,15 @@ import pytest
 
 Step = Callable[[Any], Any]
 
+# Retries fast enough for a test: three attempts, 10 ms then at most 50 ms apart.
+FAST_RETRY = {"attempts": 3, "initial_seconds": 0.01, "max_seconds": 0.05}
+
+
+def file_target(tmp_path_factory: pytest.TempPathFactory, **extra: Any) -> dict[str, Any]:
+    """A ``type: sqlflow`` target on a new DuckDB file, one thread, plus ``extra`` keys."""
+    path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
+    return {"type": "sqlflow", "path": str(path), "threads": 1, **extra}
+
 
 class Scenario:
     """The steps of one scenario on a test class's shared project, each run once, in order.

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from dbt.tests.util import run_dbt
 from sqlflow_testing import (
+    FAST_RETRY,
     create_daily_events,
     events_model,
     events_source,
     events_target,
+    file_target,
     model_state,
     raw_sources_yml,
     rows,
@@ -37,13 +39,11 @@ class TestConflictRetried:
     def dbt_profile_target(
         self, tmp_path_factory: pytest.TempPathFactory, textfile_dir: Path
     ) -> dict[str, Any]:
-        return {
-            "type": "sqlflow",
-            "path": str(tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"),
-            "threads": 1,
-            "sqlflow_metrics": {"textfile": str(textfile_dir)},
-            "sqlflow_retry": {"attempts": 3, "initial_seconds": 0.01, "max_seconds": 0.05},
-        }
+        return file_target(
+            tmp_path_factory,
+            sqlflow_metrics={"textfile": str(textfile_dir)},
+            sqlflow_retry=FAST_RETRY,
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

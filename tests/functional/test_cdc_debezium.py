@@ -148,44 +148,19 @@ class TestDebeziumEnvelopes:
             "select id, email, dbt_valid_from, dbt_valid_to from {schema}.history"
             " order by id, dbt_valid_from",
         )
+
+        def at(commit: int, lsn: int) -> dict[str, int]:
+            """A version's bound: the source position (commit, then lsn) it was valid from/to."""
+            return {"sqlflow_dbz_commit": commit, "sqlflow_dbz_lsn": lsn}
+
         assert history == [
-            (
-                1,
-                "a@x",
-                {"sqlflow_dbz_commit": 100, "sqlflow_dbz_lsn": 100},
-                {"sqlflow_dbz_commit": 110, "sqlflow_dbz_lsn": 140},
-            ),
-            (
-                1,
-                "ann@x",
-                {"sqlflow_dbz_commit": 110, "sqlflow_dbz_lsn": 140},
-                {"sqlflow_dbz_commit": 200, "sqlflow_dbz_lsn": 300},
-            ),
-            (
-                2,
-                "b@x",
-                {"sqlflow_dbz_commit": 100, "sqlflow_dbz_lsn": 100},
-                {"sqlflow_dbz_commit": 140, "sqlflow_dbz_lsn": 150},
-            ),
-            (
-                3,
-                "c@x",
-                {"sqlflow_dbz_commit": 100, "sqlflow_dbz_lsn": 110},
-                {"sqlflow_dbz_commit": 150, "sqlflow_dbz_lsn": 170},
-            ),
-            (
-                3,
-                "c3@x",
-                {"sqlflow_dbz_commit": 150, "sqlflow_dbz_lsn": 170},
-                {"sqlflow_dbz_commit": 200, "sqlflow_dbz_lsn": 160},
-            ),
-            (
-                3,
-                "c2@x",
-                {"sqlflow_dbz_commit": 200, "sqlflow_dbz_lsn": 160},
-                {"sqlflow_dbz_commit": 200, "sqlflow_dbz_lsn": 300},
-            ),
-            (4, "d@x", {"sqlflow_dbz_commit": 300, "sqlflow_dbz_lsn": 310}, None),
+            (1, "a@x", at(100, 100), at(110, 140)),
+            (1, "ann@x", at(110, 140), at(200, 300)),
+            (2, "b@x", at(100, 100), at(140, 150)),
+            (3, "c@x", at(100, 110), at(150, 170)),
+            (3, "c3@x", at(150, 170), at(200, 160)),
+            (3, "c2@x", at(200, 160), at(200, 300)),
+            (4, "d@x", at(300, 310), None),
         ]
         columns = rows(
             project,

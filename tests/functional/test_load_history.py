@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import create_events, events_model, raw_sources_yml, rows
+from sqlflow_testing import create_events, events_model, file_target, raw_sources_yml, rows
 
 HOURLY = events_model(
     "incremental_strategy='append', event_time='event_ts', batch_size='hour',"
@@ -28,12 +28,10 @@ def add_hours(project: Any, first: int, hours: int) -> None:
 class TestLoadHistory:
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        return {
-            "type": "sqlflow",
-            "path": str(tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"),
-            "threads": 1,
-            "sqlflow_load_history": 5,
-        }
+        return file_target(
+            tmp_path_factory,
+            sqlflow_load_history=5,
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict[str, str]:

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import create_daily_events, events_model, raw_sources_yml, release, rows
+from sqlflow_testing import (
+    FAST_RETRY,
+    create_daily_events,
+    events_model,
+    file_target,
+    raw_sources_yml,
+    release,
+    rows,
+)
 
 DAILY = "incremental_strategy='append', event_time='event_ts', begin='2025-01-01'"
 # The batch's rows, joined to a GROUP BY of 3M distinct strings (~200 MB of hash table).
@@ -25,13 +33,11 @@ LIGHT = events_model(DAILY + ", commit_every=1")
 class TestLoadMemory:
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        return {
-            "type": "sqlflow",
-            "path": str(tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"),
-            "threads": 1,
-            "settings": {"memory_limit": "100MB", "threads": 2},
-            "sqlflow_retry": {"attempts": 3, "initial_seconds": 0.01, "max_seconds": 0.05},
-        }
+        return file_target(
+            tmp_path_factory,
+            settings={"memory_limit": "100MB", "threads": 2},
+            sqlflow_retry=FAST_RETRY,
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict[str, str]:

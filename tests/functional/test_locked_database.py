@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import file_locked_by_another_process, release
+from sqlflow_testing import file_locked_by_another_process, file_target, release
 
 MODEL = "{{ config(materialized='sqlflow_incremental', unique_key='id') }} select 1 as id\n"
 
@@ -48,14 +48,11 @@ class LockedFile:
     def dbt_profile_target(
         self, tmp_path_factory: pytest.TempPathFactory, textfile_dir: Path
     ) -> dict[str, Any]:
-        path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
-        return {
-            "type": "sqlflow",
-            "path": str(path),
-            "threads": 1,
-            "sqlflow_metrics": {"textfile": str(textfile_dir)},
-            "sqlflow_retry": self.retry,
-        }
+        return file_target(
+            tmp_path_factory,
+            sqlflow_metrics={"textfile": str(textfile_dir)},
+            sqlflow_retry=self.retry,
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from dbt.tests.util import run_dbt, run_dbt_and_capture
 from prometheus_client.parser import text_string_to_metric_families
-from sqlflow_testing import free_port, running_pushgateway
+from sqlflow_testing import file_target, free_port, running_pushgateway
 
 from dbt.adapters.sqlflow.metrics.export import export_artifacts, push_artifacts
 
@@ -123,18 +123,15 @@ class TestAutoExport:
     def dbt_profile_target(
         self, tmp_path_factory: pytest.TempPathFactory, textfile_dir: Path, pushgateway: str
     ) -> dict:
-        path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
-        return {
-            "type": "sqlflow",
-            "path": str(path),
-            "threads": 1,
-            "sqlflow_metrics": {
+        return file_target(
+            tmp_path_factory,
+            sqlflow_metrics={
                 "textfile": str(textfile_dir),
                 "pushgateway": pushgateway,
                 "job": "dbt_auto",
                 "timeout_seconds": 5,
             },
-        }
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:
@@ -199,17 +196,14 @@ class TestAutoExportFailedPush:
     def dbt_profile_target(
         self, tmp_path_factory: pytest.TempPathFactory, textfile_dir: Path
     ) -> dict:
-        path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
-        return {
-            "type": "sqlflow",
-            "path": str(path),
-            "threads": 1,
-            "sqlflow_metrics": {
+        return file_target(
+            tmp_path_factory,
+            sqlflow_metrics={
                 "textfile": str(textfile_dir),
                 "pushgateway": f"http://127.0.0.1:{free_port()}",
                 "timeout_seconds": 2,
             },
-        }
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

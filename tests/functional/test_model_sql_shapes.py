@@ -15,6 +15,7 @@ from sqlflow_testing import (
     events_model,
     events_source,
     events_target,
+    file_target,
     now,
     raw_sources_yml,
     rows,
@@ -98,13 +99,10 @@ class TestWindowMacrosInAnotherTimeZone:
 
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict:
-        path = tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"
-        return {
-            "type": "sqlflow",
-            "path": str(path),
-            "threads": 1,
-            "settings": {"TimeZone": "America/New_York"},
-        }
+        return file_target(
+            tmp_path_factory,
+            settings={"TimeZone": "America/New_York"},
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict:

@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import Scenario, create_daily_events, now, raw_sources_yml, rows
+from sqlflow_testing import (
+    FAST_RETRY,
+    Scenario,
+    create_daily_events,
+    file_target,
+    now,
+    raw_sources_yml,
+    rows,
+)
 
 from dbt.adapters.sqlflow.metrics.export import export_artifacts
 from dbt.adapters.sqlflow.observe import PHASES
@@ -100,12 +108,10 @@ def multi_batch_run(project: Any) -> dict[str, Any]:
 class TestObservability:
     @pytest.fixture(scope="class")
     def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        return {
-            "type": "sqlflow",
-            "path": str(tmp_path_factory.mktemp("duckdb") / "sqlflow.duckdb"),
-            "threads": 1,
-            "sqlflow_retry": {"attempts": 3, "initial_seconds": 0.01, "max_seconds": 0.05},
-        }
+        return file_target(
+            tmp_path_factory,
+            sqlflow_retry=FAST_RETRY,
+        )
 
     @pytest.fixture(scope="class")
     def models(self) -> dict[str, str]:
