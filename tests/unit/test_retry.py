@@ -10,7 +10,13 @@ import pytest
 from dbt_common.exceptions import DbtConfigError
 from sqlflow_testing import file_locked_by_another_process
 
-from dbt.adapters.sqlflow.retry import RetrySettings, classify, is_lock_conflict
+from dbt.adapters.sqlflow.retry import (
+    RetrySettings,
+    classify,
+    is_connection_lost,
+    is_lock_conflict,
+    is_transient,
+)
 
 
 def test_defaults_retry() -> None:
@@ -128,7 +134,10 @@ def wrapped_by_dbt(error: BaseException) -> BaseException:
     ids=["conflict-on-update", "catalog-conflict", "out-of-memory", "refused", "wrapped"],
 )
 def test_transient_errors_are_classified(make: Any, reason: str) -> None:
-    assert classify(make()) == reason
+    error = make()
+    assert classify(error) == reason
+    assert is_transient(error)
+    assert is_connection_lost(error) == (reason == "connection")
 
 
 def test_a_held_lock_is_classified(tmp_path: Path) -> None:
@@ -154,3 +163,5 @@ def test_permanent_errors_are_not_transient(sql: str) -> None:
     with pytest.raises(duckdb.Error) as info:
         duckdb.connect().execute(sql)
     assert classify(info.value) is None
+    assert not is_transient(info.value)
+    assert not is_connection_lost(info.value)

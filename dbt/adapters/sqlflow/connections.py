@@ -22,11 +22,10 @@ from dbt_common.exceptions import DbtRuntimeError
 from dbt.adapters.sqlflow.observe import PROFILE_OFF, PROFILE_ON, MemoryProbe
 from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
 from dbt.adapters.sqlflow.retry import (
-    CONNECTION,
     LOCK_HELD,
     RetrySettings,
-    classify,
     first_line,
+    is_connection_lost,
     is_lock_conflict,
     retrying,
 )
@@ -319,7 +318,7 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
 
         def lost(error: BaseException) -> bool:
             direct = in_transaction and thread in self._direct
-            return not direct and classify(error) == CONNECTION
+            return not direct and is_connection_lost(error)
 
         def before_sleep(state: Any) -> None:
             from dbt.adapters.events.logging import AdapterLogger

@@ -56,11 +56,12 @@ from dbt.adapters.sqlflow.recovery import (
     Journal,
     Session,
     attempt,
+    batch_loop,
     inject_fault,
     interrupted,
     stopped_note,
 )
-from dbt.adapters.sqlflow.retry import CONNECTION, classify, first_line, retrying
+from dbt.adapters.sqlflow.retry import first_line, is_connection_lost, retrying
 from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
@@ -495,10 +496,15 @@ def run_batches(
     Args:
         side: Runs SQL on a second connection to the database (fault injection only).
     """
-    batches = run.plan.batches
     # What dbt ran in the first batch's transaction before it (pre-hooks, the stage's
     # shape, schema changes): a retry of the first group replays it.
     loop = run.loop = _Loop(templates, stage, session.journal(), side)
+    with batch_loop():
+        _run_groups(run, session, loop, on_commit)
+
+
+def _run_groups(run: ModelRun, session: Session, loop: _Loop, on_commit: CommitHook) -> None:
+    batches = run.plan.batches
     while batches:
         if interrupted():
             _stop(run, "SIGTERM")
@@ -633,12 +639,12 @@ def commit_group(run: ModelRun, session: Session) -> None:
     try:
         session.commit()
     except Exception as e:
-        if classify(e) != CONNECTION or not run.uncommitted:
+        if not is_connection_lost(e) or not run.uncommitted:
             raise
         load_id = run.uncommitted[-1].load_id
         session.rollback()
         try:
-            recorded = retrying(run.services.retry, _is_connection, lambda state: None)(
+            recorded = retrying(run.services.retry, is_connection_lost, lambda state: None)(
                 _is_recorded, run, session, load_id
             )
         except Exception:
@@ -650,10 +656,6 @@ def commit_group(run: ModelRun, session: Session) -> None:
             f" ({first_line(e)}), but its load {load_id} is recorded: it committed"
             f" {run.log_context()}"
         )
-
-
-def _is_connection(error: BaseException) -> bool:
-    return classify(error) == CONNECTION
 
 
 def _is_recorded(run: ModelRun, session: Session, load_id: str) -> bool:

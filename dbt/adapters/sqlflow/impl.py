@@ -36,9 +36,15 @@ from dbt.adapters.sqlflow.partitions import (
 )
 from dbt.adapters.sqlflow.plan import jinja_plan, parse_model_config, pinned_now
 from dbt.adapters.sqlflow.quality import QualityCheck
-from dbt.adapters.sqlflow.recovery import PROBE, armed_faults, handle_sigterm, probe_sql
+from dbt.adapters.sqlflow.recovery import (
+    PROBE,
+    armed_faults,
+    handle_sigterm,
+    probe_sql,
+    wait_for_batch_loops,
+)
 from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
-from dbt.adapters.sqlflow.retry import RetrySettings, classify, first_line, retrying
+from dbt.adapters.sqlflow.retry import RetrySettings, first_line, is_transient, retrying
 from dbt.adapters.sqlflow.run import (
     BatchResult,
     ModelRun,
@@ -65,10 +71,6 @@ from dbt.adapters.sqlflow.strategies import merge_form
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
-
-
-def _transient(error: BaseException) -> bool:
-    return classify(error) is not None
 
 
 class SqlflowAdapter(DuckDBAdapter):
@@ -112,6 +114,18 @@ class SqlflowAdapter(DuckDBAdapter):
         self._sqlflow_trace_wanted = tracing_requested()
         if self._sqlflow_trace_wanted:
             add_callback_to_manager(self._end_tracing)
+
+    def cancel_open_connections(self) -> list[str] | None:
+        """dbt's cancel of the running queries on Ctrl-C or SIGTERM, then a wait (10 s at
+        most) until every sqlflow batch loop has stopped: its open group rolled back and
+        its message saying which windows committed logged before dbt exits."""
+        names = super().cancel_open_connections()
+        if not wait_for_batch_loops(super().cancel_open_connections):
+            execution.logger.warning(
+                "sqlflow: a batch loop had not stopped 10 s after the interrupt; its open"
+                " transaction is discarded when dbt exits (the next run resumes there)"
+            )
+        return names
 
     def _tracing(self) -> Tracing | None:
         """The invocation's tracing (started on first use), or None when off."""
@@ -210,7 +224,7 @@ class SqlflowAdapter(DuckDBAdapter):
                 opened = not self.connections.get_thread_connection().transaction_open
                 if opened:
                     settings = self._retry_settings()
-                    retrying(settings, _transient, self._log_state_retry)(
+                    retrying(settings, is_transient, self._log_state_retry)(
                         self._ensure_in_own_transaction, store, run
                     )
                 else:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from dbt_common.exceptions import DbtRuntimeError
 
-from dbt.adapters.sqlflow.retry import RetrySettings, classify, first_line, retrying
+from dbt.adapters.sqlflow.retry import RetrySettings, first_line, is_transient, retrying
 from dbt.adapters.sqlflow.sql import quote_identifier, sql_string
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE)
@@ -259,7 +259,7 @@ def maintain(
             )
 
         started = time.monotonic()
-        rows = retrying(retry, lambda e: classify(e) is not None, before_sleep)(attempt)
+        rows = retrying(retry, is_transient, before_sleep)(attempt)
         lines.append(f"{name}: {describe(rows)} ({time.monotonic() - started:.1f} s)")
         log(f"sqlflow lake maintenance of {database}: {lines[-1]}")
     return MaintenanceReport(database, before, counts(session, database), tuple(lines))

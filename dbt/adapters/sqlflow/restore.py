@@ -41,7 +41,7 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from dbt.adapters.sqlflow.cdc import ledger_table_name
 from dbt.adapters.sqlflow.intervals import Interval, differences, to_utc_naive
-from dbt.adapters.sqlflow.retry import RetrySettings, classify, first_line, retrying
+from dbt.adapters.sqlflow.retry import RetrySettings, first_line, is_transient, retrying
 from dbt.adapters.sqlflow.sql import quote_identifier, sql_string
 from dbt.adapters.sqlflow.state import IntervalRow, PartitionInfo, StateStore
 
@@ -495,4 +495,4 @@ def restore_with_retries(
             session.rollback()
             raise
 
-    return retrying(settings, lambda e: classify(e) is not None, before_sleep)(attempt)
+    return retrying(settings, is_transient, before_sleep)(attempt)

@@ -136,6 +136,16 @@ def classify(error: BaseException) -> str | None:
     return None
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether :func:`classify` takes the error for a transient one (worth a retry)."""
+    return classify(error) is not None
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether the error is a lost or refused connection (:data:`CONNECTION`)."""
+    return classify(error) == CONNECTION
+
+
 def first_line(error: BaseException) -> str:
     """The first line of the database's own message: the innermost error's (dbt's
     ``Runtime Error`` wrapper says only that)."""

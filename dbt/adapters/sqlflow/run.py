@@ -77,12 +77,12 @@ class RunServices:
     ``sqlflow_redact``)."""
     tracing: Tracing | None = None
     memory: MemoryProbe | None = None
-    #: Loads kept in detail per model (the profile's ``sqlflow_load_history``; 0: all).
-    load_history: int = 0
-    #: The target is a DuckLake table (other processes may write sqlflow's state at once).
-    lake: bool = False
     """The DuckDB instance's peak memory and spill over the run's statements, read into
     each load row; None when not measured."""
+    load_history: int = 0
+    """Loads kept in detail per model (the profile's ``sqlflow_load_history``; 0: all)."""
+    lake: bool = False
+    """The target is a DuckLake table (other processes may write sqlflow's state at once)."""
 
 
 @dataclass
