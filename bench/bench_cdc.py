@@ -79,7 +79,9 @@ def generate(db: Path, rows: int, days: int) -> None:
         ),
         keyed as (
           select *, case when op = 'c'
-                      then count(*) filter (where op = 'c') over (order by lsn) - 1
+                      then (sum((op = 'c')::integer) over (
+                             order by lsn rows between unbounded preceding and current row)
+                            - 1)::bigint
                       else floor(pick * greatest(1, {seed} + 0.15 * (lsn - {seed})))::bigint
                     end as id
           from typed
@@ -88,7 +90,7 @@ def generate(db: Path, rows: int, days: int) -> None:
                case when op = 'd' then null else (lsn % 10007) / 100.0 end as amount,
                lsn, op,
                timestamp '{FIRST}' + to_microseconds(
-                 (lsn * {days} * 86400000000 // {rows})::bigint)
+                 (lsn::hugeint * {days} * 86400000000 // {rows})::bigint)
                  + case when late < 0.01 then interval 1 day else interval 0 day end
                  as changed_at
         from keyed order by changed_at, lsn

@@ -25,10 +25,10 @@ Rules (each needs at least :data:`MIN_LOADS` batches that wrote rows):
   (``event_time``, the partition column, the merge keys, ``incremental_predicates``)
   whose row groups' ranges overlap many others (:data:`OVERLAP`) is scanned almost whole
   by each batch; rewritten in that column's order, a batch reads a few row groups.
-- ``incremental_predicates``: a merge without a time partition restriction matches the
-  batch's keys against the whole target; when the key and ``event_time`` grow together
-  across row groups (new keys are recent rows), a predicate on ``event_time`` lets DuckDB
-  skip the older row groups.
+
+Not recommended (yet): ``incremental_predicates``. A predicate on the target's side is safe
+only if no batch ever updates a row outside it, and neither the load history nor the
+table's current rows show where a batch's keys were before it replaced them.
 """
 
 from __future__ import annotations
