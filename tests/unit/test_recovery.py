@@ -33,11 +33,10 @@ from dbt.adapters.sqlflow.recovery import (
     Fault,
     armed_faults,
     attempt,
-    batch_loop,
     probe_sql,
     size_bytes,
     stopped_note,
-    wait_for_batch_loops,
+    wait_until_stopped,
 )
 from dbt.adapters.sqlflow.retry import RetrySettings
 from dbt.adapters.sqlflow.run import ModelRun
@@ -318,28 +317,27 @@ def test_the_stopped_note_says_what_committed(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
-# -- an interrupted process waits for its batch loops -----------------------------------------
+# -- an interrupted process waits for its model runs ------------------------------------------
 
 
-def test_an_interrupt_waits_for_the_batch_loop_and_cancels_a_statement_started_late() -> None:
-    """dbt cancels once, while the loop is between two statements: the loop's next
+def test_an_interrupt_waits_for_the_run_and_cancels_a_statement_started_late() -> None:
+    """dbt cancels once, while the run is between two statements: the run's next
     statement (minutes of work) is cancelled by the wait's own cancel, and the wait ends
-    when the loop has stopped."""
+    when the run has stopped."""
     con = duckdb.connect()
     between = threading.Event()
     outcome: list[str] = []
 
-    def loop() -> None:
-        with batch_loop():
-            between.set()
-            time.sleep(0.3)
-            try:
-                con.execute("select sum(i) from range(100000000000) as t(i)").fetchall()
-                outcome.append("finished")
-            except duckdb.InterruptException:
-                outcome.append("interrupted")
+    def model_run() -> None:
+        between.set()
+        time.sleep(0.3)
+        try:
+            con.execute("select sum(i) from range(100000000000) as t(i)").fetchall()
+            outcome.append("finished")
+        except duckdb.InterruptException:
+            outcome.append("interrupted")
 
-    worker = threading.Thread(target=loop)
+    worker = threading.Thread(target=model_run)
     worker.start()
     between.wait()
     con.interrupt()  # dbt's cancel: no statement is running, nothing stops
@@ -350,35 +348,21 @@ def test_an_interrupt_waits_for_the_batch_loop_and_cancels_a_statement_started_l
         con.interrupt()
 
     started = time.monotonic()
-    assert wait_for_batch_loops(cancel, timeout=60)
+    assert wait_until_stopped(worker.is_alive, cancel, timeout=60)
     assert outcome == ["interrupted"]
     assert 1 <= len(cancels) <= 3
     assert time.monotonic() - started < 10
-    worker.join()
 
 
 def test_the_wait_gives_up_after_its_timeout() -> None:
-    release = threading.Event()
-
-    def stuck() -> None:
-        with batch_loop():
-            release.wait()
-
-    worker = threading.Thread(target=stuck)
-    worker.start()
     cancels: list[float] = []
     started = time.monotonic()
-    try:
-        assert not wait_for_batch_loops(lambda: cancels.append(1), timeout=1.2)
-        assert 1.2 <= time.monotonic() - started < 10
-        assert 1 <= len(cancels) <= 2  # every half second
-    finally:
-        release.set()
-        worker.join()
-    assert wait_for_batch_loops(lambda: cancels.append(1), timeout=0.1)
+    assert not wait_until_stopped(lambda: True, lambda: cancels.append(1), timeout=1.2)
+    assert 1.2 <= time.monotonic() - started < 10
+    assert 1 <= len(cancels) <= 2  # every half second
 
 
-def test_no_running_loop_means_no_wait() -> None:
+def test_no_running_model_means_no_wait() -> None:
     started = time.monotonic()
-    assert wait_for_batch_loops(lambda: pytest.fail("nothing to cancel"), timeout=5)
+    assert wait_until_stopped(lambda: False, lambda: pytest.fail("nothing to cancel"), timeout=5)
     assert time.monotonic() - started < 1

@@ -56,7 +56,6 @@ from dbt.adapters.sqlflow.recovery import (
     Journal,
     Session,
     attempt,
-    batch_loop,
     inject_fault,
     interrupted,
     stopped_note,
@@ -499,11 +498,6 @@ def run_batches(
     # What dbt ran in the first batch's transaction before it (pre-hooks, the stage's
     # shape, schema changes): a retry of the first group replays it.
     loop = run.loop = _Loop(templates, stage, session.journal(), side)
-    with batch_loop():
-        _run_groups(run, session, loop, on_commit)
-
-
-def _run_groups(run: ModelRun, session: Session, loop: _Loop, on_commit: CommitHook) -> None:
     batches = run.plan.batches
     while batches:
         if interrupted():
@@ -635,7 +629,13 @@ def commit_group(run: ModelRun, session: Session) -> None:
     cannot be known (the catalog still down after the retry schedule), the error is
     raised and the group is retried or fails as any other. So a lost acknowledgement
     never loads a group twice.
+
+    Raises:
+        RunStopped: when the process was interrupted (SIGTERM): the group is not
+            committed but rolled back.
     """
+    if interrupted():
+        _stop(run, "SIGTERM")
     try:
         session.commit()
     except Exception as e:

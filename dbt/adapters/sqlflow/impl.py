@@ -41,7 +41,7 @@ from dbt.adapters.sqlflow.recovery import (
     armed_faults,
     handle_sigterm,
     probe_sql,
-    wait_for_batch_loops,
+    wait_until_stopped,
 )
 from dbt.adapters.sqlflow.redact import Redactor, RedactSettings
 from dbt.adapters.sqlflow.retry import RetrySettings, first_line, is_transient, retrying
@@ -117,12 +117,17 @@ class SqlflowAdapter(DuckDBAdapter):
 
     def cancel_open_connections(self) -> list[str] | None:
         """dbt's cancel of the running queries on Ctrl-C or SIGTERM, then a wait (10 s at
-        most) until every sqlflow batch loop has stopped: its open group rolled back and
+        most) until every sqlflow model run has stopped: its open group rolled back and
         its message saying which windows committed logged before dbt exits."""
         names = super().cancel_open_connections()
-        if not wait_for_batch_loops(super().cancel_open_connections):
+
+        def running() -> bool:
+            with self._sqlflow_lock:
+                return bool(self._sqlflow_runs)
+
+        if not wait_until_stopped(running, super().cancel_open_connections):
             execution.logger.warning(
-                "sqlflow: a batch loop had not stopped 10 s after the interrupt; its open"
+                "sqlflow: a model run had not stopped 10 s after the interrupt; its open"
                 " transaction is discarded when dbt exits (the next run resumes there)"
             )
         return names

@@ -11,8 +11,8 @@ mode (fewer DuckDB threads, insertion order not preserved, so DuckDB can spill t
 SIGTERM is turned into the KeyboardInterrupt that dbt already handles for Ctrl-C (it
 cancels the running queries): the batch in flight rolls back and the run's error says
 which windows committed. dbt exits right after cancelling, without waiting for its worker
-threads; the adapter waits (:func:`wait_for_batch_loops`, a few seconds at most) until
-every batch loop has stopped and said so.
+threads; the adapter waits (:func:`wait_until_stopped`, a few seconds at most) until every
+model run has stopped and said so.
 
 ``SQLFLOW_FAULTS`` (for fault-injection tests only) makes real failures happen inside a
 batch's transaction: see :func:`inject_fault`.
@@ -25,8 +25,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -255,47 +254,35 @@ def handle_sigterm() -> None:
 
 
 STOP_WAIT_SECONDS = 10.0
-"""How long an interrupted process waits for its batch loops to stop before it exits."""
-
-_LOOPS = threading.Condition()
-_running_loops = 0
+"""How long an interrupted process waits for its model runs to stop before it exits."""
 
 
-@contextmanager
-def batch_loop() -> Iterator[None]:
-    """Mark a model's batch loop as running, for :func:`wait_for_batch_loops`."""
-    global _running_loops
-    with _LOOPS:
-        _running_loops += 1
-    try:
-        yield
-    finally:
-        with _LOOPS:
-            _running_loops -= 1
-            _LOOPS.notify_all()
-
-
-def wait_for_batch_loops(cancel: Callable[[], object], timeout: float = STOP_WAIT_SECONDS) -> bool:
-    """After an interrupt, wait until every running batch loop has stopped (its open
-    group rolled back, its message saying which windows committed logged).
+def wait_until_stopped(
+    running: Callable[[], bool],
+    cancel: Callable[[], object],
+    timeout: float = STOP_WAIT_SECONDS,
+) -> bool:
+    """After an interrupt, wait until no model run is ``running`` (each has rolled back
+    its open group and logged its message saying which windows committed).
 
     dbt cancels the queries running when it is interrupted, then exits without joining
-    its worker threads: a loop between two statements would run its next one and die
-    with the process, unheard. A loop checks :func:`interrupted` before each batch; a
-    statement it started after dbt's cancel is cancelled again (``cancel``) every half
-    second. Returns whether every loop stopped within ``timeout`` seconds.
+    its worker threads: a run between two statements would run its next one and die with
+    the process, unheard. A run checks :func:`interrupted` before each batch and before
+    each commit; a statement it started after dbt's cancel is cancelled again
+    (``cancel``) every half second. Returns whether every run stopped within ``timeout``
+    seconds.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        with _LOOPS:
-            left = deadline - time.monotonic()
-            if _running_loops and left > 0:
-                _LOOPS.wait(min(left, 0.5))
-            if not _running_loops:
-                return True
-            if deadline - time.monotonic() <= 0:
-                return False
-        cancel()
+    next_cancel = time.monotonic() + 0.5
+    while running():
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if now >= next_cancel:
+            cancel()
+            next_cancel = now + 0.5
+        time.sleep(0.05)
+    return True
 
 
 def stopped_note(run: ModelRun, why: str) -> str:
