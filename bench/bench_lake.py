@@ -78,6 +78,7 @@ from run_bench import (
     say,
     sql_profile,
     sql_profile_lines,
+    stored_results,
 )
 
 sys.path.insert(0, str(REPO / "tests" / "lake"))
@@ -1034,10 +1035,7 @@ def files_lines(result: dict[str, Any]) -> list[str]:
 
 def write_markdown() -> None:
     """Replace (or add) the DuckLake section of results.md; the rest stays as it is."""
-    results = sorted(
-        (json.loads(p.read_text()) for p in RESULTS_DIR.glob("lake-rows-*.json")),
-        key=lambda r: r["rows"],
-    )
+    results = stored_results("lake-rows-*.json")
     if not results:
         return
     section = "\n".join(section_lines(results))

@@ -1139,12 +1139,16 @@ def provenance_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stored_results(pattern: str) -> list[dict[str, Any]]:
+    """The results stored in bench/results/ whose file name matches ``pattern``
+    (``rows-*.json``), smallest size first."""
+    found = (json.loads(p.read_text()) for p in RESULTS_DIR.glob(pattern))
+    return sorted(found, key=lambda r: r["rows"])
+
+
 def write_markdown() -> None:
     """bench/results.md from every bench/results/rows-N.json, smallest size first."""
-    results = sorted(
-        (json.loads(p.read_text()) for p in RESULTS_DIR.glob("rows-*.json")),
-        key=lambda r: r["rows"],
-    )
+    results = stored_results("rows-*.json")
     if not results:
         return
     lines = [
