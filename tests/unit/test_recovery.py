@@ -149,14 +149,22 @@ def test_the_last_commit_is_retried_with_its_batch_and_post_hooks(
     assert (response.rows_inserted, response.batches, response.commits) == (6, 4, 4)
 
 
-def test_a_retried_group_loads_each_of_its_batches_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # commit_every='auto': the four tiny batches are one transaction; its commit conflicts.
+def grouped_append_whose_commit_conflicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[duckdb.DuckDBPyConnection, ModelRun, Any]:
+    """Four tiny daily batches of an append model, commit_every='auto' (one group); the
+    group's commit meets a real write-write conflict on its first try."""
     monkeypatch.setenv("SQLFLOW_FAULTS", "conflict@4")
     con = database(FOUR_DAYS_SOURCE)
     con.execute("create schema sqlflow_meta")
     con.execute(probe_sql(StateStore(Recorder(con)).table(PROBE)))
     run, session = begin_run(con, {**APPEND, "commit_every": "auto"}, "2025-01-04T12:00")
     run.services.retry = NO_WAIT
+    return con, run, session
+
+
+def test_a_retried_group_loads_each_of_its_batches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    con, run, session = grouped_append_whose_commit_conflicts(monkeypatch)
     side = con.cursor()
     log = CommitLog()
 
@@ -177,12 +185,7 @@ def test_a_retried_last_group_loads_every_batch_though_its_retry_is_due_early(
     """The last group's commit conflicts; its retry is slower, so commit_every='auto'
     would call the group due after one batch: the retry still loads all four (a lake
     writer did this: the run succeeded with its last three windows unloaded)."""
-    monkeypatch.setenv("SQLFLOW_FAULTS", "conflict@4")
-    con = database(FOUR_DAYS_SOURCE)
-    con.execute("create schema sqlflow_meta")
-    con.execute(probe_sql(StateStore(Recorder(con)).table(PROBE)))
-    run, session = begin_run(con, {**APPEND, "commit_every": "auto"}, "2025-01-04T12:00")
-    run.services.retry = NO_WAIT
+    con, run, session = grouped_append_whose_commit_conflicts(monkeypatch)
     # Not due while the first try loads its batches (indexes 0 to 2 are asked), due from
     # the retry's first batch on.
     asked = itertools.count()
