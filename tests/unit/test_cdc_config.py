@@ -9,6 +9,8 @@ from typing import Any
 import duckdb
 import pytest
 from dbt_common.exceptions import DbtConfigError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbt.adapters.sqlflow import cdc
 from dbt.adapters.sqlflow.config import SqlflowConfig
@@ -26,6 +28,7 @@ COLUMNS = {
     "changed_at": "TIMESTAMP",
 }
 BASE = {"incremental_strategy": "cdc", "unique_key": "id"}
+STRUCT_ORDER = "struct_pack(sqlflow_seq := s.sqlflow_seq, sqlflow_rank := s.sqlflow_rank)"
 
 
 def parse(cdc_config: Any, columns: dict[str, str] | None = COLUMNS, **raw: Any) -> SqlflowConfig:
@@ -291,6 +294,77 @@ def test_layout_normalises_each_event_in_duckdb() -> None:
         (None, {"lsn": 7, "serial": 1}, 1, "truncate", "t", False),
         (4, {"lsn": 8, "serial": 1}, 1, None, "?", False),
     ]
+
+
+@pytest.mark.parametrize(
+    ("cdc_config", "order"),
+    [
+        ({"sequence_by": "lsn", "operation": "op"}, "hugeint"),
+        ({"sequence_by": "serial", "operation": "op"}, "hugeint"),
+        ({"sequence_by": "changed_at", "operation": "op"}, "epoch"),
+        ({"sequence_by": "name", "operation": "op"}, "struct"),
+        ({"sequence_by": ["lsn", "serial"], "operation": "op"}, "struct"),
+        ({"sequence_by": "name", "apply_as_deletes": "op = 'd'"}, "sequence"),
+        ({"sequence_by": "lsn", "operation": {"column": "op", "snapshot": []}}, "sequence"),
+    ],
+    ids=["bigint", "integer", "timestamp", "varchar", "two-columns", "no-op-column", "no-snapshot"],
+)
+def test_a_key_s_events_are_ordered_by_a_scalar_where_one_orders_as_the_struct(
+    cdc_config: dict[str, Any], order: str
+) -> None:
+    """The order of (sequence, snapshot read first): a STRUCT in general, the sequence when
+    no event is a snapshot read, ``sequence * 2 + rank`` for one integer or timestamp."""
+    spec = parse(cdc_config).cdc
+    found = cdc.layout(spec, ("id",), list(COLUMNS), COLUMNS).order
+    expected = {
+        "hugeint": "(cast(s.sqlflow_seq as hugeint) * 2 + s.sqlflow_rank)",
+        "epoch": "(cast(epoch_us(s.sqlflow_seq) as hugeint) * 2 + s.sqlflow_rank)",
+        "struct": STRUCT_ORDER,
+        "sequence": "s.sqlflow_seq",
+    }[order]
+    assert found == expected
+    # Without the column types only the STRUCT (or the bare sequence) is safe.
+    untyped = cdc.layout(spec, ("id",), list(COLUMNS)).order
+    assert untyped == (expected if order == "sequence" else STRUCT_ORDER)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # key
+            st.integers(-(2**62), 2**62),  # sequence (BIGINT)
+            st.integers(0, 1),  # rank: 0 a snapshot read
+        ),
+        min_size=1,
+        max_size=40,
+        unique=True,
+    ),
+    as_timestamp=st.booleans(),
+)
+def test_the_scalar_order_picks_the_same_last_event_as_the_struct(
+    events: list[tuple[int, int, int]], as_timestamp: bool
+) -> None:
+    """DuckDB's arg_max over the scalar order and over the STRUCT pick the same event for
+    every key, and the same greatest sequence (as BIGINT and as a microsecond timestamp)."""
+    if as_timestamp:
+        events = [(k, seq % (2**50), rank) for k, seq, rank in events]
+        events = list({(k, seq, rank): None for k, seq, rank in events})
+    seq = "make_timestamp(seq)" if as_timestamp else "seq"
+    spec = parse({"sequence_by": "changed_at" if as_timestamp else "lsn", "operation": "op"}).cdc
+    scalar = cdc.order_sql(spec, COLUMNS)
+    struct = STRUCT_ORDER
+    assert scalar != struct
+    rows = ", ".join(f"({k}, {s_}, {r}, {n})" for n, (k, s_, r) in enumerate(events))
+    sql = (
+        "select k, arg_max(n, {order}), max(sqlflow_seq) from (select k, n, sqlflow_rank,"
+        f" {seq} as sqlflow_seq from (values {rows}) as v(k, seq, sqlflow_rank, n)) as s"
+        " group by k order by k"
+    )
+    assert (
+        duckdb.sql(sql.format(order=scalar)).fetchall()
+        == duckdb.sql(sql.format(order=struct)).fetchall()
+    )
 
 
 def test_conditions_instead_of_an_operation_column() -> None:

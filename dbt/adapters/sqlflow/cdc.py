@@ -472,6 +472,34 @@ def rank_sql(spec: CdcSpec) -> str:
     return f"case when {column} in ({_in_list(snapshot)}) then 0 else 1 end"
 
 
+_INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+# Microsecond timestamps only: epoch_us of a nanosecond one would tie distinct sequences.
+_TIMESTAMP_TYPES = frozenset({"TIMESTAMP", "TIMESTAMP WITH TIME ZONE"})
+
+
+def order_sql(spec: CdcSpec, types: Mapping[str, str] | None) -> str:
+    """The SQL (over a staged row ``s``) that orders one key's events: by sequence, and a
+    snapshot read before a streaming change of the same sequence (``sqlflow_rank``).
+
+    In general a STRUCT of the two. DuckDB's ``arg_max`` compares a scalar faster than a
+    STRUCT, so: the sequence alone when no operation value means a snapshot read (the
+    rank is always 1), and ``sequence * 2 + rank`` as a HUGEINT for one integer or
+    timestamp column (``types``: the model's columns and their DuckDB types).
+    """
+    if rank_sql(spec) == "1":
+        return "s.sqlflow_seq"
+    if len(spec.sequence_by) == 1 and types:
+        by_name = {name.lower(): dtype.upper() for name, dtype in types.items()}
+        dtype = by_name.get(spec.sequence_by[0].lower())
+        if dtype in _INTEGER_TYPES:
+            return "(cast(s.sqlflow_seq as hugeint) * 2 + s.sqlflow_rank)"
+        if dtype in _TIMESTAMP_TYPES:
+            return "(cast(epoch_us(s.sqlflow_seq) as hugeint) * 2 + s.sqlflow_rank)"
+    return "struct_pack(sqlflow_seq := s.sqlflow_seq, sqlflow_rank := s.sqlflow_rank)"
+
+
 @dataclass(frozen=True)
 class CdcLayout:
     """Where a model's change events go: the columns and SQL the cdc macros render.
@@ -483,6 +511,7 @@ class CdcLayout:
         ignore_nulls: The quoted value columns whose NULL in a change keeps the value.
         tracked: ``scd2``: the quoted value columns whose change makes a new version.
         stage_select: The select list turning a model row into a staged batch row.
+        order: The SQL ordering a key's staged events (:func:`order_sql`).
     """
 
     key: tuple[str, ...]
@@ -491,10 +520,17 @@ class CdcLayout:
     ignore_nulls: tuple[str, ...]
     tracked: tuple[str, ...]
     stage_select: str
+    order: str = "struct_pack(sqlflow_seq := s.sqlflow_seq, sqlflow_rank := s.sqlflow_rank)"
 
 
-def layout(spec: CdcSpec, unique_key: Sequence[str], columns: Sequence[str]) -> CdcLayout:
-    """The layout of a model's change feed (``columns``: the model's, in order)."""
+def layout(
+    spec: CdcSpec,
+    unique_key: Sequence[str],
+    columns: Sequence[str],
+    types: Mapping[str, str] | None = None,
+) -> CdcLayout:
+    """The layout of a model's change feed (``columns``: the model's, in order;
+    ``types``: their DuckDB types, when known)."""
     target = target_columns(spec, unique_key, columns)
     keys = {k.lower() for k in unique_key}
     values = [c for c in target if c.lower() not in keys]
@@ -521,6 +557,7 @@ def layout(spec: CdcSpec, unique_key: Sequence[str], columns: Sequence[str]) -> 
         ignore_nulls=tuple(quote_identifier(c) for c in pick(spec.ignore_null_updates, values)),
         tracked=tuple(quote_identifier(c) for c in pick(spec.track_history_columns, values)),
         stage_select=", ".join(select),
+        order=order_sql(spec, types),
     )
 
 

@@ -483,7 +483,7 @@ def cdc_settings(
     spec = config.cdc
     if spec is None:
         return None
-    shape = cdc.layout(spec, config.unique_key, list(columns or {}))
+    shape = cdc.layout(spec, config.unique_key, list(columns or {}), columns)
     return {
         "stored_as": spec.stored_as,
         "key": list(shape.key),
@@ -492,6 +492,7 @@ def cdc_settings(
         "ignore_nulls": list(shape.ignore_nulls),
         "tracked": list(shape.tracked),
         "stage_select": shape.stage_select,
+        "order": shape.order,
         "truncates": spec.has_truncates,
         "ledger": ledger,
         "changes": cdc_tables(run_id)[0],

@@ -1011,15 +1011,19 @@ class StateStore:
                 f"insert into {ledger} ({columns}) select {key_list}, sqlflow_last_seq,"
                 f" sqlflow_last_op, {stamp} from {changes} where sqlflow_action <> 'none'"
             )
-            self.executor(
-                f"insert into {ledger} (sqlflow_seq, sqlflow_op, sqlflow_changed_at)"
-                f" select max(sqlflow_seq), 'truncate', {stamp} from {stage}"
-                " where sqlflow_op = 'truncate' having count(*) > 0"
-            )
-            self.executor(
-                f"delete from {ledger} where sqlflow_seq < (select max(sqlflow_seq)"
-                f" from {ledger} where sqlflow_op = 'truncate')"
-            )
+            # Without a truncate in the batch there is nothing to record or forget: every
+            # key it applied is newer than the last truncate (older events are stale).
+            truncates = self.executor(f"select count(*) from {stage} where sqlflow_op = 'truncate'")
+            if truncates and truncates[0][0]:
+                self.executor(
+                    f"insert into {ledger} (sqlflow_seq, sqlflow_op, sqlflow_changed_at)"
+                    f" select max(sqlflow_seq), 'truncate', {stamp} from {stage}"
+                    " where sqlflow_op = 'truncate'"
+                )
+                self.executor(
+                    f"delete from {ledger} where sqlflow_seq < (select max(sqlflow_seq)"
+                    f" from {ledger} where sqlflow_op = 'truncate')"
+                )
         else:
             self.executor(
                 f"insert into {ledger} ({columns}) select distinct {key_list}, sqlflow_seq,"

@@ -42,8 +42,8 @@
 {#
   get_sqlflow_cdc_sql(args): the steps of one batch of change events.
   scd1: the changes per key (get_sqlflow_cdc_scd1_changes_sql), then a truncate's deletes,
-  the deletes, the replaced rows (updated) and the new rows (inserted), and the count of
-  stale events (ignored). scd2: the events of the touched keys with their history
+  the deletes, the replaced rows (updated) and the new rows (inserted, in the same insert:
+  both counted from the change table), and the count of stale events (ignored). scd2: the events of the touched keys with their history
   (get_sqlflow_cdc_scd2_events_sql), their versions against the target's
   (get_sqlflow_cdc_scd2_changes_sql), then the removed, rewritten and new versions.
   Returns: a list of {sql, count} steps.
@@ -73,8 +73,10 @@
   {%- for action, role in [('delete', 'deleted'), ('update', 'none')] -%}
     {%- do steps.append({'sql': 'delete from ' ~ args.target_relation ~ ' as t using ' ~ c.changes ~ ' as c where ' ~ on ~ " and c.sqlflow_action = '" ~ action ~ "'", 'count': role}) -%}
   {%- endfor -%}
+  {#- the rewritten and the new rows in one insert; each counted in the change table #}
+  {%- do steps.append({'sql': 'insert into ' ~ args.target_relation ~ ' (' ~ cols ~ ') select ' ~ cols ~ ' from ' ~ c.changes ~ " where sqlflow_action in ('update', 'insert')", 'count': 'none'}) -%}
   {%- for action, role in [('update', 'updated'), ('insert', 'inserted')] -%}
-    {%- do steps.append({'sql': 'insert into ' ~ args.target_relation ~ ' (' ~ cols ~ ') select ' ~ cols ~ ' from ' ~ c.changes ~ " where sqlflow_action = '" ~ action ~ "'", 'count': role}) -%}
+    {%- do steps.append({'sql': 'select count(*) from ' ~ c.changes ~ " where sqlflow_action = '" ~ action ~ "'", 'count': role}) -%}
   {%- endfor -%}
   {{ return(steps) }}
 {% endmacro %}
@@ -102,8 +104,8 @@
   {%- set live = "(k.sqlflow_applied_op = 'upsert' and coalesce(k.sqlflow_applied > " ~ batch_mark ~ ", true))" -%}
   create or replace temporary table {{ c.changes }} as
   with ev as (
-    {#- a named struct: DuckDB 1.5 creates no table with an unnamed one (sqlflow_last) #}
-    select s.*, struct_pack(sqlflow_seq := s.sqlflow_seq, sqlflow_rank := s.sqlflow_rank) as sqlflow_order,
+    {#- a STRUCT order is named: DuckDB 1.5 creates no table with an unnamed one (sqlflow_last) #}
+    select s.*, {{ c.order }} as sqlflow_order,
            l.sqlflow_seq as sqlflow_applied, l.sqlflow_op as sqlflow_applied_op,
            coalesce(s.sqlflow_seq <= l.sqlflow_seq, false)
              or coalesce(s.sqlflow_seq <= (select max(sqlflow_seq) from {{ c.ledger }} where sqlflow_op = 'truncate'), false) as sqlflow_stale
@@ -125,6 +127,8 @@
     select {{ keys }},
            count(*) filter (where sqlflow_stale) as sqlflow_ignored,
            max(sqlflow_order) filter (where sqlflow_fresh) as sqlflow_last,
+           {#- the last event's sequence: the greatest, as the order's first part #}
+           max(sqlflow_seq) filter (where sqlflow_fresh) as sqlflow_last_seq,
            arg_max(sqlflow_op, sqlflow_order) filter (where sqlflow_fresh) as sqlflow_last_op,
            max(sqlflow_reset) filter (where sqlflow_fresh) is not null as sqlflow_was_reset,
            any_value(sqlflow_applied) as sqlflow_applied,
@@ -144,7 +148,6 @@
          coalesce(k.{{ col }}, case when {{ live }} and not k.sqlflow_was_reset then t.{{ col }} end) as {{ col }}{{ ',' if not loop.last }}
       {%- endfor %})
     {%- endif %},
-         struct_extract(k.sqlflow_last, 'sqlflow_seq') as sqlflow_last_seq,
          case when k.sqlflow_last_op is null then 'none'
               when k.sqlflow_last_op = 'delete' then case when {{ live }} then 'delete' else 'forget' end
               when {{ live }} then 'update' else 'insert' end as sqlflow_action
