@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from dbt.tests.util import run_dbt
+from dbt.tests.util import run_dbt, run_dbt_and_capture
 from sqlflow_testing import raw_sources_yml, rows, run_results
 
 FEED_DDL = (
@@ -63,6 +63,8 @@ def at(day: int) -> list[str]:
 
 
 T = "2025-01-01 00:00:00"
+# The scd1 truncate's delete, as logged (whitespace collapsed).
+TRUNCATE_DELETE = "where sqlflow_op = 'truncate') and not exists ("
 
 
 class TestScd1AcrossRuns:
@@ -118,14 +120,18 @@ class TestScd1AcrossRuns:
             (3, 15, "upsert", "2025-01-02"),
         ]
         feed(project, (2, "bob", "late@x", 12, "u", T), (1, "ann", "late@x", 19, "u", T))
-        run_dbt(["run", *at(6)])
+        _, log = run_dbt_and_capture(["--debug", "run", *at(6)])
+        # Without a truncate in the batch its delete does not run (its `when` is false).
+        assert "select count(*) > 0 from" in log
+        assert TRUNCATE_DELETE not in " ".join(log.split())
         assert target(project, "cust") == [(2, "bob", "late@x"), (3, "cy", "cy@x")]
         assert counts(project, "cust") == (1, 0, 0, 1)
         message = run_results(project)["cust"]["adapter_response"]["_message"]
         assert message == "cdc: 1 inserted, 0 updated, 0 deleted, 1 ignored"
         # A truncate removes every row applied before it, and is remembered.
         feed(project, (None, None, None, 30, "t", T), (3, "cy", "new@x", 31, "u", T))
-        run_dbt(["run", *at(7)])
+        _, log = run_dbt_and_capture(["--debug", "run", *at(7)])
+        assert TRUNCATE_DELETE in " ".join(log.split())
         assert target(project, "cust") == [(3, "cy", "new@x")]
         assert counts(project, "cust") == (1, 0, 2, 0)
         feed(project, (2, "bob", "again@x", 25, "u", T))

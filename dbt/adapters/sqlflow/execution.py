@@ -123,7 +123,15 @@ class BatchTemplates:
     def from_jinja(cls, rendered: Mapping[str, Any]) -> BatchTemplates:
         """The templates as ``sqlflow_batch_templates`` returns them."""
         variants = {
-            key: [{"sql": str(s["sql"]), "count": CountRole(s["count"]).value} for s in steps]
+            key: [
+                {
+                    "sql": str(s["sql"]),
+                    "count": CountRole(s["count"]).value,
+                    # A step with ``when`` runs only if that query returns true.
+                    **({"when": str(s["when"])} if s.get("when") else {}),
+                }
+                for s in steps
+            ]
             for key, steps in rendered["variants"].items()
         }
         return cls(stage=str(rendered["stage"]), variants=variants)
@@ -976,6 +984,8 @@ def load_batch(
             )
         with run.phase("dml"):
             for step in steps:
+                if "when" in step and not _holds(session, fill_template(step["when"], literals)):
+                    continue
                 sql = fill_template(
                     step["sql"],
                     literals,
@@ -986,6 +996,12 @@ def load_batch(
         if get_strategy(facts.strategy).change_feed:
             _record_feed(run, stage)
     finish_batch(run, stage, run.relation)
+
+
+def _holds(session: Session, sql: str) -> bool:
+    """Whether a step's ``when`` query returns true."""
+    rows = session.execute(sql)
+    return bool(rows and rows[0][0])
 
 
 def _record_feed(run: ModelRun, stage: str) -> None:

@@ -46,7 +46,8 @@
   both counted from the change table), and the count of stale events (ignored). scd2: the events of the touched keys with their history
   (get_sqlflow_cdc_scd2_events_sql), their versions against the target's
   (get_sqlflow_cdc_scd2_changes_sql), then the removed, rewritten and new versions.
-  Returns: a list of {sql, count} steps.
+  Returns: a list of {sql, count} steps (a truncate's step with a `when` query: it runs only
+  when the batch has a truncate).
 #}
 {% macro get_sqlflow_cdc_sql(args) %}
   {{ return(adapter.dispatch('get_sqlflow_cdc_sql', 'dbt')(args)) }}
@@ -67,7 +68,7 @@
     {%- do steps.append({'sql': get_sqlflow_cdc_scd1_changes_sql(args), 'count': 'none'}) -%}
     {%- do steps.append({'sql': 'select cast(sum(sqlflow_ignored) as bigint) from ' ~ c.changes, 'count': 'ignored'}) -%}
     {%- if c.truncates -%}
-      {%- do steps.append({'sql': get_sqlflow_cdc_scd1_truncate_sql(args), 'count': 'deleted'}) -%}
+      {%- do steps.append({'sql': get_sqlflow_cdc_scd1_truncate_sql(args), 'count': 'deleted', 'when': "select count(*) > 0 from " ~ args.temp_relation ~ " where sqlflow_op = 'truncate'"}) -%}
     {%- endif -%}
   {%- endif -%}
   {%- for action, role in [('delete', 'deleted'), ('update', 'none')] -%}
