@@ -463,9 +463,14 @@ def sequence_null_sql(spec: CdcSpec) -> str:
     )
 
 
+def _snapshot_values(spec: CdcSpec) -> tuple[str, ...]:
+    """The operation values meaning a snapshot read (none without an operation column)."""
+    return tuple(spec.operation_values.get("snapshot") or ()) if spec.operation else ()
+
+
 def rank_sql(spec: CdcSpec) -> str:
     """The SQL of ``sqlflow_rank``: 0 for a snapshot read, else 1."""
-    snapshot = spec.operation_values.get("snapshot") if spec.operation else None
+    snapshot = _snapshot_values(spec)
     if not snapshot:
         return "1"
     column = f"cast({quote_identifier(spec.operation or '')} as varchar)"
@@ -488,7 +493,7 @@ def order_sql(spec: CdcSpec, types: Mapping[str, str] | None) -> str:
     rank is always 1), and ``sequence * 2 + rank`` as a HUGEINT for one integer or
     timestamp column (``types``: the model's columns and their DuckDB types).
     """
-    if rank_sql(spec) == "1":
+    if not _snapshot_values(spec):
         return "s.sqlflow_seq"
     if len(spec.sequence_by) == 1 and types:
         by_name = {name.lower(): dtype.upper() for name, dtype in types.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -503,10 +503,10 @@ def run_batches(
     Args:
         side: Runs SQL on a second connection to the database (fault injection only).
     """
+    batches = run.plan.batches
     # What dbt ran in the first batch's transaction before it (pre-hooks, the stage's
     # shape, schema changes): a retry of the first group replays it.
     loop = run.loop = _Loop(templates, stage, session.journal(), side)
-    batches = run.plan.batches
     while batches:
         if interrupted():
             _stop(run, "SIGTERM")
@@ -748,11 +748,14 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
         model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
         logged = _Logged(session, run) if start == 0 and first else session
         with run.phase("dml"):
-            for step in loop.templates.variants["direct"]:
-                sql = fill_template(
-                    step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
-                )
-                logged.execute(sql)
+            run_steps(
+                logged,
+                loop.templates.variants["direct"],
+                literals,
+                None,
+                model_sql=model_sql,
+                overwrite_predicate=f"({where})",
+            )
         with run.phase("state"):
             after = _per_window(run, session, windows)
         logger.debug(
@@ -983,25 +986,37 @@ def load_batch(
                 " This is a bug in dbt-sqlflow; please report it."
             )
         with run.phase("dml"):
-            for step in steps:
-                if "when" in step and not _holds(session, fill_template(step["when"], literals)):
-                    continue
-                sql = fill_template(
-                    step["sql"],
-                    literals,
-                    target_predicate=facts.target_predicate or "true",
-                    overwrite_predicate=facts.overwrite_predicate or "false",
-                )
-                count_rows(run, step["count"], session.execute(sql))
+            run_steps(
+                session,
+                steps,
+                literals,
+                run,
+                target_predicate=facts.target_predicate or "true",
+                overwrite_predicate=facts.overwrite_predicate or "false",
+            )
         if get_strategy(facts.strategy).change_feed:
             _record_feed(run, stage)
     finish_batch(run, stage, run.relation)
 
 
-def _holds(session: Session, sql: str) -> bool:
-    """Whether a step's ``when`` query returns true."""
-    rows = session.execute(sql)
-    return bool(rows and rows[0][0])
+def run_steps(
+    session: Session,
+    steps: Sequence[Mapping[str, str]],
+    literals: tuple[str, str] | None,
+    counted: ModelRun | None,
+    **values: str,
+) -> None:
+    """Run a strategy's steps for one window (``values``: the templates' other values): a
+    step with a ``when`` query only if it returns true; each step's row count goes to the
+    batch in flight of ``counted`` (None: the caller counts the rows itself)."""
+    for step in steps:
+        if "when" in step:
+            holds = session.execute(fill_template(step["when"], literals, **values))
+            if not (holds and holds[0][0]):
+                continue
+        rows = session.execute(fill_template(step["sql"], literals, **values))
+        if counted is not None:
+            count_rows(counted, step["count"], rows)
 
 
 def _record_feed(run: ModelRun, stage: str) -> None:
@@ -1037,11 +1052,9 @@ def _load_direct(
     static = static_strategy(run.config)
     run.start_batch(static.name if static else "append", window)
     with run.phase("dml"):
-        for step in steps:
-            sql = fill_template(
-                step["sql"], literals, model_sql=model_sql, overwrite_predicate=f"({where})"
-            )
-            count_rows(run, step["count"], session.execute(sql))
+        run_steps(
+            session, steps, literals, run, model_sql=model_sql, overwrite_predicate=f"({where})"
+        )
     finish_batch(run, run.relation, run.relation, batch_filter=where)
 
 
