@@ -1030,6 +1030,7 @@ def _record_feed(run: ModelRun, stage: str) -> None:
         keys=[quote_identifier(k) for k in config.unique_key],
         stage=stage,
         changes=changes,
+        events=events,
         stored_as=spec.stored_as,
         now=run.services.now,
         retention=spec.tombstone_retention,

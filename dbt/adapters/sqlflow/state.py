@@ -983,6 +983,7 @@ class StateStore:
         keys: Sequence[str],
         stage: str,
         changes: str,
+        events: str,
         stored_as: str,
         now: datetime,
         retention: timedelta,
@@ -993,8 +994,10 @@ class StateStore:
         ``scd1``: each key of ``changes`` (a row per key with ``sqlflow_last_seq``,
         ``sqlflow_last_op`` and ``sqlflow_action``) gets its applied sequence. ``scd2``:
         each delete of the batch (``stage``) becomes a tombstone, and each upsert a
-        version took in place (``changes`` holds the versions, starting at the quoted
-        column ``valid_from``) is remembered. Then the batch's
+        version takes in place (``events``: every event of the keys the batch touched,
+        the batch's and the known ones; ``changes`` holds the versions, starting at the
+        quoted column ``valid_from``) is remembered: also a known one whose version a
+        late event of the batch merged into an earlier one. Then the batch's
         truncates are recorded (``scd1``: the latest, forgetting every key applied before
         it), and tombstones older than ``retention`` are removed.
         """
@@ -1032,10 +1035,12 @@ class StateStore:
                 " and l.sqlflow_seq = c.sqlflow_seq)"
             )
             # The upserts a version took in place: without them a late delete or truncate
-            # between two of them could not split the version where it must.
+            # between two of them could not split the version where it must. Not only the
+            # batch's: a late upsert can merge a known version into the one before it.
             self.executor(
                 f"insert into {ledger} ({columns}) select distinct {key_list}, sqlflow_seq,"
-                f" sqlflow_op, {stamp} from {stage} as c where sqlflow_op = 'upsert'"
+                f" sqlflow_op, {stamp} from {events} as c where sqlflow_op = 'upsert'"
+                " and not sqlflow_ignored"
                 f" and not exists (select 1 from {changes} as l where {join}"
                 f" and l.{valid_from} = c.sqlflow_seq"
                 " and l.sqlflow_action <> 'delete')"
