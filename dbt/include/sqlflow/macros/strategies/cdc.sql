@@ -88,10 +88,12 @@
   row per key of the batch. Events at or before the key's applied sequence (or the last
   applied truncate) are stale (sqlflow_ignored counts them); events at or before a
   truncate of the batch are wiped by it; of the others (fresh) the last by sequence wins
-  (sqlflow_last, sqlflow_last_op). With ignore_null_updates a NULL keeps the value of the
-  last change, or of the target's row, since the key's last delete. sqlflow_action:
+  (sqlflow_last_seq, sqlflow_last_op). With ignore_null_updates a NULL keeps the value of
+  the last change, or of the target's row, since the key's last delete. sqlflow_action:
   insert, update, delete, forget (a delete of a key without a row: a tombstone only) or
-  none (only stale events).
+  none (only stale events). The aggregates leave out the events that do not count by a
+  NULL order or value (max, arg_max and arg_max_null skip a NULL order), not by FILTER:
+  DuckDB's FILTER clauses cost about a third of this statement at 300K events a batch.
   Returns: SQL (one statement).
 #}
 {% macro get_sqlflow_cdc_scd1_changes_sql(args) %}
@@ -105,7 +107,7 @@
   {%- set live = "(k.sqlflow_applied_op = 'upsert' and coalesce(k.sqlflow_applied > " ~ batch_mark ~ ", true))" -%}
   create or replace temporary table {{ c.changes }} as
   with ev as (
-    {#- a STRUCT order is named: DuckDB 1.5 creates no table with an unnamed one (sqlflow_last) #}
+    {#- a STRUCT order is named (DuckDB 1.5 refused an unnamed one where a table held it) #}
     select s.*, {{ c.order }} as sqlflow_order,
            l.sqlflow_seq as sqlflow_applied, l.sqlflow_op as sqlflow_applied_op,
            coalesce(s.sqlflow_seq <= l.sqlflow_seq, false)
@@ -126,19 +128,18 @@
   ),
   keyed as (
     select {{ keys }},
-           count(*) filter (where sqlflow_stale) as sqlflow_ignored,
-           max(sqlflow_order) filter (where sqlflow_fresh) as sqlflow_last,
+           count(case when sqlflow_stale then 1 end) as sqlflow_ignored,
            {#- the last event's sequence: the greatest, as the order's first part #}
-           max(sqlflow_seq) filter (where sqlflow_fresh) as sqlflow_last_seq,
-           arg_max(sqlflow_op, sqlflow_order) filter (where sqlflow_fresh) as sqlflow_last_op,
-           max(sqlflow_reset) filter (where sqlflow_fresh) is not null as sqlflow_was_reset,
+           max(case when sqlflow_fresh then sqlflow_seq end) as sqlflow_last_seq,
+           arg_max(sqlflow_op, case when sqlflow_fresh then sqlflow_order end) as sqlflow_last_op,
+           max(case when sqlflow_fresh then sqlflow_reset end) is not null as sqlflow_was_reset,
            any_value(sqlflow_applied) as sqlflow_applied,
            any_value(sqlflow_applied_op) as sqlflow_applied_op
            {%- for col in c.value_columns %},
              {%- if col in c.ignore_nulls %}
-           arg_max({{ col }}, sqlflow_order) filter (where sqlflow_fresh and sqlflow_op = 'upsert' and (sqlflow_reset is null or sqlflow_order > sqlflow_reset)) as {{ col }}
+           arg_max({{ col }}, case when sqlflow_fresh and sqlflow_op = 'upsert' and (sqlflow_reset is null or sqlflow_order > sqlflow_reset) then sqlflow_order end) as {{ col }}
              {%- else %}
-           arg_max_null({{ col }}, sqlflow_order) filter (where sqlflow_fresh) as {{ col }}
+           arg_max_null({{ col }}, case when sqlflow_fresh then sqlflow_order end) as {{ col }}
              {%- endif %}
            {%- endfor %}
     from fresh group by all
@@ -293,10 +294,10 @@
   ),
   versions as (
     select {{ keys }}, sqlflow_vid,
-           min(sqlflow_seq) filter (where sqlflow_starts) as {{ vf }},
-           min(sqlflow_seq) filter (where sqlflow_op = 'delete') as sqlflow_closed
+           min(case when sqlflow_starts then sqlflow_seq end) as {{ vf }},
+           min(case when sqlflow_op = 'delete' then sqlflow_seq end) as sqlflow_closed
            {%- for col in c.value_columns %},
-           arg_max_null({{ col }}, row(sqlflow_seq, sqlflow_rank)) filter (where sqlflow_op = 'upsert') as {{ col }}
+           arg_max_null({{ col }}, case when sqlflow_op = 'upsert' then row(sqlflow_seq, sqlflow_rank) end) as {{ col }}
            {%- endfor %}
     from numbered where sqlflow_vid > 0 group by all
   ),
