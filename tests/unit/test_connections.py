@@ -1,4 +1,5 @@
-"""connections.py: DuckDB's lock error in one line, from the real error of a real lock."""
+"""connections.py: DuckDB's lock error in one line, from the real error of a real lock;
+scripts split into statements by DuckDB's parser."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import duckdb
 import pytest
 from sqlflow_testing import file_locked_by_another_process
 
-from dbt.adapters.sqlflow.connections import lock_conflict_message
+from dbt.adapters.sqlflow.connections import lock_conflict_message, split_statements
 
 
 def test_lock_conflict_names_the_holder_and_the_fix(tmp_path: Path) -> None:
@@ -101,3 +102,22 @@ def test_without_a_lake_nothing_is_locked() -> None:
     with writers.commit(_Creds("lake")):
         assert writers._lock.locked()
     writers.ended()
+
+
+def test_a_script_splits_into_statements_that_run_in_turn() -> None:
+    script = "create table t (s varchar);\ninsert into t values ('a;b'); select count(*) from t"
+    statements = split_statements(script)
+    assert len(statements) == 3
+    con = duckdb.connect()
+    for statement in statements:
+        found = con.execute(statement).fetchall()
+    assert found == [(1,)]
+    assert con.execute("select s from t").fetchall() == [("a;b",)]
+
+
+def test_one_statement_comes_back_unchanged() -> None:
+    one = "select 1 as a\n-- no terminator"
+    assert split_statements(one) == [one]
+    assert split_statements("select ';' as a;") == ["select ';' as a;"]
+    # Not SQL DuckDB's parser reads: executed as it is, its error DuckDB's own.
+    assert split_statements("frobnicate; x") == ["frobnicate; x"]
