@@ -109,6 +109,7 @@ def test_a_script_splits_into_statements_that_run_in_turn() -> None:
     statements = split_statements(script)
     assert len(statements) == 3
     con = duckdb.connect()
+    assert split_statements(script, con) == statements
     for statement in statements:
         found = con.execute(statement).fetchall()
     assert found == [(1,)]

@@ -670,6 +670,43 @@ def test_count_rows_rejects_an_unknown_role() -> None:
         count_rows(load, "counted", [(1,)])
 
 
+def test_one_query_may_count_several_roles() -> None:
+    # cdc counts each kind of change in its change table with one query: a row, a column
+    # per role.
+    con = database([r(1, "2025-01-01T01:00", "a"), r(2, "2025-01-01T02:00", "b")])
+    run, session = begin_run(
+        con, {"event_time": "event_ts", "begin": "2025-01-01"}, "2025-01-01T12:00"
+    )
+    counted = BatchTemplates.from_jinja(
+        {
+            "stage": STAGE,
+            "variants": {
+                "append:False": [
+                    {"sql": "insert into events select * from stage", "count": "none"},
+                    {
+                        "sql": "select count(*), count(*) - 1, 0 from stage",
+                        "count": "inserted, deleted,updated",
+                    },
+                ]
+            },
+        }
+    )
+    assert counted.variants["append:False"][1]["count"] == "inserted,deleted,updated"
+    log = CommitLog()
+    run_batches(run, session, counted, "stage", log)
+    finish_run(run, session, log)
+
+    assert loads(con) == [
+        ("append", dt("2025-01-01"), dt("2025-01-01T12:00"), 2, 0, 1, "success", "inv-1")
+    ]
+
+
+def test_batch_templates_refuse_an_unknown_count_role() -> None:
+    steps = [{"sql": "select 1, 2", "count": "inserted,counted"}]
+    with pytest.raises(ValueError, match="'counted' is not a valid CountRole"):
+        BatchTemplates.from_jinja({"stage": STAGE, "variants": {"append:False": steps}})
+
+
 # -- commit grouping (commit_every) -----------------------------------------------------------
 
 SIX_DAYS_SOURCE = [

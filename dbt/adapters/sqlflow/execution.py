@@ -113,7 +113,8 @@ class BatchTemplates:
     Attributes:
         stage: CREATE of the staged batch from the model's SQL.
         variants: Per variant key (``strategy:plain_insert``, or ``direct``) the steps,
-            each ``{"sql": ..., "count": CountRole value}``.
+            each ``{"sql": ..., "count": CountRole value}`` (or several values, comma
+            separated: a query returning one row of counts, one column per role).
     """
 
     stage: str
@@ -126,7 +127,9 @@ class BatchTemplates:
             key: [
                 {
                     "sql": str(s["sql"]),
-                    "count": CountRole(s["count"]).value,
+                    "count": ",".join(
+                        CountRole(role.strip()).value for role in str(s["count"]).split(",")
+                    ),
                     # A step with ``when`` runs only if that query returns true.
                     **({"when": str(s["when"])} if s.get("when") else {}),
                 }
@@ -1007,16 +1010,24 @@ def run_steps(
     **values: str,
 ) -> None:
     """Run a strategy's steps for one window (``values``: the templates' other values): a
-    step with a ``when`` query only if it returns true; each step's row count goes to the
-    batch in flight of ``counted`` (None: the caller counts the rows itself)."""
+    step with a ``when`` query only if it returns true; each step's row count (or, for a
+    step counting several roles, each column of its one row) goes to the batch in flight
+    of ``counted`` (None: the caller counts the rows itself)."""
     for step in steps:
         if "when" in step:
             holds = session.execute(fill_template(step["when"], literals, **values))
             if not (holds and holds[0][0]):
                 continue
         rows = session.execute(fill_template(step["sql"], literals, **values))
-        if counted is not None:
-            count_rows(counted, step["count"], rows)
+        if counted is None:
+            continue
+        roles = step["count"].split(",")
+        if len(roles) == 1:
+            count_rows(counted, roles[0], rows)
+            continue
+        # One query counted several kinds: a row with a column per role.
+        for role, value in zip(roles, rows[0] if rows else [None] * len(roles), strict=True):
+            count_rows(counted, role, [(value or 0,)])
 
 
 def _record_feed(run: ModelRun, stage: str) -> None:

@@ -41,9 +41,10 @@
 
 {#
   get_sqlflow_cdc_sql(args): the steps of one batch of change events.
-  scd1: the changes per key (get_sqlflow_cdc_scd1_changes_sql), then a truncate's deletes,
-  the deletes, the replaced rows (updated) and the new rows (inserted, in the same insert:
-  both counted from the change table), and the count of stale events (ignored). scd2: the events of the touched keys with their history
+  scd1: the changes per key (get_sqlflow_cdc_scd1_changes_sql), a truncate's deletes,
+  the deleted and the replaced rows (one delete), the rewritten and the new rows (one
+  insert), then one query counting each kind (and the stale events: ignored) in the
+  change table. scd2: the events of the touched keys with their history
   (get_sqlflow_cdc_scd2_events_sql), their versions against the target's
   (get_sqlflow_cdc_scd2_changes_sql), then the removed, rewritten and new versions.
   Returns: a list of {sql, count} steps (a truncate's step with a `when` query: it runs only
@@ -64,21 +65,24 @@
     {%- do steps.append({'sql': get_sqlflow_cdc_scd2_events_sql(args), 'count': 'none'}) -%}
     {%- do steps.append({'sql': 'select count(*) from ' ~ c.events ~ ' where sqlflow_ignored', 'count': 'ignored'}) -%}
     {%- do steps.append({'sql': get_sqlflow_cdc_scd2_changes_sql(args), 'count': 'none'}) -%}
+    {%- set ignored = '' -%}
   {%- else -%}
     {%- do steps.append({'sql': get_sqlflow_cdc_scd1_changes_sql(args), 'count': 'none'}) -%}
-    {%- do steps.append({'sql': 'select cast(sum(sqlflow_ignored) as bigint) from ' ~ c.changes, 'count': 'ignored'}) -%}
     {%- if c.truncates -%}
       {%- do steps.append({'sql': get_sqlflow_cdc_scd1_truncate_sql(args), 'count': 'deleted', 'when': "select count(*) > 0 from " ~ args.temp_relation ~ " where sqlflow_op = 'truncate'"}) -%}
     {%- endif -%}
+    {%- set ignored = 'cast(coalesce(sum(sqlflow_ignored), 0) as bigint), ' -%}
   {%- endif -%}
-  {%- for action, role in [('delete', 'deleted'), ('update', 'none')] -%}
-    {%- do steps.append({'sql': 'delete from ' ~ args.target_relation ~ ' as t using ' ~ c.changes ~ ' as c where ' ~ on ~ " and c.sqlflow_action = '" ~ action ~ "'", 'count': role}) -%}
-  {%- endfor -%}
-  {#- the rewritten and the new rows in one insert; each counted in the change table #}
+  {#- the removed and the replaced rows in one delete, the rewritten and the new rows in
+      one insert (one pass over the target each), every kind counted in the change table
+      by one query #}
+  {%- do steps.append({'sql': 'delete from ' ~ args.target_relation ~ ' as t using ' ~ c.changes ~ ' as c where ' ~ on ~ " and c.sqlflow_action in ('delete', 'update')", 'count': 'none'}) -%}
   {%- do steps.append({'sql': 'insert into ' ~ args.target_relation ~ ' (' ~ cols ~ ') select ' ~ cols ~ ' from ' ~ c.changes ~ " where sqlflow_action in ('update', 'insert')", 'count': 'none'}) -%}
-  {%- for action, role in [('update', 'updated'), ('insert', 'inserted')] -%}
-    {%- do steps.append({'sql': 'select count(*) from ' ~ c.changes ~ " where sqlflow_action = '" ~ action ~ "'", 'count': role}) -%}
+  {%- set counts = [] -%}
+  {%- for action in ['delete', 'update', 'insert'] -%}
+    {%- do counts.append("count(case when sqlflow_action = '" ~ action ~ "' then 1 end)") -%}
   {%- endfor -%}
+  {%- do steps.append({'sql': 'select ' ~ ignored ~ counts | join(', ') ~ ' from ' ~ c.changes, 'count': ('ignored,' if ignored else '') ~ 'deleted,updated,inserted'}) -%}
   {{ return(steps) }}
 {% endmacro %}
 
