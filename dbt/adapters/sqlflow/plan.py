@@ -349,8 +349,12 @@ def batch_order_by(config: SqlflowConfig, windows: list[Interval | None]) -> str
     other partitions. When every batch is a window on the time partition field that lies
     in one partition (``batch_size`` no larger than the granularity, the usual backfill),
     a batch's rows are in partition order already and sorting them would only cost time.
-    Windowed models without ``partition_by`` are ordered by ``event_time``.
+    Windowed models without ``partition_by`` are ordered by ``event_time``. A change
+    feed's batch is not written as it is (a row per key comes out of its events): never
+    sorted.
     """
+    if config.strategy != AUTO and get_strategy(config.strategy).change_feed:
+        return None
     part = config.partition_by
     column = part.field if part is not None else config.event_time
     if column is None:

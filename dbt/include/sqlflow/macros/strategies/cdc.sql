@@ -136,9 +136,11 @@
            {#- the last event's sequence: the greatest, as the order's first part #}
            max(case when sqlflow_fresh then sqlflow_seq end) as sqlflow_last_seq,
            arg_max(sqlflow_op, case when sqlflow_fresh then sqlflow_order end) as sqlflow_last_op,
+           {%- if c.ignore_nulls %}
            max(case when sqlflow_fresh then sqlflow_reset end) is not null as sqlflow_was_reset,
-           any_value(sqlflow_applied) as sqlflow_applied,
-           any_value(sqlflow_applied_op) as sqlflow_applied_op
+           {%- endif %}
+           {#- one ledger row per key: grouped by, not aggregated #}
+           sqlflow_applied, sqlflow_applied_op
            {%- for col in c.value_columns %},
              {%- if col in c.ignore_nulls %}
            arg_max({{ col }}, case when sqlflow_fresh and sqlflow_op = 'upsert' and (sqlflow_reset is null or sqlflow_order > sqlflow_reset) then sqlflow_order end) as {{ col }}
