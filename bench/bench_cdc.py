@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from run_bench import BENCH_DIR, RESULTS_DIR, dbt_cmd, median, node_result, run_process, say
+from run_bench import (
+    BENCH_DIR,
+    RESULTS_DIR,
+    copy_settled,
+    dbt_cmd,
+    median,
+    node_result,
+    run_process,
+    say,
+)
 
 FIRST = date(2025, 1, 1)
 COLUMNS = "id, name, amount, lsn, op, changed_at"
@@ -180,7 +189,7 @@ def main() -> None:
     for rep in range(args.reps):
         order = ("sqlflow", "duckdb") if rep % 2 == 0 else ("duckdb", "sqlflow")
         for adapter in order:
-            shutil.copyfile(snapshot, db)
+            copy_settled(snapshot, db)
             project = projects[adapter]
             cmd = dbt_cmd(project, ["run", *args_for(adapter, last, end)])
             log = work / "logs" / f"day-{adapter}-{rep}.out"

@@ -273,7 +273,8 @@ def test_target_columns_drop_the_sequence_and_operation() -> None:
 FEED = (
     "select * from (values (1, 'x', 'a', 5, 1, 'u', null::timestamp),"
     " (2, 'y', 'b', 5, 2, 'r', null), (3, 'z', 'c', 6, 1, 'd', null),"
-    " (null, null, null, 7, 1, 't', null), (4, 'w', 'd', 8, 1, '?', null))"
+    " (null, null, null, 7, 1, 't', null), (4, 'w', 'd', 8, 1, '?', null),"
+    " (5, 'v', 'e', 9, 1, null, null))"
     " as f(id, name, email, lsn, serial, op, changed_at)"
 )
 
@@ -284,15 +285,20 @@ def test_layout_normalises_each_event_in_duckdb() -> None:
     assert shape.columns == ('"id"', '"name"', '"email"', '"changed_at"')
     assert shape.values == ('"name"', '"email"', '"changed_at"')
     found = duckdb.sql(
-        f"select id, sqlflow_seq, sqlflow_rank, sqlflow_op, sqlflow_op_value,"
-        f" ({cdc.sequence_null_sql(spec)}) from (select {shape.stage_select} from ({FEED}))"
+        f"select id, sqlflow_seq, sqlflow_rank, sqlflow_op, {cdc.UNKNOWN_OP_SQL},"
+        f" case when {cdc.UNKNOWN_OP_SQL} then {cdc.UNKNOWN_OP_VALUE_SQL} end,"
+        f" ({cdc.sequence_null_sql(spec)})"
+        f" from (select {shape.stage_select} from ({FEED}))"
     ).fetchall()
+    # An operation value the config does not name (here '?', and NULL) is kept behind
+    # cdc.UNKNOWN_OP, for the error that names it.
     assert found == [
-        (1, {"lsn": 5, "serial": 1}, 1, "upsert", "u", False),
-        (2, {"lsn": 5, "serial": 2}, 0, "upsert", "r", False),
-        (3, {"lsn": 6, "serial": 1}, 1, "delete", "d", False),
-        (None, {"lsn": 7, "serial": 1}, 1, "truncate", "t", False),
-        (4, {"lsn": 8, "serial": 1}, 1, None, "?", False),
+        (1, {"lsn": 5, "serial": 1}, 1, "upsert", False, None, False),
+        (2, {"lsn": 5, "serial": 2}, 0, "upsert", False, None, False),
+        (3, {"lsn": 6, "serial": 1}, 1, "delete", False, None, False),
+        (None, {"lsn": 7, "serial": 1}, 1, "truncate", False, None, False),
+        (4, {"lsn": 8, "serial": 1}, 1, "??", True, "?", False),
+        (5, {"lsn": 9, "serial": 1}, 1, None, True, None, False),
     ]
 
 
@@ -383,7 +389,7 @@ def test_conditions_instead_of_an_operation_column() -> None:
         f"select sqlflow_op, sqlflow_rank, sqlflow_seq from (select {shape.stage_select}"
         f" from ({FEED}))"
     ).fetchall()
-    assert [r[0] for r in found] == ["upsert", "upsert", "delete", "truncate", "upsert"]
+    assert [r[0] for r in found] == ["upsert", "upsert", "delete", "truncate", "upsert", "upsert"]
     assert {r[1] for r in found} == {1}
     assert cdc.operation_sql(parse({"sequence_by": "lsn"}).cdc) == "'upsert'"
     assert not parse({"sequence_by": "lsn"}).cdc.has_truncates

@@ -84,6 +84,17 @@ WEEK = Interval(dt("2025-01-06"), dt("2025-01-13"))
         # No partitions: event_time order, or none at all.
         ({"event_time": "event_ts"}, [DAY_1], '"event_ts"'),
         ({"unique_key": "id"}, [None], None),
+        # A change feed's batch is aggregated per key: its order buys nothing.
+        (
+            {
+                "event_time": "event_ts",
+                "unique_key": "id",
+                "incremental_strategy": "cdc",
+                "cdc": {"sequence_by": "lsn", "operation": "op"},
+            },
+            [DAY_1],
+            None,
+        ),
     ],
 )
 def test_batch_order_by(

@@ -60,7 +60,14 @@ VALID_TO = "dbt_valid_to"
 #: last commit LSN and LSN, else ``source.lsn`` for both).
 DBZ_OP, DBZ_COMMIT, DBZ_LSN = "sqlflow_dbz_op", "sqlflow_dbz_commit", "sqlflow_dbz_lsn"
 #: Columns of the staged (normalised) batch that sqlflow adds.
-FEED_COLUMNS = ("sqlflow_seq", "sqlflow_rank", "sqlflow_op", "sqlflow_op_value")
+FEED_COLUMNS = ("sqlflow_seq", "sqlflow_rank", "sqlflow_op")
+#: ``sqlflow_op`` of an operation value the config does not name: the value behind this
+#: prefix (the batch is refused, naming it; no column of its own to stage).
+UNKNOWN_OP = "?"
+#: SQL (over a staged row): the event's operation is one the config does not name.
+UNKNOWN_OP_SQL = f"(sqlflow_op is null or starts_with(sqlflow_op, '{UNKNOWN_OP}'))"
+#: SQL (over a staged row): the operation value the config does not name.
+UNKNOWN_OP_VALUE_SQL = f"substr(sqlflow_op, {len(UNKNOWN_OP) + 1})"
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 ErrorSink = Callable[[str, Any, str, str], None]
@@ -419,7 +426,8 @@ def _in_list(values: Sequence[str]) -> str:
 
 
 def operation_sql(spec: CdcSpec) -> str:
-    """The SQL of ``sqlflow_op`` for one model row (alias-free)."""
+    """The SQL of ``sqlflow_op`` for one model row (alias-free): upsert, delete, truncate,
+    or a value the config does not name behind :data:`UNKNOWN_OP` (NULL for NULL)."""
     if spec.operation is not None:
         column = f"cast({quote_identifier(spec.operation)} as varchar)"
         values = spec.operation_values
@@ -433,7 +441,8 @@ def operation_sql(spec: CdcSpec) -> str:
             listed = [v for op in ops for v in values[op]]
             if listed:
                 parts.append(f"when {column} in ({_in_list(listed)}) then '{result}'")
-        return "case " + " ".join(parts) + " end" if parts else "null"
+        unknown = f"{sql_string(UNKNOWN_OP)} || {column}"
+        return "case " + " ".join(parts) + f" else {unknown} end" if parts else unknown
     parts = []
     if spec.apply_as_truncates:
         parts.append(f"when coalesce(({spec.apply_as_truncates}), false) then 'truncate'")
@@ -548,12 +557,10 @@ def layout(
         chosen = {n.lower() for n in names}
         return [c for c in values if c.lower() in chosen]
 
-    op_value = f"cast({quote_identifier(spec.operation)} as varchar)" if spec.operation else "null"
     select = [quote_identifier(c) for c in target] + [
         f"{sequence_sql(spec)} as sqlflow_seq",
         f"{rank_sql(spec)} as sqlflow_rank",
         f"{operation_sql(spec)} as sqlflow_op",
-        f"{op_value} as sqlflow_op_value",
     ]
     return CdcLayout(
         key=tuple(quote_identifier(k) for k in unique_key),

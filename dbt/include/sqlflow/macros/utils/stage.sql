@@ -2,7 +2,7 @@
   get_sqlflow_stage_sql(relation, sql, plan, batch, temporary): CREATE TABLE AS of one
   batch of the model (get_sqlflow_batch_select_sql); for the cdc strategy each event as
   its normalised row (plan.cdc.stage_select: the target's columns, sqlflow_seq,
-  sqlflow_rank, sqlflow_op, sqlflow_op_value).
+  sqlflow_rank, sqlflow_op).
   Arguments: batch is none or {start_literal, end_literal} (SQL literals).
   Returns: SQL (one statement).
 #}
