@@ -252,7 +252,7 @@ def copy_settled(source: Path, target: Path) -> None:
     """Copy a database file and flush it to disk before the next timed run: the copy's
     write-back would otherwise land inside that run (in the cdc bench at 10M the
     hand-written merge's node time ranged 0.44-0.72 s over 9 runs without the flush,
-    0.41-0.48 s with it)."""
+    0.41-0.49 s with it)."""
     shutil.copyfile(source, target)
     os.sync()
 
