@@ -50,6 +50,14 @@ def what_it_left(project, name: str) -> dict:
             "select partition_key, row_count, min_value, max_value from sqlflow_meta.partitions"
             f" where relation like '%\"{name}\"' order by 1",
         ),
+        # Each partition's last load is the batch whose window wrote it (a group refreshes
+        # its partitions at once, each with its batch's load id).
+        "partition_loads": rows(
+            project,
+            "select p.partition_key, l.window_start::varchar from sqlflow_meta.partitions p"
+            " left join sqlflow_meta.loads l on l.load_id = p.last_load_id"
+            f" where p.relation like '%\"{name}\"' order by 1",
+        ),
     }
 
 

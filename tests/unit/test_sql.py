@@ -15,6 +15,7 @@ from dbt.adapters.sqlflow.sql import (
     WINDOW_END_MARK,
     WINDOW_START_MARK,
     BufferedWrites,
+    merge_inserts,
     quote_identifier,
     sql_literal,
     sql_string,
@@ -298,3 +299,55 @@ def test_literals_round_trip_through_duckdb() -> None:
     values = [None, True, 3, 1.5, "it's", datetime(2025, 3, 4, 5, 6, 7, 500000), date(2025, 3, 4)]
     row = con.execute("select " + ", ".join(sql_literal(v) for v in values)).fetchone()
     assert list(row or ()) == values
+
+
+def test_inserts_of_one_table_merge_between_other_statements() -> None:
+    statements = [
+        "insert into t (id, v) values\n(3, 'c')",
+        "insert into u (n) values (1)",
+        "INSERT INTO t (id, v) VALUES (4, 'd), (x')",
+        "insert into t (id, v) values\n(5, 'e'),\n(6, 'f')",
+        "delete from t where id = 1",
+        "insert into t (id, v) values (7, 'g')",
+        "insert into t values (8, 'h')",
+        "insert into t (id, v) values (9, 'i') on conflict do nothing",
+        "insert into u (n) select 2",
+    ]
+    merged = merge_inserts(statements)
+    assert merged == [
+        "insert into t (id, v) values\n(3, 'c'),\n(5, 'e'),\n(6, 'f')",
+        "insert into u (n) values (1)",
+        "INSERT INTO t (id, v) VALUES (4, 'd), (x')",
+        "delete from t where id = 1",
+        "insert into t (id, v) values (7, 'g')",
+        "insert into t values (8, 'h')",
+        "insert into t (id, v) values (9, 'i') on conflict do nothing",
+        "insert into u (n) select 2",
+    ]
+    # The same rows as the statements one by one.
+    results = []
+    for script in (statements, merged):
+        con = duckdb.connect()
+        con.execute("create table t (id integer primary key, v varchar)")
+        con.execute("create table u (n integer)")
+        con.execute("insert into t values (1, 'a')")
+        for statement in script:
+            con.execute(statement)
+        results.append(
+            (
+                con.execute("select * from t order by id").fetchall(),
+                con.execute("select * from u order by n").fetchall(),
+            )
+        )
+    assert results[0] == results[1]
+    assert [r[0] for r in results[0][0]] == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_flush_merges_the_inserts_it_holds(con: duckdb.DuckDBPyConnection) -> None:
+    recorder = Recorder(con)
+    run = BufferedWrites(recorder)
+    for i in range(3, 6):
+        run(f"insert into t (id, v) values ({i}, 'x{i}')")
+    run.flush()
+    assert recorder.statements == ["insert into t (id, v) values (3, 'x3'),\n(4, 'x4'),\n(5, 'x5')"]
+    assert table(con)[2:] == [(3, "x3"), (4, "x4"), (5, "x5")]

@@ -766,6 +766,7 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
             f" [{hull.start}, {hull.end}) {run.log_context()}"
         )
         outside = _newest_outside(run, session, where) if before else None
+        touched: dict[str, str] = {}
         for offset, window in enumerate(windows):
             batch = run.start_batch(static.name if static else "append", window)
             if offset:
@@ -784,9 +785,14 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
                 done = [after.get(w.start, (0, None))[1] for w in windows[: offset + 1]]
                 run.watermark_after = max(filter(None, (outside, *later, *done)), default=None)
             with run.phase("state"):
-                _finish_at_once(run, batch)
+                _finish_at_once(run, batch, touched)
             run.close_batch()
         with run.phase("state"):
+            if touched and run.services.partitions is not None:
+                # The group's partitions in one GROUP BY, each with its batch's load.
+                run.services.partitions.refresh_statistics(
+                    run.relation, list(touched), load_id=touched
+                )
             _flush(run.services)
 
 
@@ -842,10 +848,11 @@ def _newest_outside(run: ModelRun, session: Session, where: str) -> datetime | N
     return as_naive(found[0][0])
 
 
-def _finish_at_once(run: ModelRun, batch: BatchResult) -> None:
-    """A batch of a group loaded at once: its partitions' statistics, watermark, state
-    rows and the empty windows before the next batch (what finish_batch does, without
-    asking the target again)."""
+def _finish_at_once(run: ModelRun, batch: BatchResult, touched: dict[str, str]) -> None:
+    """A batch of a group loaded at once: its watermark, state rows and the empty windows
+    before the next batch (what finish_batch does, without asking the target again); its
+    partition goes to ``touched`` (key: load id), whose statistics the group refreshes
+    once."""
     services = run.services
     pm = services.partitions
     window = batch.window
@@ -853,7 +860,7 @@ def _finish_at_once(run: ModelRun, batch: BatchResult) -> None:
     keys: list[str] = []
     if pm is not None and pm.spec.is_time and batch.rows_inserted + batch.rows_deleted:
         keys = [partition_key(window.start, pm.spec.granularity or "day")]
-        pm.refresh_statistics(run.relation, keys, load_id=batch.load_id)
+        touched.update(dict.fromkeys(keys, batch.load_id))
     batch.partitions_touched, batch.keys = len(keys), keys
     if not batch.rows_deleted and batch.batch_max is not None:
         run.watermark_after = max(filter(None, (run.watermark_after, batch.batch_max)))

@@ -492,7 +492,7 @@ class PartitionManager:
         relation: str,
         keys: Sequence[str] | None = None,
         *,
-        load_id: str | None = None,
+        load_id: str | Mapping[str, str] | None = None,
         loaded_at: datetime | None = None,
     ) -> list[PartitionInfo]:
         """Recompute row counts and min/max of partitions from the data and record them.
@@ -505,8 +505,9 @@ class PartitionManager:
         Args:
             relation: The table.
             keys: Partition keys to refresh; None for all.
-            load_id: The load that touched them; recorded as their last load (with
-                ``loaded_at``, default now). None keeps each partition's last load.
+            load_id: The load that touched them, or per key the load that touched it
+                (a group of batches refreshed at once); recorded as their last load
+                (with ``loaded_at``, default now). None keeps each partition's last load.
             loaded_at: When the load happened (naive UTC).
 
         Returns:
@@ -530,7 +531,8 @@ class PartitionManager:
         for key in wanted:
             info = self._info(key, found.get(key), previous.get(key))
             if load_id is not None:
-                info.last_load_id, info.last_loaded_at = load_id, stamp
+                info.last_load_id = load_id if isinstance(load_id, str) else load_id[key]
+                info.last_loaded_at = stamp
             infos.append(info)
         if self.known_keys is None:
             self.state.upsert_partitions(relation, infos)

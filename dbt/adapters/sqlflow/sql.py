@@ -192,13 +192,46 @@ def fill_template(
     return sql
 
 
+_VALUES_INSERT = re.compile(r"insert\s+into\s+(\S+)\s*\(([^()]*)\)\s*values\s", re.IGNORECASE)
+
+
+def merge_inserts(statements: list[str]) -> list[str]:
+    """The statements, with the ``INSERT INTO t (columns) VALUES ...`` of one table and
+    column list merged into one multi-row insert, at the place of the first of them.
+
+    Only between two other statements (a DELETE or UPDATE keeps its place relative to
+    every insert): inserts of literal rows read nothing, so their order across tables
+    does not matter, and within a table the rows keep their order (an insert with a
+    clause after its rows, say ON CONFLICT, is left alone). A group of batches
+    loaded at once writes its state rows (a load, an interval, a partition per batch) in
+    three statements instead of three per batch (~1 ms each).
+    """
+    merged: list[str] = []
+    groups: dict[str, list[str]] = {}
+
+    def close() -> None:
+        merged.extend(prefix + ",\n".join(rows) for prefix, rows in groups.items())
+        groups.clear()
+
+    for statement in statements:
+        found = _VALUES_INSERT.match(statement)
+        if found is None or not statement.rstrip().endswith(")"):
+            close()
+            merged.append(statement)
+        else:
+            groups.setdefault(found.group(0), []).append(statement[found.end() :])
+    close()
+    return merged
+
+
 class BufferedWrites:
     """An executor that holds back INSERT/DELETE/UPDATE and sends them in one round trip.
 
     State writes of a batch are many small statements; each costs dbt's per-statement
     overhead (~2 ms) more than DuckDB's work. Any read flushes the pending writes first,
     so reads see them; ``flush`` runs them all as one multi-statement script, inside the
-    same transaction.
+    same transaction, the inserts of literal rows into one table merged
+    (:func:`merge_inserts`).
     """
 
     _WRITES = ("insert", "delete", "update")
@@ -221,5 +254,5 @@ class BufferedWrites:
     def flush(self) -> None:
         """Run the pending writes (one statement script), if any."""
         if self.pending:
-            script, self.pending = ";\n".join(self.pending), []
+            script, self.pending = ";\n".join(merge_inserts(self.pending)), []
             self._run(script)
