@@ -61,6 +61,7 @@ NEW_DAY = "2026-01-01"  # the day of the incremental scenario's new rows
 TRIVIAL_REPS = 5
 REPLACE_DAY = ("2025-07-01", "2025-07-02")
 BACKFILL_NOW = "2025-12-31T12:00:00"
+WMERGE_NOW = "2026-01-02"  # the windowed merge's incremental run: the new day, whole
 #: DuckDB settings of scenario 4m (profile ``settings:`` for dbt, ``config`` for the floor).
 CAPPED = {"memory_limit": "1GB"}
 
@@ -74,6 +75,8 @@ sources:
       - name: events
         config:
           event_time: event_ts
+      - name: events_changes
+        identifier: events
 """
 
 INCREMENTAL_BODY = f"""
@@ -89,6 +92,13 @@ select {COLUMNS}
 from {{{{ source('raw', 'events') }}}}
 """
 
+# The windowed merge reads the table as a change feed: its windows are on updated_at (the
+# model's event_time), not on the source's event_ts.
+CHANGES_BODY = f"""
+select {COLUMNS}
+from {{{{ source('raw', 'events_changes') }}}}
+"""
+
 TRIVIAL = "{{ config(materialized='table') }}\nselect 1 as id\n"
 
 MODELS: dict[str, dict[str, str]] = {
@@ -101,6 +111,13 @@ MODELS: dict[str, dict[str, str]] = {
         " incremental_strategy='insert_overwrite',"
         " partition_by={'field': 'event_ts', 'granularity': 'day'},"
         f" batch_size='day', begin='{FIRST_DAY}') }}}}" + DAY_BODY,
+        # Issue 15's windowed merge: day batches of changes (updated_at), 5 days re-read,
+        # day partitions on event_ts (a key stays in its partition, as merge's pruning
+        # assumes).
+        "events_wmerge": "{{ config(materialized='sqlflow_incremental',"
+        " incremental_strategy='merge', unique_key='id', event_time='updated_at',"
+        " partition_by={'field': 'event_ts', 'granularity': 'day'}, lookback=5,"
+        f" batch_size='day', begin='{FIRST_DAY}') }}}}" + CHANGES_BODY,
         "trivial": TRIVIAL,
     },
     "duckdb": {
@@ -110,6 +127,9 @@ MODELS: dict[str, dict[str, str]] = {
         " incremental_strategy='delete+insert', unique_key='id') }}" + INCREMENTAL_BODY,
         "events_day": "{{ config(materialized='incremental', incremental_strategy='microbatch',"
         f" event_time='event_ts', batch_size='day', begin='{FIRST_DAY}') }}}}" + DAY_BODY,
+        # The same merge model as events_merge: what a user has before adding windows.
+        "events_wmerge": "{{ config(materialized='incremental',"
+        " incremental_strategy='merge', unique_key='id') }}" + INCREMENTAL_BODY,
         "trivial": TRIVIAL,
     },
 }
@@ -143,6 +163,22 @@ SCENARIOS = (
         "events_merge",
         "incr",
         {"sqlflow": [], "duckdb": []},
+        "merge",
+    ),
+    Scenario(
+        "wmerge_build",
+        "1b. first build of a windowed merge (day partitions, lookback 5) vs the merge model's",
+        "events_wmerge",
+        "base",
+        {"sqlflow": ["--vars", json.dumps({"sqlflow_now": END_DAY})], "duckdb": []},
+        "full_build",
+    ),
+    Scenario(
+        "wmerge",
+        "2c. incremental windowed merge (lookback 5; 1% new + 1% updated) vs merge",
+        "events_wmerge",
+        "incr",
+        {"sqlflow": ["--vars", json.dumps({"sqlflow_now": WMERGE_NOW})], "duckdb": []},
         "merge",
     ),
     Scenario(
@@ -638,9 +674,11 @@ class Bench:
             for model in ("events_merge", "events_di"):
                 scenario = Scenario("prep", "", model, "base", {adapter: []}, None)
                 self._prep_dbt(adapter, scenario, by_key["merge"], f"prep-incr-{adapter}-{model}")
+            build = by_key["wmerge_build"]
+            self._prep_dbt(adapter, build, build, f"prep-incr-{adapter}-events_wmerge")
         con = duckdb.connect(str(self.db))
         con.execute("create schema fl")
-        for model in ("events_merge", "events_di"):
+        for model in ("events_merge", "events_di", "events_wmerge"):
             con.execute(f"create table fl.{model} as select {COLUMNS} from raw.events")
         con.close()
         change_for_incremental(self.db, self.rows)
@@ -929,6 +967,22 @@ def goals(rows: int, summary: dict[str, dict[str, dict[str, Any]]]) -> list[tupl
             f"incremental merge node time <= {target}x dbt-duckdb at {at}",
             _fmt_ratio(merge) + note,
             verdict(None if merge is None else merge <= target),
+        )
+    )
+    first = ratio(get("wmerge_build", "sqlflow", "node"), get("wmerge_build", "duckdb", "node"))
+    out.append(
+        (
+            "first build of a windowed merge <= 1.2x node time of dbt-duckdb's build of the merge",
+            _fmt_ratio(first) + note,
+            verdict(None if first is None else first <= 1.2),
+        )
+    )
+    windowed = ratio(get("wmerge", "sqlflow", "node"), get("wmerge", "duckdb", "node"))
+    out.append(
+        (
+            "incremental windowed merge (lookback 5) <= 1.0x node time of dbt-duckdb's merge",
+            _fmt_ratio(windowed) + note,
+            verdict(None if windowed is None else windowed <= 1.0),
         )
     )
     build = ratio(get("full_build", "sqlflow", "node"), get("full_build", "duckdb", "node"))
