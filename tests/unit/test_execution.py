@@ -14,6 +14,7 @@ from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.execution import (
     BatchTemplates,
     build_table,
+    close_run,
     count_rows,
     finish_run,
     run_batches,
@@ -488,7 +489,9 @@ def test_a_failing_quality_check_rolls_back_its_batch_and_the_empty_window_befor
     ]
 
 
-def test_empty_windows_are_recorded_with_the_batch_after_them() -> None:
+def test_empty_windows_are_recorded_with_the_batch_after_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     source = [r(1, "2025-01-01T08:00", "a"), r(3, "2025-01-03T07:00", "c")]
     con = database(source)
     run, session = begin_run(con, APPEND, "2025-01-04T12:00")
@@ -525,6 +528,9 @@ def test_empty_windows_are_recorded_with_the_batch_after_them() -> None:
     ]
     assert (run.empty_done, run.loaded_batches, run.response().batches) == (2, 2, 4)
     assert target_rows(con) == source
+    # The run's summary names batches and empty windows apart (one transaction each).
+    close_run(run)
+    assert f"{MODEL} 2 batch(es) (+2 empty window(s)): append: 2 inserted" in caplog.text
 
 
 def test_a_run_without_batches_records_its_empty_windows_in_finish_run() -> None:

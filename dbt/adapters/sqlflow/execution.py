@@ -1202,15 +1202,20 @@ def close_run(run: ModelRun) -> SqlflowAdapterResponse:
     several loads)."""
     response = run.response()
     last = run.results[-1] if run.results else None
-    commits = f" in {run.commits} transaction(s)" if run.commits != len(run.results) else ""
+    loaded = run.loaded_batches
+    # Empty windows are loads too (a row each in sqlflow_meta.loads), not batches.
+    empty = f" (+{run.empty_done} empty window(s))" if run.empty_done else ""
+    commits = f" in {run.commits} transaction(s)" if run.commits != loaded else ""
     events.fire(
         "info" if len(run.results) > 1 else "debug",
-        f"{run.config.model} {len(run.results)} batches{commits}: {response._message}"
+        f"{run.config.model} {loaded} batch(es){empty}{commits}: {response._message}"
         f" {run.log_context(last.load_id if last else None)}",
         run.event_fields(
             event="summary",
             load_id=last.load_id if last else None,
             loads=len(run.results),
+            loaded_batches=loaded,
+            empty_windows=run.empty_done,
             commits=run.commits,
             strategy=response.strategy,
             rows_inserted=response.rows_inserted,
