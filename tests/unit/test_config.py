@@ -777,3 +777,16 @@ def test_parse_reads_only_listed_keys() -> None:
 def test_every_sqlflow_key_is_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert [key for key in SQLFLOW_KEYS if f"| `{key}` |" not in readme] == []
+
+
+def test_sorted_by_is_the_write_order() -> None:
+    assert SqlflowConfig.parse(MODEL, {"sorted_by": "v desc"}).sorted_by == ("v desc",)
+    assert SqlflowConfig.parse(MODEL, {"sorted_by": ["a", " b desc "]}).sorted_by == (
+        "a",
+        "b desc",
+    )
+    config, problems = SqlflowConfig.check(MODEL, {"sorted_by": [3]})
+    assert config.sorted_by == ()
+    assert problems == [
+        "sorted_by [3] must be a string or a list of strings. Fix: write sorted_by=['col']."
+    ]

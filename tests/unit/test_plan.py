@@ -84,6 +84,13 @@ WEEK = Interval(dt("2025-01-06"), dt("2025-01-13"))
         # No partitions: event_time order, or none at all.
         ({"event_time": "event_ts"}, [DAY_1], '"event_ts"'),
         ({"unique_key": "id"}, [None], None),
+        # sorted_by is the order, whatever the partitions.
+        (
+            {"partition_by": {"field": "event_ts", "granularity": "day"}, "sorted_by": "v desc"},
+            [DAY_1],
+            "v desc",
+        ),
+        ({"unique_key": "id", "sorted_by": ["id", "v"]}, [None], "id, v"),
         # A change feed's batch is aggregated per key: its order buys nothing.
         (
             {

@@ -68,6 +68,7 @@ SQLFLOW_KEYS: tuple[str, ...] = (
     "commit_every",
     "sqlflow_redact",
     "cdc",
+    "sorted_by",
 )
 """Every config key ``SqlflowConfig.parse`` reads (``_Parser.get`` refuses any other): a key
 close to one of these that neither dbt nor sqlflow knows is taken for a misspelling."""
@@ -184,6 +185,10 @@ class SqlflowConfig:
     redact: RedactSettings = field(default_factory=RedactSettings)
     """The model's ``sqlflow_redact`` (laid over the profile's by the adapter)."""
     cdc: CdcSpec | None = None
+    sorted_by: tuple[str, ...] = ()
+    """dbt-duckdb's ``sorted_by`` (columns or expressions, each with ASC/DESC): the order
+    sqlflow writes every batch and build in (on a DuckLake also the table's own
+    ``SET SORTED BY``)."""
     unknown_keys: tuple[str, ...] = ()
     """Keys neither dbt nor sqlflow reads and not close to a sqlflow key (a package's own,
     which dbt allows): kept as dbt keeps them, listed at debug level."""
@@ -261,6 +266,7 @@ class SqlflowConfig:
         commit_every = p.commit_every()
         redact = p.redact()
         cdc = p.cdc(strategy, unique_key, window.event_time)
+        sorted_by = tuple(e.strip() for e in p.string_list("sorted_by") if e.strip())
         config = cls(
             model=model,
             strategy=strategy or "auto",
@@ -280,6 +286,7 @@ class SqlflowConfig:
             commit_every=commit_every,
             redact=redact,
             cdc=cdc,
+            sorted_by=sorted_by,
             unknown_keys=unknown,
         )
         return config, p.problems

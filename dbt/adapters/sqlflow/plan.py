@@ -343,7 +343,8 @@ def loaded_part(window: Interval, now: datetime) -> Interval | None:
 
 
 def batch_order_by(config: SqlflowConfig, windows: list[Interval | None]) -> str | None:
-    """The column a batch's rows are written in order of (quoted), or None for none.
+    """The column a batch's rows are written in order of (quoted), or None for none; the
+    model's ``sorted_by`` when it has one (its order, whatever the partitions).
 
     Rows go in partition order so DuckDB's per-row-group min/max let later loads skip
     other partitions. When every batch is a window on the time partition field that lies
@@ -355,6 +356,8 @@ def batch_order_by(config: SqlflowConfig, windows: list[Interval | None]) -> str
     """
     if config.strategy != AUTO and get_strategy(config.strategy).change_feed:
         return None
+    if config.sorted_by:
+        return ", ".join(config.sorted_by)
     part = config.partition_by
     column = part.field if part is not None else config.event_time
     if column is None:
