@@ -33,6 +33,12 @@ class TestSortedBy:
             "keyed.sql": events_model(
                 f"incremental_strategy='merge', unique_key='id', {WINDOWED}, sorted_by='id'"
             ),
+            # A change feed: the rows its batch writes from its change table.
+            "changes.sql": events_model(
+                "incremental_strategy='cdc', unique_key='id', sorted_by='v desc',"
+                " cdc={'sequence_by': 'event_ts', 'operation': {'column': 'op'}}",
+                "select id, event_ts, v, 'u' as op from {{ source('raw', 'events') }}",
+            ),
         }
 
     def test_every_batch_is_written_in_sorted_by_order(self, project) -> None:
@@ -55,6 +61,9 @@ class TestSortedBy:
         ]  # fmt: skip
         assert rows(project, "select id from {schema}.keyed order by rowid") == [
             (3,), (4,), (5,), (7,), (8,), (9,),
+        ]  # fmt: skip
+        assert rows(project, "select v from {schema}.changes order by rowid") == [
+            ("z",), ("y",), ("x",), ("c",), ("b",), ("a",),
         ]  # fmt: skip
         # An incremental day: its batch in the same order, after the others.
         project.run_sql(

@@ -538,6 +538,7 @@ def jinja_plan(
         "dedupe_by": list(config.dedupe_by),
         "event_time": quote_identifier(config.event_time) if config.event_time else None,
         "order_by": plan.order_by,
+        "sorted_by": ", ".join(config.sorted_by) or None,
         "on_schema_change": config.on_schema_change,
         "merge_update_columns": list(config.merge_update_columns or []),
         "merge_exclude_columns": list(config.merge_exclude_columns or []),

@@ -74,10 +74,11 @@
     {%- set ignored = 'cast(coalesce(sum(sqlflow_ignored), 0) as bigint), ' -%}
   {%- endif -%}
   {#- the removed and the replaced rows in one delete, the rewritten and the new rows in
-      one insert (one pass over the target each), every kind counted in the change table
-      by one query #}
+      one insert (one pass over the target each; in sorted_by's order, if the model has
+      one), every kind counted in the change table by one query #}
   {%- do steps.append({'sql': 'delete from ' ~ args.target_relation ~ ' as t using ' ~ c.changes ~ ' as c where ' ~ on ~ " and c.sqlflow_action in ('delete', 'update')", 'count': 'none'}) -%}
-  {%- do steps.append({'sql': 'insert into ' ~ args.target_relation ~ ' (' ~ cols ~ ') select ' ~ cols ~ ' from ' ~ c.changes ~ " where sqlflow_action in ('update', 'insert')", 'count': 'none'}) -%}
+  {%- set order = ' order by ' ~ args.plan.sorted_by if args.plan.sorted_by else '' -%}
+  {%- do steps.append({'sql': 'insert into ' ~ args.target_relation ~ ' (' ~ cols ~ ') select ' ~ cols ~ ' from ' ~ c.changes ~ " where sqlflow_action in ('update', 'insert')" ~ order, 'count': 'none'}) -%}
   {%- set counts = [] -%}
   {%- for action in ['delete', 'update', 'insert'] -%}
     {%- do counts.append("count(case when sqlflow_action = '" ~ action ~ "' then 1 end)") -%}
