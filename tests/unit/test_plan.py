@@ -970,6 +970,7 @@ def test_jinja_plan_of_a_merge() -> None:
         "dedupe_by": ["updated_at desc"],
         "event_time": '"Event TS"',
         "order_by": '"Event TS"',
+        "sorted_by": None,
         "on_schema_change": "append_new_columns",
         "merge_update_columns": [],
         "merge_exclude_columns": ["note"],
