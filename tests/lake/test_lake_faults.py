@@ -9,6 +9,9 @@
   same table meanwhile fails to commit with DuckLake's "Transaction conflict" and is
   retried; the run succeeds with every row once.
 
+- The run's claim on the model (an advisory lock on the catalog) dies with its session:
+  the run takes it again before its next commit, or stops when another process holds it.
+
 Each run's retries are read from ``run_results.json``; the data is checked row by row.
 """
 
@@ -24,6 +27,8 @@ from lake_testing import release
 from psycopg import connect
 from sqlflow_testing import events_model, raw_sources_yml, rows
 from test_lake_concurrency import dbt_process
+
+from dbt.adapters.sqlflow.claims import CLASS_ID
 
 HOURS = 2 * 24
 HOURLY = "event_time='event_ts', batch_size='hour', commit_every=1"
@@ -148,4 +153,65 @@ class TestAnotherWriterOfTheTarget:
         assert load.returncode == 0, output
         assert "transient error (conflict)" in output, output
         assert retries(project, "merged") >= 1
+        exact(project, "merged")
+
+
+def terminate_claim(dsn: str) -> int:
+    """Terminate the catalog session holding sqlflow's advisory lock (what a catalog
+    restart or a network cut does to it); how many were terminated."""
+    with connect(dsn, autocommit=True) as pg:
+        return int(
+            pg.execute(
+                "select count(pg_terminate_backend(pid)) from pg_locks"
+                " where locktype = 'advisory' and classid = %s and granted",
+                (CLASS_ID,),
+            ).fetchone()[0]
+        )
+
+
+class TestTheClaimIsLost:
+    """The run's advisory lock dies with its catalog session; before its next COMMIT the
+    run takes it again (nobody loaded the model meanwhile) or stops (somebody holds it)."""
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return MODELS
+
+    def test_taken_again_when_nobody_else_loaded(self, project, lake):
+        create_events(project)
+        started = snapshots(lake["dsn"])
+        load = dbt_process(project, "appended")
+        wait_for_snapshots(lake["dsn"], started + 5)
+        assert terminate_claim(lake["dsn"]) == 1
+        output = load.communicate(timeout=600)[0]
+        assert load.returncode == 0, output
+        assert "is taken again; no other run loaded the model meanwhile" in output, output
+        exact(project, "appended")
+
+    def test_the_run_stops_when_another_process_holds_it(self, project, lake):
+        started = snapshots(lake["dsn"])
+        load = dbt_process(project, "merged")
+        wait_for_snapshots(lake["dsn"], started + 5)
+        with connect(lake["dsn"], autocommit=True) as other:
+            relation = str(
+                project.adapter.Relation.create(project.database, project.test_schema, "merged")
+            )
+            assert terminate_claim(lake["dsn"]) == 1
+            # Another process claims the model as soon as the lock is free.
+            assert other.execute(
+                "select pg_try_advisory_lock(%s, hashtext(%s))", (CLASS_ID, relation)
+            ).fetchone()[0]
+            output = load.communicate(timeout=600)[0]
+        assert load.returncode == 1, output
+        assert "was lost (the lake's catalog connection dropped: a restart?) and another" in (
+            output
+        ), output
+        # What committed before stays, once each; the next run loads the rest.
+        loaded = rows(
+            project, "select count(*), count(distinct id) from {database}.{schema}.merged"
+        )
+        assert loaded[0][0] == loaded[0][1] and 0 < loaded[0][0] < HOURS * 60
+        rerun = dbt_process(project, "merged")
+        output = rerun.communicate(timeout=600)[0]
+        assert rerun.returncode == 0, output
         exact(project, "merged")

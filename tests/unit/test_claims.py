@@ -39,7 +39,7 @@ class _Connection:
     def __init__(self, free: bool) -> None:
         self.free, self.ran, self.closed = free, [], False
 
-    def execute(self, sql: str, params: tuple[Any, ...]) -> _Result:
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> _Result:
         self.ran.append((sql.split("(")[0], params))
         return _Result(self.free)
 
@@ -78,3 +78,41 @@ def test_an_unreachable_catalog_says_so() -> None:
 
     with pytest.raises(DbtRuntimeError, match="cannot connect to the lake's PostgreSQL catalog"):
         Claims(refuse, print).claim("m", "dsn", "t", "model.p.m")
+
+
+class _Dropped(_Connection):
+    """A session the catalog may drop (``dropped``): then every statement fails as
+    libpq's would."""
+
+    dropped = False
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> _Result:
+        if self.dropped:
+            raise OSError("server closed the connection unexpectedly")
+        return super().execute(sql, params)
+
+
+def test_a_held_claim_is_checked_and_a_lost_one_taken_again_or_refused() -> None:
+    lines: list[str] = []
+    opened = [_Dropped(True) for _ in range(3)]
+    claims = Claims(lambda dsn: opened.pop(0), lines.append)
+    first = opened[0]
+    claims.claim("m", "dsn", "t", "model.p.m")
+    # Held: one round trip, nothing else.
+    assert claims.ensure("m", "dsn", "t", "model.p.m", lambda: True) is False
+    assert first.ran[-1] == ("select 1", ())
+    # Lost, taken again, nobody loaded meanwhile: going on, said once.
+    first.dropped = True
+    second = opened[0]
+    assert claims.ensure("m", "dsn", "t", "model.p.m", lambda: False) is True
+    assert first.closed and second.ran == [("select pg_try_advisory_lock", (CLASS_ID, "t"))]
+    assert lines == [
+        "model.p.m: the claim on t was lost (the lake's catalog connection dropped) and is"
+        " taken again; no other run loaded the model meanwhile; going on"
+    ]
+    # Lost, taken again, but another run loaded the model meanwhile: refused.
+    second.dropped = True
+    with pytest.raises(DbtRuntimeError, match="and another run loaded the model meanwhile"):
+        claims.ensure("m", "dsn", "t", "model.p.m", lambda: True)
+    # Without a claim (a plain DuckDB file): nothing to check.
+    assert claims.ensure("other", "dsn", "t", "model.p.other", lambda: True) is False

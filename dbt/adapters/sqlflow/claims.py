@@ -26,6 +26,7 @@ from dbt_common.exceptions import DbtRuntimeError
 PREFIX = "ducklake:postgres:"
 CLASS_ID = 0x5F1F
 """The first key of sqlflow's advisory locks (the second is the relation's hash)."""
+_TRY_LOCK = "select pg_try_advisory_lock(%s, hashtext(%s))"
 
 
 def catalog_dsn(credentials: Any, database: str | None) -> str | None:
@@ -71,8 +72,7 @@ class Claims:
                 f" ({e}). Fix: check the ducklake:postgres: attach path in profiles.yml"
             ) from e
         started = time.monotonic()
-        key = "select pg_try_advisory_lock(%s, hashtext(%s))"
-        if not connection.execute(key, (CLASS_ID, relation)).fetchone()[0]:
+        if not connection.execute(_TRY_LOCK, (CLASS_ID, relation)).fetchone()[0]:
             self.log(
                 f"{model}: another process is loading {relation} (it holds sqlflow's lock on"
                 " the lake's catalog); waiting for it to finish, then loading what it left"
@@ -83,6 +83,65 @@ class Claims:
         with self._lock:
             self._held[run_key] = connection
         return time.monotonic() - started
+
+    def ensure(
+        self,
+        run_key: str,
+        dsn: str,
+        relation: str,
+        model: str,
+        others_loaded: Callable[[], bool],
+    ) -> bool:
+        """Make sure the run still holds its lock before it commits; True when it had to
+        take it again.
+
+        A session advisory lock lives as long as its connection: a catalog restart (or a
+        network cut) frees it, and another process may then claim the model and load
+        windows this run planned. So: the lock's connection answers, the lock is held.
+        Else the lock is taken again, without waiting, and ``others_loaded()`` (read in
+        a fresh snapshot) must say that no other run loaded the model meanwhile.
+
+        Raises:
+            DbtRuntimeError: when another process holds the lock now, or another run
+                loaded the model while the lock was free: the group rolls back (the
+                batches committed before it stay) and the run stops.
+            Exception: the driver's error while the catalog is still unreachable (a
+                connection error: the group is retried, and checks again).
+        """
+        with self._lock:
+            connection = self._held.get(run_key)
+        if connection is None:
+            return False
+        try:
+            connection.execute("select 1")
+            return False
+        except Exception:
+            self.release(run_key)
+        fresh = self.connect(dsn)
+        if not fresh.execute(_TRY_LOCK, (CLASS_ID, relation)).fetchone()[0]:
+            fresh.close()
+            raise DbtRuntimeError(
+                f"sqlflow_incremental model '{model}': its claim on {relation} was lost (the"
+                " lake's catalog connection dropped: a restart?) and another process holds it"
+                " now. Stopping so that no window is loaded twice: the batches committed so"
+                " far stay, this group is rolled back. Fix: nothing; the next run loads what"
+                " is left."
+            )
+        with self._lock:
+            self._held[run_key] = fresh
+        if others_loaded():
+            raise DbtRuntimeError(
+                f"sqlflow_incremental model '{model}': its claim on {relation} was lost (the"
+                " lake's catalog connection dropped: a restart?) and another run loaded the"
+                " model meanwhile. Stopping so that no window is loaded twice: the batches"
+                " committed so far stay, this group is rolled back. Fix: nothing; the next"
+                " run loads what is left."
+            )
+        self.log(
+            f"{model}: the claim on {relation} was lost (the lake's catalog connection"
+            " dropped) and is taken again; no other run loaded the model meanwhile; going on"
+        )
+        return True
 
     def release(self, run_key: str) -> None:
         """Free the lock of a run (nothing when it holds none)."""

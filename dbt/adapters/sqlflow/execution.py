@@ -647,6 +647,8 @@ def commit_group(run: ModelRun, session: Session) -> None:
     """
     if interrupted():
         _stop(run, "SIGTERM")
+    if run.services.claim_check is not None:
+        run.services.claim_check()
     try:
         session.commit()
     except Exception as e:

@@ -7,7 +7,7 @@ batch loop), ``plan`` or ``state``; the decisions live there.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from dbt.adapters.base.meta import available
@@ -416,9 +416,10 @@ class SqlflowAdapter(DuckDBAdapter):
         and the model's columns."""
         from dbt_common.invocation import get_invocation_id
 
+        dsn = None
+        key = model["unique_id"]
         if self.is_ducklake(target_relation):
             dsn = catalog_dsn(self.config.credentials, target_relation.database)
-            key = model["unique_id"]
             if dsn is not None and self._claims.claim(key, dsn, str(target_relation), key) > 0:
                 if not incremental and not full_refresh:
                     incremental = self._built_meanwhile(target_relation)
@@ -443,6 +444,8 @@ class SqlflowAdapter(DuckDBAdapter):
         )
         services = self._services(config, checks, columns, now)
         services.lake = bool(self.is_ducklake(target_relation))
+        if dsn is not None:
+            services.claim_check = self._claim_check(key, dsn, str(target_relation), services)
         run = execution.start_run(
             config,
             services,
@@ -456,6 +459,32 @@ class SqlflowAdapter(DuckDBAdapter):
             pinned_now=pinned,
         )
         return run, columns
+
+    def _claim_check(
+        self, key: str, dsn: str, relation: str, services: RunServices
+    ) -> Callable[[], bool]:
+        """What a run on a PostgreSQL-catalog lake checks before each COMMIT: that it still
+        holds its claim (``Claims.ensure``), or took it again while no other run loaded
+        the model (its loads by other invocations, counted in a fresh snapshot, are as
+        many as when the run started)."""
+        from dbt_common.invocation import get_invocation_id
+
+        loads = services.state.table("loads")
+        query = (
+            f"select count(*) from {loads} where model = {sql_string(key)}"
+            f" and invocation_id <> {sql_string(get_invocation_id())}"
+        )
+
+        def others() -> int:
+            # A connection of its own: its transaction reads the lake's latest snapshot.
+            cursor = self.connections.get_thread_connection().handle.cursor().cursor()
+            try:
+                return int(cursor.execute(query).fetchone()[0])
+            finally:
+                cursor.close()
+
+        before = others()
+        return lambda: self._claims.ensure(key, dsn, relation, key, lambda: others() != before)
 
     def _built_meanwhile(self, relation: Any) -> bool:
         """Whether the table exists now (another process built it while this run

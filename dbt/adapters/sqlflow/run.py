@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +84,9 @@ class RunServices:
     """Loads kept in detail per model (the profile's ``sqlflow_load_history``; 0: all)."""
     lake: bool = False
     """The target is a DuckLake table (other processes may write sqlflow's state at once)."""
+    claim_check: Callable[[], Any] | None = None
+    """Before each COMMIT on a lake with a PostgreSQL catalog: makes sure the run still
+    holds its claim on the model (claims.py), raising when it cannot."""
 
 
 @dataclass
