@@ -14,11 +14,11 @@ from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.execution import (
     BatchTemplates,
     build_table,
-    close_run,
     count_rows,
     finish_run,
     run_batches,
     start_run,
+    summary_line,
 )
 from dbt.adapters.sqlflow.intervals import Interval
 from dbt.adapters.sqlflow.quality import QualityCheck, parse_quality_checks
@@ -489,9 +489,7 @@ def test_a_failing_quality_check_rolls_back_its_batch_and_the_empty_window_befor
     ]
 
 
-def test_empty_windows_are_recorded_with_the_batch_after_them(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_empty_windows_are_recorded_with_the_batch_after_them() -> None:
     source = [r(1, "2025-01-01T08:00", "a"), r(3, "2025-01-03T07:00", "c")]
     con = database(source)
     run, session = begin_run(con, APPEND, "2025-01-04T12:00")
@@ -529,8 +527,11 @@ def test_empty_windows_are_recorded_with_the_batch_after_them(
     assert (run.empty_done, run.loaded_batches, run.response().batches) == (2, 2, 4)
     assert target_rows(con) == source
     # The run's summary names batches and empty windows apart (one transaction each).
-    close_run(run)
-    assert f"{MODEL} 2 batch(es) (+2 empty window(s)): append: 2 inserted" in caplog.text
+    assert summary_line(run, "m") == f"{MODEL} 2 batch(es) (+2 empty window(s)): m"
+    run.commits = 1
+    assert summary_line(run, "m") == (
+        f"{MODEL} 2 batch(es) (+2 empty window(s)) in 1 transaction(s): m"
+    )
 
 
 def test_a_run_without_batches_records_its_empty_windows_in_finish_run() -> None:

@@ -1199,24 +1199,29 @@ def compact_history(run: ModelRun) -> None:
         )
 
 
+def summary_line(run: ModelRun, message: str) -> str:
+    """The run's summary: its batches, empty windows and transactions, then ``message``
+    (the response's). Empty windows are loads too (a row each in ``loads``), not
+    batches."""
+    loaded = run.loaded_batches
+    empty = f" (+{run.empty_done} empty window(s))" if run.empty_done else ""
+    commits = f" in {run.commits} transaction(s)" if run.commits != loaded else ""
+    return f"{run.config.model} {loaded} batch(es){empty}{commits}: {message}"
+
+
 def close_run(run: ModelRun) -> SqlflowAdapterResponse:
     """The run's ``adapter_response``; the ``summary`` event (an info line when the run had
     several loads)."""
     response = run.response()
     last = run.results[-1] if run.results else None
-    loaded = run.loaded_batches
-    # Empty windows are loads too (a row each in sqlflow_meta.loads), not batches.
-    empty = f" (+{run.empty_done} empty window(s))" if run.empty_done else ""
-    commits = f" in {run.commits} transaction(s)" if run.commits != loaded else ""
     events.fire(
         "info" if len(run.results) > 1 else "debug",
-        f"{run.config.model} {loaded} batch(es){empty}{commits}: {response._message}"
-        f" {run.log_context(last.load_id if last else None)}",
+        f"{summary_line(run, response._message)} {run.log_context(last.load_id if last else None)}",
         run.event_fields(
             event="summary",
             load_id=last.load_id if last else None,
             loads=len(run.results),
-            loaded_batches=loaded,
+            loaded_batches=run.loaded_batches,
             empty_windows=run.empty_done,
             commits=run.commits,
             strategy=response.strategy,
