@@ -120,23 +120,11 @@ class Claims:
         fresh = self.connect(dsn)
         if not fresh.execute(_TRY_LOCK, (CLASS_ID, relation)).fetchone()[0]:
             fresh.close()
-            raise DbtRuntimeError(
-                f"sqlflow_incremental model '{model}': its claim on {relation} was lost (the"
-                " lake's catalog connection dropped: a restart?) and another process holds it"
-                " now. Stopping so that no window is loaded twice: the batches committed so"
-                " far stay, this group is rolled back. Fix: nothing; the next run loads what"
-                " is left."
-            )
+            raise _lost(model, relation, "another process holds it now")
         with self._lock:
             self._held[run_key] = fresh
         if others_loaded():
-            raise DbtRuntimeError(
-                f"sqlflow_incremental model '{model}': its claim on {relation} was lost (the"
-                " lake's catalog connection dropped: a restart?) and another run loaded the"
-                " model meanwhile. Stopping so that no window is loaded twice: the batches"
-                " committed so far stay, this group is rolled back. Fix: nothing; the next"
-                " run loads what is left."
-            )
+            raise _lost(model, relation, "another run loaded the model meanwhile")
         self.log(
             f"{model}: the claim on {relation} was lost (the lake's catalog connection"
             " dropped) and is taken again; no other run loaded the model meanwhile; going on"
@@ -159,6 +147,17 @@ class Claims:
             keys = list(self._held)
         for key in keys:
             self.release(key)
+
+
+def _lost(model: str, relation: str, since: str) -> DbtRuntimeError:
+    """The error of a run whose claim was lost and cannot be trusted again (``since``:
+    what happened meanwhile)."""
+    return DbtRuntimeError(
+        f"sqlflow_incremental model '{model}': its claim on {relation} was lost (the lake's"
+        f" catalog connection dropped: a restart?) and {since}. Stopping so that no window"
+        " is loaded twice: the batches committed so far stay, this group is rolled back."
+        " Fix: nothing; the next run loads what is left."
+    )
 
 
 def psycopg_connect(dsn: str) -> Any:

@@ -295,13 +295,15 @@ class SqlflowAdapter(DuckDBAdapter):
         """The profile's ``sqlflow_redact`` with the model's laid over it."""
         return self._sqlflow_redact.merged(model).redactor()
 
-    def _side(self, sql: str) -> None:
+    def _side(self, sql: str) -> list[tuple]:
         """Run SQL on a second connection to this thread's database, in its own
-        transaction (fault injection: a concurrent writer)."""
+        transaction (a concurrent writer of fault injection; on a lake, a read of its
+        latest snapshot); its rows."""
         # handle.cursor() is the connection's one cursor; its cursor() a new connection.
         cursor = self.connections.get_thread_connection().handle.cursor().cursor()
         try:
             cursor.execute(sql)
+            return [] if cursor.description is None else [tuple(r) for r in cursor.fetchall()]
         finally:
             cursor.close()
 
@@ -476,12 +478,7 @@ class SqlflowAdapter(DuckDBAdapter):
         )
 
         def others() -> int:
-            # A connection of its own: its transaction reads the lake's latest snapshot.
-            cursor = self.connections.get_thread_connection().handle.cursor().cursor()
-            try:
-                return int(cursor.execute(query).fetchone()[0])
-            finally:
-                cursor.close()
+            return int(self._side(query)[0][0])
 
         before = others()
         return lambda: self._claims.ensure(key, dsn, relation, key, lambda: others() != before)

@@ -354,7 +354,8 @@ def batch_order_by(config: SqlflowConfig, windows: list[Interval | None]) -> str
     feed's batch is not written as it is (a row per key comes out of its events): never
     sorted.
     """
-    if config.strategy != AUTO and get_strategy(config.strategy).change_feed:
+    static = static_strategy(config)
+    if static is not None and static.change_feed:
         return None
     if config.sorted_by:
         return ", ".join(config.sorted_by)
