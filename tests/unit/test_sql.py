@@ -10,11 +10,13 @@ import pytest
 from sqlflow_testing import Recorder
 
 from dbt.adapters.sqlflow.sql import (
+    JSON_ROWS,
     UNBOUNDED_END,
     UNBOUNDED_START,
     WINDOW_END_MARK,
     WINDOW_START_MARK,
     BufferedWrites,
+    json_value,
     merge_inserts,
     quote_identifier,
     sql_literal,
@@ -351,3 +353,73 @@ def test_flush_merges_the_inserts_it_holds(con: duckdb.DuckDBPyConnection) -> No
     run.flush()
     assert recorder.statements == ["insert into t (id, v) values (3, 'x3'),\n(4, 'x4'),\n(5, 'x5')"]
     assert table(con)[2:] == [(3, "x3"), (4, "x4"), (5, "x5")]
+
+
+# -- held rows: VALUES for a few, one JSON text for many --------------------------------------
+
+
+ODD_VALUES = [
+    None,
+    True,
+    -(2**62),
+    2.5,
+    'it\'s "quoted", ünïcode, ; and a\nnewline',
+    datetime(2025, 1, 2, 3, 4, 5, 678901),
+    datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+    date(2025, 2, 28),
+]
+ODD_TYPES = ("VARCHAR", "BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR", "TIMESTAMP", "TIMESTAMP", "DATE")
+
+
+def odd_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "create table odd (a varchar, b boolean, c bigint, d double, e varchar, f timestamp,"
+        " g timestamp, h date)"
+    )
+
+
+@pytest.mark.parametrize("count", [1, JSON_ROWS - 1, JSON_ROWS, 300])
+def test_held_rows_are_written_as_literal_inserts_would_write_them(count: int) -> None:
+    rows = [
+        [f"row {i}" if j == 0 else v for j, v in enumerate(ODD_VALUES)]
+        if i % 3
+        else [None] * len(ODD_VALUES)
+        for i in range(count)
+    ]
+    columns = ("a", "b", "c", "d", "e", "f", "g", "h")
+    written = []
+    for held in (False, True):
+        con = duckdb.connect()
+        odd_table(con)
+        recorder = Recorder(con)
+        run = BufferedWrites(recorder)
+        if held:
+            half = count // 2
+            run.insert_rows("odd", columns, ODD_TYPES, rows[:half])
+            run.insert_rows("odd", columns, ODD_TYPES, rows[half:])
+            run.flush()
+            # One INSERT for the table; JSON from JSON_ROWS rows on.
+            assert len(recorder.statements) == 1
+            assert ("from_json" in recorder.statements[0]) == (count >= JSON_ROWS)
+        else:
+            for row in rows:
+                con.execute(f"insert into odd values ({', '.join(sql_literal(v) for v in row)})")
+        written.append(con.execute("select * from odd order by rowid").fetchall())
+    assert written[0] == written[1]
+    assert len(written[1]) == count
+
+
+def test_held_rows_keep_their_place_around_deletes(con: duckdb.DuckDBPyConnection) -> None:
+    run = BufferedWrites(Recorder(con))
+    run.insert_rows("t", ("id", "v"), ("INTEGER", "VARCHAR"), [[i, f"x{i}"] for i in range(3, 13)])
+    run("delete from t where id < 5")
+    run.insert_rows("t", ("id", "v"), ("INTEGER", "VARCHAR"), [[1, "again"]])
+    run.flush()
+    assert table(con) == [(1, "again"), *((i, f"x{i}") for i in range(5, 13))]
+
+
+def test_json_value_refuses_what_sql_literal_refuses() -> None:
+    with pytest.raises(ValueError, match="nan"):
+        json_value(float("nan"))
+    with pytest.raises(ValueError, match="list"):
+        json_value([1])

@@ -433,6 +433,12 @@ class StateStore:
         return StateStore(self.executor, self.schema, database=self.database, version=version)
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        held = getattr(self.executor, "insert_rows", None)
+        types = _column_types(_DDL[table])
+        if held is not None and all(c in types for c in columns):
+            # Held back and written with the table's other rows (as JSON when many).
+            held(self.table(table), columns, [types[c] for c in columns], rows)
+            return
         names = ", ".join(columns)
         for i in range(0, len(rows), _CHUNK):
             values = ",\n".join(
@@ -1092,6 +1098,13 @@ def _load_row(row: Mapping[str, Any]) -> LoadRow:
 def _column_names(ddl: str) -> list[str]:
     """The column names of one of :data:`_DDL`'s column lists."""
     return [line.split()[0] for line in ddl.strip().split(",\n")]
+
+
+def _column_types(ddl: str) -> dict[str, str]:
+    """The DuckDB type of each column of one of :data:`_DDL`'s column lists."""
+    return {
+        parts[0]: parts[1].upper() for parts in (line.split() for line in ddl.strip().split(",\n"))
+    }
 
 
 def _attr(column: str) -> str:
