@@ -197,21 +197,34 @@ def test_zone_map_overlap() -> None:
     assert ordered(10).increasing() and not ZoneMap("k", [(5, 6), (1, 2), (3, 4)]).increasing()
 
 
-def test_unordered_table_gets_a_sort_order_with_the_zone_map_reasoning() -> None:
+def test_unordered_table_gets_sorted_by_with_the_zone_map_reasoning() -> None:
     config = {"event_time": "event_ts", "unique_key": "id", "incremental_strategy": "merge"}
     found = recommend_sort_order(MODEL, config, {"event_ts": shuffled(40)})
-    assert [(r.key, r.current, r.scope) for r in found] == [
-        ("sort order", "row groups unordered on event_ts", "table")
-    ]
-    assert found[0].recommended.startswith(
-        "ordered by event_ts: `dbt run --full-refresh -s events` rewrites the table"
+    assert [(r.key, r.current, r.scope) for r in found] == [("sorted_by", "none", "table")]
+    assert found[0].recommended == (
+        "event_ts, then `dbt run --full-refresh -s events` once: it rewrites the table in"
+        " event_ts order (sorted_by keeps new batches in it)"
     )
     assert found[0].evidence == (
-        "each of its 40 row groups' [min, max] of event_ts meets 40 row groups' on average"
-        " (in event_ts order: ~1), so a batch's filter on event_ts skips almost none; its"
-        " loads also filter on id"
+        "row groups unordered on event_ts: each of its 40 row groups' [min, max] of event_ts"
+        " meets 40 row groups' on average (in event_ts order: ~1), so a batch's filter on"
+        " event_ts skips almost none; its loads also filter on id"
     )
     assert "~40x fewer row groups" in found[0].expected_gain
+
+
+def test_sorted_by_already_set_but_table_unordered_needs_only_the_rewrite() -> None:
+    config = {"event_time": "event_ts", "sorted_by": ["event_ts desc"]}
+    found = recommend_sort_order(MODEL, config, {"event_ts": shuffled(40)})
+    assert [(r.current, r.recommended.split(",")[0]) for r in found] == [
+        ("event_ts desc", "event_ts desc")
+    ]
+    # Another column first: the window's column is recommended instead.
+    config = {"event_time": "event_ts", "sorted_by": "customer_id"}
+    found = recommend_sort_order(MODEL, config, {"event_ts": shuffled(40)})
+    assert [(r.current, r.recommended.split(",")[0]) for r in found] == [
+        ("customer_id", "event_ts")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -256,7 +269,7 @@ def test_zone_maps_and_resources_read_from_real_duckdb(tmp_path) -> None:
     config = {"event_time": "event_ts"}
     assert recommend_sort_order(MODEL, config, maps) == []
     assert [r.key for r in recommend_sort_order(MODEL, config, {"event_ts": shuffled})] == [
-        "sort order"
+        "sorted_by"
     ]
     assert zone_maps(run, '"z"."main"."missing"', ["event_ts"]) == {}
 
