@@ -100,3 +100,125 @@ class TestGroupedEqualsOnePerBatch:
             assert one["rows"] and one["loads"], strategy
             for grouping in ("three", "auto"):
                 assert what_it_left(project, f"{strategy}_{grouping}") == one, (strategy, grouping)
+
+
+# Keyed models whose groups of windows may load as one INSERT when every key is new:
+# partitions that are not the windows' own (born_ts), value partitions, none, and a key
+# that repeats across windows (so the group loads batch by batch). Without lookback an
+# incremental run's windows are all new (lookback re-reads keys the target holds).
+BORN = (
+    "select id, event_ts, event_ts - interval 30 hour as born_ts, v"
+    " from {{ source('raw', 'events') }}"
+)
+KEYED = {
+    "parts": (
+        "incremental_strategy='merge', unique_key='id', lookback=2,"
+        " partition_by={'field': 'born_ts', 'granularity': 'day'}",
+        BORN,
+    ),
+    "di": (
+        "incremental_strategy='delete+insert', unique_key='id', lookback=0",
+        "select id, event_ts, v from {{ source('raw', 'events') }}",
+    ),
+    "valued": (
+        "unique_key='id', partition_by={'field': 'grp'}, lookback=0",
+        "select id, event_ts, id % 3 as grp, v from {{ source('raw', 'events') }}",
+    ),
+    "repeat": (
+        "incremental_strategy='merge', unique_key='k'",
+        "select id % 20 as k, event_ts, v from {{ source('raw', 'events') }}",
+    ),
+}
+KEYED_WINDOWS = "event_time='event_ts', batch_size='day', begin='2025-01-01'"
+
+
+def timed_loads(project, name: str) -> int:
+    """The model's load rows with DML seconds of their own: one per batch loaded alone,
+    one per group loaded at once."""
+    return rows(
+        project,
+        "select count(dml_seconds) from sqlflow_meta.loads"
+        f" where model = 'model.test.{name}' and window_start is not null",
+    )[0][0]
+
+
+class TestKeyedGroupLoadedAtOnce:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        files = {"sources.yml": raw_sources_yml("events")}
+        for name, (config, body) in KEYED.items():
+            for grouping in ("one", "auto"):
+                every = GROUPINGS[grouping]
+                files[f"{name}_{grouping}.sql"] = events_model(
+                    f"{config}, {KEYED_WINDOWS}, {every}", body
+                )
+        return files
+
+    def test_new_keys_load_at_once_and_leave_what_batches_leave(
+        self, project, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        create_events(project)
+        project.run_sql(
+            "insert into {schema}.events select i, timestamp '2025-01-01' + i * interval 5 hour,"
+            " 'v' || i from range(1, 60) as t(i)"
+        )
+
+        def same_as_one_per_batch() -> None:
+            for name in KEYED:
+                one = what_it_left(project, f"{name}_one")
+                assert one["rows"] and one["loads"], name
+                assert what_it_left(project, f"{name}_auto") == one, name
+
+        # Build: 13 day windows with unique keys, one statement; the repeating key
+        # (id % 20 in another window) loads batch by batch, updating.
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-01-14T00:00:00")
+        run_dbt(["run"])
+        same_as_one_per_batch()
+        assert {n: timed_loads(project, f"{n}_auto") for n in KEYED} == {
+            "parts": 1,
+            "di": 1,
+            "valued": 1,
+            "repeat": 13,
+        }
+        assert len(rows(project, "select * from {schema}.repeat_auto")) == 20
+        # New keys in two new days: at once again (the target's keys checked, none held),
+        # but the merge re-reads its two days of lookback, whose keys it holds.
+        project.run_sql(
+            "insert into {schema}.events values (101, '2025-01-14 01:00', 'new'),"
+            " (102, '2025-01-15 02:00', 'new2')"
+        )
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-01-16T00:00:00")
+        run_dbt(["run"])
+        same_as_one_per_batch()
+        assert timed_loads(project, "di_auto") == 2 and timed_loads(project, "valued_auto") == 2
+        assert timed_loads(project, "parts_auto") == 1 + 4
+        # A key the target holds comes back in a new day: batch by batch (an update).
+        project.run_sql(
+            "insert into {schema}.events values (3, '2025-01-16 03:00', 'again'),"
+            " (103, '2025-01-17 04:00', 'new3')"
+        )
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-01-18T00:00:00")
+        run_dbt(["run"])
+        same_as_one_per_batch()
+        assert timed_loads(project, "di_auto") == 2 + 2
+        assert rows(project, "select v from {schema}.di_auto where id = 3") == [("again",)]
+
+    def test_a_null_or_repeated_key_in_a_group_is_refused_as_batch_by_batch(
+        self, project, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        create_events(project)
+        project.run_sql(
+            "insert into {schema}.events values (1, '2025-01-01 01:00', 'a'),"
+            " (2, '2025-01-02 01:00', 'b'), (null, '2025-01-03 01:00', 'c'),"
+            " (4, '2025-01-04 01:00', 'd'), (4, '2025-01-04 02:00', 'e')"
+        )
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-01-05T00:00:00")
+        results = run_dbt(["run", "-s", "di_auto", "--full-refresh"], expect_pass=False)
+        message = results[0].message
+        assert "null in the key column(s) id" in message and "'model.test.di_auto'" in message
+        # The group rolled back: nothing written, nothing recorded.
+        assert rows(project, "select count(*) from {schema}.di_auto") == [(0,)]
+        project.run_sql("delete from {schema}.events where id is null")
+        results = run_dbt(["run", "-s", "di_auto", "--full-refresh"], expect_pass=False)
+        assert "duplicate" in results[0].message and "4" in results[0].message, results[0].message
+        assert rows(project, "select count(*) from {schema}.di_auto") == [(0,)]

@@ -48,6 +48,8 @@ AT_ONCE = (
     " begin='2025-01-01', incremental_strategy='append') }}\n"
     "select id, event_ts, v from {{ source('raw', 'events') }}\n"
 )
+# The same with no rows on day 2: one group of two batches and an empty window.
+GAPPY = AT_ONCE + "where event_ts::date <> date '2025-01-02'\n"
 # No event_time: the first run builds the table in one statement (the build path).
 BUILT = (
     "{{ config(materialized='sqlflow_incremental', unique_key='id',"
@@ -121,6 +123,7 @@ class TestObservability:
             "failed.sql": FAILED,
             "built.sql": BUILT,
             "at_once.sql": AT_ONCE,
+            "gappy.sql": GAPPY,
         }
 
     @pytest.fixture(scope="class")
@@ -281,6 +284,16 @@ class TestObservability:
             " where model = 'model.test.at_once' and rows_inserted > 0 order by window_start",
         )
         assert stored == [(True, True), (None, None), (None, None)]
+
+    def test_a_groups_empty_windows_are_logged_once(self, scenario: Scenario) -> None:
+        found = scenario.after(multi_batch_run)
+        mine = [e for e in found["events"] if e["unique_id"] == "model.test.gappy"]
+        kinds = [e["event"] for e in mine]
+        assert kinds.count("batch_end") == 2
+        empty = [e for e in mine if e["event"] == "empty_windows"]
+        assert [(e["empty_windows"], e["window_start"]) for e in empty] == [
+            (1, "2025-01-03T00:00:00")
+        ]
 
     @pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
     def test_the_readme_jq_line_joins_events_metrics_and_loads(

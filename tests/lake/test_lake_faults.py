@@ -169,6 +169,19 @@ def terminate_claim(dsn: str) -> int:
         )
 
 
+def wait_for_waiters(dsn: str, timeout: float = 30) -> None:
+    """Wait until a session waits for one of sqlflow's advisory locks."""
+    deadline = time.monotonic() + timeout
+    with connect(dsn, autocommit=True) as pg:
+        while not pg.execute(
+            "select count(*) from pg_locks where locktype = 'advisory' and classid = %s"
+            " and not granted",
+            (CLASS_ID,),
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "no session waits for the lock"
+            time.sleep(0.02)
+
+
 class TestTheClaimIsLost:
     """The run's advisory lock dies with its catalog session; before its next COMMIT the
     run takes it again (nobody loaded the model meanwhile) or stops (somebody holds it)."""
@@ -196,11 +209,18 @@ class TestTheClaimIsLost:
             relation = str(
                 project.adapter.Relation.create(project.database, project.test_schema, "merged")
             )
+            # Another process waits for the model's lock: PostgreSQL grants it the lock as
+            # the run's session ends (pg_terminate_backend returns before it has), ahead of
+            # the run's own attempt to take it again.
+            waiting = threading.Thread(
+                target=other.execute,
+                args=("select pg_advisory_lock(%s, hashtext(%s))", (CLASS_ID, relation)),
+            )
+            waiting.start()
+            wait_for_waiters(lake["dsn"])
             assert terminate_claim(lake["dsn"]) == 1
-            # Another process claims the model as soon as the lock is free.
-            assert other.execute(
-                "select pg_try_advisory_lock(%s, hashtext(%s))", (CLASS_ID, relation)
-            ).fetchone()[0]
+            waiting.join(timeout=60)
+            assert not waiting.is_alive()
             output = load.communicate(timeout=600)[0]
         assert load.returncode == 1, output
         assert "was lost (the lake's catalog connection dropped: a restart?) and another" in (

@@ -28,6 +28,7 @@ from dbt.adapters.sqlflow.plan import (
     explicit_range,
     jinja_plan,
     loaded_part,
+    new_keys_strategy,
     parse_model_config,
     parse_now,
     pinned_now,
@@ -909,6 +910,34 @@ def test_direct_strategy(
     assert direct_strategy(config(**raw), partitions_on_event_time, batch_checks) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (MERGE, "merge"),
+        ({**MERGE, "incremental_strategy": "delete+insert"}, "delete+insert"),
+        # auto with a key: a batch whose keys are all new is a plain insert (append).
+        (AUTO_KEYED, "append"),
+        # Deduplicated per window, not over a group's range.
+        ({**MERGE, "dedupe_by": "v"}, None),
+        # No windows, no key, or a strategy that does not insert by key.
+        ({"incremental_strategy": "merge", "unique_key": "id"}, None),
+        (APPEND, None),
+        ({**OVERWRITE, "event_time": "event_ts", "unique_key": "id"}, None),
+        (
+            {
+                **MERGE,
+                "incremental_strategy": "snapshot",
+                "snapshot": {"strategy": "timestamp", "updated_at": "event_ts"},
+            },
+            None,
+        ),
+        ({**MERGE, "incremental_strategy": "cdc", "cdc": {"sequence_by": "event_ts"}}, None),
+    ],
+)
+def test_new_keys_strategy(raw: dict[str, Any], expected: str | None) -> None:
+    assert new_keys_strategy(config(**raw)) == expected
+
+
 MERGE_VARIANTS = (Variant("merge"), Variant("merge", True), Variant("append", True))
 
 
@@ -998,6 +1027,8 @@ def test_jinja_plan_of_a_merge() -> None:
             },
         ],
         "direct": None,
+        "new_keys": None,
+        "new_keys_order_by": None,
     }
 
 

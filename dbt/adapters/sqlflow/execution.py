@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +47,7 @@ from dbt.adapters.sqlflow.plan import (
     empty_indexes,
     explicit_range,
     loaded_part,
+    new_keys_strategy,
     plan_model_windows,
     static_strategy,
 )
@@ -188,6 +189,7 @@ def start_run(
             idle,
             loaded_at_start=state.loaded if explicit is None else (),
             direct=_direct(config, services),
+            new_keys=new_keys_strategy(config),
             empty_flag=empty_flag,
         )
         ledger = _cdc_ledger(config, services, relation, compiled_code, incremental)
@@ -532,7 +534,11 @@ def _committed(run: ModelRun, on_commit: CommitHook) -> None:
     ``on_commit`` (quietly but for the run's first)."""
     first = run.loaded_batches == 0
     group = run.commit_group()
+    # The empty windows the commit recorded are logged once, with its last batch.
+    empty, run.empty_last_commit = run.empty_last_commit, 0
     for done in group:
+        if done is group[-1]:
+            run.empty_last_commit = empty
         on_commit(run, done, not (first and done is group[0]))
     if len(group) > 1:
         logger.debug(
@@ -603,9 +609,10 @@ def _group_body(run: ModelRun, session: Session, first: bool, to_end: bool = Fal
     """
     loop: _Loop = run.loop
     batches = run.plan.batches
+    if not first and loop.group_start == 0:
+        session.replay(loop.prefix)  # what dbt ran before the first batch, rolled back
     end = _one_statement_end(run, loop.group_start)
-    if end is not None:
-        _load_group_at_once(run, session, loop.group_start, end, first)
+    if end is not None and _load_at_once(run, session, loop.group_start, end, first):
         if end < len(batches) - 1:
             with run.phase("commit"):
                 commit_group(run, session)
@@ -692,18 +699,23 @@ def _one_statement_end(run: ModelRun, start: int) -> int | None:
     what the group's batches leave one by one when they write straight from the model's
     query (append, insert_overwrite: plan.direct), the model does not read its window
     (its rows for the range are the union of its rows per window) and no quality check
-    judges a batch. The group is sized from the planning census's source rows.
+    judges a batch. So does one INSERT of a keyed model's group whose keys are all new
+    (plan.new_keys; checked on the group's rows before it writes). The group is sized
+    from the planning census's source rows.
     """
     loop: _Loop = run.loop
     census: Census | None = run.census
     every = run.config.commit_every
     direct = "direct" in loop.templates.variants
+    new_keys = "new_keys" in loop.templates.variants
     pm = run.services.partitions
     # No source census: the model reads its window (or its strategy judges no window
     # empty), so its rows for a range may differ from the union of its windows' rows.
-    if not direct or census is None or census.source is None or run.services.checks:
+    if not (direct or new_keys) or census is None or census.source is None:
         return None
-    if pm is not None and not pm.spec.is_time:
+    if run.services.checks:
+        return None
+    if direct and pm is not None and not pm.spec.is_time:
         return None
     if every.seconds is not None and not every.auto:
         return None  # a time target is measured batch by batch
@@ -720,7 +732,19 @@ def _one_statement_end(run: ModelRun, start: int) -> int | None:
         if rows > cap and index > start:
             break
         end = index
+    if not direct and any(run.plan.overlaps_loaded(w) for w in windows[start : end + 1]):
+        return None  # a window read again (lookback): its keys are the target's already
     return end if end > start else None
+
+
+def _load_at_once(run: ModelRun, session: Session, start: int, end: int, first: bool) -> bool:
+    """Load the batches ``start`` to ``end`` (one group) in one statement: written straight
+    from the model's query, or (a keyed model) one INSERT when their keys are all new.
+    False (nothing written) when the keys are not: the group loads batch by batch."""
+    if "direct" in run.loop.templates.variants:
+        _load_group_at_once(run, session, start, end, first)
+        return True
+    return _load_new_keys_at_once(run, session, start, end, first)
 
 
 def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, first: bool) -> None:
@@ -732,8 +756,6 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
     hull = Interval(windows[0].start, windows[-1].end)
     # One clock and span for the group: its phases count in its first batch.
     with batch_scope(run, start, hull):
-        if start == 0 and not first:
-            session.replay(loop.prefix)
         if first and loop.side is not None:
             for index in range(start, end + 1):
                 inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
@@ -798,6 +820,174 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
             _flush(run.services)
 
 
+@dataclass(frozen=True)
+class _NewKeys:
+    """What a keyed group's check learned of its rows, per window start: rows and newest
+    event time, and (partitions not the windows' own) the partition keys written."""
+
+    figures: UnitFigures
+    partitions: dict[datetime, list[str]]
+
+
+def _load_new_keys_at_once(
+    run: ModelRun, session: Session, start: int, end: int, first: bool
+) -> bool:
+    """The batches ``start`` to ``end`` of a keyed model (merge, delete+insert, auto) as
+    one INSERT of their range, when their keys are all new; else False, nothing written.
+
+    Batch by batch, batches whose keys are not null, not in two batches (nor twice in
+    one) and not in the target are plain inserts: what one INSERT of the range writes.
+    The check (:func:`_new_keys`) reads the group's rows and the target's keys, wider
+    than a batch's merge would (the whole partition range of the group, without
+    incremental_predicates), so a key it does not find no batch would match. Each batch
+    then gets its own figures, partitions and state, as batch by batch.
+    """
+    loop: _Loop = run.loop
+    windows = [w for w in run.plan.batches[start : end + 1] if w is not None]
+    hull = Interval(windows[0].start, windows[-1].end)
+    literals = window_literals(hull, run.services.event_time_type)
+    model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
+    checking = time.perf_counter()
+    found = _new_keys(run, model_sql, literals, windows)
+    checked = time.perf_counter() - checking
+    if found is None:
+        logger.debug(
+            f"{run.config.model} batches {start + 1} to {end + 1}: some keys are not new;"
+            f" loaded batch by batch {run.log_context()}"
+        )
+        return False
+    pm = run.services.partitions
+    # One clock and span for the group: its phases count in its first batch.
+    with batch_scope(run, start, hull) as clock:
+        clock.seconds["plan"] = clock.seconds.get("plan", 0.0) + checked
+        if first and loop.side is not None:
+            for index in range(start, end + 1):
+                inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+        logged = _Logged(session, run) if start == 0 and first else session
+        with run.phase("dml"):
+            run_steps(
+                logged, loop.templates.variants["new_keys"], literals, None, model_sql=model_sql
+            )
+        logger.debug(
+            f"{run.config.model} batches {start + 1} to {end + 1} loaded at once (all keys new)"
+            f" [{hull.start}, {hull.end}) {run.log_context()}"
+        )
+        touched: dict[str, str] = {}
+        for offset, window in enumerate(windows):
+            batch = run.start_batch(run.plan.new_keys or "append", window)
+            if offset:
+                batch.phases = {}  # the group's one statement counts in its first batch
+            rows, newest = found.figures.get(window.start, (0, None))
+            batch.rows_inserted = batch.batch_rows = rows
+            batch.batch_max = newest
+            with run.phase("state"):
+                keys = found.partitions.get(window.start, [])
+                if pm is not None and window.start not in found.partitions:
+                    # Partitions on event_time: the window's own, as batch by batch.
+                    keys = touched_partitions(run, run.relation, run.relation)
+                touched.update(dict.fromkeys(keys, batch.load_id))
+                batch.partitions_touched, batch.keys = len(keys), keys
+                _advance_watermark(run, batch, run.relation)
+                _record_load(run, batch, run.relation, _is_last(run))
+            run.close_batch()
+        with run.phase("state"):
+            if touched and pm is not None:
+                # The group's partitions in one GROUP BY, each with its batch's load.
+                pm.refresh_statistics(run.relation, list(touched), load_id=touched)
+            _flush(run.services)
+    return True
+
+
+def _new_keys(
+    run: ModelRun, model_sql: str, literals: tuple[str, str], windows: list[Interval]
+) -> _NewKeys | None:
+    """The group's figures when its keys are all new (not null, each in one row of the
+    group, none in the target's rows of the group's partition range), else None.
+
+    One GROUP BY of the group's rows by unit (and partition), the duplicate-key count
+    (a bitmap for one integer key), and only when the target holds rows in the range, a
+    semi join of the group's keys with them.
+    """
+    config, services = run.config, run.services
+    execute = services.run
+    pm = services.partitions
+    column = quote_identifier(config.event_time or "")
+    keys = [quote_identifier(k) for k in config.unique_key]
+    rows_sql = (
+        f"(select * from ({model_sql}\n) as sqlflow_model"
+        f" where {column} >= {literals[0]} and {column} < {literals[1]})"
+    )
+    unit = config.batch_size or "day"
+    # Partitions on event_time are the windows' own (recorded as batch by batch does);
+    # others are read off the rows.
+    own = pm is None or (pm.spec.is_time and pm.spec.field == config.event_time)
+    bucket = "null" if own or pm is None else pm.bucket_expr()
+    nulls = _null_filter(config)
+    per_unit = execute(
+        f"select date_trunc('{unit}', {utc_expr(column, services.event_time_type)}), {bucket},"
+        f" count(*), max({column}), count(case when {nulls} then 1 end)"
+        f" from {rows_sql} as sqlflow_batch group by all"
+    )
+    if any(int(r[4]) for r in per_unit):
+        return None  # null keys: the batch holding them refuses them
+    rows = sum(int(r[2]) for r in per_unit)
+    relation = f"{rows_sql} as sqlflow_batch"
+    if rows and count_duplicate_keys(execute, relation, keys, nulls, rows):
+        return None
+    units = _unit_windows({as_naive(r[0]) or windows[0].start for r in per_unit}, windows)
+    figures: UnitFigures = {}
+    partitions: dict[datetime, set[str]] = {}
+    for unit_start, part, count, newest, _ in per_unit:
+        start = units.get(as_naive(unit_start) or windows[0].start)
+        if start is None:
+            continue
+        total, latest = figures.get(start, (0, None))
+        figures[start] = (
+            total + int(count),
+            max(filter(None, (latest, as_naive(newest))), default=None),
+        )
+        if not own and pm is not None:
+            held = partitions.setdefault(start, set())
+            if pm.spec.is_time and part is not None:
+                held.add(partition_key(part, pm.spec.granularity or "day"))
+            elif not pm.spec.is_time:
+                held.add(str(part))
+    if rows and _any_key_held(run, rows_sql, windows, partitions, own):
+        return None
+    return _NewKeys(figures, {start: sorted(held) for start, held in partitions.items()})
+
+
+def _any_key_held(
+    run: ModelRun,
+    rows_sql: str,
+    windows: list[Interval],
+    partitions: dict[datetime, set[str]],
+    own: bool,
+) -> bool:
+    """Whether the target holds a key of the group's rows, in the partition range of the
+    group (the whole table without time partitions)."""
+    config, pm = run.config, run.services.partitions
+    where = "true"
+    if pm is not None and pm.spec.is_time:
+        if own:
+            where = pm.predicate(Interval(windows[0].start, windows[-1].end), "DBT_INTERNAL_DEST")
+        else:
+            every = sorted(set().union(*partitions.values())) if partitions else []
+            if every:
+                ranges = covering_range(every, pm.spec.granularity or "day")
+                where = pm.predicate(Interval(ranges[0].start, ranges[-1].end), "DBT_INTERNAL_DEST")
+    execute = run.services.run
+    target = f"{run.relation} as DBT_INTERNAL_DEST"
+    if not int(execute(f"select count(*) from {target} where {where}")[0][0]):
+        return False
+    on = key_join(config.unique_key, "DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
+    found = execute(
+        f"select exists (select 1 from {rows_sql} as DBT_INTERNAL_SOURCE where exists"
+        f" (select 1 from {target} where {on} and {where}))"
+    )
+    return bool(found[0][0])
+
+
 def _per_window(run: ModelRun, session: Session, windows: list[Interval]) -> UnitFigures:
     """Rows and newest event time of the target in each window (by its start), in one
     GROUP BY of the windows' range by batch unit."""
@@ -816,23 +1006,31 @@ def _per_window(run: ModelRun, session: Session, windows: list[Interval]) -> Uni
     return _by_window(found, windows)
 
 
-def _by_window(per_unit: UnitFigures, windows: list[Interval]) -> UnitFigures:
-    """Figures per unit start summed per window start (rows added, the newest kept).
+def _unit_windows(units: Collection[datetime], windows: list[Interval]) -> dict[datetime, datetime]:
+    """The window start of each unit start that lies in one of the windows.
 
     Windows are whole units but for the first one's start and the last one's end (the
     previous run's and this run's "now"), so each unit lies in one window; of the units
     before the first window's start only the one holding it belongs to it.
     """
     starts = [w.start for w in windows]
-    first_unit = max((u for u in per_unit if u <= starts[0]), default=None)
-    found: UnitFigures = {}
-    for unit_start, (rows, newest) in per_unit.items():
+    first_unit = max((u for u in units if u <= starts[0]), default=None)
+    found: dict[datetime, datetime] = {}
+    for unit_start in units:
         if unit_start >= windows[-1].end:
             continue
         index = bisect_right(starts, unit_start) - 1
         if index < 0 and unit_start != first_unit:
             continue
-        start = starts[max(index, 0)]
+        found[unit_start] = starts[max(index, 0)]
+    return found
+
+
+def _by_window(per_unit: UnitFigures, windows: list[Interval]) -> UnitFigures:
+    """Figures per unit start summed per window start (rows added, the newest kept)."""
+    found: UnitFigures = {}
+    for unit_start, start in _unit_windows(list(per_unit), windows).items():
+        rows, newest = per_unit[unit_start]
         total, latest = found.get(start, (0, None))
         found[start] = (total + rows, max(filter(None, (latest, newest)), default=None))
     return found
@@ -875,8 +1073,6 @@ def _batch_body(
 ) -> None:
     loop: _Loop = run.loop
     with batch_scope(run, index, window):
-        if not first and index == 0:
-            session.replay(loop.prefix)
         if first and loop.side is not None:
             inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
         # The first batch's statements go to dbt's debug log (the others are the same

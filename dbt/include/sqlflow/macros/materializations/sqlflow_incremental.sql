@@ -186,8 +186,9 @@
   substitutes them). First the staged batch's shape (no rows) is created, so schema
   changes are processed once, before the first batch, in its transaction. One set of
   steps per strategy variant the batches may choose (plan.variants), and 'direct' when
-  batches skip staging (plan.direct).
-  Returns: {'stage': SQL, 'variants': {'<strategy>:<plain_insert>' or 'direct': [{sql, count}]}}.
+  batches skip staging (plan.direct), 'new_keys' for a group of batches whose keys are
+  all new, loaded as one insert (plan.new_keys).
+  Returns: {'stage': SQL, 'variants': {'<strategy>:<plain_insert>', 'direct' or 'new_keys': [{sql, count}]}}.
 #}
 {% macro sqlflow_batch_templates(plan, target_relation, stage) %}
   {%- set tokens = adapter.sqlflow_template_tokens() -%}
@@ -218,6 +219,19 @@
                     'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
                     'plan': plan, 'batch': window, 'facts': facts} -%}
     {%- do variants.update({'direct': sqlflow_strategy_sql(plan.direct, args)}) -%}
+  {%- endif -%}
+  {%- if plan.new_keys -%}
+    {#- a group of batches whose keys are all new (checked by the batch loop): one plain
+        insert of the group's range, in sorted_by's order if any -#}
+    {%- set group_plan = plan.copy() -%}
+    {%- do group_plan.update({'order_by': plan.new_keys_order_by}) -%}
+    {%- set source = '(' ~ get_sqlflow_batch_select_sql(tokens.model_sql, group_plan, window) ~ ') as sqlflow_batch' -%}
+    {%- set facts = {'strategy': 'append', 'plain_insert': true, 'rows': 1, 'merge_form': none,
+                     'target_predicate': none, 'overwrite_predicate': none} -%}
+    {%- set args = {'target_relation': target_relation, 'temp_relation': source, 'unique_key': plan.unique_key,
+                    'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
+                    'plan': group_plan, 'batch': window, 'facts': facts} -%}
+    {%- do variants.update({'new_keys': sqlflow_strategy_sql(plan.new_keys, args)}) -%}
   {%- endif -%}
   {{ return({'stage': get_sqlflow_stage_sql(stage, tokens.model_sql, plan, window, true), 'variants': variants}) }}
 {% endmacro %}
