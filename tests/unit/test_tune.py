@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from dbt.adapters.sqlflow.state import LoadRow
 from dbt.adapters.sqlflow.tune import (
     Batch,
     ConfigEditError,
@@ -55,6 +56,10 @@ def test_commit_every_1_with_tiny_batches_gets_auto() -> None:
     found = recommend(MODEL, {"batch_size": "year", "commit_every": 1}, history(12, 10, 0.02))
     assert [(r.key, r.current, r.recommended) for r in found] == [("commit_every", "1", "auto")]
     assert found[0].evidence.endswith("over the last 12 batches: one commit for each")
+    # Grouped commits first: they may load the batches a group at a time, which makes a
+    # larger batch_size moot (tune is run again after a few loads).
+    found = recommend(MODEL, {"batch_size": "hour", "commit_every": 1}, history(48, 300, 0.05))
+    assert [r.key for r in found] == ["commit_every"]
 
 
 def test_huge_batches_get_a_finer_unit() -> None:
@@ -77,26 +82,46 @@ def test_nothing_to_recommend(config: dict, batches: list[Batch]) -> None:
 
 
 def test_batches_leave_out_empty_windows_and_loads_without_windows() -> None:
-    from dbt.adapters.sqlflow.state import LoadRow
-
-    def load(start: datetime | None, rows: int) -> LoadRow:
-        return LoadRow(
-            load_id="x",
-            invocation_id="i",
-            model=MODEL,
-            relation="r",
-            strategy="append",
-            window_start=start,
-            window_end=start,
-            started_at=T0,
-            finished_at=T0 + timedelta(seconds=2),
-            status="success",
-            rows_inserted=rows,
-        )
-
-    found = batches_from_loads([load(T0, 5), load(T0, 0), load(None, 9)])
+    found = batches_from_loads([load(T0, 5), load(T0, 0, 1), load(None, 9, 2)])
     assert found == [Batch(T0, T0 + timedelta(seconds=2), 5)]
     assert found[0].seconds == 2.0
+
+
+def load(start: datetime | None, rows: int, nth: int = 0, seconds: float = 2.0) -> LoadRow:
+    """A load row of a batch that started ``nth`` minutes after T0 and ran ``seconds``."""
+    began = T0 + timedelta(minutes=nth)
+    return LoadRow(
+        load_id="x",
+        invocation_id="i",
+        model=MODEL,
+        relation="r",
+        strategy="append",
+        window_start=start,
+        window_end=start,
+        started_at=began,
+        finished_at=began + timedelta(seconds=seconds),
+        status="success",
+        rows_inserted=rows,
+    )
+
+
+def test_a_group_loaded_at_once_shares_its_time_among_its_batches() -> None:
+    # 365 day batches of 27,000 rows loaded by one statement in 1.1 s (their loads share
+    # the group's start; each finished as its state was written).
+    days = [load(T0 + timedelta(days=d), 27_000, 0, 1.0 + d / 3650) for d in range(365)]
+    found = batches_from_loads(days)
+    assert {b.loaded_with for b in found} == {365}
+    assert found[0].seconds == pytest.approx((1.0 + 364 / 3650) / 365)
+    # Tiny, but loaded by one statement: a larger batch_size would save nothing.
+    assert recommend(MODEL, {"batch_size": "day"}, found) == []
+    # The same rows loaded batch by batch in a few milliseconds each: a month a batch.
+    quick = batches_from_loads([load(T0, 27_000, d, 0.004) for d in range(365)])
+    advice = recommend(MODEL, {"batch_size": "day"}, quick)
+    assert [(r.key, r.current, r.recommended) for r in advice] == [("batch_size", "day", "month")]
+    # Batch by batch, each its own start: each its own time, not tiny.
+    alone = batches_from_loads([load(T0, 27_000, d, 1.1) for d in range(365)])
+    assert {b.loaded_with for b in alone} == {1} and alone[0].seconds == 1.1
+    assert recommend(MODEL, {"batch_size": "day"}, alone) == []
 
 
 # -- memory: out-of-memory retries and spills ------------------------------------------------

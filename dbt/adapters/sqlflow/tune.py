@@ -39,6 +39,7 @@ import json
 import math
 import re
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +75,9 @@ class Batch:
     peak_memory_bytes: int | None = None
     spilled_bytes: int | None = None
     retry_reasons: str | None = None
+    #: How many batches were loaded by the one statement that loaded this one (a group
+    #: loaded at once: its batches share their start; ``finished_at`` is the group's end).
+    loaded_with: int = 1
 
     @property
     def out_of_memory(self) -> bool:
@@ -82,8 +86,8 @@ class Batch:
 
     @property
     def seconds(self) -> float:
-        """How long the batch took."""
-        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        """How long the batch took (its share of the statement that loaded its group)."""
+        return max(0.0, (self.finished_at - self.started_at).total_seconds()) / self.loaded_with
 
 
 @dataclass(frozen=True)
@@ -147,15 +151,24 @@ class ZoneMap:
 
 def batches_from_loads(loads: Sequence[Any]) -> list[Batch]:
     """The recent batches that wrote rows (empty windows cost no batch), newest last,
-    from ``state.LoadRow`` s."""
+    from ``state.LoadRow`` s. The batches of a group loaded at once (one statement) have
+    start (their group's): each counts its share of the group's time."""
+    together = Counter(load.started_at for load in loads)
+    ends: dict[Any, Any] = {}
+    for load in loads:
+        if load.finished_at is not None and together[load.started_at] > 1:
+            ends[load.started_at] = max(
+                load.finished_at, ends.get(load.started_at, load.finished_at)
+            )
     found = [
         Batch(
             load.started_at,
-            load.finished_at,
+            ends.get(load.started_at, load.finished_at),
             load.rows_inserted + load.rows_updated + load.rows_deleted,
             load.peak_memory_bytes,
             load.spilled_bytes,
             load.retry_reasons,
+            together[load.started_at],
         )
         for load in loads
         if load.window_start is not None
@@ -187,8 +200,12 @@ def recommend(
         f" {len(batches)} batches"
     )
     found = []
-    if rows < TINY_ROWS and seconds < TINY_SECONDS:
-        coarser = _coarser(unit, rows)
+    together = statistics.median(b.loaded_with for b in batches)
+    if rows < TINY_ROWS and seconds < TINY_SECONDS and config.get("commit_every") != 1:
+        # Grouped commits first (below); batches already loaded a group at a time by one
+        # statement cost a state row each: larger ones would save nothing (and a window
+        # over several partitions is sorted).
+        coarser = _coarser(unit, rows) if together <= 1 else None
         if coarser is not None:
             factor = _factor(unit, coarser)
             found.append(
@@ -203,18 +220,19 @@ def recommend(
                     " per-batch overhead of the batches saved",
                 ),
             )
-        if config.get("commit_every") == 1:
-            found.append(
-                Recommendation(
-                    model,
-                    "commit_every",
-                    "1",
-                    "auto",
-                    f"{seen}: one commit for each",
-                    "one commit per ~2 s of work instead of one per batch (and groups of"
-                    " unstaged batches load at once)",
-                )
+    elif rows < TINY_ROWS and seconds < TINY_SECONDS:
+        found.append(
+            Recommendation(
+                model,
+                "commit_every",
+                "1",
+                "auto",
+                f"{seen}: one commit for each",
+                "one commit per ~2 s of work instead of one per batch (and groups of"
+                " batches that need no staging, or whose keys are all new, load as one"
+                " statement); run tune again after a few loads for the batch size",
             )
+        )
     elif seconds > HUGE_SECONDS:
         finer = _finer(unit)
         if finer is not None:
