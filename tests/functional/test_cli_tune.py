@@ -1,8 +1,9 @@
 """`dbt-sqlflow tune`: recommendations from the load history real dbt runs recorded.
 
-Hour batches of a few rows each (tiny: mostly per-batch overhead), with commit_every=1,
-get coarser batches and commit_every='auto', each with its evidence; a model with
-too few batches gets nothing; the JSON has the same figures.
+Hour batches of a few rows each (tiny: mostly per-batch overhead): with commit_every=1
+they get commit_every='auto' (which loads them a group at a time); loaded batch by batch
+in grouped commits (a quality check judges each), coarser batches; each with its
+evidence. A model with too few batches gets nothing; the JSON has the same figures.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ HOURLY = events_model(
     "incremental_strategy='append', event_time='event_ts', batch_size='hour',"
     " begin='2025-01-01', commit_every=1"
 )
+CHECKED = events_model(
+    "incremental_strategy='append', event_time='event_ts', batch_size='hour',"
+    " begin='2025-01-01', quality_checks=[{'not_null': ['id']}]"
+)
 DAILY = events_model("incremental_strategy='append', event_time='event_ts', begin='2025-01-01'")
 
 
@@ -31,7 +36,12 @@ def tune(project, profiles: dict[str, Any], *args: str):
 class TestTuneCommand:
     @pytest.fixture(scope="class")
     def models(self) -> dict[str, str]:
-        return {"sources.yml": raw_sources_yml("events"), "hourly.sql": HOURLY, "daily.sql": DAILY}
+        return {
+            "sources.yml": raw_sources_yml("events"),
+            "hourly.sql": HOURLY,
+            "checked.sql": CHECKED,
+            "daily.sql": DAILY,
+        }
 
     def test_recommendations_with_their_evidence(
         self,
@@ -61,15 +71,14 @@ class TestTuneCommand:
             "expected",
             "gain",
         ]
-        hourly = [line.split("  ") for line in lines[2:4]]
-        assert [[c.strip() for c in row if c.strip()][:4] for row in hourly] == [
-            ["model.test.hourly", "batch_size", "hour", "year"],
+        found = [line.split("  ") for line in lines[2:4]]
+        assert sorted([c.strip() for c in row if c.strip()][:4] for row in found) == [
+            ["model.test.checked", "batch_size", "hour", "year"],
             ["model.test.hourly", "commit_every", "1", "auto"],
         ]
-        assert (
-            "median 3 rows and" in lines[2]
-            and "per hour batch over the last 12 batches" in lines[2]
-        )
+        for line in lines[2:4]:
+            assert "median 3 rows and" in line, line
+            assert "per hour batch over the last 12 batches" in line, line
         assert lines[4] == (
             "model.test.daily: nothing to recommend (only 1 batches recorded (needs 10))"
         )
@@ -78,7 +87,6 @@ class TestTuneCommand:
         assert [a["model"] for a in as_json] == ["model.test.hourly"]
         assert as_json[0]["batches"] == 12
         assert [(r["key"], r["recommended"]) for r in as_json[0]["recommendations"]] == [
-            ("batch_size", "year"),
             ("commit_every", "auto"),
         ]
 
@@ -96,7 +104,7 @@ class TestTuneCommand:
         )
         arms = {line.split()[0]: line for line in lines[3:5]}
         assert "(as configured)" in arms["current"]
-        assert "batch_size=year, commit_every=auto" in arms["recommended"]
+        assert "commit_every=auto" in arms["recommended"]
         assert all(line.split()[-4] == "2" for line in arms.values())  # runs
         assert lines[5].startswith(
             ("no real difference", "recommended settings faster", "current settings faster")

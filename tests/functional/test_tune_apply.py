@@ -3,9 +3,9 @@ written into the model's properties YAML (the rest of the file kept) only when t
 found them faster beyond the runs' spread; the source database stays byte-identical.
 
 ``daily`` loaded 300 one-row days in one run, one transaction each (``commit_every: 1``
-in its YAML): a year batch does the same in one, far beyond the noise. ``quiet`` has the
-same history but its latest run loaded one day: both arms load that one day, so the
-difference is noise and nothing is written.
+in its YAML): ``commit_every: auto`` loads them as one statement, far beyond the noise.
+``quiet`` has the same history but its latest run loaded one day: both arms load that
+one day, so the difference is noise and nothing is written.
 """
 
 from __future__ import annotations
@@ -83,16 +83,14 @@ class TestTuneApply:
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.splitlines()
         assert lines[-2].startswith("recommended settings faster")
-        assert lines[-1] == (
-            f"applied to {properties}: batch_size: year, commit_every: auto (config of daily)"
-        )
+        assert lines[-1] == (f"applied to {properties}: commit_every: auto (config of daily)")
         assert properties.read_text() == PROPERTIES.replace(
             "      commit_every: 1\n  - name: quiet",
-            '      commit_every: "auto"\n      batch_size: "year"\n  - name: quiet',
+            '      commit_every: "auto"\n  - name: quiet',
         )
         assert digest(database) == before
         # dbt reads the new config.
         manifest = run_dbt(["parse"])
         config = manifest.nodes["model.test.daily"].config
-        assert (config.get("batch_size"), config.get("commit_every")) == ("year", "auto")
+        assert (config.get("batch_size"), config.get("commit_every")) == (None, "auto")
         assert manifest.nodes["model.test.quiet"].config.get("commit_every") == 1
