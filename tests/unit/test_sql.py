@@ -16,6 +16,7 @@ from dbt.adapters.sqlflow.sql import (
     WINDOW_END_MARK,
     WINDOW_START_MARK,
     BufferedWrites,
+    fill_template,
     json_value,
     merge_inserts,
     quote_identifier,
@@ -23,6 +24,7 @@ from dbt.adapters.sqlflow.sql import (
     sql_string,
     substitute_window,
     time_literal,
+    window_literals_in,
     window_sql,
 )
 
@@ -423,3 +425,15 @@ def test_json_value_refuses_what_sql_literal_refuses() -> None:
         json_value(float("nan"))
     with pytest.raises(ValueError, match="list"):
         json_value([1])
+
+
+def test_window_bounds_in_a_template_take_the_batch_literals() -> None:
+    start = window_sql(WINDOW_START_MARK, None, UNBOUNDED_START)
+    end = window_sql(WINDOW_END_MARK, None, UNBOUNDED_END)
+    predicate = f"d.born >= {start} - interval 2 day and d.born < {end}"
+    filled = fill_template(f"delete from t as d where {predicate}", ("DATE '2025-01-07'", "x"))
+    assert filled == (
+        f"delete from t as d where d.born >= DATE '2025-01-07'{WINDOW_START_MARK}"
+        f" - interval 2 day and d.born < x{WINDOW_END_MARK}"
+    )
+    assert window_literals_in("no bounds", ("a", "b")) == "no bounds"

@@ -86,6 +86,7 @@ from dbt.adapters.sqlflow.sql import (
     time_literal,
     utc_expr,
     utc_now,
+    window_literals_in,
 )
 from dbt.adapters.sqlflow.state import LoadRow, StateStore
 from dbt.adapters.sqlflow.strategies import (
@@ -1502,7 +1503,7 @@ def inspect_batch(
     target_predicate, overwrite_predicate = _predicates(run, staged, window)
     matched: int | None = None
     if target_exists and needs_matched_keys(config) and rows:
-        matched = _matched_keys(run, staged, target_predicate)
+        matched = _matched_keys(run, staged, target_predicate, window)
     choice = choose_strategy(
         config, BatchFacts(rows=rows, matched_keys=matched, target_exists=target_exists)
     )
@@ -1689,14 +1690,21 @@ def _collapse_equal_rows(
     return rows - int(execute(f"select count(*) from {staged}")[0][0])
 
 
-def _matched_keys(run: ModelRun, staged: str, target_predicate: str | None) -> int:
+def _matched_keys(
+    run: ModelRun, staged: str, target_predicate: str | None, window: Interval | None
+) -> int:
     """How many of the batch's keys the MERGE would match in the target."""
     config = run.config
     on = key_join(config.unique_key, "DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
     if target_predicate:
         on += f" and {target_predicate}"
-    # The MERGE matches only under its incremental_predicates too.
+    # The MERGE matches only under its incremental_predicates too (with the batch's
+    # window bounds where they use sqlflow_window_start()/_end()).
     for predicate in config.incremental_predicates:
+        if window is not None:
+            predicate = window_literals_in(
+                predicate, window_literals(window, run.services.event_time_type)
+            )
         on += f" and ({predicate})"
     return int(
         run.services.run(

@@ -164,6 +164,18 @@ def substitute_window(sql: str, start: datetime, end: datetime) -> str:
     return sql
 
 
+def window_literals_in(sql: str, window: tuple[str, str]) -> str:
+    """``sql`` with the bounds ``sqlflow_window_start()`` / ``sqlflow_window_end()``
+    rendered replaced by one batch's window literals (of the event_time column's type)."""
+    for mark, literal in ((WINDOW_START_MARK, window[0]), (WINDOW_END_MARK, window[1])):
+        if mark in sql:
+            # The replacement as text, not a pattern: a literal's backslashes stay.
+            sql = re.sub(
+                r"TIMESTAMP '[^']*'" + re.escape(mark), (literal + mark).replace("\\", "\\\\"), sql
+            )
+    return sql
+
+
 def reads_window(sql: str) -> bool:
     """Whether compiled model SQL reads its window (``sqlflow_window_start/end()``)."""
     return WINDOW_START_MARK in sql or WINDOW_END_MARK in sql
@@ -179,12 +191,15 @@ def fill_template(
 ) -> str:
     """A batch template with one batch's window literals, model SQL and predicates.
 
-    ``window`` is the batch's ``(start, end)`` as SQL literals. The model's SQL goes in
-    last, so a token-like text in it is never replaced.
+    ``window`` is the batch's ``(start, end)`` as SQL literals; they also replace the
+    bounds ``sqlflow_window_start()`` / ``sqlflow_window_end()`` left in the template
+    (an ``incremental_predicates`` entry relative to the batch's window). The model's SQL
+    goes in last, so a token-like text in it is never replaced.
     """
     if window is not None:
         sql = sql.replace(TEMPLATE_TOKENS["start"], window[0])
         sql = sql.replace(TEMPLATE_TOKENS["end"], window[1])
+        sql = window_literals_in(sql, window)
     if target_predicate is not None:
         sql = sql.replace(TEMPLATE_TOKENS["target_predicate"], target_predicate)
     if overwrite_predicate is not None:

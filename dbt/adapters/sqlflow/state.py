@@ -434,7 +434,7 @@ class StateStore:
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         held = getattr(self.executor, "insert_rows", None)
-        types = _column_types(_DDL[table])
+        types = _TYPES[table]
         if held is not None and all(c in types for c in columns):
             # Held back and written with the table's other rows (as JSON when many).
             held(self.table(table), columns, [types[c] for c in columns], rows)
@@ -1105,6 +1105,10 @@ def _column_types(ddl: str) -> dict[str, str]:
     return {
         parts[0]: parts[1].upper() for parts in (line.split() for line in ddl.strip().split(",\n"))
     }
+
+
+_TYPES = {table: _column_types(ddl) for table, ddl in _DDL.items()}
+"""Each state table's column types (the JSON shape of its held rows)."""
 
 
 def _attr(column: str) -> str:
