@@ -110,3 +110,81 @@ class TestTuneCommand:
             ("no real difference", "recommended settings faster", "current settings faster")
         )
         assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+
+
+# Orders created in time order over 40 days and changed 3 hours later (the last day's a
+# day later again): a merge on their change time (event_ts) looks for each day's keys in
+# the whole table; their created_at lies at most 27 hours before their day: a predicate
+# of 3 days (twice that, in whole days).
+ORDERS = """{{ config(materialized='sqlflow_incremental', incremental_strategy='merge',
+    unique_key='id', event_time='event_ts', batch_size='day', begin='2025-01-01'
+    PREDICATES) }}
+select id, created_at, event_ts, v from {{ source('raw', 'orders') }}
+"""
+ADVISED = (
+    ', incremental_predicates=["DBT_INTERNAL_DEST.created_at >= "'
+    ' ~ sqlflow_window_start() ~ " - interval 3 day"]'
+)
+
+
+class TestPredicateAdvice:
+    @pytest.fixture(scope="class")
+    def models(self) -> dict[str, str]:
+        return {
+            "sources.yml": raw_sources_yml("orders"),
+            "orders_merged.sql": ORDERS.replace("PREDICATES", ""),
+            "orders_advised.sql": ORDERS.replace("PREDICATES", ADVISED),
+        }
+
+    def test_a_merge_on_recent_keys_gets_a_window_relative_predicate(
+        self,
+        project,
+        cli_profiles,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # 1.2M orders (10 row groups), one every 2.88 s from 2025-01-01.
+        project.run_sql(
+            "create table {schema}.orders as select i as id,"
+            " timestamp '2025-01-01' + i * interval 2880 millisecond as created_at,"
+            " timestamp '2025-01-01' + i * interval 2880 millisecond + interval 3 hour"
+            " as event_ts, 'v' as v from range(1200000) as t(i)"
+        )
+        # The model as it is and as tune will advise it (the predicate in its config()).
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-02-07T00:00:00")
+        run_dbt(["run"])
+        # Changes to recent orders: a new version of each order created on 2025-02-06.
+        project.run_sql(
+            "insert into {schema}.orders select id, created_at, event_ts + interval 1 day,"
+            " 'changed' from {schema}.orders where created_at >= '2025-02-06'"
+            " and created_at < '2025-02-07'"
+        )
+        project.run_sql("delete from {schema}.orders where v = 'v' and created_at >= '2025-02-06'")
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-02-09T00:00:00")
+        run_dbt(["run"])
+        release(project)
+
+        done = tune(project, cli_profiles, "orders_merged", "--json")
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)[0]["recommendations"]
+        assert [(r["key"], r["scope"]) for r in found] == [("incremental_predicates", "sql")]
+        assert found[0]["recommended"] == (
+            '["DBT_INTERNAL_DEST.created_at >= " ~ sqlflow_window_start() ~'
+            ' " - interval 3 day"] in the model\'s config()'
+        )
+        assert "before their window's start on created_at" in found[0]["evidence"]
+        skipped = int(found[0]["expected_gain"].split("% of the table's row groups")[0][-2:])
+        assert skipped >= 50
+
+        # The advised model left the same rows.
+        same = project.run_sql(
+            "select count(*) from ((select * from {schema}.orders_merged except all"
+            " select * from {schema}.orders_advised) union all (select * from"
+            " {schema}.orders_advised except all select * from {schema}.orders_merged))",
+            fetch="one",
+        )
+        assert same[0] == 0
+        changed = project.run_sql(
+            "select count(*), count(distinct id) from {schema}.orders_advised where v = 'changed'",
+            fetch="one",
+        )
+        assert changed[0] == changed[1] == 30000

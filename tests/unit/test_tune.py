@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -10,12 +10,14 @@ from dbt.adapters.sqlflow.state import LoadRow
 from dbt.adapters.sqlflow.tune import (
     Batch,
     ConfigEditError,
+    Reach,
     Resources,
     ZoneMap,
     batches_from_loads,
     filter_columns,
     recommend,
     recommend_memory,
+    recommend_predicates,
     recommend_sort_order,
     set_model_config,
 )
@@ -362,3 +364,61 @@ def test_set_model_config_adds_the_model_and_creates_a_file() -> None:
 def test_set_model_config_refuses_what_it_cannot_edit_safely(text: str, problem: str) -> None:
     with pytest.raises(ConfigEditError, match=problem):
         set_model_config(text, "orders", {"batch_size": "year"})
+
+
+# -- incremental_predicates from how far before their windows the rows lie ---------------------
+
+
+def days_zone(groups: int, column: str = "created_at") -> ZoneMap:
+    """A table in column order: row group i holds day i of January 2025 (dates)."""
+    return ZoneMap(column, [(date(2025, 1, 1) + timedelta(days=i),) * 2 for i in range(groups)])
+
+
+KEYED_MERGE = {"incremental_strategy": "merge", "unique_key": "id", "event_time": "event_ts"}
+
+
+def test_rows_close_before_their_window_get_a_window_relative_predicate() -> None:
+    # The latest load (from 2025-02-06, the 37th day of a 40-day table) had rows created
+    # at most 6 hours before their window.
+    reach = Reach("created_at", 900, 6 * 3600.0, datetime(2025, 2, 6), days_zone(40))
+    found = recommend_predicates(MODEL, KEYED_MERGE, [reach])
+    assert [(r.key, r.current, r.scope) for r in found] == [
+        ("incremental_predicates", "none", "sql")
+    ]
+    assert found[0].recommended == (
+        '["DBT_INTERNAL_DEST.created_at >= " ~ sqlflow_window_start() ~ " - interval 1 day"]'
+        " in the model's config()"
+    )
+    assert found[0].evidence == (
+        "the 900 rows of its latest load lay at most 6:00:00 before their window's start on"
+        " created_at (the predicate allows twice that, in whole days); its 40 row groups are"
+        " in created_at order"
+    )
+    # Row groups of days 1-35 (max < 2025-02-05) are skipped: 35 of 40.
+    assert "88% of the table's row groups skipped" in found[0].expected_gain
+
+
+@pytest.mark.parametrize(
+    ("config", "reach"),
+    [
+        # Already has predicates, has no key, or is not a keyed strategy.
+        (
+            {**KEYED_MERGE, "incremental_predicates": ["1=1"]},
+            Reach("created_at", 9, 0.0, datetime(2025, 2, 6), days_zone(40)),
+        ),
+        (
+            {"event_time": "event_ts", "incremental_strategy": "append"},
+            Reach("created_at", 9, 0.0, datetime(2025, 2, 6), days_zone(40)),
+        ),
+        # The rows lie far back (20 days: a predicate 40 days back skips nothing).
+        (KEYED_MERGE, Reach("created_at", 9, 20 * 86400.0, datetime(2025, 2, 6), days_zone(40))),
+        # The table is not in that column's order, or too small to tell.
+        (KEYED_MERGE, Reach("created_at", 9, 0.0, datetime(2025, 2, 6), shuffled(40))),
+        (KEYED_MERGE, Reach("created_at", 9, 0.0, datetime(2025, 2, 6), days_zone(5))),
+        # No rows in the latest load.
+        (KEYED_MERGE, Reach("created_at", 0, 0.0, datetime(2025, 2, 6), days_zone(40))),
+    ],
+    ids=["has-predicates", "append", "far-back", "unordered", "small", "no-rows"],
+)
+def test_no_predicate(config: dict, reach: Reach) -> None:
+    assert recommend_predicates(MODEL, config, [reach]) == []

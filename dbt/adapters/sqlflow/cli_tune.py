@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,8 +27,10 @@ from dbt.adapters.sqlflow.cli_state import (
     resolve_state_location,
     text_table,
 )
+from dbt.adapters.sqlflow.sql import quote_identifier, time_literal, utc_expr
 from dbt.adapters.sqlflow.tune import (
     MIN_LOADS,
+    Reach,
     Recommendation,
     Resources,
     ZoneMap,
@@ -36,7 +38,9 @@ from dbt.adapters.sqlflow.tune import (
     filter_columns,
     recommend,
     recommend_memory,
+    recommend_predicates,
     recommend_sort_order,
+    window_unit,
 )
 
 
@@ -82,16 +86,67 @@ def load_advice(
     with open_state(location, found[0].name, "loads") as store:
         resources = duckdb_resources(store.executor, settings)
         for model in found:
-            batches = batches_from_loads(store.loads(model.unique_id))
+            loads = store.loads(model.unique_id)
+            batches = batches_from_loads(loads)
             zones = zone_maps(store.executor, model.relation, filter_columns(model.config))
+            reaches = time_reaches(store.executor, model.relation, model.config, loads)
             advice.append(
                 ModelAdvice(
                     model.unique_id,
                     len(batches),
-                    advise(model.unique_id, model.config, batches, resources, zones),
+                    advise(model.unique_id, model.config, batches, resources, zones, reaches),
                 )
             )
     return advice
+
+
+def time_reaches(
+    run: Any, relation: str, config: Mapping[str, Any], loads: Sequence[Any]
+) -> list[Reach]:
+    """For a keyed windowed model without incremental_predicates: how far before their
+    windows the rows of its latest load lie on each time column of its table (not
+    event_time, not the time partition column), with the column's zone map. One query
+    over the latest load's windows, read-only."""
+    import duckdb
+
+    event_time = config.get("event_time")
+    if not event_time or not config.get("unique_key") or config.get("incremental_predicates"):
+        return []
+    windowed = [x for x in loads if x.window_start is not None and x.window_end is not None]
+    if not windowed:
+        return []
+    start, end = _latest_range(windowed)
+    partition = config.get("partition_by")
+    skip = {str(event_time).lower()}
+    if isinstance(partition, Mapping) and partition.get("granularity"):
+        skip.add(str(partition.get("field")).lower())
+    try:
+        described = run(f"describe select * from {relation}")
+    except duckdb.Error:
+        return []
+    kinds = {str(row[0]): str(row[1]).upper() for row in described}
+    times = [
+        c
+        for c, kind in kinds.items()
+        if c.lower() not in skip and (kind.startswith("TIMESTAMP") or kind == "DATE")
+    ]
+    dtype = next((k for c, k in kinds.items() if c.lower() == str(event_time).lower()), None)
+    if not times or dtype is None:
+        return []
+    unit = window_unit(config)
+    column = quote_identifier(str(event_time))
+    window = f"epoch(date_trunc('{unit}', {utc_expr(column, dtype)}))"
+    lags = ", ".join(f"max({window} - epoch({quote_identifier(c)}))" for c in times)
+    found = run(
+        f"select count(*), {lags} from {relation} where {column} >= {time_literal(start, dtype)}"
+        f" and {column} < {time_literal(end, dtype)}"
+    )[0]
+    zones = zone_maps(run, relation, times)
+    return [
+        Reach(c, int(found[0]), float(found[i + 1] or 0.0), start, zones[c])
+        for i, c in enumerate(times)
+        if c in zones
+    ]
 
 
 def advise(
@@ -100,6 +155,7 @@ def advise(
     batches: Sequence[Any],
     resources: Resources,
     zones: dict[str, ZoneMap],
+    reaches: Sequence[Reach] = (),
 ) -> list[Recommendation]:
     """Every rule's recommendations for one model, one per key (the first rule's wins)."""
     found: dict[str, Recommendation] = {}
@@ -107,6 +163,7 @@ def advise(
         *recommend(model, config, batches),
         *recommend_memory(model, config, batches, resources),
         *recommend_sort_order(model, config, zones),
+        *recommend_predicates(model, config, reaches),
     ]:
         found.setdefault(rec.key, rec)
     return list(found.values())
@@ -338,7 +395,8 @@ def _measurable_advice(
         zones = zone_maps(store.executor, found.relation, filter_columns(found.config))
     batches = batches_from_loads(loads)
     advice = advise(found.unique_id, found.config, batches, resources, zones)
-    return loads, [r for r in advice if r.scope != "table"]
+    # A table rewrite or a config() edit with Jinja is not an A/B's arm.
+    return loads, [r for r in advice if r.scope not in ("table", "sql")]
 
 
 def _latest_range(loads: Sequence[Any]) -> tuple[datetime, datetime]:

@@ -42,7 +42,7 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dbt.adapters.sqlflow.intervals import GRANULARITIES
@@ -95,8 +95,9 @@ class Recommendation:
     """One setting to change, why, and what it should gain.
 
     ``scope`` says where the setting lives: ``model`` (its config), ``profile`` (the
-    profile's DuckDB ``settings``, for every model of the target) or ``table`` (a one-time
-    rewrite of the model's table).
+    profile's DuckDB ``settings``, for every model of the target), ``table`` (a one-time
+    rewrite of the model's table) or ``sql`` (the model's ``config()`` call: a value
+    with Jinja in it).
     """
 
     model: str
@@ -192,7 +193,7 @@ def recommend(
     """
     if len(batches) < MIN_LOADS:
         return []
-    unit = str(config.get("batch_size") or _partition_unit(config) or "day")
+    unit = window_unit(config)
     rows = statistics.median(b.rows for b in batches)
     seconds = statistics.median(b.seconds for b in batches)
     seen = (
@@ -249,6 +250,11 @@ def recommend(
                 )
             )
     return found
+
+
+def window_unit(config: Mapping[str, Any]) -> str:
+    """The unit of a model's windows: ``batch_size``, else its time partitions', else day."""
+    return str(config.get("batch_size") or _partition_unit(config) or "day")
 
 
 def _partition_unit(config: Mapping[str, Any]) -> str | None:
@@ -348,7 +354,7 @@ def recommend_memory(
     target = _round_gb(need * 1.25)
     if limit and room and limit < target <= room:
         return [_profile(model, "memory_limit", size_text(limit), size_text(target), seen, gain)]
-    unit = str(config.get("batch_size") or _partition_unit(config) or "day")
+    unit = window_unit(config)
     finer = _finer(unit)
     if finer is None:
         return []
@@ -450,6 +456,102 @@ def recommend_sort_order(
             )
         ]
     return []
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How far before their windows the rows of a model's latest load lie on one time
+    column of its table, and that column's zone map.
+
+    Attributes:
+        column: The column.
+        rows: The rows of the latest load's windows.
+        lag_seconds: The most any of them lies before its window's start on ``column``
+            (``date_trunc(batch_size, event_time) - column``; negative: after it).
+        window_start: The latest load's first window start (naive UTC).
+        zone: The column's per-row-group ``(min, max)``.
+    """
+
+    column: str
+    rows: int
+    lag_seconds: float
+    window_start: datetime
+    zone: ZoneMap
+
+
+#: The share of the table's row groups a predicate must let a batch skip to be advised.
+PREDICATE_SKIP = 0.5
+
+
+def recommend_predicates(
+    model: str, config: Mapping[str, Any], reaches: Sequence[Reach]
+) -> list[Recommendation]:
+    """``incremental_predicates`` for a keyed model whose batches' rows lie in a narrow
+    range of a time column before their window, in a table ordered on that column.
+
+    A merge (or delete+insert) looks for each batch's keys in the whole table (or the
+    batch's partition range). When each row's ``column`` is fixed for its key (a created
+    time) and the latest load's rows lay at most ``lag`` before their window, a predicate
+    ``DBT_INTERNAL_DEST.column >= window start - 2 x lag`` (whole days) keeps every match
+    and lets DuckDB skip the row groups whose max of ``column`` is older: the rows a
+    batch's keys can match are in the newest part of an ordered table.
+
+    Args:
+        model: The model's unique_id.
+        config: Its config (``incremental_strategy``, ``unique_key``,
+            ``incremental_predicates``).
+        reaches: Per candidate time column (not ``event_time``, not the time partition
+            column, whose range the batch prunes already).
+    """
+    strategy = config.get("incremental_strategy") or "auto"
+    if not config.get("unique_key") or strategy not in ("merge", "delete+insert", "auto"):
+        return []
+    if config.get("incremental_predicates"):
+        return []
+    for reach in reaches:
+        zone = reach.zone
+        if reach.rows == 0 or len(zone.ranges) < MIN_ROW_GROUPS:
+            continue
+        if zone.overlap() > OVERLAP or not zone.increasing():
+            continue
+        days = max(1, math.ceil(2 * max(reach.lag_seconds, 0.0) / 86400))
+        bound = reach.window_start - timedelta(days=days)
+        skipped = sum(1 for _, high in zone.ranges if _before(high, bound)) / len(zone.ranges)
+        if skipped < PREDICATE_SKIP:
+            continue
+        column = reach.column
+        lag = timedelta(seconds=round(max(reach.lag_seconds, 0.0)))
+        return [
+            Recommendation(
+                model,
+                "incremental_predicates",
+                "none",
+                f'["DBT_INTERNAL_DEST.{column} >= " ~ sqlflow_window_start() ~'
+                f' " - interval {days} day"] in the model\'s config()',
+                f"the {reach.rows:,} rows of its latest load lay at most {lag} before their"
+                f" window's start on {column} (the predicate allows twice that, in whole"
+                f" days); its {len(zone.ranges)} row groups are in {column} order",
+                f"each batch looks for its keys only in the row groups of {column} from"
+                f" {days} day(s) before its window: for the latest one"
+                f" {skipped:.0%} of the table's row groups skipped by their min/max (more"
+                f" as the table grows). Only if a key's {column} never changes: a key whose"
+                " row is older than that would be inserted again",
+                scope="sql",
+            )
+        ]
+    return []
+
+
+def _before(value: Any, bound: datetime) -> bool:
+    """Whether a zone map's value (date, naive or aware datetime) is before ``bound``
+    (naive UTC)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value < bound
+    if isinstance(value, date):
+        return value < bound.date()
+    return False
 
 
 def _as_list(value: Any) -> list[str]:
