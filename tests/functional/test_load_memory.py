@@ -101,6 +101,7 @@ class TestLoadMemory:
         assert (
             "12 of the last 12 batches spilled to disk" in heavy["recommendations"][0]["evidence"]
         )
-        # The light model spills nothing: no memory advice (its tiny batches get theirs).
+        # The light model spills nothing: no memory advice (its tiny batches, one commit
+        # each, get grouped commits).
         light = advice["model.test.light"]["recommendations"]
-        assert [r["key"] for r in light] == ["batch_size", "commit_every"]
+        assert [r["key"] for r in light] == ["commit_every"]

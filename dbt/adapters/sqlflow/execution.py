@@ -630,12 +630,26 @@ def _group_body(run: ModelRun, session: Session, first: bool, to_end: bool = Fal
         if index == len(batches) - 1:
             return
         grouped = index - loop.group_start + 1
-        if not to_end and run.config.commit_every.due(grouped, rows, time.monotonic() - started):
+        due = run.config.commit_every.due(grouped, rows, time.monotonic() - started)
+        if not to_end and (due or _rereads_end(run, index)):
             # A group's COMMIT counts in its last batch's phases.
             with run.phase("commit"):
                 commit_group(run, session)
             loop.group_start = index + 1
             return
+
+
+def _rereads_end(run: ModelRun, index: int) -> bool:
+    """Whether batch ``index`` is the last window read again (lookback) of a keyed model
+    whose next batches can load at once (their keys all new): its group commits there,
+    so they start a group of their own."""
+    batches = run.plan.batches
+    if "new_keys" not in run.loop.templates.variants or index + 1 >= len(batches):
+        return False
+    here, after = batches[index], batches[index + 1]
+    if here is None or after is None or not run.plan.overlaps_loaded(here):
+        return False
+    return not run.plan.overlaps_loaded(after) and _one_statement_end(run, index + 1) is not None
 
 
 def commit_group(run: ModelRun, session: Session) -> None:
