@@ -282,6 +282,9 @@ class ABReport:
     window_end: str
     arms: list[Arm]
     advice: list[Recommendation] = field(default_factory=list)
+    #: The latest load built the table (the model has no older load): each run rebuilds
+    #: it (``--full-refresh``), as that load did, instead of loading the range again.
+    rebuild: bool = False
 
     @property
     def real_gain(self) -> bool:
@@ -340,6 +343,7 @@ def ab_test(
             f" run `dbt-sqlflow tune {found.name}` to see why"
         )
     start, end = _latest_range(loads)
+    rebuild = _latest_was_build(loads)
     settings = {r.key: r.recommended for r in advice}
     with tempfile.TemporaryDirectory(prefix="sqlflow-tune-") as tmp:
         work = Path(tmp)
@@ -354,7 +358,7 @@ def ab_test(
         for run in range(runs):
             order = list(arms) if run % 2 == 0 else list(reversed(arms))
             for arm in order:
-                seconds, rss = _timed_run(arms[arm], work, name, found, start, end)
+                seconds, rss = _timed_run(arms[arm], work, name, found, start, end, rebuild)
                 figures[arm][0].append(seconds)
                 figures[arm][1].append(rss)
     return ABReport(
@@ -366,6 +370,7 @@ def ab_test(
             Arm("recommended", settings, *figures["recommended"]),
         ],
         advice,
+        rebuild,
     )
 
 
@@ -397,6 +402,17 @@ def _measurable_advice(
     advice = advise(found.unique_id, found.config, batches, resources, zones)
     # A table rewrite or a config() edit with Jinja is not an A/B's arm.
     return loads, [r for r in advice if r.scope not in ("table", "sql")]
+
+
+def _latest_was_build(loads: Sequence[Any]) -> bool:
+    """Whether the model's latest invocation built its table: every windowed load of the
+    model is that invocation's (its first run). After a --full-refresh the older loads
+    stay in the history: that build is loaded again, not rebuilt."""
+    windowed = [x for x in loads if x.window_start is not None and x.window_end is not None]
+    if not windowed:
+        return False
+    latest = max(windowed, key=lambda x: x.started_at).invocation_id
+    return all(x.invocation_id == latest for x in windowed)
 
 
 def _latest_range(loads: Sequence[Any]) -> tuple[datetime, datetime]:
@@ -454,10 +470,16 @@ def _literal(value: str) -> str:
 
 
 def _timed_run(
-    home: Path, work: Path, name: str, model: Any, start: datetime, end: datetime
+    home: Path,
+    work: Path,
+    name: str,
+    model: Any,
+    start: datetime,
+    end: datetime,
+    rebuild: bool = False,
 ) -> tuple[float, float]:
-    """One dbt run of the model's range on a fresh copy of the database file ``name``:
-    node seconds, peak RSS in MB."""
+    """One dbt run of the model's range on a fresh copy of the database file ``name``
+    (``rebuild``: with ``--full-refresh``): node seconds, peak RSS in MB."""
     import os
     import shutil
     import subprocess
@@ -479,6 +501,7 @@ def _timed_run(
         str(home),
         "--profiles-dir",
         str(home),
+        *(["--full-refresh"] if rebuild else []),
     ]
     env = {**os.environ, "SQLFLOW_NOW": end.isoformat()}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -507,8 +530,9 @@ def format_ab(report: ABReport) -> str:
     ]
     headers = ["arm", "settings", "runs", "median node s", "spread s", "median peak RSS MB"]
     lines = [
-        f"{report.model}: its latest load [{report.window_start}, {report.window_end}) on a"
-        " copy of the database",
+        f"{report.model}: its latest load [{report.window_start}, {report.window_end})"
+        + (" (it built the table: rebuilt, --full-refresh)" if report.rebuild else "")
+        + " on a copy of the database",
         *text_table(headers, rows, right=[2, 3, 4, 5]),
         report.verdict(),
     ]
