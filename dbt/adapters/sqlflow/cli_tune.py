@@ -112,7 +112,7 @@ def time_reaches(
     event_time = config.get("event_time")
     if not event_time or not config.get("unique_key") or config.get("incremental_predicates"):
         return []
-    windowed = [x for x in loads if x.window_start is not None and x.window_end is not None]
+    windowed = _windowed(loads)
     if not windowed:
         return []
     start, end = _latest_range(windowed)
@@ -404,11 +404,16 @@ def _measurable_advice(
     return loads, [r for r in advice if r.scope not in ("table", "sql")]
 
 
+def _windowed(loads: Sequence[Any]) -> list[Any]:
+    """The loads of windows (not a build without windows)."""
+    return [x for x in loads if x.window_start is not None and x.window_end is not None]
+
+
 def _latest_was_build(loads: Sequence[Any]) -> bool:
     """Whether the model's latest invocation built its table: every windowed load of the
     model is that invocation's (its first run). After a --full-refresh the older loads
     stay in the history: that build is loaded again, not rebuilt."""
-    windowed = [x for x in loads if x.window_start is not None and x.window_end is not None]
+    windowed = _windowed(loads)
     if not windowed:
         return False
     latest = max(windowed, key=lambda x: x.started_at).invocation_id
@@ -417,7 +422,7 @@ def _latest_was_build(loads: Sequence[Any]) -> bool:
 
 def _latest_range(loads: Sequence[Any]) -> tuple[datetime, datetime]:
     """The windows of the model's latest invocation, as one range."""
-    windowed = [x for x in loads if x.window_start is not None and x.window_end is not None]
+    windowed = _windowed(loads)
     if not windowed:
         raise StateCommandError("no windowed load recorded. Fix: run the model first")
     latest = max(windowed, key=lambda x: x.started_at).invocation_id

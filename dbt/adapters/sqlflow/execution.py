@@ -31,7 +31,6 @@ from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
 from dbt.adapters.sqlflow.observe import BatchClock
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
-    covering_range,
     partition_key,
     partition_range,
 )
@@ -771,9 +770,7 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
     hull = Interval(windows[0].start, windows[-1].end)
     # One clock and span for the group: its phases count in its first batch.
     with batch_scope(run, start, hull):
-        if first and loop.side is not None:
-            for index in range(start, end + 1):
-                inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+        _inject_group_faults(run, session, start, end, first)
         dtype = run.services.event_time_type
         literals = window_literals(hull, dtype)
         where = window_filter(run, literals)
@@ -826,13 +823,7 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
             with run.phase("state"):
                 _finish_at_once(run, batch, touched)
             run.close_batch()
-        with run.phase("state"):
-            if touched and run.services.partitions is not None:
-                # The group's partitions in one GROUP BY, each with its batch's load.
-                run.services.partitions.refresh_statistics(
-                    run.relation, list(touched), load_id=touched
-                )
-            _flush(run.services)
+        _finish_group(run, touched)
 
 
 @dataclass(frozen=True)
@@ -875,9 +866,7 @@ def _load_new_keys_at_once(
     # One clock and span for the group: its phases count in its first batch.
     with batch_scope(run, start, hull) as clock:
         clock.seconds["plan"] = clock.seconds.get("plan", 0.0) + checked
-        if first and loop.side is not None:
-            for index in range(start, end + 1):
-                inject_fault(run, session, index, loop.side, run.services.state.table(PROBE))
+        _inject_group_faults(run, session, start, end, first)
         logged = _Logged(session, run) if start == 0 and first else session
         with run.phase("dml"):
             run_steps(
@@ -905,11 +894,7 @@ def _load_new_keys_at_once(
                 _advance_watermark(run, batch, run.relation)
                 _record_load(run, batch, run.relation, _is_last(run))
             run.close_batch()
-        with run.phase("state"):
-            if touched and pm is not None:
-                # The group's partitions in one GROUP BY, each with its batch's load.
-                pm.refresh_statistics(run.relation, list(touched), load_id=touched)
-            _flush(run.services)
+        _finish_group(run, touched)
     return True
 
 
@@ -989,8 +974,7 @@ def _any_key_held(
         else:
             every = sorted(set().union(*partitions.values())) if partitions else []
             if every:
-                ranges = covering_range(every, pm.spec.granularity or "day")
-                where = pm.predicate(Interval(ranges[0].start, ranges[-1].end), "DBT_INTERNAL_DEST")
+                where = pm.span_predicate(every, "DBT_INTERNAL_DEST")
     execute = run.services.run
     target = f"{run.relation} as DBT_INTERNAL_DEST"
     if not int(execute(f"select count(*) from {target} where {where}")[0][0]):
@@ -1001,6 +985,26 @@ def _any_key_held(
         f" (select 1 from {target} where {on} and {where}))"
     )
     return bool(found[0][0])
+
+
+def _inject_group_faults(
+    run: ModelRun, session: Session, start: int, end: int, first: bool
+) -> None:
+    """The faults planned for the batches of a group loaded at once (its first try only)."""
+    side = run.loop.side
+    if first and side is not None:
+        for index in range(start, end + 1):
+            inject_fault(run, session, index, side, run.services.state.table(PROBE))
+
+
+def _finish_group(run: ModelRun, touched: dict[str, str]) -> None:
+    """The state of a group loaded at once, after its batches' rows: its partitions in
+    one GROUP BY, each with its batch's load (``touched``), then the held state writes."""
+    pm = run.services.partitions
+    with run.phase("state"):
+        if touched and pm is not None:
+            pm.refresh_statistics(run.relation, list(touched), load_id=touched)
+        _flush(run.services)
 
 
 def _per_window(run: ModelRun, session: Session, windows: list[Interval]) -> UnitFigures:
@@ -1753,8 +1757,7 @@ def _predicates(
         overwrite = pm.keys_predicate(keys)
     if not pm.spec.is_time or not keys:
         return None, overwrite
-    ranges = covering_range(keys, pm.spec.granularity or "day")
-    return pm.predicate(Interval(ranges[0].start, ranges[-1].end), "DBT_INTERNAL_DEST"), overwrite
+    return pm.span_predicate(keys, "DBT_INTERNAL_DEST"), overwrite
 
 
 # -- counting ------------------------------------------------------------------------------

@@ -366,6 +366,12 @@ class PartitionManager:
             f"and {column} < {self._bound(time_range.end)}"
         )
 
+    def span_predicate(self, keys: Sequence[str], alias: str | None = None) -> str:
+        """The boolean SQL for one range of time partitions: from the start of the first
+        of ``keys`` to the end of the last (the partitions between them included)."""
+        ranges = covering_range(keys, self._require_time("span_predicate"))
+        return self.predicate(Interval(ranges[0].start, ranges[-1].end), alias)
+
     def keys_predicate(self, keys: Sequence[str], alias: str | None = None) -> str:
         """The boolean SQL selecting the rows of the given partitions.
 

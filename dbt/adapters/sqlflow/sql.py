@@ -158,10 +158,7 @@ def window_sql(mark: str, value: datetime | None, default: datetime) -> str:
 
 def substitute_window(sql: str, start: datetime, end: datetime) -> str:
     """The compiled model SQL with one batch's window bounds in place of the markers."""
-    for mark, value in ((WINDOW_START_MARK, start), (WINDOW_END_MARK, end)):
-        pattern = r"TIMESTAMP '[^']*'" + re.escape(mark)
-        sql = re.sub(pattern, timestamp_literal(value).replace("\\", "\\\\") + mark, sql)
-    return sql
+    return window_literals_in(sql, (timestamp_literal(start), timestamp_literal(end)))
 
 
 def window_literals_in(sql: str, window: tuple[str, str]) -> str:
@@ -268,9 +265,7 @@ def json_value(value: Any) -> Any:
             raise ValueError(f"cannot embed {value!r} as a SQL literal")
         return value
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(sep=" ")
+        return (as_naive(value) or value).isoformat(sep=" ")
     if isinstance(value, date):
         return value.isoformat()
     raise ValueError(f"cannot embed {value!r} ({type(value).__name__}) as a SQL literal")

@@ -68,6 +68,7 @@ from dbt.adapters.sqlflow.sql import (
     UNBOUNDED_END,
     UNBOUNDED_START,
     Executor,
+    RowInsert,
     quote_identifier,
     sql_literal,
     sql_string,
@@ -433,18 +434,17 @@ class StateStore:
         return StateStore(self.executor, self.schema, database=self.database, version=version)
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        held = getattr(self.executor, "insert_rows", None)
         types = _TYPES[table]
-        if held is not None and all(c in types for c in columns):
+        held = getattr(self.executor, "insert_rows", None)
+        if held is not None:
             # Held back and written with the table's other rows (as JSON when many).
             held(self.table(table), columns, [types[c] for c in columns], rows)
             return
-        names = ", ".join(columns)
-        for i in range(0, len(rows), _CHUNK):
-            values = ",\n".join(
-                "(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows[i : i + _CHUNK]
-            )
-            self.executor(f"insert into {self.table(table)} ({names}) values\n{values}")
+        self.executor(
+            RowInsert(
+                self.table(table), tuple(columns), tuple(types[c] for c in columns), list(rows)
+            ).sql()
+        )
 
     def ensure(self) -> bool:
         """Create the schema, tables and views that do not exist yet, and add the columns

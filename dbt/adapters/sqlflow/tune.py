@@ -42,10 +42,11 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from dbt.adapters.sqlflow.intervals import GRANULARITIES
+from dbt.adapters.sqlflow.sql import as_naive
 
 MIN_LOADS = 10
 HISTORY = 200
@@ -546,9 +547,7 @@ def _before(value: Any, bound: datetime) -> bool:
     """Whether a zone map's value (date, naive or aware datetime) is before ``bound``
     (naive UTC)."""
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value < bound
+        return (as_naive(value) or value) < bound
     if isinstance(value, date):
         return value < bound.date()
     return False
