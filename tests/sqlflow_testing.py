@@ -381,9 +381,12 @@ class CommitLog:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, bool]] = []
+        self.statements: list[list[Any]] = []
 
-    def __call__(self, run: Any, done: Any, quiet: bool) -> None:
-        self.calls.append((done, quiet))
+    def __call__(self, run: Any, loaded: list[Any], quiet: bool) -> None:
+        """One call per statement that loaded batches: each batch is kept with ``quiet``."""
+        self.statements.append(list(loaded))
+        self.calls.extend((done, quiet) for done in loaded)
 
     @property
     def windows(self) -> list[Any]:

@@ -124,6 +124,12 @@ KEYED = {
         "unique_key='id', partition_by={'field': 'grp'}, lookback=0",
         "select id, event_ts, id % 3 as grp, v from {{ source('raw', 'events') }}",
     ),
+    # Partitions on event_time, coarser than the windows: a month holds every day window.
+    "owned": (
+        "incremental_strategy='merge', unique_key='id', lookback=0,"
+        " partition_by={'field': 'event_ts', 'granularity': 'month'}",
+        "select id, event_ts, v from {{ source('raw', 'events') }}",
+    ),
     "repeat": (
         "incremental_strategy='merge', unique_key='k'",
         "select id % 20 as k, event_ts, v from {{ source('raw', 'events') }}",
@@ -178,6 +184,7 @@ class TestKeyedGroupLoadedAtOnce:
             "parts": 1,
             "di": 1,
             "valued": 1,
+            "owned": 1,
             "repeat": 13,
         }
         assert len(rows(project, "select * from {schema}.repeat_auto")) == 20
@@ -190,7 +197,11 @@ class TestKeyedGroupLoadedAtOnce:
         monkeypatch.setenv("SQLFLOW_NOW", "2025-01-16T00:00:00")
         run_dbt(["run"])
         same_as_one_per_batch()
-        assert timed_loads(project, "di_auto") == 2 and timed_loads(project, "valued_auto") == 2
+        assert {n: timed_loads(project, f"{n}_auto") for n in ("di", "valued", "owned")} == {
+            "di": 2,
+            "valued": 2,
+            "owned": 2,
+        }
         # The merge re-reads two days (batch by batch, then a commit) and loads the two new
         # ones at once.
         assert timed_loads(project, "parts_auto") == 1 + 2 + 1
@@ -203,6 +214,11 @@ class TestKeyedGroupLoadedAtOnce:
         run_dbt(["run"])
         same_as_one_per_batch()
         assert timed_loads(project, "di_auto") == 2 + 2
+        assert timed_loads(project, "owned_auto") == 2 + 2
+        # Key 3 moved within its month partition: matched (its window's partition range is
+        # the whole month), not inserted twice.
+        for name in ("di_auto", "owned_one", "owned_auto"):
+            assert rows(project, f"select v from {{schema}}.{name} where id = 3") == [("again",)]
         assert rows(project, "select v from {schema}.di_auto where id = 3") == [("again",)]
 
     def test_a_null_or_repeated_key_in_a_group_is_refused_as_batch_by_batch(

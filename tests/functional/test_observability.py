@@ -285,11 +285,42 @@ class TestObservability:
         )
         assert stored == [(True, True), (None, None), (None, None)]
 
+    def test_a_group_loaded_at_once_ends_as_one_batch_end(
+        self, project: Any, scenario: Scenario
+    ) -> None:
+        found = scenario.after(multi_batch_run)
+        ends = [
+            e
+            for e in found["events"]
+            if e["unique_id"] == "model.test.at_once" and e["event"] == "batch_end"
+        ]
+        assert len(ends) == 1
+        end = ends[0]
+        stored = rows(
+            project,
+            "select load_id, rows_inserted from sqlflow_meta.loads"
+            " where model = 'model.test.at_once' and rows_inserted > 0 order by window_start",
+        )
+        assert len(stored) == 3
+        assert end["load_ids"] == [load_id for load_id, _ in stored]
+        assert end["load_id"] == stored[0][0]
+        assert (end["batch_count"], end["batch_index"], end["batches"]) == (3, 0, 3)
+        assert (end["window_start"], end["window_end"]) == (
+            "2025-01-01T00:00:00",
+            "2025-01-04T00:00:00",
+        )
+        assert end["rows_inserted"] == sum(n for _, n in stored)
+        assert (end["rows_updated"], end["rows_deleted"], end["status"]) == (0, 0, "success")
+        assert end["phase_seconds"]["dml"] > 0
+        result = result_of(found, "at_once")
+        assert end["load_ids"] == result["adapter_response"]["load_ids"]
+
     def test_a_groups_empty_windows_are_logged_once(self, scenario: Scenario) -> None:
         found = scenario.after(multi_batch_run)
         mine = [e for e in found["events"] if e["unique_id"] == "model.test.gappy"]
         kinds = [e["event"] for e in mine]
-        assert kinds.count("batch_end") == 2
+        # The two batches of the group loaded at once end as one statement: one batch_end.
+        assert kinds.count("batch_end") == 1
         empty = [e for e in mine if e["event"] == "empty_windows"]
         assert [(e["empty_windows"], e["window_start"]) for e in empty] == [
             (1, "2025-01-03T00:00:00")

@@ -28,7 +28,7 @@ from dbt_common.exceptions import DbtRuntimeError
 from dbt.adapters.sqlflow import cdc, events, quality
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
-from dbt.adapters.sqlflow.observe import BatchClock
+from dbt.adapters.sqlflow.observe import BatchClock, rounded
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
     partition_key,
@@ -484,8 +484,9 @@ def _empty_windows(
 
 # -- the batch loop ------------------------------------------------------------------------
 
-CommitHook = Callable[[ModelRun, BatchResult, bool], None]
-"""Called after each batch commits: the run, its figures and whether to log quietly."""
+CommitHook = Callable[[ModelRun, list[BatchResult], bool], None]
+"""Called after a transaction commits, once per statement that loaded batches: the run,
+the batches it loaded (one, or a group loaded at once) and whether to log quietly."""
 
 
 def run_batches(
@@ -536,15 +537,28 @@ def _committed(run: ModelRun, on_commit: CommitHook) -> None:
     group = run.commit_group()
     # The empty windows the commit recorded are logged once, with its last batch.
     empty, run.empty_last_commit = run.empty_last_commit, 0
-    for done in group:
-        if done is group[-1]:
+    loads = _by_statement(group)
+    for done in loads:
+        if done is loads[-1]:
             run.empty_last_commit = empty
-        on_commit(run, done, not (first and done is group[0]))
+        on_commit(run, done, not (first and done is loads[0]))
     if len(group) > 1:
         logger.debug(
             f"{run.config.model} committed {len(group)} batches in one transaction"
             f" (commit_every={run.config.commit_every.describe()}) {run.log_context()}"
         )
+
+
+def _by_statement(group: list[BatchResult]) -> list[list[BatchResult]]:
+    """A transaction's batches split by the statement that loaded them: one each, but a
+    group loaded at once (``loaded_with`` batches in a row)."""
+    found: list[list[BatchResult]] = []
+    index = 0
+    while index < len(group):
+        size = max(1, group[index].loaded_with)
+        found.append(group[index : index + size])
+        index += size
+    return found
 
 
 @contextmanager
@@ -807,6 +821,7 @@ def _load_group_at_once(run: ModelRun, session: Session, start: int, end: int, f
             batch = run.start_batch(static.name if static else "append", window)
             if offset:
                 batch.phases = {}  # the group's one statement counts in its first batch
+            batch.loaded_with = len(windows)
             old_rows = before.get(window.start, (0, None))[0]
             new_rows, new_max = after.get(window.start, (0, None))
             if replaces:
@@ -833,6 +848,9 @@ class _NewKeys:
 
     figures: UnitFigures
     partitions: dict[datetime, list[str]]
+    statistics: dict[str | None, tuple] | None = None
+    """The statistics of the partitions the group writes, when they held no rows before
+    (a build's): :meth:`PartitionManager.statistics_of` of the group's rows."""
 
 
 def _load_new_keys_at_once(
@@ -881,6 +899,7 @@ def _load_new_keys_at_once(
             batch = run.start_batch(run.plan.new_keys or "append", window)
             if offset:
                 batch.phases = {}  # the group's one statement counts in its first batch
+            batch.loaded_with = len(windows)
             rows, newest = found.figures.get(window.start, (0, None))
             batch.rows_inserted = batch.batch_rows = rows
             batch.batch_max = newest
@@ -894,7 +913,7 @@ def _load_new_keys_at_once(
                 _advance_watermark(run, batch, run.relation)
                 _record_load(run, batch, run.relation, _is_last(run))
             run.close_batch()
-        _finish_group(run, touched)
+        _finish_group(run, touched, found.statistics)
     return True
 
 
@@ -906,7 +925,9 @@ def _new_keys(
 
     One GROUP BY of the group's rows by unit (and partition), the duplicate-key count
     (a bitmap for one integer key), and only when the target holds rows in the range, a
-    semi join of the group's keys with them.
+    semi join of the group's keys with them. In a build the GROUP BY also gives each
+    partition's statistics (a grouping set by partition): exact when the target held
+    nothing in the group's partitions, as a build's first group finds.
     """
     config, services = run.config, run.services
     execute = services.run
@@ -921,13 +942,22 @@ def _new_keys(
     # Partitions on event_time are the windows' own (recorded as batch by batch does);
     # others are read off the rows.
     own = pm is None or (pm.spec.is_time and pm.spec.field == config.event_time)
-    bucket = "null" if own or pm is None else pm.bucket_expr()
+    counted = pm is not None and run.mode == BUILD
+    bucket = "null" if pm is None or (own and not counted) else pm.bucket_expr()
     nulls = _null_filter(config)
-    per_unit = execute(
-        f"select date_trunc('{unit}', {utc_expr(column, services.event_time_type)}), {bucket},"
-        f" count(*), max({column}), count(case when {nulls} then 1 end)"
-        f" from {rows_sql} as sqlflow_batch group by all"
+    figures_sql = f"count(*), max({column}), count(case when {nulls} then 1 end)"
+    by = (
+        "group by grouping sets ((sqlflow_unit, sqlflow_bucket), (sqlflow_bucket))"
+        if counted
+        else "group by all"
     )
+    found = execute(
+        f"select date_trunc('{unit}', {utc_expr(column, services.event_time_type)})"
+        f" as sqlflow_unit, {bucket} as sqlflow_bucket, {figures_sql}"
+        + (f", {pm.statistics_sql()}, grouping(sqlflow_unit)" if counted and pm else "")
+        + f" from {rows_sql} as sqlflow_batch {by}"
+    )
+    per_unit = [r for r in found if not counted or not r[8]]
     if any(int(r[4]) for r in per_unit):
         return None  # null keys: the batch holding them refuses them
     rows = sum(int(r[2]) for r in per_unit)
@@ -937,7 +967,7 @@ def _new_keys(
     units = _unit_windows({as_naive(r[0]) or windows[0].start for r in per_unit}, windows)
     figures: UnitFigures = {}
     partitions: dict[datetime, set[str]] = {}
-    for unit_start, part, count, newest, _ in per_unit:
+    for unit_start, part, count, newest, *_ in per_unit:
         start = units.get(as_naive(unit_start) or windows[0].start)
         if start is None:
             continue
@@ -952,37 +982,50 @@ def _new_keys(
                 held.add(partition_key(part, pm.spec.granularity or "day"))
             elif not pm.spec.is_time:
                 held.add(str(part))
-    if rows and _any_key_held(run, rows_sql, windows, partitions, own):
+    where = _group_range(run, windows, partitions, own)
+    held_rows = _rows_in(run, where) if rows else 0
+    if held_rows and _any_key_held(run, rows_sql, where):
         return None
-    return _NewKeys(figures, {start: sorted(held) for start, held in partitions.items()})
+    statistics = None
+    if counted and pm is not None and not held_rows:
+        statistics = pm.statistics_of(r[1:2] + r[5:8] for r in found if r[8])
+    return _NewKeys(
+        figures,
+        {start: sorted(held) for start, held in partitions.items()},
+        statistics,
+    )
 
 
-def _any_key_held(
-    run: ModelRun,
-    rows_sql: str,
-    windows: list[Interval],
-    partitions: dict[datetime, set[str]],
-    own: bool,
-) -> bool:
-    """Whether the target holds a key of the group's rows, in the partition range of the
-    group (the whole table without time partitions)."""
-    config, pm = run.config, run.services.partitions
-    where = "true"
+def _group_range(
+    run: ModelRun, windows: list[Interval], partitions: dict[datetime, set[str]], own: bool
+) -> str:
+    """The target's rows a group's keys could be in: its partition range (the whole
+    table without time partitions)."""
+    pm = run.services.partitions
     if pm is not None and pm.spec.is_time:
         if own:
-            where = pm.predicate(Interval(windows[0].start, windows[-1].end), "DBT_INTERNAL_DEST")
-        else:
-            every = sorted(set().union(*partitions.values())) if partitions else []
-            if every:
-                where = pm.span_predicate(every, "DBT_INTERNAL_DEST")
-    execute = run.services.run
-    target = f"{run.relation} as DBT_INTERNAL_DEST"
-    if not int(execute(f"select count(*) from {target} where {where}")[0][0]):
-        return False
-    on = key_join(config.unique_key, "DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
-    found = execute(
+            hull = Interval(windows[0].start, windows[-1].end)
+            return pm.span_predicate(pm.partition_keys(hull), "DBT_INTERNAL_DEST")
+        every = sorted(set().union(*partitions.values())) if partitions else []
+        if every:
+            return pm.span_predicate(every, "DBT_INTERNAL_DEST")
+    return "true"
+
+
+def _rows_in(run: ModelRun, where: str) -> int:
+    """The target's rows that meet ``where`` (over ``DBT_INTERNAL_DEST``)."""
+    found = run.services.run(
+        f"select count(*) from {run.relation} as DBT_INTERNAL_DEST where {where}"
+    )
+    return int(found[0][0])
+
+
+def _any_key_held(run: ModelRun, rows_sql: str, where: str) -> bool:
+    """Whether the target's rows that meet ``where`` hold a key of the group's rows."""
+    on = key_join(run.config.unique_key, "DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
+    found = run.services.run(
         f"select exists (select 1 from {rows_sql} as DBT_INTERNAL_SOURCE where exists"
-        f" (select 1 from {target} where {on} and {where}))"
+        f" (select 1 from {run.relation} as DBT_INTERNAL_DEST where {on} and {where}))"
     )
     return bool(found[0][0])
 
@@ -997,13 +1040,16 @@ def _inject_group_faults(
             inject_fault(run, session, index, side, run.services.state.table(PROBE))
 
 
-def _finish_group(run: ModelRun, touched: dict[str, str]) -> None:
-    """The state of a group loaded at once, after its batches' rows: its partitions in
-    one GROUP BY, each with its batch's load (``touched``), then the held state writes."""
+def _finish_group(
+    run: ModelRun, touched: dict[str, str], statistics: dict[str | None, tuple] | None = None
+) -> None:
+    """The state of a group loaded at once, after its batches' rows: its partitions, each
+    with its batch's load (``touched``), in one GROUP BY unless the group's check counted
+    them (``statistics``), then the held state writes."""
     pm = run.services.partitions
     with run.phase("state"):
         if touched and pm is not None:
-            pm.refresh_statistics(run.relation, list(touched), load_id=touched)
+            pm.refresh_statistics(run.relation, list(touched), load_id=touched, found=statistics)
         _flush(run.services)
 
 
@@ -1451,25 +1497,53 @@ def close_run(run: ModelRun) -> SqlflowAdapterResponse:
     return response
 
 
-def log_commit(run: ModelRun, done: BatchResult, quiet: bool) -> None:
-    """Log a committed batch (at debug level when ``quiet``: one info line per batch
-    would flood a 365-day backfill's output)."""
+def log_commit(run: ModelRun, loaded: list[BatchResult], quiet: bool) -> None:
+    """Log the batches one statement loaded and committed: one batch, or a group loaded at
+    once as one ``batch_end`` (its first batch's load id, every load id in ``load_ids``,
+    the group's window and rows). At debug level when ``quiet``: one info line per batch
+    would flood a 365-day backfill's output."""
+    first, last = loaded[0], loaded[-1]
     if run.empty_last_commit:
         events.fire(
             "debug",
             f"{run.config.model} {run.empty_last_commit} empty window(s) recorded as loaded"
-            f" {run.log_context(done.load_id)}",
-            run.event_fields(done, event="empty_windows", empty_windows=run.empty_last_commit),
+            f" {run.log_context(last.load_id)}",
+            run.event_fields(last, event="empty_windows", empty_windows=run.empty_last_commit),
         )
-    window = f" [{done.window.start}, {done.window.end})" if done.window else ""
+    inserted = sum(b.rows_inserted for b in loaded)
+    updated = sum(b.rows_updated for b in loaded)
+    deleted = sum(b.rows_deleted for b in loaded)
+    window = None
+    if first.window is not None and last.window is not None:
+        window = Interval(first.window.start, last.window.end)
+    count = f" {len(loaded)} batches in one statement" if len(loaded) > 1 else ""
+    bounds = f" [{window.start}, {window.end})" if window else ""
     message = (
-        f"{done.strategy}{window}: {done.rows_inserted:,} inserted,"
-        f" {done.rows_updated:,} updated, {done.rows_deleted:,} deleted"
+        f"{first.strategy}{bounds}{count}: {inserted:,} inserted,"
+        f" {updated:,} updated, {deleted:,} deleted"
     )
+    fields = run.event_fields(first, event="batch_end", status=first.status)
+    if len(loaded) > 1:
+        phases: dict[str, float] = {}
+        for batch in loaded:
+            for phase, seconds in batch.phases.items():
+                phases[phase] = phases.get(phase, 0.0) + seconds
+        fields.update(
+            load_ids=[b.load_id for b in loaded],
+            batch_count=len(loaded),
+            window_start=iso_or_none(window.start if window else None),
+            window_end=iso_or_none(window.end if window else None),
+            rows_inserted=inserted,
+            rows_updated=updated,
+            rows_deleted=deleted,
+            seconds=round(max(b.seconds for b in loaded), 6),
+            phase_seconds=rounded(phases),
+            status="warn" if any(b.status == "warn" for b in loaded) else first.status,
+        )
     events.fire(
         "debug" if quiet else "info",
-        f"{run.config.model} {message} {run.log_context(done.load_id)}",
-        run.event_fields(done, event="batch_end", status=done.status),
+        f"{run.config.model} {message} {run.log_context(first.load_id)}",
+        fields,
     )
 
 
@@ -1750,7 +1824,9 @@ def _predicates(
     if pm is None or run.in_flight is None:
         return None, overwrite
     if window is not None and pm.spec.is_time and pm.spec.field == config.event_time:
-        return pm.predicate(window, "DBT_INTERNAL_DEST"), overwrite
+        # The partitions the window lies in, whole: a key's row stays in its partition,
+        # not in its window (month partitions hold a day window's keys of other days).
+        return pm.span_predicate(pm.partition_keys(window), "DBT_INTERNAL_DEST"), overwrite
     keys = touched_partitions(run, staged, run.relation)
     run.in_flight.keys = keys
     if overwrite is None:

@@ -307,9 +307,10 @@ class SqlflowAdapter(DuckDBAdapter):
         finally:
             cursor.close()
 
-    def _on_commit(self, run: ModelRun, done: BatchResult, quiet: bool) -> None:
-        self._record_metrics(run, done, "success")
-        execution.log_commit(run, done, quiet)
+    def _on_commit(self, run: ModelRun, loaded: list[BatchResult], quiet: bool) -> None:
+        for done in loaded:
+            self._record_metrics(run, done, "success")
+        execution.log_commit(run, loaded, quiet)
 
     def _record_metrics(
         self, run: ModelRun, batch: BatchResult, status: str, error_type: str | None = None

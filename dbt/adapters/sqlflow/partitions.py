@@ -418,19 +418,28 @@ class PartitionManager:
 
     # -- Reading the data ---------------------------------------------------------------
 
+    def statistics_sql(self) -> str:
+        """The aggregates of a partition's statistics over rows with the table's columns:
+        rows, min and max (as text); :meth:`statistics_of` reads them per bucket."""
+        value = self._value_expr()
+        return f"count(*), cast(min({value}) as varchar), cast(max({value}) as varchar)"
+
+    def statistics_of(self, rows: Iterable[Sequence[Any]]) -> dict[str | None, tuple]:
+        """``{key: (rows, min, max)}`` from rows of ``(bucket, *statistics_sql)`` (key
+        None: NULL time), what :meth:`refresh_statistics` takes as ``found``."""
+        return {
+            self._bucket_key(bucket): (int(count), low, high) for bucket, count, low, high in rows
+        }
+
     def _scan(self, relation: str, keys: Sequence[str] | None) -> dict[str | None, tuple]:
         """One GROUP BY: ``{key: (rows, min, max)}`` of the data (key None: NULL time)."""
         where = "" if keys is None else f"\nwhere {self.keys_predicate(keys)}"
-        value = self._value_expr()
-        rows = self.executor(
-            f"select {self.bucket_expr()} as sqlflow_bucket, count(*),"
-            f" cast(min({value}) as varchar), cast(max({value}) as varchar)"
-            f"\nfrom {relation}{where}\ngroup by 1"
+        return self.statistics_of(
+            self.executor(
+                f"select {self.bucket_expr()} as sqlflow_bucket, {self.statistics_sql()}"
+                f"\nfrom {relation}{where}\ngroup by 1"
+            )
         )
-        result: dict[str | None, tuple] = {}
-        for bucket, count, low, high in rows:
-            result[self._bucket_key(bucket)] = (int(count), low, high)
-        return result
 
     def _info(self, key: str, stats: tuple | None, previous: PartitionInfo | None) -> PartitionInfo:
         count, low, high = stats if stats is not None else (0, None, None)
@@ -500,6 +509,7 @@ class PartitionManager:
         *,
         load_id: str | Mapping[str, str] | None = None,
         loaded_at: datetime | None = None,
+        found: Mapping[str | None, tuple] | None = None,
     ) -> list[PartitionInfo]:
         """Recompute row counts and min/max of partitions from the data and record them.
 
@@ -515,6 +525,9 @@ class PartitionManager:
                 (a group of batches refreshed at once); recorded as their last load
                 (with ``loaded_at``, default now). None keeps each partition's last load.
             loaded_at: When the load happened (naive UTC).
+            found: The partitions' statistics when the caller has them exactly
+                (:meth:`statistics_of` of the rows the given keys hold: a load into
+                partitions that were empty); read from the table otherwise.
 
         Returns:
             The refreshed partitions, in key order.
@@ -529,7 +542,8 @@ class PartitionManager:
             if load_id is not None and wanted is not None
             else {p.key: p for p in self.state.partitions(relation, keys=wanted)}
         )
-        found = self._scan(relation, wanted)
+        if found is None or wanted is None:
+            found = self._scan(relation, wanted)
         if wanted is None:
             wanted = list(dict.fromkeys([*previous, *(k for k in found if k is not None)]))
         stamp = (loaded_at or utc_now()) if load_id is not None else None

@@ -55,6 +55,9 @@ class BatchResult:
     retries: list[str] = field(default_factory=list)
     index: int | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    loaded_with: int = 1
+    """How many batches the statement that loaded this one loaded: a group loaded at once
+    (its batches are logged as one ``batch_end``), 1 otherwise."""
 
     @property
     def seconds(self) -> float:
