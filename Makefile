@@ -49,7 +49,8 @@ $(LAKE_BIN)/python: $(BIN)/python
 $(LAKE_STAMP): $(LAKE_BIN)/python pyproject.toml constraints-lake.txt $(SOURCES)
 	$(LAKE_BIN)/python -m pip install --quiet --upgrade pip
 	$(LAKE_BIN)/python -m pip install --quiet -c constraints-lake.txt '.[dev]' \
-	  duckdb-extension-ducklake duckdb-extension-postgres 'psycopg[binary]'
+	  duckdb-extension-ducklake duckdb-extension-postgres duckdb-extension-httpfs 'psycopg[binary]' \
+	  'moto[s3]' flask flask-cors
 	$(LAKE_BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 	touch $(LAKE_STAMP)
 

@@ -1,7 +1,8 @@
 """The real parts of the lake suite: DuckLake's extensions and a throwaway PostgreSQL.
 
-The extensions come from the registry packages ``duckdb-extension-ducklake`` and
-``duckdb-extension-postgres`` (constraints-lake.txt pins them to the DuckDB they match).
+The extensions come from the registry packages ``duckdb-extension-ducklake``,
+``duckdb-extension-postgres`` and ``duckdb-extension-httpfs`` (constraints-lake.txt pins
+them to the DuckDB they match).
 ``INSTALL ducklake`` would fetch from the network, so each shipped file is installed
 from its path; the postgres file is installed as ``postgres_scanner``, the name DuckDB
 autoloads it by.
@@ -27,8 +28,10 @@ from pathlib import Path
 EXTENSIONS = (
     ("duckdb_extension_ducklake", "ducklake"),
     ("duckdb_extension_postgres", "postgres_scanner"),
+    ("duckdb_extension_httpfs", "httpfs"),
 )
-"""(Python package, extension name) of each extension the lake needs."""
+"""(Python package, extension name) of each extension the lake needs (httpfs: data files
+in object storage, ``s3://``)."""
 
 
 def shipped_extension(package: str) -> Path | None:
