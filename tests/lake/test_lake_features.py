@@ -436,15 +436,13 @@ class TestWindowedFeaturesOnTheLake:
         ]
         assert data["gaps"] == [{"start": "2025-01-04T18:00:00", "end": "2025-01-05T00:00:00"}]
 
-    def test_tune_reads_the_lake_and_ab_says_it_needs_a_file(self, scenario):
+    def test_tune_reads_the_lake(self, scenario):
+        # --ab on a lake: test_lake_tune_ab.py.
         project = scenario.project
         scenario.after(backfilled)
         done = cli(project, "tune", "daily", "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)[0]["model"] == "model.test.daily"
-        done = cli(project, "tune", "daily", "--ab")
-        assert done.returncode == 2
-        assert "tune --ab runs the model on copies of the DuckDB file" in done.stderr
 
     def test_an_unreachable_lake_is_named_with_the_fix(self, scenario, tmp_path):
         project = scenario.project

@@ -411,7 +411,7 @@ def _open_file(path: Path, model_name: str) -> Any:
         raise StateCommandError(f"{path}: cannot open read-only ({text})") from e
 
 
-def _open_lake(lake: LakeAttachment, target: str) -> Any:
+def open_lake(lake: LakeAttachment, target: str) -> Any:
     """An in-memory DuckDB connection with the lake attached read-only.
 
     Raises:
@@ -472,7 +472,7 @@ def open_state(location: StateLocation, model_name: str, table: str) -> Iterator
     import duckdb
 
     if location.lake is not None:
-        con = _open_lake(location.lake, location.target)
+        con = open_lake(location.lake, location.target)
         database: str | None = location.lake.alias
     else:
         assert location.path is not None

@@ -22,6 +22,7 @@ from dbt.adapters.sqlflow.cli_state import (
     manifest_nodes,
     manifest_path,
     model_node,
+    open_lake,
     open_state,
     project_dirs,
     resolve_state_location,
@@ -285,6 +286,8 @@ class ABReport:
     #: The latest load built the table (the model has no older load): each run rebuilds
     #: it (``--full-refresh``), as that load did, instead of loading the range again.
     rebuild: bool = False
+    #: The runs were on a copy of a DuckLake (the model's tables), not of a DuckDB file.
+    lake: bool = False
 
     @property
     def real_gain(self) -> bool:
@@ -327,13 +330,6 @@ def ab_test(
     found = find_windowed_model(manifest, model)
     node = model_node(manifest, model, WINDOWED)
     location = resolve_state_location(project, profiles, target)
-    if location.path is None:
-        # A copy of a lake would share its catalog and data path with production.
-        raise StateCommandError(
-            f"model '{found.unique_id}': tune --ab runs the model on copies of the DuckDB"
-            f" file, and the target is {location.source}, which it cannot copy. Fix: run"
-            f" `dbt-sqlflow tune {found.name}` (without --ab) for the recommendation"
-        )
     loads, advice = _measurable_advice(
         location, found, _profile_settings(project, profiles, target)
     )
@@ -347,18 +343,24 @@ def ab_test(
     settings = {r.key: r.recommended for r in advice}
     with tempfile.TemporaryDirectory(prefix="sqlflow-tune-") as tmp:
         work = Path(tmp)
-        name = _pristine_copy(location.path, work)
+        copy: _Copy
+        if location.lake is not None:
+            copy = _lake_copy(location, manifest, node, work)
+        else:
+            assert location.path is not None
+            copy = _file_copy(location.path, work)
         arms = {
-            "current": _arm_project(work / "current", project, profiles, target, node, []),
+            "current": _arm_project(work / "current", project, profiles, target, node, [], copy),
             "recommended": _arm_project(
-                work / "recommended", project, profiles, target, node, advice
+                work / "recommended", project, profiles, target, node, advice, copy
             ),
         }
         figures: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in arms}
         for run in range(runs):
             order = list(arms) if run % 2 == 0 else list(reversed(arms))
             for arm in order:
-                seconds, rss = _timed_run(arms[arm], work, name, found, start, end, rebuild)
+                copy.reset()
+                seconds, rss = _timed_run(arms[arm], found, start, end, rebuild)
                 figures[arm][0].append(seconds)
                 figures[arm][1].append(rss)
     return ABReport(
@@ -371,22 +373,148 @@ def ab_test(
         ],
         advice,
         rebuild,
+        location.lake is not None,
     )
 
 
-def _pristine_copy(database: Path, work: Path) -> str:
-    """Copy the DuckDB file (and its WAL) to ``work/pristine``, make ``work/data``; the
-    file's name, kept (dbt-duckdb names the database after it)."""
+@dataclass(frozen=True)
+class _Copy:
+    """The A/B's copy of the database: a pristine one under ``work/pristine`` that each run
+    gets afresh under ``work/data`` (:meth:`reset`), where the arms' profiles point.
+
+    Attributes:
+        work: The A/B's folder.
+        file: The DuckDB file's name (a file's copy); None for a lake's.
+        lake_alias: The lake's alias (a lake's copy); None for a file's.
+    """
+
+    work: Path
+    file: str | None = None
+    lake_alias: str | None = None
+
+    @property
+    def data(self) -> Path:
+        """The folder every run's copy is in (the same path each time)."""
+        return self.work / "data"
+
+    @property
+    def lake_catalog(self) -> Path:
+        """The copied lake's catalog (a DuckDB file)."""
+        return self.data / "catalog.ducklake"
+
+    @property
+    def lake_data_path(self) -> Path:
+        """The copied lake's data files."""
+        return self.data / "files"
+
+    def reset(self) -> None:
+        """Put the pristine copy in ``data``, replacing what the last run left."""
+        import shutil
+
+        shutil.rmtree(self.data, ignore_errors=True)
+        shutil.copytree(self.work / "pristine", self.data)
+
+
+def _file_copy(database: Path, work: Path) -> _Copy:
+    """Copy the DuckDB file (and its WAL) to ``work/pristine``; its name is kept (dbt-duckdb
+    names the database after it)."""
     import shutil
 
-    for folder in ("pristine", "data"):
-        (work / folder).mkdir()
+    (work / "pristine").mkdir()
     name = database.name
     shutil.copy2(database, work / "pristine" / name)
     wal = database.with_name(name + ".wal")
     if wal.exists():
         shutil.copy2(wal, work / "pristine" / (name + ".wal"))
-    return name
+    return _Copy(work, file=name)
+
+
+def _lake_copy(location: Any, manifest: Path, node: dict[str, Any], work: Path) -> _Copy:
+    """A new DuckLake under ``work`` (a DuckDB-file catalog and a local data folder) holding
+    copies of what the model reads and writes in the production lake: the tables of its
+    sources and parents in the lake, its own table and sqlflow's state tables, read at the
+    lake's current snapshot through a read-only attach. The arms attach it under the
+    lake's alias, so the model's SQL and its state's relation names are unchanged.
+
+    Raises:
+        StateCommandError: The lake cannot be attached or a table cannot be copied.
+    """
+    import shutil
+
+    import duckdb
+
+    lake = location.lake
+    copy = _Copy(work, lake_alias=lake.alias)
+    copy.lake_data_path.mkdir(parents=True)
+    con = open_lake(lake, location.target)
+    try:
+        con.execute(
+            f"attach {_string('ducklake:' + str(copy.lake_catalog))} as sqlflow_ab"
+            f" (data_path {_string(str(copy.lake_data_path) + '/')})"
+        )
+        for schema, table in _lake_tables(con, lake.alias, location.state_schema, manifest, node):
+            source = ".".join(quote_identifier(p) for p in (lake.alias, schema, table))
+            con.execute(f"create schema if not exists sqlflow_ab.{quote_identifier(schema)}")
+            con.execute(
+                f"create table sqlflow_ab.{quote_identifier(schema)}.{quote_identifier(table)}"
+                f" as from {source}"
+            )
+        con.execute("detach sqlflow_ab")
+    except duckdb.Error as e:
+        raise StateCommandError(
+            f"{location.source}: cannot copy the model's tables for the A/B: {e}"
+        ) from e
+    finally:
+        con.close()
+    shutil.copytree(copy.data, work / "pristine")
+    return copy
+
+
+def _lake_tables(
+    con: Any, alias: str, state_schema: str, manifest: Path, node: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """``(schema, table)`` of the lake's tables an A/B of the model needs that exist: its
+    own, its sources' and parents' in the lake, and sqlflow's state tables (their views
+    are made again by the first run)."""
+    document = json.loads(manifest.read_text())
+    names = [str(node["relation_name"])]
+    for parent in (node.get("depends_on") or {}).get("nodes") or []:
+        found = (document.get("sources") or {}).get(parent) or (document.get("nodes") or {}).get(
+            parent
+        )
+        if found and found.get("relation_name"):
+            names.append(str(found["relation_name"]))
+    wanted = []
+    for name in names:
+        parts = _relation_parts(name)
+        if len(parts) == 3 and parts[0] == alias:
+            wanted.append((parts[1], parts[2]))
+    present = {
+        (str(schema), str(table)): str(kind)
+        for schema, table, kind in con.execute(
+            "select table_schema, table_name, table_type from information_schema.tables"
+            " where table_catalog = ?",
+            [alias],
+        ).fetchall()
+    }
+    state = [k for k, kind in present.items() if k[0] == state_schema and kind == "BASE TABLE"]
+    return list(dict.fromkeys([*(k for k in wanted if k in present), *sorted(state)]))
+
+
+def _relation_parts(relation: str) -> list[str]:
+    """The parts of a relation name as dbt renders it (``"db"."schema"."table"``)."""
+    import re
+
+    return [
+        quoted.replace('""', '"') if quoted or not bare else bare
+        for quoted, bare in re.findall(r'"((?:[^"]|"")*)"|([^".]+)', relation)
+    ]
+
+
+def _string(text: str) -> str:
+    from dbt.adapters.sqlflow.sql import sql_string
+
+    return sql_string(text)
 
 
 def _measurable_advice(
@@ -437,10 +565,12 @@ def _arm_project(
     target: str | None,
     node: dict[str, Any],
     advice: Sequence[Recommendation],
+    copy: _Copy,
 ) -> Path:
     """A copy of the project whose model also sets the recommended model settings (a
     later config() call wins), and a profiles.yml whose target is the work copy of the
-    database, with the recommended DuckDB settings over the profile's."""
+    database (a lake's: attached under its alias), with the recommended DuckDB settings
+    over the profile's."""
     import shutil
 
     import yaml  # type: ignore[import-untyped]
@@ -459,8 +589,14 @@ def _arm_project(
         model_file.write_text(model_file.read_text() + f"\n{{{{ config({args}) }}}}\n")
     profile, name = load_profile(project, profiles, target)
     credentials = profile.to_profile_info(serialize_credentials=True)["credentials"]
-    database = home.parent / "data" / Path(str(credentials["path"])).name
-    output = {**credentials, "type": "sqlflow", "path": str(database)}
+    if copy.lake_alias is not None:
+        output = {**credentials, "type": "sqlflow", "path": ":memory:"}
+        output["attach"] = [
+            _copied_lake(a, copy) if a.get("alias") == copy.lake_alias else a
+            for a in credentials.get("attach") or []
+        ]
+    else:
+        output = {**credentials, "type": "sqlflow", "path": str(copy.data / str(copy.file))}
     output["threads"] = profile.threads
     duckdb_settings = {r.key: r.recommended for r in advice if r.scope == "profile"}
     if duckdb_settings:
@@ -470,30 +606,36 @@ def _arm_project(
     return home
 
 
+def _copied_lake(attachment: dict[str, Any], copy: _Copy) -> dict[str, Any]:
+    """The profile's attach entry of the lake, pointed at the A/B's copy of it."""
+    options = {
+        k: v
+        for k, v in (attachment.get("options") or {}).items()
+        if k not in ("data_path", "metadata_schema", "metadata_catalog")
+    }
+    options["data_path"] = f"{copy.lake_data_path}/"
+    found = {k: v for k, v in attachment.items() if v is not None}
+    return {**found, "path": f"ducklake:{copy.lake_catalog}", "options": options}
+
+
 def _literal(value: str) -> str:
     return value if value.isdigit() else repr(value)
 
 
 def _timed_run(
     home: Path,
-    work: Path,
-    name: str,
     model: Any,
     start: datetime,
     end: datetime,
     rebuild: bool = False,
 ) -> tuple[float, float]:
-    """One dbt run of the model's range on a fresh copy of the database file ``name``
-    (``rebuild``: with ``--full-refresh``): node seconds, peak RSS in MB."""
+    """One dbt run of the model's range on the arm's profile (a fresh copy of the
+    database: :meth:`_Copy.reset`; ``rebuild``: with ``--full-refresh``): node seconds,
+    peak RSS in MB."""
     import os
-    import shutil
     import subprocess
     import sys
 
-    for suffix in ("", ".wal"):
-        (work / "data" / (name + suffix)).unlink(missing_ok=True)
-        if (work / "pristine" / (name + suffix)).exists():
-            shutil.copy2(work / "pristine" / (name + suffix), work / "data" / (name + suffix))
     run_vars = json.dumps({"sqlflow_start": start.isoformat(), "sqlflow_end": end.isoformat()})
     argv = [
         str(Path(sys.executable).parent / "dbt"),
@@ -537,7 +679,7 @@ def format_ab(report: ABReport) -> str:
     lines = [
         f"{report.model}: its latest load [{report.window_start}, {report.window_end})"
         + (" (it built the table: rebuilt, --full-refresh)" if report.rebuild else "")
-        + " on a copy of the database",
+        + f" on a copy of the {'lake' if report.lake else 'database'}",
         *text_table(headers, rows, right=[2, 3, 4, 5]),
         report.verdict(),
     ]
