@@ -16,6 +16,7 @@ from dbt.adapters.sqlflow.sql import (
     WINDOW_END_MARK,
     WINDOW_START_MARK,
     BufferedWrites,
+    as_naive,
     fill_template,
     json_value,
     merge_inserts,
@@ -24,6 +25,8 @@ from dbt.adapters.sqlflow.sql import (
     sql_string,
     substitute_window,
     time_literal,
+    truncate_sql,
+    utc_expr,
     window_literals_in,
     window_sql,
 )
@@ -437,3 +440,28 @@ def test_window_bounds_in_a_template_take_the_batch_literals() -> None:
         f" - interval 2 day and d.born < x{WINDOW_END_MARK}"
     )
     assert window_literals_in("no bounds", ("a", "b")) == "no bounds"
+
+
+# -- unit starts ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", ["hour", "day", "week", "month", "year"])
+@pytest.mark.parametrize(
+    ("column", "data_type"),
+    [("ts", "TIMESTAMP"), ("tz", "TIMESTAMP WITH TIME ZONE"), ("d", "DATE")],
+)
+def test_truncate_sql_is_date_trunc_of_the_utc_time(unit: str, column: str, data_type: str) -> None:
+    con = duckdb.connect()
+    con.execute("set timezone = 'America/New_York'")
+    con.execute(
+        "create table t as select ts, ts::timestamptz as tz, ts::date as d from (values"
+        " (timestamp '2025-01-01 00:00:00'), (timestamp '2024-12-31 23:59:59.999999'),"
+        " (timestamp '2025-03-09 02:30:00'), (timestamp '2025-07-15 13:45:10'),"
+        " (null::timestamp)) as v(ts)"
+    )
+    value = utc_expr(column, data_type)
+    found = con.execute(
+        f"select {truncate_sql(unit, value)}, date_trunc('{unit}', {value}) from t"
+    ).fetchall()
+    assert [as_naive(a) for a, _ in found] == [as_naive(b) for _, b in found]
+    assert all(a is None for a, b in found if b is None)

@@ -83,6 +83,7 @@ from dbt.adapters.sqlflow.sql import (
     reads_window,
     substitute_window,
     time_literal,
+    truncate_sql,
     utc_expr,
     utc_now,
     window_literals_in,
@@ -413,7 +414,7 @@ def unit_figures(
     value = utc_expr(column, data_type)
     latest = f"max({column})" if newest else "null"
     found = run(
-        f"select date_trunc('{unit}', {value}) as unit, count(*), {latest} from {relation_sql}"
+        f"select {truncate_sql(unit, value)} as unit, count(*), {latest} from {relation_sql}"
         f" where {column} >= {time_literal(hull.start, data_type)}"
         f" and {column} < {time_literal(hull.end, data_type)} group by 1"
     )
@@ -952,7 +953,7 @@ def _new_keys(
         else "group by all"
     )
     found = execute(
-        f"select date_trunc('{unit}', {utc_expr(column, services.event_time_type)})"
+        f"select {truncate_sql(unit, utc_expr(column, services.event_time_type))}"
         f" as sqlflow_unit, {bucket} as sqlflow_bucket, {figures_sql}"
         + (f", {pm.statistics_sql()}, grouping(sqlflow_unit)" if counted and pm else "")
         + f" from {rows_sql} as sqlflow_batch {by}"

@@ -56,6 +56,7 @@ from dbt.adapters.sqlflow.sql import (
     quote_identifier,
     sql_string,
     time_literal,
+    truncate_sql,
     utc_expr,
     utc_now,
 )
@@ -317,7 +318,7 @@ class PartitionManager:
         """SQL giving each row its partition: unit start (time) or VARCHAR key (value)."""
         if self.spec.granularity is None:
             return f"coalesce(cast({self._column()} as varchar), {sql_string(NULL_KEY)})"
-        return f"date_trunc({sql_string(self.spec.granularity)}, {self._utc_expr()})"
+        return truncate_sql(self.spec.granularity, self._utc_expr())
 
     def _value_expr(self) -> str:
         """The field as shown in min/max: naive UTC for TIMESTAMPTZ, else as stored."""
