@@ -194,7 +194,8 @@
   {%- set tokens = adapter.sqlflow_template_tokens() -%}
   {%- set window = {'start_literal': tokens.start, 'end_literal': tokens.end} if plan.windowed else none -%}
   {% do run_query(get_sqlflow_stage_shape_sql(stage, plan.batch_columns)) %}
-  {%- set dest_columns = process_schema_changes(plan.on_schema_change, stage, target_relation) -%}
+  {#- a build's table was just created from the model's columns: nothing to change -#}
+  {%- set dest_columns = none if plan.mode == 'build' else process_schema_changes(plan.on_schema_change, stage, target_relation) -%}
   {%- set dest_columns = dest_columns or adapter.get_columns_in_relation(target_relation) -%}
   {%- set merge_form = none -%}
   {%- if plan.variants | selectattr('strategy', 'equalto', 'merge') | list -%}
