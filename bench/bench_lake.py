@@ -223,19 +223,20 @@ class Lake:
         return str(self.catalog_file)
 
     def profile(self, adapter: str) -> str:
+        def output(name: str, settings: str = "") -> str:
+            return (
+                f"    {name}:\n"
+                f"      type: {adapter}\n      path: ':memory:'\n      database: lake\n"
+                f"      schema: {SCHEMA[adapter]}\n      threads: 1\n{settings}      attach:\n"
+                f'        - path: "ducklake:{self.attach_path}"\n          alias: lake\n'
+                f"          options:\n            data_path: '{self.data_path}/'\n"
+            )
+
+        # one_thread: scenario 3's processes with one DuckDB thread each (two: two cores).
         return (
-            "bench:\n  target: bench\n  outputs:\n    bench:\n"
-            f"      type: {adapter}\n      path: ':memory:'\n      database: lake\n"
-            f"      schema: {SCHEMA[adapter]}\n      threads: 1\n      attach:\n"
-            f'        - path: "ducklake:{self.attach_path}"\n          alias: lake\n'
-            f"          options:\n            data_path: '{self.data_path}/'\n"
-            # Scenario 3's processes with one DuckDB thread each (two at once: two cores).
-            f"    one_thread:\n"
-            f"      type: {adapter}\n      path: ':memory:'\n      database: lake\n"
-            f"      schema: {SCHEMA[adapter]}\n      threads: 1\n"
-            f"      settings:\n        threads: 1\n      attach:\n"
-            f'        - path: "ducklake:{self.attach_path}"\n          alias: lake\n'
-            f"          options:\n            data_path: '{self.data_path}/'\n"
+            "bench:\n  target: bench\n  outputs:\n"
+            + output("bench")
+            + output("one_thread", "      settings:\n        threads: 1\n")
         )
 
     @contextmanager

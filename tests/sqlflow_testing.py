@@ -154,6 +154,19 @@ def table_hash(project: Any, relation: str) -> tuple[int, int | None]:
 def dbt_sqlflow(project: Any, *args: str, timeout: float = 600) -> Any:
     """The ``dbt-sqlflow`` command in its own process, on the test project (after
     :func:`release`, so it can open the database); the completed process, output as text."""
+    return own_process(project, "dbt-sqlflow", *args, timeout=timeout)
+
+
+def own_process(
+    project: Any,
+    program: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> Any:
+    """``program`` (``dbt``, ``dbt-sqlflow``) of this venv in its own process on the test
+    project and its profile (after :func:`release`), with ``env`` over the environment;
+    the completed process, output as text."""
     import os
     import subprocess
     import sys
@@ -161,7 +174,7 @@ def dbt_sqlflow(project: Any, *args: str, timeout: float = 600) -> Any:
     release(project)
     return subprocess.run(
         [
-            str(Path(sys.executable).parent / "dbt-sqlflow"),
+            str(Path(sys.executable).parent / program),
             *args,
             "--project-dir",
             str(project.project_root),
@@ -170,7 +183,7 @@ def dbt_sqlflow(project: Any, *args: str, timeout: float = 600) -> Any:
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})},
         cwd=project.project_root,
         timeout=timeout,
     )

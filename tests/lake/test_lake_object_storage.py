@@ -12,18 +12,14 @@ exactly the expected rows.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import lake_profile
 from dbt.tests.util import run_dbt_and_capture
 from lake_testing import DAY_ROWS, add_events, create_events, release, state, target
-from sqlflow_testing import Scenario, events_model, now, raw_sources_yml, rows
+from sqlflow_testing import Scenario, events_model, now, own_process, raw_sources_yml, rows
 
 BUCKET = "sqlflow-lake"
 DAILY = (
@@ -111,26 +107,7 @@ def other_process(project: Any) -> dict[str, Any]:
     # models into the same lake (catalog and bucket).
     add_events(project, DAY_ROWS[4])
     project.run_sql("update {database}.{schema}.events set v = 'fixed' where id = 31")
-    release(project)
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"),
-            "run",
-            "--project-dir",
-            str(project.project_root),
-            "--profiles-dir",
-            str(project.profiles_dir),
-        ],
-        capture_output=True,
-        text=True,
-        env={
-            **os.environ,
-            "SQLFLOW_NOW": "2025-01-04T18:00:00",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        },
-        timeout=600,
-        check=False,
-    )
+    completed = own_process(project, "dbt", "run", env={"SQLFLOW_NOW": "2025-01-04T18:00:00"})
     return {"code": completed.returncode, "out": completed.stdout + completed.stderr}
 
 

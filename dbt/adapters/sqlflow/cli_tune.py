@@ -28,7 +28,7 @@ from dbt.adapters.sqlflow.cli_state import (
     resolve_state_location,
     text_table,
 )
-from dbt.adapters.sqlflow.sql import quote_identifier, time_literal, utc_expr
+from dbt.adapters.sqlflow.sql import quote_identifier, sql_string, time_literal, utc_expr
 from dbt.adapters.sqlflow.tune import (
     MIN_LOADS,
     Reach,
@@ -200,8 +200,6 @@ def zone_maps(run: Any, relation: str, columns: Sequence[str]) -> dict[str, Zone
     """The per-row-group ``(min, max)`` of ``columns`` in ``relation``, from DuckDB's
     ``pragma_storage_info`` (a table not built yet has none)."""
     import duckdb
-
-    from dbt.adapters.sqlflow.sql import sql_string
 
     if not columns:
         return {}
@@ -449,8 +447,8 @@ def _lake_copy(location: Any, manifest: Path, node: dict[str, Any], work: Path) 
     con = open_lake(lake, location.target)
     try:
         con.execute(
-            f"attach {_string('ducklake:' + str(copy.lake_catalog))} as sqlflow_ab"
-            f" (data_path {_string(str(copy.lake_data_path) + '/')})"
+            f"attach {sql_string('ducklake:' + str(copy.lake_catalog))} as sqlflow_ab"
+            f" (data_path {sql_string(str(copy.lake_data_path) + '/')})"
         )
         for schema, table in _lake_tables(con, lake.alias, location.state_schema, manifest, node):
             source = ".".join(quote_identifier(p) for p in (lake.alias, schema, table))
@@ -509,12 +507,6 @@ def _relation_parts(relation: str) -> list[str]:
         quoted.replace('""', '"') if quoted or not bare else bare
         for quoted, bare in re.findall(r'"((?:[^"]|"")*)"|([^".]+)', relation)
     ]
-
-
-def _string(text: str) -> str:
-    from dbt.adapters.sqlflow.sql import sql_string
-
-    return sql_string(text)
 
 
 def _measurable_advice(

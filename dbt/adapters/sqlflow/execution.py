@@ -28,7 +28,7 @@ from dbt_common.exceptions import DbtRuntimeError
 from dbt.adapters.sqlflow import cdc, events, quality
 from dbt.adapters.sqlflow.config import SqlflowConfig
 from dbt.adapters.sqlflow.intervals import Interval, parse_timestamp
-from dbt.adapters.sqlflow.observe import BatchClock, rounded
+from dbt.adapters.sqlflow.observe import BatchClock
 from dbt.adapters.sqlflow.partitions import (
     PartitionManager,
     partition_key,
@@ -1525,10 +1525,8 @@ def log_commit(run: ModelRun, loaded: list[BatchResult], quiet: bool) -> None:
     )
     fields = run.event_fields(first, event="batch_end", status=first.status)
     if len(loaded) > 1:
-        phases: dict[str, float] = {}
-        for batch in loaded:
-            for phase, seconds in batch.phases.items():
-                phases[phase] = phases.get(phase, 0.0) + seconds
+        # The group's one statement counts its phases in its first batch (the others have
+        # none), and such a group has no quality check: its status is the first's.
         fields.update(
             load_ids=[b.load_id for b in loaded],
             batch_count=len(loaded),
@@ -1538,8 +1536,6 @@ def log_commit(run: ModelRun, loaded: list[BatchResult], quiet: bool) -> None:
             rows_updated=updated,
             rows_deleted=deleted,
             seconds=round(max(b.seconds for b in loaded), 6),
-            phase_seconds=rounded(phases),
-            status="warn" if any(b.status == "warn" for b in loaded) else first.status,
         )
     events.fire(
         "debug" if quiet else "info",
