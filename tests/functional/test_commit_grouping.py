@@ -4,6 +4,8 @@ windowed strategy, on a build and on an incremental run with late and new rows."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from dbt.tests.util import run_dbt
 from sqlflow_testing import create_events, events_model, raw_sources_yml, rows, run_results
@@ -161,7 +163,7 @@ class TestKeyedGroupLoadedAtOnce:
         return files
 
     def test_new_keys_load_at_once_and_leave_what_batches_leave(
-        self, project, monkeypatch: pytest.MonkeyPatch
+        self, project, logs_dir: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         create_events(project)
         project.run_sql(
@@ -178,8 +180,22 @@ class TestKeyedGroupLoadedAtOnce:
         # Build: 13 day windows with unique keys, one statement; the repeating key
         # (id % 20 in another window) loads batch by batch, updating.
         monkeypatch.setenv("SQLFLOW_NOW", "2025-01-14T00:00:00")
+        log = Path(logs_dir) / "dbt.log"
+        logged_before = log.stat().st_size if log.exists() else 0
         run_dbt(["run"])
         same_as_one_per_batch()
+        # A build's batch-by-batch SQL is rendered (and its staging table created) only
+        # for a model whose group fell back to it.
+        with log.open(encoding="utf-8") as text:
+            text.seek(logged_before)
+            logged = text.read()
+        staged = {
+            name
+            for name in KEYED
+            if f'create or replace temporary table "{name}_auto__sqlflow_stage' in logged
+        }
+        assert staged == {"repeat"}
+        assert 'create or replace temporary table "repeat_one__sqlflow_stage' in logged
         assert {n: timed_loads(project, f"{n}_auto") for n in KEYED} == {
             "parts": 1,
             "di": 1,

@@ -154,6 +154,22 @@ LAKE_WRITERS = LakeWriters()
 """The process's one :class:`LakeWriters`."""
 
 
+_TRACKED_METRICS: dict[str, bool] = {}
+"""Per DuckDB version: whether it has the ``tracked_metrics`` setting."""
+
+
+def _has_tracked_metrics(cursor: Any) -> bool:
+    """Whether this DuckDB has the ``tracked_metrics`` setting: asked once per process
+    (a scan of ``duckdb_settings()`` costs ~2.5 ms, every model)."""
+    import duckdb
+
+    version = duckdb.__version__
+    if version not in _TRACKED_METRICS:
+        cursor.execute("select count(*) from duckdb_settings() where name = 'tracked_metrics'")
+        _TRACKED_METRICS[version] = bool(cursor.fetchone()[0])
+    return _TRACKED_METRICS[version]
+
+
 def count_from_cursor(cursor: Any) -> int | None:
     """The row count of a DML statement's result, or None for anything else.
 
@@ -244,13 +260,10 @@ class SqlflowConnectionManager(DuckDBConnectionManager):
             profiler cannot be limited to the two system metrics).
         """
         cursor = self.get_thread_connection().handle.cursor()
-        cursor.execute(
-            "select current_setting('enable_profiling'), (select count(*) from"
-            " duckdb_settings() where name = 'tracked_metrics')"
-        )
-        enabled, known = cursor.fetchone()
-        if not known:
+        if not _has_tracked_metrics(cursor):
             return None
+        cursor.execute("select current_setting('enable_profiling')")
+        (enabled,) = cursor.fetchone()
         thread = threading.get_ident()
         if enabled is None:
             for sql in PROFILE_ON:

@@ -113,13 +113,15 @@ class BatchTemplates:
     batch has its own window literals, model SQL and predicates.
 
     Attributes:
-        stage: CREATE of the staged batch from the model's SQL.
-        variants: Per variant key (``strategy:plain_insert``, or ``direct``) the steps,
-            each ``{"sql": ..., "count": CountRole value}`` (or several values, comma
-            separated: a query returning one row of counts, one column per role).
+        stage: CREATE of the staged batch from the model's SQL (None: not rendered, a
+            build's templates for groups loaded at once).
+        variants: Per variant key (``strategy:plain_insert``, ``direct`` or
+            ``new_keys``) the steps, each ``{"sql": ..., "count": CountRole value}`` (or
+            several values, comma separated: a query returning one row of counts, one
+            column per role).
     """
 
-    stage: str
+    stage: str | None
     variants: Mapping[str, list[dict[str, str]]]
 
     @classmethod
@@ -139,7 +141,15 @@ class BatchTemplates:
             ]
             for key, steps in rendered["variants"].items()
         }
-        return cls(stage=str(rendered["stage"]), variants=variants)
+        stage = rendered.get("stage")
+        return cls(stage=None if stage is None else str(stage), variants=variants)
+
+    def with_rest(self, rest: BatchTemplates) -> BatchTemplates:
+        """These templates with the stage and variants of ``rest`` (rendered later)."""
+        return BatchTemplates(
+            stage=rest.stage if rest.stage is not None else self.stage,
+            variants={**rest.variants, **self.variants},
+        )
 
 
 # -- planning a run ------------------------------------------------------------------------
@@ -497,6 +507,7 @@ def run_batches(
     stage: str,
     on_commit: CommitHook,
     side: Callable[[str], Any] | None = None,
+    later: Callable[[], BatchTemplates] | None = None,
 ) -> None:
     """Load every planned batch in order, consecutive batches grouped into transactions
     (``commit_every``).
@@ -509,11 +520,13 @@ def run_batches(
 
     Args:
         side: Runs SQL on a second connection to the database (fault injection only).
+        later: Renders the rest of the templates when ``templates`` holds only those of
+            groups loaded at once (see :meth:`_Loop.batch_templates`).
     """
     batches = run.plan.batches
     # What dbt ran in the first batch's transaction before it (pre-hooks, the stage's
     # shape, schema changes): a retry of the first group replays it.
-    loop = run.loop = _Loop(templates, stage, session.journal(), side)
+    loop = run.loop = _Loop(templates, stage, session.journal(), side, later=later)
     while batches:
         if interrupted():
             _stop(run, "SIGTERM")
@@ -610,6 +623,16 @@ class _Loop:
     side: Callable[[str], Any] | None
     group_start: int = 0
     group_point: Savepoint | None = None
+    later: Callable[[], BatchTemplates] | None = None
+    """Renders the templates a batch loaded on its own needs, when ``templates`` holds
+    only those of groups loaded at once (a build's): called once, when first needed."""
+
+    def batch_templates(self) -> BatchTemplates:
+        """The templates of a batch loaded on its own (rendered now if not yet)."""
+        if self.later is not None:
+            self.templates = self.templates.with_rest(self.later())
+            self.later = None
+        return self.templates
 
 
 def _group_body(run: ModelRun, session: Session, first: bool, to_end: bool = False) -> None:
@@ -1144,7 +1167,7 @@ def _batch_body(
         # The first batch's statements go to dbt's debug log (the others are the same
         # templates with other bounds; logging each would cost more than the SQL).
         logged = _Logged(session, run) if index == 0 and first else session
-        load_batch(run, logged, loop.templates, loop.stage, window)
+        load_batch(run, logged, loop.batch_templates(), loop.stage, window)
 
 
 def _attempt_logged(
@@ -1247,6 +1270,7 @@ def load_batch(
         assert window is not None and literals is not None
         _load_direct(run, session, templates.variants["direct"], window, literals, model_sql)
         return
+    assert templates.stage is not None
     with run.phase("stage"):
         session.execute(fill_template(templates.stage, literals, model_sql=model_sql))
     with run.phase("plan"):

