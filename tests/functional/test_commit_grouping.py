@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 from dbt.tests.util import run_dbt
-from sqlflow_testing import create_events, events_model, raw_sources_yml, rows, run_results
+from sqlflow_testing import (
+    FAST_RETRY,
+    create_daily_events,
+    create_events,
+    events_model,
+    file_target,
+    raw_sources_yml,
+    rows,
+    run_results,
+)
 
 WINDOWED = "event_time='event_ts', batch_size='day', begin='2025-01-01', lookback=2"
 DAY = "partition_by={'field': 'event_ts', 'granularity': 'day'}"
@@ -256,3 +265,65 @@ class TestKeyedGroupLoadedAtOnce:
         results = run_dbt(["run", "-s", "di_auto", "--full-refresh"], expect_pass=False)
         assert "duplicate" in results[0].message and "4" in results[0].message, results[0].message
         assert rows(project, "select count(*) from {schema}.di_auto") == [(0,)]
+
+
+GAPS = (
+    "incremental_strategy='merge', unique_key='id', event_time='event_ts', batch_size='day',"
+    " begin='2025-01-01', partition_by={'field': 'event_ts', 'granularity': 'day'}"
+)
+
+
+class TestBuildCountsItsSourceInItsFirstGroup:
+    """A keyed build whose batches may load as one INSERT counts its source (so its empty
+    windows) in its first group's transaction, the same query as the group's check: it
+    leaves what a build counted at planning leaves (commit_every=1), also when that group
+    is rolled back and loaded again."""
+
+    @pytest.fixture(scope="class")
+    def dbt_profile_target(self, tmp_path_factory: pytest.TempPathFactory) -> dict:
+        return file_target(tmp_path_factory, sqlflow_retry=FAST_RETRY)
+
+    @pytest.fixture(scope="class")
+    def models(self) -> dict:
+        return {
+            "sources.yml": raw_sources_yml("events"),
+            "gaps_one.sql": events_model(f"{GAPS}, commit_every=1"),
+            "gaps_auto.sql": events_model(f"{GAPS}, commit_every='auto'"),
+            "gaps_retried.sql": events_model(f"{GAPS}, commit_every='auto'"),
+        }
+
+    def test_empty_windows_and_a_retried_group_leave_what_batches_leave(
+        self, project, logs_dir: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Rows on January 2, 3, 6 and 7; windows January 1 to 10 (now's day included), six
+        # of them empty: the first, two in the middle, the last three.
+        create_daily_events(project, days=(2, 3, 6, 7))
+        monkeypatch.setenv("SQLFLOW_NOW", "2025-01-10T00:00:00")
+        # The retried model's group meets a write-write conflict on its first try.
+        monkeypatch.setenv("SQLFLOW_FAULTS", "gaps_retried:conflict@0")
+        run_dbt(["run"])
+        one = what_it_left(project, "gaps_one")
+        # An empty window is a load row too, of no rows.
+        assert [(load[0], load[3]) for load in one["loads"]] == [
+            (f"2025-01-{d:02d} 00:00:00", 2 if d in (2, 3, 6, 7) else 0) for d in range(1, 11)
+        ]
+        assert one["intervals"] == [
+            (f"2025-01-{d:02d} 00:00:00", f"2025-01-{d + 1:02d} 00:00:00") for d in range(1, 10)
+        ]  # the day holding now is not done
+        assert len(one["rows"]) == 8
+        responses = run_results(project)
+        for name in ("gaps_auto", "gaps_retried"):
+            assert what_it_left(project, name) == one, name
+            assert timed_loads(project, name) == 1, name  # one statement
+            response = responses[name]["adapter_response"]
+            assert response["batches"] == responses["gaps_one"]["adapter_response"]["batches"]
+            assert response["rows_inserted"] == 8
+        assert responses["gaps_retried"]["adapter_response"]["retries"] == 1
+        assert responses["gaps_auto"]["adapter_response"]["retries"] == 0
+        # Counted at planning for one batch per transaction; with the first group else.
+        logged = (Path(logs_dir) / "dbt.log").read_text(encoding="utf-8")
+        assert "gaps_one planned 4 batch(es) (build, 6 empty window(s))" in logged
+        assert (
+            "gaps_auto planned 10 batch(es) (build, 0 empty window(s),"
+            " empty windows counted by the first group)"
+        ) in logged

@@ -18,7 +18,7 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -226,7 +226,9 @@ def start_run(
     events.fire(
         "debug",
         f"{config.model} planned {len(plan.batches)} batch(es) ({plan.mode},"
-        f" {len(plan.empty_windows)} empty window(s)) {run.log_context()}",
+        f" {len(plan.empty_windows)} empty window(s)"
+        + (", empty windows counted by the first group" if counted.deferred else "")
+        + f") {run.log_context()}",
         run.event_fields(event="plan", mode=plan.mode, empty_windows=len(plan.empty_windows)),
     )
     return run
@@ -453,7 +455,8 @@ def census(
 
 @dataclass(frozen=True)
 class Census:
-    """Rows per window unit of a run's source and target, counted when it was planned.
+    """Rows per window unit of a run's source and target, counted when it was planned
+    (or, :attr:`deferred`, in its first group's transaction).
 
     Attributes:
         empty: Indexes of the windows with nothing to do.
@@ -464,6 +467,13 @@ class Census:
     empty: set[int] = field(default_factory=set)
     source: dict[datetime, int] | None = None
     target: dict[datetime, int] | None = None
+    deferred: bool = False
+    """Not counted yet: a build whose batches may load as one INSERT counts its source in
+    the first group's transaction (:func:`_take_deferred_census`), with the group's check."""
+    check: list[tuple] | None = None
+    """The rows of the group check (:func:`_check_sql`) over every planned window, when
+    the deferred census was that check: the first group's own, if it holds every batch
+    and is loaded in the transaction that counted them."""
 
 
 def _empty_windows(
@@ -483,6 +493,8 @@ def _empty_windows(
     source, target = census_targets(config, mode, reads_window(compiled_code))
     if not windows or not source:
         return Census()
+    if not target and _defers_census(config, services, mode):
+        return Census(deferred=True)
     column = quote_identifier(config.event_time or "")
     unit = config.batch_size or "day"
     dtype = services.event_time_type
@@ -491,6 +503,50 @@ def _empty_windows(
     held = census(services.run, relation, column, dtype, windows, unit) if target else None
     busy = set(found) | set(held or ())
     return Census(empty_indexes(windows, unit, busy), found, held)
+
+
+def _defers_census(config: SqlflowConfig, services: RunServices, mode: str) -> bool:
+    """Whether a run counts its source in its first group's transaction instead of at
+    planning: a build of a keyed model whose batches may load as one INSERT (see
+    :func:`_one_statement_end`). There one query is both the census and the group's
+    check, and the check sees what the INSERT then reads (same transaction, after the
+    pre-hooks)."""
+    every = config.commit_every
+    return (
+        mode == BUILD
+        and new_keys_strategy(config) is not None
+        and not services.checks
+        and (every.seconds is None or every.auto)
+        and every.batches is None  # a group may then hold every batch
+    )
+
+
+def _take_deferred_census(run: ModelRun) -> None:
+    """Count the source of a deferred census (:attr:`Census.deferred`) in the open
+    transaction, with the group check of every planned window, and drop the windows it
+    finds empty from the plan's batches (they become its empty windows, as a census at
+    planning would have made them)."""
+    windows = [w for w in run.plan.batches if w is not None]
+    if not windows:
+        run.census = Census()
+        return
+    hull = Interval(windows[0].start, windows[-1].end)
+    literals = window_literals(hull, run.services.event_time_type)
+    model_sql = substitute_window(run.compiled_code, hull.start, hull.end)
+    found = run.services.run(_check_sql(run, model_sql, literals))
+    unit = run.config.batch_size or "day"
+    source: dict[datetime, int] = {}
+    for row in _per_unit(run, found):
+        start = as_naive(row[0]) or hull.start
+        source[start] = source.get(start, 0) + int(row[2])
+    empty = empty_indexes(windows, unit, set(source))
+    run.census = Census(empty, source, None, check=found)
+    if empty:
+        run.plan = replace(
+            run.plan,
+            batches=tuple(w for i, w in enumerate(windows) if i not in empty),
+            empty_windows=tuple(w for i, w in enumerate(windows) if i in empty),
+        )
 
 
 # -- the batch loop ------------------------------------------------------------------------
@@ -627,6 +683,12 @@ class _Loop:
     """Renders the templates a batch loaded on its own needs, when ``templates`` holds
     only those of groups loaded at once (a build's): called once, when first needed."""
 
+    @property
+    def staged(self) -> bool:
+        """Whether a batch may have been staged: the templates of a batch loaded on its
+        own were rendered (their rendering creates the staging table's shape)."""
+        return self.later is None and self.templates.stage is not None
+
     def batch_templates(self) -> BatchTemplates:
         """The templates of a batch loaded on its own (rendered now if not yet)."""
         if self.later is not None:
@@ -646,9 +708,17 @@ def _group_body(run: ModelRun, session: Session, first: bool, to_end: bool = Fal
     from the census's rows, so it ends where it ended the first time.
     """
     loop: _Loop = run.loop
-    batches = run.plan.batches
     if not first and loop.group_start == 0:
         session.replay(loop.prefix)  # what dbt ran before the first batch, rolled back
+        if run.census is not None and run.census.check is not None:
+            run.census = replace(run.census, check=None)  # counted in the rolled-back one
+    if run.census is not None and run.census.deferred:
+        counting = time.perf_counter()
+        _take_deferred_census(run)
+        run.plan_seconds += time.perf_counter() - counting
+    batches = run.plan.batches
+    if not batches:
+        return  # every window empty: recorded with the run's commit (finish_run)
     end = _one_statement_end(run, loop.group_start)
     if end is not None and _load_at_once(run, session, loop.group_start, end, first):
         if end < len(batches) - 1:
@@ -956,32 +1026,21 @@ def _new_keys(
     config, services = run.config, run.services
     execute = services.run
     pm = services.partitions
-    column = quote_identifier(config.event_time or "")
     keys = [quote_identifier(k) for k in config.unique_key]
-    rows_sql = (
-        f"(select * from ({model_sql}\n) as sqlflow_model"
-        f" where {column} >= {literals[0]} and {column} < {literals[1]})"
-    )
-    unit = config.batch_size or "day"
+    rows_sql = _rows_sql(run, model_sql, literals)
     # Partitions on event_time are the windows' own (recorded as batch by batch does);
     # others are read off the rows.
     own = pm is None or (pm.spec.is_time and pm.spec.field == config.event_time)
     counted = pm is not None and run.mode == BUILD
-    bucket = "null" if pm is None or (own and not counted) else pm.bucket_expr()
     nulls = _null_filter(config)
-    figures_sql = f"count(*), max({column}), count(case when {nulls} then 1 end)"
-    by = (
-        "group by grouping sets ((sqlflow_unit, sqlflow_bucket), (sqlflow_bucket))"
-        if counted
-        else "group by all"
-    )
-    found = execute(
-        f"select {truncate_sql(unit, utc_expr(column, services.event_time_type))}"
-        f" as sqlflow_unit, {bucket} as sqlflow_bucket, {figures_sql}"
-        + (f", {pm.statistics_sql()}, grouping(sqlflow_unit)" if counted and pm else "")
-        + f" from {rows_sql} as sqlflow_batch {by}"
-    )
-    per_unit = [r for r in found if not counted or not r[8]]
+    census: Census | None = run.census
+    if census is not None and census.check is not None and windows == list(run.plan.batches):
+        found = census.check  # this transaction's census: the same query, every batch
+    else:
+        found = execute(_check_sql(run, model_sql, literals))
+    if census is not None and census.check is not None:
+        run.census = replace(census, check=None)  # one group's, once
+    per_unit = _per_unit(run, found)
     if any(int(r[4]) for r in per_unit):
         return None  # null keys: the batch holding them refuses them
     rows = sum(int(r[2]) for r in per_unit)
@@ -1007,7 +1066,9 @@ def _new_keys(
             elif not pm.spec.is_time:
                 held.add(str(part))
     where = _group_range(run, windows, partitions, own)
-    held_rows = _rows_in(run, where) if rows else 0
+    # A build's first group writes into the table the build just created empty.
+    first_of_build = run.mode == BUILD and windows[0] == run.plan.batches[0]
+    held_rows = _rows_in(run, where) if rows and not first_of_build else 0
     if held_rows and _any_key_held(run, rows_sql, where):
         return None
     statistics = None
@@ -1018,6 +1079,49 @@ def _new_keys(
         {start: sorted(held) for start, held in partitions.items()},
         statistics,
     )
+
+
+def _rows_sql(run: ModelRun, model_sql: str, literals: tuple[str, str]) -> str:
+    """The model's rows within the window literals, as a parenthesized query."""
+    column = quote_identifier(run.config.event_time or "")
+    return (
+        f"(select * from ({model_sql}\n) as sqlflow_model"
+        f" where {column} >= {literals[0]} and {column} < {literals[1]})"
+    )
+
+
+def _check_sql(run: ModelRun, model_sql: str, literals: tuple[str, str]) -> str:
+    """The group check of a keyed model's rows within the literals (:func:`_new_keys`):
+    per unit (and partition, when not the windows' own) the rows, newest event time and
+    null keys; in a build also each partition's statistics (a grouping set by partition,
+    its rows flagged by ``grouping(sqlflow_unit)``, the 9th column)."""
+    config, services = run.config, run.services
+    pm = services.partitions
+    column = quote_identifier(config.event_time or "")
+    unit = config.batch_size or "day"
+    own = pm is None or (pm.spec.is_time and pm.spec.field == config.event_time)
+    counted = pm is not None and run.mode == BUILD
+    bucket = "null" if pm is None or (own and not counted) else pm.bucket_expr()
+    nulls = _null_filter(config)
+    figures_sql = f"count(*), max({column}), count(case when {nulls} then 1 end)"
+    by = (
+        "group by grouping sets ((sqlflow_unit, sqlflow_bucket), (sqlflow_bucket))"
+        if counted
+        else "group by all"
+    )
+    return (
+        f"select {truncate_sql(unit, utc_expr(column, services.event_time_type))}"
+        f" as sqlflow_unit, {bucket} as sqlflow_bucket, {figures_sql}"
+        + (f", {pm.statistics_sql()}, grouping(sqlflow_unit)" if counted and pm else "")
+        + f" from {_rows_sql(run, model_sql, literals)} as sqlflow_batch {by}"
+    )
+
+
+def _per_unit(run: ModelRun, found: list[tuple]) -> list[tuple]:
+    """The rows of :func:`_check_sql` per unit (not those of its grouping set by
+    partition)."""
+    counted = run.services.partitions is not None and run.mode == BUILD
+    return [r for r in found if not counted or not r[8]]
 
 
 def _group_range(

@@ -619,6 +619,13 @@ class SqlflowAdapter(DuckDBAdapter):
         )
 
     @available.parse_none
+    def sqlflow_staged(self, run_id: str) -> bool:
+        """Whether the run's batch loop created its staging table (a build whose groups
+        all loaded at once did not: there is nothing to drop)."""
+        loop = self._run(run_id).loop
+        return loop is not None and loop.staged
+
+    @available.parse_none
     def sqlflow_build(self, run_id: str, build_sql: str, intermediate: Any) -> None:
         """Build the table from the model's SQL as ``intermediate`` and check its keys,
         in the open transaction (the materialization then swaps it in)."""

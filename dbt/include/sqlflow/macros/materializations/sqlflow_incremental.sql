@@ -182,7 +182,7 @@
   {% endif %}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   {% do adapter.sqlflow_commit(plan.id) %}
-  {% if plan.has_batches %}
+  {% if plan.has_batches and adapter.sqlflow_staged(plan.id) %}
     {% do adapter.drop_relation(stage) %}
   {% endif %}
 {% endmacro %}
