@@ -254,6 +254,40 @@ def test_batches_commit_one_by_one_and_the_last_waits_for_finish_run(
     assert response.load_ids == [done.load_id for done, _ in log.calls]
 
 
+def test_the_rest_of_the_templates_is_rendered_once_when_a_batch_first_needs_it() -> None:
+    con = database(FOUR_DAYS_SOURCE)
+    run, session = begin_run(con, APPEND, "2025-01-04T12:00")
+    rendered: list[int] = []
+
+    def later() -> BatchTemplates:
+        rendered.append(1)
+        return STAGED_APPEND
+
+    log = CommitLog()
+    # Nothing for a group loaded at once: every batch is staged, from what later renders.
+    run_batches(run, session, BatchTemplates(None, {}), "stage", log, later=later)
+    finish_run(run, session, log)
+    assert rendered == [1]
+    assert run.loop.staged
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+
+
+def test_templates_rendered_later_are_not_rendered_when_no_batch_needs_them() -> None:
+    con = database(FOUR_DAYS_SOURCE)
+    run, session = begin_run(con, APPEND, "2025-01-04T12:00")
+
+    def later() -> BatchTemplates:
+        raise AssertionError("rendered although every batch went straight in")
+
+    log = CommitLog()
+    run_batches(
+        run, session, BatchTemplates(None, DIRECT_APPEND.variants), "stage", log, later=later
+    )
+    finish_run(run, session, log)
+    assert not run.loop.staged  # no staging table to drop
+    assert target_rows(con) == FOUR_DAYS_SOURCE[:6]
+
+
 @pytest.mark.parametrize(
     "templates",
     [

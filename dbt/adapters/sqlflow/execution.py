@@ -690,8 +690,9 @@ class _Loop:
         return self.later is None and self.templates.stage is not None
 
     def batch_templates(self) -> BatchTemplates:
-        """The templates of a batch loaded on its own (rendered now if not yet)."""
-        if self.later is not None:
+        """The templates of a batch loaded on its own (rendered now if not yet; a batch
+        that goes straight in, ``direct``, needs none besides)."""
+        if self.later is not None and "direct" not in self.templates.variants:
             self.templates = self.templates.with_rest(self.later())
             self.later = None
         return self.templates
