@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import duckdb
 import pytest
@@ -16,6 +17,7 @@ from dbt.adapters.sqlflow.sql import (
     WINDOW_END_MARK,
     WINDOW_START_MARK,
     BufferedWrites,
+    RowInsert,
     as_naive,
     fill_template,
     json_value,
@@ -421,6 +423,14 @@ def test_held_rows_keep_their_place_around_deletes(con: duckdb.DuckDBPyConnectio
     run.insert_rows("t", ("id", "v"), ("INTEGER", "VARCHAR"), [[1, "again"]])
     run.flush()
     assert table(con) == [(1, "again"), *((i, f"x{i}") for i in range(5, 13))]
+
+
+@pytest.mark.parametrize(("bad", "named"), [(float("nan"), "nan"), ([1], "list")])
+def test_held_rows_refuse_what_json_value_refuses(bad: Any, named: str) -> None:
+    rows = [[i, "x"] for i in range(JSON_ROWS)] + [[bad, "y"]]
+    held = RowInsert("t", ("a", "b"), ("DOUBLE", "VARCHAR"), rows)
+    with pytest.raises(ValueError, match=named):
+        held.sql()
 
 
 def test_json_value_refuses_what_sql_literal_refuses() -> None:

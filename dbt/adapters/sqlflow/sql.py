@@ -254,17 +254,35 @@ class RowInsert:
             return f"insert into {self.table} ({names}) values\n{values}"
         keys = [f"c{i}" for i in range(len(self.columns))]
         shape = json.dumps({key: [kind] for key, kind in zip(keys, self.types, strict=True)})
+        columns = [[row[i] for row in self.rows] for i in range(len(keys))]
+        for column in columns:
+            _check_json_values(column)
         # Plain values as json writes them; times and dates through json_value (default).
-        data = json.dumps(
-            {key: [row[i] for row in self.rows] for i, key in enumerate(keys)},
-            allow_nan=False,
-            default=json_value,
-        )
+        data = json.dumps(dict(zip(keys, columns, strict=True)), default=json_value)
         lists = ", ".join(f"unnest(sqlflow_rows.{key})" for key in keys)
         return (
             f"insert into {self.table} ({names}) select {lists} from (select from_json("
             f"{sql_string(data)}, {sql_string(shape)}) as sqlflow_rows)"
         )
+
+
+_JSON_PLAIN = frozenset((type(None), bool, int, str, datetime, date))
+"""The types :func:`json_value` takes as they are (times and dates it writes as text)."""
+
+
+def _check_json_values(values: list[Any]) -> None:
+    """Refuse, as :func:`json_value` does, a value of a column it would refuse (a NaN, a
+    list, ...): the per-column JSON text is written by ``json`` itself, which would take
+    lists and write NaN. One pass over the values' types; floats are checked one by one.
+
+    Raises:
+        ValueError: for the first such value.
+    """
+    for kind in set(map(type, values)) - _JSON_PLAIN:
+        for value in values:
+            if type(value) is not kind or (isinstance(value, float) and math.isfinite(value)):
+                continue
+            json_value(value)  # raises, unless a subclass of a plain type
 
 
 def json_value(value: Any) -> Any:
