@@ -154,20 +154,18 @@ LAKE_WRITERS = LakeWriters()
 """The process's one :class:`LakeWriters`."""
 
 
-_TRACKED_METRICS: dict[str, bool] = {}
-"""Per DuckDB version: whether it has the ``tracked_metrics`` setting."""
+_tracked_metrics: bool | None = None
+"""Whether this process's DuckDB has the ``tracked_metrics`` setting (None: not asked)."""
 
 
 def _has_tracked_metrics(cursor: Any) -> bool:
     """Whether this DuckDB has the ``tracked_metrics`` setting: asked once per process
     (a scan of ``duckdb_settings()`` costs ~2.5 ms, every model)."""
-    import duckdb
-
-    version = duckdb.__version__
-    if version not in _TRACKED_METRICS:
+    global _tracked_metrics
+    if _tracked_metrics is None:
         cursor.execute("select count(*) from duckdb_settings() where name = 'tracked_metrics'")
-        _TRACKED_METRICS[version] = bool(cursor.fetchone()[0])
-    return _TRACKED_METRICS[version]
+        _tracked_metrics = bool(cursor.fetchone()[0])
+    return _tracked_metrics
 
 
 def count_from_cursor(cursor: Any) -> int | None:

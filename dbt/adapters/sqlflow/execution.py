@@ -511,14 +511,20 @@ def _defers_census(config: SqlflowConfig, services: RunServices, mode: str) -> b
     :func:`_one_statement_end`). There one query is both the census and the group's
     check, and the check sees what the INSERT then reads (same transaction, after the
     pre-hooks)."""
-    every = config.commit_every
     return (
         mode == BUILD
         and new_keys_strategy(config) is not None
-        and not services.checks
-        and (every.seconds is None or every.auto)
-        and every.batches is None  # a group may then hold every batch
+        and _statements_may_group(config, services)
+        and config.commit_every.batches is None  # a group may then hold every batch
     )
+
+
+def _statements_may_group(config: SqlflowConfig, services: RunServices) -> bool:
+    """Whether the model's batches may load a group at a time (:func:`_one_statement_end`),
+    as far as its config tells: no quality check judges a batch, and ``commit_every`` is
+    no time target (one is measured batch by batch)."""
+    every = config.commit_every
+    return not services.checks and (every.seconds is None or every.auto)
 
 
 def _take_deferred_census(run: ModelRun) -> None:
@@ -836,12 +842,10 @@ def _one_statement_end(run: ModelRun, start: int) -> int | None:
     # empty), so its rows for a range may differ from the union of its windows' rows.
     if not (direct or new_keys) or census is None or census.source is None:
         return None
-    if run.services.checks:
+    if not _statements_may_group(run.config, run.services):
         return None
     if direct and pm is not None and not pm.spec.is_time:
         return None
-    if every.seconds is not None and not every.auto:
-        return None  # a time target is measured batch by batch
     batches = run.plan.batches
     if any(window is None for window in batches):
         return None
@@ -1029,10 +1033,7 @@ def _new_keys(
     pm = services.partitions
     keys = [quote_identifier(k) for k in config.unique_key]
     rows_sql = _rows_sql(run, model_sql, literals)
-    # Partitions on event_time are the windows' own (recorded as batch by batch does);
-    # others are read off the rows.
-    own = pm is None or (pm.spec.is_time and pm.spec.field == config.event_time)
-    counted = pm is not None and run.mode == BUILD
+    own, counted = _own_partitions(run), _counts_partitions(run)
     nulls = _null_filter(config)
     census: Census | None = run.census
     if census is not None and census.check is not None and windows == list(run.plan.batches):
@@ -1100,9 +1101,8 @@ def _check_sql(run: ModelRun, model_sql: str, literals: tuple[str, str]) -> str:
     pm = services.partitions
     column = quote_identifier(config.event_time or "")
     unit = config.batch_size or "day"
-    own = pm is None or (pm.spec.is_time and pm.spec.field == config.event_time)
-    counted = pm is not None and run.mode == BUILD
-    bucket = "null" if pm is None or (own and not counted) else pm.bucket_expr()
+    counted = _counts_partitions(run)
+    bucket = "null" if pm is None or (_own_partitions(run) and not counted) else pm.bucket_expr()
     nulls = _null_filter(config)
     figures_sql = f"count(*), max({column}), count(case when {nulls} then 1 end)"
     by = (
@@ -1121,8 +1121,20 @@ def _check_sql(run: ModelRun, model_sql: str, literals: tuple[str, str]) -> str:
 def _per_unit(run: ModelRun, found: list[tuple]) -> list[tuple]:
     """The rows of :func:`_check_sql` per unit (not those of its grouping set by
     partition)."""
-    counted = run.services.partitions is not None and run.mode == BUILD
+    counted = _counts_partitions(run)
     return [r for r in found if not counted or not r[8]]
+
+
+def _own_partitions(run: ModelRun) -> bool:
+    """Whether the model's partitions (if any) are its windows' own (on ``event_time``:
+    recorded as batch by batch does), not read off the rows."""
+    pm = run.services.partitions
+    return pm is None or (pm.spec.is_time and pm.spec.field == run.config.event_time)
+
+
+def _counts_partitions(run: ModelRun) -> bool:
+    """Whether the group check also gives partition statistics (a build's)."""
+    return run.services.partitions is not None and run.mode == BUILD
 
 
 def _group_range(
